@@ -1,0 +1,279 @@
+//! The normalised workflow that the rest of fogd uses: one shape for every FDL era.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::model;
+
+/// Which FDL dialect a file was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// `functions.oscar` only.
+    Oscar,
+    /// `functions.aws` only.
+    Scar,
+    /// Both: SCAR's hybrid workflows (OSCAR on premises, Lambda in AWS).
+    Hybrid,
+    /// Pre-2020 SCAR (`functions:` as a list).
+    LegacyScar,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Workflow {
+    pub dialect: Dialect,
+    pub services: Vec<Service>,
+    /// Declared providers plus the implicit `minio.default` / `s3.default` that services use.
+    pub providers: Vec<Provider>,
+    /// Peer clusters (`clusters:`), by id.
+    pub clusters: Vec<String>,
+}
+
+impl Workflow {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Several FDL files as one workflow (a chain may span files). The first declaration of a
+    /// provider wins.
+    pub fn merge(wfs: Vec<Workflow>) -> Workflow {
+        let mut it = wfs.into_iter();
+        let Some(mut acc) = it.next() else {
+            return Workflow {
+                dialect: Dialect::Oscar,
+                services: Vec::new(),
+                providers: Vec::new(),
+                clusters: Vec::new(),
+            };
+        };
+        for wf in it {
+            if wf.dialect != acc.dialect {
+                acc.dialect = Dialect::Hybrid;
+            }
+            acc.services.extend(wf.services);
+            for p in wf.providers {
+                if !acc.providers.iter().any(|q| q.reference == p.reference) {
+                    acc.providers.push(p);
+                }
+            }
+            for c in wf.clusters {
+                if !acc.clusters.contains(&c) {
+                    acc.clusters.push(c);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// Where a service runs according to its FDL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Platform {
+    Oscar { cluster_id: String },
+    AwsLambda,
+    LegacyScar,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Platform::Oscar { cluster_id } => write!(f, "oscar cluster {cluster_id}"),
+            Platform::AwsLambda => f.write_str("aws lambda"),
+            Platform::LegacyScar => f.write_str("legacy scar"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum Script {
+    /// A file next to the FDL, resolved and found.
+    File(PathBuf),
+    /// The script's text itself (API-level definitions).
+    Inline(String),
+    /// A path that was not looked up (`--schema-only`).
+    Unchecked(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub platform: Platform,
+    /// Recorded; the local executor runs the script on the host and does not run the image.
+    pub image: Option<String>,
+    pub script: Option<Script>,
+    pub memory_bytes: Option<u64>,
+    pub cpu_millis: Option<u64>,
+    pub log_level: Option<String>,
+    pub timeout_s: Option<u64>,
+    pub inputs: Vec<IoBinding>,
+    pub outputs: Vec<IoBinding>,
+    pub env: BTreeMap<String, String>,
+    /// Values are never printed.
+    #[serde(serialize_with = "keys_only")]
+    pub secrets: BTreeMap<String, String>,
+    /// Long-running (`expose`) or KServe services: not triggered by files.
+    pub exposed: bool,
+    pub file_stage_in: bool,
+    pub delegation: Option<Delegation>,
+}
+
+fn keys_only<S: serde::Serializer>(m: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(m.keys())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Minio,
+    S3,
+    Onedata,
+    Webdav,
+    Rucio,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 5] = [
+        ProviderKind::Minio,
+        ProviderKind::S3,
+        ProviderKind::Onedata,
+        ProviderKind::Webdav,
+        ProviderKind::Rucio,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Minio => "minio",
+            ProviderKind::S3 => "s3",
+            ProviderKind::Onedata => "onedata",
+            ProviderKind::Webdav => "webdav",
+            ProviderKind::Rucio => "rucio",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        Self::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+    /// Buckets and folders: paths get OSCAR's `<service>/<path>` treatment.
+    pub fn is_bucket_store(self) -> bool {
+        matches!(self, ProviderKind::Minio | ProviderKind::S3)
+    }
+}
+
+/// `minio.default`, `s3.my_s3`, ...
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ProviderRef {
+    pub kind: ProviderKind,
+    pub id: String,
+}
+
+impl ProviderRef {
+    pub fn new(kind: ProviderKind, id: impl Into<String>) -> Self {
+        ProviderRef { kind, id: id.into() }
+    }
+}
+
+impl fmt::Display for ProviderRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// One input or output of a service.
+#[derive(Debug, Clone, Serialize)]
+pub struct IoBinding {
+    pub provider: ProviderRef,
+    /// `bucket/folder...`, without leading or trailing `/`.
+    pub path: String,
+    pub prefix: Vec<String>,
+    pub suffix: Vec<String>,
+}
+
+impl IoBinding {
+    /// Does an object key (relative to the provider, `bucket/...`) match this binding?
+    pub fn matches_key(&self, key: &str) -> bool {
+        let Some(rest) = key.strip_prefix(self.path.as_str()) else {
+            return false;
+        };
+        let Some(rel) = rest.strip_prefix('/') else {
+            return false;
+        };
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        !rel.is_empty()
+            && !key.ends_with('/')
+            && (self.prefix.is_empty() || self.prefix.iter().any(|p| name.starts_with(p.as_str())))
+            && (self.suffix.is_empty() || self.suffix.iter().any(|s| name.ends_with(s.as_str())))
+    }
+}
+
+impl fmt::Display for IoBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.provider, self.path)?;
+        if !self.prefix.is_empty() {
+            write!(f, " prefix={}", self.prefix.join(","))?;
+        }
+        if !self.suffix.is_empty() {
+            write!(f, " suffix={}", self.suffix.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// A declared (or implicit) storage provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provider {
+    #[serde(rename = "ref")]
+    pub reference: ProviderRef,
+    /// Not declared in the file: the cluster's own MinIO, or AWS S3 with default credentials.
+    pub implicit: bool,
+    /// Credentials are kept for the stores but never serialised.
+    #[serde(skip)]
+    pub settings: ProviderSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum ProviderSettings {
+    #[default]
+    Implicit,
+    Minio(model::MinioProvider),
+    S3(model::S3Provider),
+    Onedata(model::OnedataProvider),
+    Webdav(model::WebdavProvider),
+    Rucio(model::RucioProvider),
+}
+
+impl ProviderSettings {
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            ProviderSettings::Minio(m) => m.endpoint.as_deref(),
+            ProviderSettings::S3(s) => s.endpoint.as_deref(),
+            ProviderSettings::Onedata(o) => o.oneprovider_host.as_deref(),
+            ProviderSettings::Webdav(w) => w.hostname.as_deref(),
+            ProviderSettings::Rucio(r) => r.host.as_deref(),
+            ProviderSettings::Implicit => None,
+        }
+        .filter(|e| !e.trim().is_empty())
+    }
+}
+
+/// OSCAR's `replicas` (<= 3.x) or `federation` (4.x): where a service may be delegated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delegation {
+    /// `static`, `random`, `load-based`, `topsis`; OSCAR's default is `static`.
+    pub policy: String,
+    pub rescheduler_threshold_s: Option<u64>,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    /// `oscar` (a cluster of `clusters:`) or `endpoint` (a URL).
+    pub kind: String,
+    pub cluster_id: Option<String>,
+    pub service_name: Option<String>,
+    pub url: Option<String>,
+    /// 0 is the highest; 101 means "never delegate here" in OSCAR.
+    pub priority: u32,
+}

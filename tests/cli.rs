@@ -1,0 +1,162 @@
+//! `fogd validate` and `fogd graph` as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fogd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args(args)
+        .output()
+        .expect("run fogd")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn conformance(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/conformance/fdl")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+const MASK: &str = "grycap_oscar__examples__mask-detector-workflow__mask-detector-workflow.yaml";
+
+#[test]
+fn validate_prints_services_providers_links_and_exits_zero_when_valid() {
+    let o = fogd(&["validate", "--schema-only", &conformance(MASK)]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(": valid (0 error(s), 0 warning(s))"), "{out}");
+    assert!(
+        out.contains("anon-and-split [oscar cluster my_oscar] image grycap/blurry-faces"),
+        "{out}"
+    );
+    assert!(out.contains("in  minio.default:mask-detector/input"), "{out}");
+    assert!(out.contains("providers: minio.default (implicit)"), "{out}");
+    assert!(out.contains("links: anon-and-split -> mask-detector"), "{out}");
+    assert!(
+        out.contains("runs the script on this host, not the image"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_without_schema_only_needs_the_scripts() {
+    let o = fogd(&["validate", &conformance(MASK)]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("functions.oscar[0].my_oscar.script: script"),
+        "{out}"
+    );
+    assert!(out.contains("blurry-faces.sh` not found"), "{out}");
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let o = fogd(&["validate", "--schema-only", "--json", &conformance(MASK)]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let svcs = &v[0]["workflow"]["services"];
+    assert_eq!(svcs[0]["name"], "anon-and-split");
+    assert_eq!(svcs[0]["memory_bytes"], 2u64 << 30);
+    assert_eq!(svcs[1]["inputs"][0]["path"], "mask-detector/intermediate");
+}
+
+#[test]
+fn several_files_and_a_missing_one() {
+    let o = fogd(&[
+        "validate",
+        "--schema-only",
+        &conformance(MASK),
+        "/nonexistent/x.yaml",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out.contains("error: /nonexistent/x.yaml: cannot open"), "{out}");
+    assert!(out.contains("2 file(s): 1 valid, 1 invalid"), "{out}");
+}
+
+#[test]
+fn graph_formats() {
+    let f = conformance(MASK);
+    let text = stdout(&fogd(&["graph", "--schema-only", &f]));
+    assert!(
+        text.contains("anon-and-split -> mask-detector  via minio.default:mask-detector/intermediate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("minio.default:mask-detector/input -> anon-and-split"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mask-detector -> minio.default:mask-detector/result"),
+        "{text}"
+    );
+    assert!(text.contains("cycles: none"), "{text}");
+    let mermaid = stdout(&fogd(&["graph", "--schema-only", "--format", "mermaid", &f]));
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(
+        mermaid.contains("s0 -->|\"minio.default:mask-detector/intermediate\"| s1"),
+        "{mermaid}"
+    );
+    let dot = stdout(&fogd(&["graph", "--schema-only", "--format", "dot", &f]));
+    assert!(
+        dot.starts_with("digraph workflow {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("s0 -> s1 [label=\"minio.default:mask-detector/intermediate\"];"),
+        "{dot}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&fogd(&["graph", "--schema-only", "--format", "json", &f]).stdout)
+            .expect("json");
+    assert_eq!(json["edges"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn graph_spans_files_and_reports_cycles() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, "functions:\n  oscar:\n  - c:\n      name: split\n      image: x\n      script: s.sh\n      input: [{storage_provider: minio, path: v/in}]\n      output: [{storage_provider: minio, path: v/frames}]\n").expect("w");
+    std::fs::write(&b, "functions:\n  oscar:\n  - c:\n      name: detect\n      image: x\n      script: s.sh\n      input: [{storage_provider: minio, path: v/frames}]\n      output: [{storage_provider: minio, path: v/in/again}]\n").expect("w");
+    let o = fogd(&[
+        "graph",
+        "--schema-only",
+        a.to_str().unwrap_or(""),
+        b.to_str().unwrap_or(""),
+    ]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("split -> detect  via minio.default:v/frames"),
+        "{text}"
+    );
+    assert!(
+        text.contains("detect -> split  via minio.default:v/in/again"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cycles (each output re-triggers the chain forever):\n  split -> detect -> split"),
+        "{text}"
+    );
+    // `validate` shows the same cycle as a note.
+    let v = stdout(&fogd(&["validate", "--schema-only", a.to_str().unwrap_or("")]));
+    assert!(!v.contains("cycle"), "{v}");
+}
+
+#[test]
+fn graph_refuses_invalid_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("bad.yaml");
+    std::fs::write(&a, "functions: 1\n").expect("w");
+    let o = fogd(&["graph", a.to_str().unwrap_or("")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:1:1: functions: invalid type"), "{err}");
+}
