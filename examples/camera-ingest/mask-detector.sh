@@ -1,0 +1,2 @@
+#!/bin/sh
+exec fogd detect-masks "$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR"
