@@ -2,4 +2,11 @@
 //! for how the modules fit together.
 
 pub mod cli;
+pub mod config;
+pub mod exec;
 pub mod fdl;
+pub mod journal;
+pub mod router;
+pub mod runtime;
+pub mod scheduler;
+pub mod store;

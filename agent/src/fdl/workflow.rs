@@ -192,19 +192,28 @@ pub struct IoBinding {
 }
 
 impl IoBinding {
-    /// Does an object key (relative to the provider, `bucket/...`) match this binding?
+    /// Does an object key (relative to the provider, `bucket/...`) match this binding? Prefix and
+    /// suffix are matched against the path below the binding's folder, as the FaaS Supervisor
+    /// matches output files.
     pub fn matches_key(&self, key: &str) -> bool {
-        let Some(rest) = key.strip_prefix(self.path.as_str()) else {
-            return false;
-        };
-        let Some(rel) = rest.strip_prefix('/') else {
-            return false;
-        };
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        !rel.is_empty()
-            && !key.ends_with('/')
-            && (self.prefix.is_empty() || self.prefix.iter().any(|p| name.starts_with(p.as_str())))
-            && (self.suffix.is_empty() || self.suffix.iter().any(|s| name.ends_with(s.as_str())))
+        match key
+            .strip_prefix(self.path.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(rel) => !rel.is_empty() && !rel.ends_with('/') && self.matches_relative(rel),
+            None => false,
+        }
+    }
+
+    /// The prefix/suffix filters on a path relative to the binding's folder.
+    pub fn matches_relative(&self, rel: &str) -> bool {
+        (self.prefix.is_empty() || self.prefix.iter().any(|p| rel.starts_with(p.as_str())))
+            && (self.suffix.is_empty() || self.suffix.iter().any(|s| rel.ends_with(s.as_str())))
+    }
+
+    /// Where an output file at `rel` (relative to TMP_OUTPUT_DIR) is stored.
+    pub fn output_key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.path)
     }
 }
 

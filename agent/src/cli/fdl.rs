@@ -1,78 +1,13 @@
-//! The CLI edge: argument parsing and printing. Library modules return typed errors; this module
-//! turns them into messages and exit codes.
+//! `fogd validate` and `fogd graph`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
+use super::GraphFormat;
 use crate::fdl::{self, graph, LoadOptions, Report, Script, Workflow};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "fogd",
-    version,
-    about = "Edge agent and declarative gateway for OSCAR/SCAR FDL workflows"
-)]
-pub struct Cli {
-    /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Check FDL files: services, providers and links found, then warnings and errors.
-    /// Exits 0 only when every file is valid.
-    Validate {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Do not look for the `script:` files next to the FDL.
-        #[arg(long)]
-        schema_only: bool,
-        /// Print one JSON report per file (a JSON array) instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the workflow graph that the FDL files' storage paths make.
-    Graph {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
-        format: GraphFormat,
-        /// Do not look for the `script:` files next to the FDL.
-        #[arg(long)]
-        schema_only: bool,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum GraphFormat {
-    Text,
-    Mermaid,
-    Dot,
-    Json,
-}
-
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Validate {
-            files,
-            schema_only,
-            json,
-        } => validate(&files, LoadOptions { schema_only }, json),
-        Command::Graph {
-            files,
-            format,
-            schema_only,
-        } => graph_cmd(&files, LoadOptions { schema_only }, format),
-    }
-}
-
-fn validate(files: &[PathBuf], opts: LoadOptions, json: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn validate(files: &[PathBuf], opts: LoadOptions, json: bool) -> anyhow::Result<ExitCode> {
     let reports: Vec<Report> = files.iter().map(|f| fdl::load_file(f, opts)).collect();
     let all_valid = reports.iter().all(Report::is_valid);
     let mut out = std::io::stdout().lock();
@@ -191,7 +126,11 @@ fn print_workflow(out: &mut impl Write, wf: &Workflow) -> std::io::Result<()> {
     Ok(())
 }
 
-fn graph_cmd(files: &[PathBuf], opts: LoadOptions, format: GraphFormat) -> anyhow::Result<ExitCode> {
+pub(super) fn graph_cmd(
+    files: &[PathBuf],
+    opts: LoadOptions,
+    format: GraphFormat,
+) -> anyhow::Result<ExitCode> {
     let mut workflows = Vec::new();
     let mut failed = false;
     for f in files {

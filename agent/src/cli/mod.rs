@@ -1,0 +1,146 @@
+//! The CLI edge: argument parsing and printing. Library modules return typed errors; this module
+//! turns them into messages and exit codes.
+
+mod fdl;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::fdl::LoadOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fogd",
+    version,
+    about = "Edge agent and declarative gateway for OSCAR/SCAR FDL workflows"
+)]
+pub struct Cli {
+    /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// The node's settings (fogd.yaml). Without it: the embedded default, data in ./fogd-data.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Overrides the config's data_dir.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check FDL files: services, providers and links found, then warnings and errors.
+    /// Exits 0 only when every file is valid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Do not look for the `script:` files next to the FDL.
+        #[arg(long)]
+        schema_only: bool,
+        /// Print one JSON report per file (a JSON array) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the workflow graph that the FDL files' storage paths make.
+    Graph {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+        /// Do not look for the `script:` files next to the FDL.
+        #[arg(long)]
+        schema_only: bool,
+    },
+    /// Run the workflows: files that land in a service's input path trigger it. Ctrl-C drains
+    /// (running invocations finish) and stops.
+    Run {
+        /// FDL files; default: the config's `workflows`, else the ones the daemon last ran.
+        files: Vec<PathBuf>,
+    },
+    /// Put a file into a store (`minio/bucket/folder/`, `s3.my_s3/bucket/key`), which triggers
+    /// the services watching that path.
+    Put {
+        /// PROVIDER/PATH; a PATH ending in `/` gets the file's name.
+        target: String,
+        file: PathBuf,
+        /// FDL files that declare the provider (default: the ones the daemon runs).
+        #[arg(long = "workflow")]
+        workflows: Vec<PathBuf>,
+    },
+    /// Run one service on a file (or on nothing), whatever its input paths.
+    Invoke {
+        service: String,
+        file: Option<PathBuf>,
+        /// Wait for the invocation to finish (a running `fogd run` executes it) and print its log.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long = "workflow")]
+        workflows: Vec<PathBuf>,
+    },
+    /// The invocations, newest first.
+    Jobs {
+        service: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An invocation's output (stdout and stderr); without JOB, the service's latest.
+    Logs { service: String, job: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Mermaid,
+    Dot,
+    Json,
+}
+
+fn config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    Ok(cfg)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Validate {
+            files,
+            schema_only,
+            json,
+        } => fdl::validate(
+            files,
+            LoadOptions {
+                schema_only: *schema_only,
+            },
+            *json,
+        ),
+        Command::Graph {
+            files,
+            format,
+            schema_only,
+        } => fdl::graph_cmd(
+            files,
+            LoadOptions {
+                schema_only: *schema_only,
+            },
+            *format,
+        ),
+        _ => {
+            let cfg = config(&cli)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(runtime::dispatch(cli.command, cfg))
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `fogd run`, `put`, `invoke`, `jobs`, `logs`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::Command;
+use crate::config::Config;
+use crate::journal::{Invocation, Journal};
+use crate::router::parse_provider;
+use crate::runtime::Runtime;
+
+pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run { files } => run(cfg, files).await,
+        Command::Put {
+            target,
+            file,
+            workflows,
+        } => put(cfg, &target, file, &workflows).await,
+        Command::Invoke {
+            service,
+            file,
+            wait,
+            workflows,
+        } => invoke(cfg, &service, file, wait, &workflows).await,
+        Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
+        Command::Logs { service, job } => logs(&cfg, &service, job.as_deref()),
+        Command::Validate { .. } | Command::Graph { .. } => bail!("not a runtime command"),
+    }
+}
+
+async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let files = if files.is_empty() {
+        cfg.workflows.clone()
+    } else {
+        files
+    };
+    let rt = Arc::new(Runtime::open(cfg, &files)?);
+    if rt.workflow.services.is_empty() {
+        bail!("no workflow to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml");
+    }
+    let recorded: Vec<PathBuf> = files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    if !recorded.is_empty() {
+        rt.journal.set_workflows(&recorded)?;
+    }
+    for (p, store) in rt.stores() {
+        match store {
+            Some(s) => tracing::info!(provider = %p, store = s.name(), local = s.is_local(), "store ready"),
+            None => {
+                tracing::warn!(provider = %p, "{}", rt.store(p).err().map(|e| e.to_string()).unwrap_or_default())
+            }
+        }
+    }
+    crate::scheduler::run(rt, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (systemd, Kubernetes).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn put(cfg: Config, target: &str, file: PathBuf, workflows: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (prov, path) = target
+        .split_once('/')
+        .with_context(|| format!("`{target}`: write PROVIDER/PATH, e.g. minio/cameras/incoming/"))?;
+    let provider = parse_provider(prov).with_context(|| {
+        format!("`{prov}`: not a provider (minio, s3, onedata, webdav, rucio, as TYPE or TYPE.ID)")
+    })?;
+    let key = if path.ends_with('/') || path.is_empty() {
+        let name = file
+            .file_name()
+            .with_context(|| format!("{}: no file name", file.display()))?;
+        format!("{path}{}", name.to_string_lossy())
+    } else {
+        path.to_string()
+    };
+    if !file.is_file() {
+        bail!("{}: not a file", file.display());
+    }
+    let rt = Runtime::open(cfg, workflows)?;
+    let (meta, invs) = rt.put(&provider, &key, &file).await?;
+    println!(
+        "{provider}/{} ({} bytes): {} invocation(s) queued",
+        meta.key,
+        meta.size,
+        invs.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn invoke(
+    cfg: Config,
+    service: &str,
+    file: Option<PathBuf>,
+    wait: bool,
+    workflows: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let rt = Runtime::open(cfg, workflows)?;
+    let id = rt.invoke(service, file.as_deref()).await?;
+    let inv = rt
+        .journal
+        .invocation(&id.to_string())?
+        .context("the invocation just queued is gone")?;
+    println!("{}: queued", inv.uuid);
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let inv = loop {
+        match rt.journal.invocation(&inv.uuid)? {
+            Some(i) if i.state.is_final() => break i,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    print_log(&rt.log_path(&inv.service, &inv.uuid));
+    println!(
+        "{}: {}{}",
+        inv.uuid,
+        inv.state.as_str(),
+        inv.error.map(|e| format!(" ({e})")).unwrap_or_default()
+    );
+    Ok(if inv.state == crate::journal::State::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn open_journal(cfg: &Config) -> anyhow::Result<Journal> {
+    let path = cfg.data_dir.join("journal.sqlite");
+    if !path.exists() {
+        bail!(
+            "{}: no journal (has `fogd run` used this data folder?)",
+            path.display()
+        );
+    }
+    Ok(Journal::open(&path, cfg.journal_sync)?)
+}
+
+fn jobs(cfg: &Config, service: Option<&str>, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let j = open_journal(cfg)?;
+    let rows = j.invocations(service, limit)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<44} {:<20} {:<10} {:>4} {:>3} {:>9}  INPUT",
+        "JOB", "SERVICE", "STATE", "EXIT", "OUT", "TIME"
+    )?;
+    for i in &rows {
+        writeln!(
+            out,
+            "{:<44} {:<20} {:<10} {:>4} {:>3} {:>9}  {}{}",
+            i.uuid,
+            i.service,
+            i.state.as_str(),
+            i.exit_code.map_or("-".into(), |c| c.to_string()),
+            i.outputs,
+            duration(i),
+            i.key,
+            i.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn duration(i: &Invocation) -> String {
+    match (i.started_ms, i.finished_ms) {
+        (Some(s), Some(f)) => format!("{:.3}s", (f - s) as f64 / 1000.0),
+        (Some(_), None) => "running".into(),
+        _ => "-".into(),
+    }
+}
+
+fn logs(cfg: &Config, service: &str, job: Option<&str>) -> anyhow::Result<ExitCode> {
+    let j = open_journal(cfg)?;
+    let inv = match job {
+        Some(job) => j.invocation(job)?.with_context(|| format!("no job `{job}`"))?,
+        None => j
+            .invocations(Some(service), 1)?
+            .into_iter()
+            .next()
+            .with_context(|| format!("service `{service}` has no invocations"))?,
+    };
+    if inv.service != service {
+        bail!(
+            "job {} belongs to service `{}`, not `{service}`",
+            inv.uuid,
+            inv.service
+        );
+    }
+    println!(
+        "== {} {} {}",
+        inv.uuid,
+        inv.state.as_str(),
+        inv.error.as_deref().unwrap_or("")
+    );
+    print_log(
+        &cfg.data_dir
+            .join("logs")
+            .join(service)
+            .join(format!("{}.log", inv.uuid)),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_log(path: &std::path::Path) {
+    match std::fs::read(path) {
+        Ok(b) => {
+            let _ = std::io::stdout().write_all(&b);
+        }
+        Err(_) => println!("(no log yet)"),
+    }
+}

@@ -1,0 +1,208 @@
+//! Runs a script as a local process: `/bin/sh script.sh` (the shebang is ignored, as in OSCAR),
+//! in its own process group, with a timeout, its stdout and stderr captured up to a cap.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::fdl::Script;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the script of this service was not resolved (loaded with --schema-only?)")]
+    NoScript,
+    #[error("cannot start /bin/sh: {0}")]
+    Spawn(std::io::Error),
+    #[error("output `{rel}` is {size} bytes, over max_output_bytes ({max}); nothing of this run was stored")]
+    OutputTooLarge { rel: String, size: u64, max: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
+    move |source| ExecError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct ScriptSpec<'a> {
+    pub script: Option<&'a Script>,
+    /// The invocation's folder (cwd).
+    pub dir: &'a Path,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub log_path: &'a Path,
+    pub log_cap: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptStatus {
+    Exited(i32),
+    /// Killed by a signal (its number).
+    Signalled(i32),
+    TimedOut,
+}
+
+/// Variables of fogd's own environment that a script may see; everything else (fogd's secrets)
+/// stays out.
+const PASSED_THROUGH: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+pub async fn run_script(spec: ScriptSpec<'_>) -> Result<ScriptStatus, ExecError> {
+    let script_path = match spec.script {
+        Some(Script::File(p)) => p.clone(),
+        Some(Script::Inline(text)) => {
+            let p = spec.dir.join("script.sh");
+            tokio::fs::write(&p, text).await.map_err(io(&p))?;
+            p
+        }
+        Some(Script::Unchecked(_)) | None => return Err(ExecError::NoScript),
+    };
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg(&script_path)
+        .current_dir(spec.dir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for k in PASSED_THROUGH {
+        if let Ok(v) = std::env::var(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
+    let pgid = child.id().map(|p| p as i32);
+    let log = tokio::fs::File::create(spec.log_path)
+        .await
+        .map_err(io(spec.log_path))?;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let capture = capture(out, err, log, spec.log_cap);
+    let waited = tokio::time::timeout(spec.timeout, async {
+        let (status, captured) = tokio::join!(child.wait(), capture);
+        (status, captured)
+    })
+    .await;
+    let status = match waited {
+        Ok((status, captured)) => {
+            captured.map_err(io(spec.log_path))?;
+            let status = status.map_err(io(&script_path))?;
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(c), _) => ScriptStatus::Exited(c),
+                (None, Some(s)) => ScriptStatus::Signalled(s),
+                (None, None) => ScriptStatus::Exited(-1),
+            }
+        }
+        Err(_) => {
+            // The whole group: a script's children must not outlive it.
+            if let Some(pg) = pgid {
+                // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+                // touched.
+                unsafe {
+                    libc::kill(-pg, libc::SIGKILL);
+                }
+            }
+            let _ = child.wait().await;
+            let mut f = tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(spec.log_path)
+                .await
+                .map_err(io(spec.log_path))?;
+            let note = format!("\n[fogd] killed after the timeout of {:?}\n", spec.timeout);
+            f.write_all(note.as_bytes()).await.map_err(io(spec.log_path))?;
+            ScriptStatus::TimedOut
+        }
+    };
+    Ok(status)
+}
+
+/// Copies stdout and stderr into the log until `cap` bytes, then drains and counts the rest.
+async fn capture(
+    out: Option<impl AsyncRead + Unpin>,
+    err: Option<impl AsyncRead + Unpin>,
+    mut log: tokio::fs::File,
+    cap: u64,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    async fn pump(r: Option<impl AsyncRead + Unpin>, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
+        let Some(mut r) = r else { return };
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    }
+    let writer = async {
+        let (mut written, mut dropped) = (0u64, 0u64);
+        while let Some(chunk) = rx.recv().await {
+            let room = cap.saturating_sub(written) as usize;
+            let keep = chunk.len().min(room);
+            log.write_all(&chunk[..keep]).await?;
+            written += keep as u64;
+            dropped += (chunk.len() - keep) as u64;
+        }
+        if dropped > 0 {
+            log.write_all(
+                format!("\n[fogd] log cut at {cap} bytes; {dropped} more bytes dropped\n").as_bytes(),
+            )
+            .await?;
+        }
+        log.flush().await
+    };
+    let tx2 = tx.clone();
+    drop(tx);
+    let (_, _, w) = tokio::join!(pump(out, tx2.clone()), pump(err, tx2), writer);
+    w
+}
+
+/// An output file: its path relative to TMP_OUTPUT_DIR (`/`-separated) and on disk.
+#[derive(Debug, Clone)]
+pub struct OutputFile {
+    pub rel: String,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Every regular file under `out_dir`. Symbolic links are not followed and not stored (a script
+/// could point one outside TMP_OUTPUT_DIR); each is named in `skipped`.
+pub fn collect_outputs(out_dir: &Path, max_bytes: u64) -> Result<(Vec<OutputFile>, Vec<String>), ExecError> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    let mut stack = vec![out_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(io(&path))?;
+            let rel = path
+                .strip_prefix(out_dir)
+                .map(|r| r.to_string_lossy().replace('\n', ""))
+                .unwrap_or_default();
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let size = entry.metadata().map_err(io(&path))?.len();
+                if size > max_bytes {
+                    return Err(ExecError::OutputTooLarge {
+                        rel,
+                        size,
+                        max: max_bytes,
+                    });
+                }
+                files.push(OutputFile { rel, path, size });
+            } else {
+                skipped.push(rel);
+            }
+        }
+    }
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    skipped.sort();
+    Ok((files, skipped))
+}

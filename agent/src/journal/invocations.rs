@@ -1,0 +1,229 @@
+//! Invocation state transitions: queued -> running -> succeeded | failed | timed_out, and the
+//! recovery of runs that a crash interrupted.
+
+use rusqlite::{params, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::{now_ms, Journal, JournalError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::TimedOut => "timed_out",
+        }
+    }
+    fn parse(s: &str) -> State {
+        match s {
+            "queued" => State::Queued,
+            "running" => State::Running,
+            "succeeded" => State::Succeeded,
+            "timed_out" => State::TimedOut,
+            _ => State::Failed,
+        }
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Succeeded | State::Failed | State::TimedOut)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invocation {
+    pub id: i64,
+    pub uuid: String,
+    pub service: String,
+    pub event_id: i64,
+    pub state: State,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub outputs: u32,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    /// From the event, for listings.
+    pub key: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub state: State,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub outputs: u32,
+}
+
+const COLUMNS: &str = "i.id, i.uuid, i.service, i.event_id, i.state, i.attempts, i.exit_code, i.error,
+    i.outputs, i.created_ms, i.started_ms, i.finished_ms, e.key";
+
+fn row(r: &Row) -> rusqlite::Result<Invocation> {
+    Ok(Invocation {
+        id: r.get(0)?,
+        uuid: r.get(1)?,
+        service: r.get(2)?,
+        event_id: r.get(3)?,
+        state: State::parse(&r.get::<_, String>(4)?),
+        attempts: r.get(5)?,
+        exit_code: r.get(6)?,
+        error: r.get(7)?,
+        outputs: r.get(8)?,
+        created_ms: r.get(9)?,
+        started_ms: r.get(10)?,
+        finished_ms: r.get(11)?,
+        key: r.get(12)?,
+    })
+}
+
+impl Journal {
+    /// Moves up to `limit` queued invocations of `service` to running (oldest first) and returns
+    /// them. One transaction: two schedulers never claim the same invocation.
+    pub fn claim(&self, service: &str, limit: usize) -> Result<Vec<Invocation>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let ids: Vec<i64> = tx
+            .prepare_cached(
+                "UPDATE invocations SET state = 'running', attempts = attempts + 1, started_ms = ?3
+                 WHERE id IN (SELECT id FROM invocations WHERE state = 'queued' AND service = ?1
+                              ORDER BY id LIMIT ?2)
+                 RETURNING id",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![service, limit as i64, now_ms()], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id WHERE i.id = ?1"
+                ))
+                .map_err(|e| self.err(e))?;
+            for id in ids {
+                out.push(st.query_row([id], row).map_err(|e| self.err(e))?);
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        out.sort_by_key(|i| i.id);
+        Ok(out)
+    }
+
+    pub fn finish(&self, id: i64, o: &Outcome) -> Result<()> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE invocations SET state = ?2, exit_code = ?3, error = ?4, outputs = ?5, finished_ms = ?6
+                 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut st| {
+                st.execute(params![id, o.state.as_str(), o.exit_code, o.error, o.outputs, now_ms()])
+            })
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(JournalError::NoInvocation(format!("{id} (running)")));
+        }
+        Ok(())
+    }
+
+    /// After a crash: runs that were in flight go back to the queue, unless they have been tried
+    /// `max_attempts` times already (then they fail, with the reason). Returns (requeued, failed).
+    pub fn recover(&self, max_attempts: u32) -> Result<(usize, usize)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let failed = tx
+            .execute(
+                "UPDATE invocations SET state = 'failed', finished_ms = ?2,
+                   error = 'interrupted ' || attempts || ' times (fogd stopped while it ran); not retried'
+                 WHERE state = 'running' AND attempts >= ?1",
+                params![max_attempts, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        let requeued = tx
+            .execute(
+                "UPDATE invocations SET state = 'queued' WHERE state = 'running'",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((requeued, failed))
+    }
+
+    /// Services that have queued invocations.
+    pub fn queued_services(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT DISTINCT service FROM invocations WHERE state = 'queued'")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get(0))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Newest first; `service` filters; at most `limit` rows.
+    pub fn invocations(&self, service: Option<&str>, limit: usize) -> Result<Vec<Invocation>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
+                 WHERE (?1 IS NULL OR i.service = ?1) ORDER BY i.id DESC LIMIT ?2"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![service, limit as i64], row)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// By uuid (JOB_UUID) or by numeric id.
+    pub fn invocation(&self, job: &str) -> Result<Option<Invocation>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
+                 WHERE i.uuid = ?1 OR CAST(i.id AS TEXT) = ?1"
+            ))
+            .map_err(|e| self.err(e))?;
+        st.query_row([job], row).optional().map_err(|e| self.err(e))
+    }
+
+    /// Counts by state, for summaries and tests.
+    pub fn counts(&self) -> Result<Vec<(String, State, u64)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT service, state, COUNT(*) FROM invocations GROUP BY service, state ORDER BY service",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    State::parse(&r.get::<_, String>(1)?),
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+}

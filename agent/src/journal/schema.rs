@@ -1,0 +1,92 @@
+//! The journal's schema, as numbered migrations applied in order (`PRAGMA user_version`).
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::{JournalError, Result};
+
+/// Each entry moves the schema one version up. Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: events and invocations (the runtime), workflows (what the daemon runs), and the tables
+    //    that ingest and sync fill: ingest rows and the outbox.
+    "CREATE TABLE events(
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        event_time TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        UNIQUE(provider, key, etag)
+     );
+     CREATE TABLE invocations(
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        service TEXT NOT NULL,
+        event_id INTEGER NOT NULL REFERENCES events(id),
+        state TEXT NOT NULL CHECK(state IN ('queued','running','succeeded','failed','timed_out')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        error TEXT,
+        outputs INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        started_ms INTEGER,
+        finished_ms INTEGER,
+        UNIQUE(service, event_id)
+     );
+     CREATE INDEX invocations_queue ON invocations(state, service, id);
+     CREATE TABLE workflows(path TEXT PRIMARY KEY, loaded_ms INTEGER NOT NULL);
+     CREATE TABLE ingest(
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        spool_path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+     );
+     CREATE TABLE outbox(
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        key TEXT NOT NULL,
+        local_path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        checksum TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try_ms INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        error TEXT,
+        created_ms INTEGER NOT NULL,
+        UNIQUE(provider, key)
+     );",
+];
+
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let err = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .map_err(err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(JournalError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}

@@ -1,0 +1,312 @@
+//! The daemon's loop: per-service queues (in the journal) and concurrency, running each claimed
+//! invocation through the local executor, storing its outputs (which chains the next service)
+//! and watching S3 inputs for objects written by others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::exec::contract;
+use crate::exec::local::{self, ScriptSpec, ScriptStatus};
+use crate::fdl::ProviderRef;
+use crate::journal::{Invocation, Outcome, State};
+use crate::router::parse_provider;
+use crate::runtime::{Result, Runtime, RuntimeError};
+
+/// How often the journal is looked at for work queued by other processes (`fogd put`).
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs until `shutdown` completes, then stops taking work and waits for the running invocations.
+pub async fn run(rt: Arc<Runtime>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let (requeued, failed) = rt.journal.recover(rt.cfg.max_attempts)?;
+    if requeued + failed > 0 {
+        tracing::warn!(
+            requeued,
+            failed,
+            "recovered invocations that were running when fogd stopped"
+        );
+    }
+    let sems: BTreeMap<String, Arc<Semaphore>> = rt
+        .workflow
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), Arc::new(Semaphore::new(rt.cfg.concurrency()))))
+        .collect();
+    let mut watchers = spawn_watchers(&rt);
+    let mut tasks = JoinSet::new();
+    let mut warned = BTreeSet::new();
+    tokio::pin!(shutdown);
+    tracing::info!(
+        services = rt.workflow.services.len(),
+        node = %rt.node,
+        data = %rt.cfg.data_dir.display(),
+        "fogd running"
+    );
+    loop {
+        dispatch(&rt, &sems, &mut tasks, &mut warned);
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = rt.wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!("invocation task failed: {e}");
+                }
+            }
+        }
+    }
+    watchers.abort_all();
+    tracing::info!(running = tasks.len(), "stopping: waiting for running invocations");
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn dispatch(
+    rt: &Arc<Runtime>,
+    sems: &BTreeMap<String, Arc<Semaphore>>,
+    tasks: &mut JoinSet<()>,
+    warned: &mut BTreeSet<String>,
+) {
+    if let Err(e) = rt.check_disk() {
+        if warned.insert("disk".into()) {
+            tracing::error!("{e}");
+        }
+        return;
+    }
+    warned.remove("disk");
+    let services = match rt.journal.queued_services() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    for svc in services {
+        let Some(sem) = sems.get(&svc) else {
+            if warned.insert(svc.clone()) {
+                tracing::warn!(service = %svc, "queued invocations for a service that no loaded workflow defines; left queued");
+            }
+            continue;
+        };
+        let free = sem.available_permits();
+        let claimed = match rt.journal.claim(&svc, free) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                continue;
+            }
+        };
+        for inv in claimed {
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                break;
+            };
+            let rt = rt.clone();
+            tasks.spawn(async move {
+                let outcome = execute(&rt, &inv).await.unwrap_or_else(|e| Outcome {
+                    state: State::Failed,
+                    exit_code: None,
+                    error: Some(e.to_string()),
+                    outputs: 0,
+                });
+                match &outcome.error {
+                    Some(err) => tracing::warn!(service = %inv.service, job = %inv.uuid, state = outcome.state.as_str(), "{err}"),
+                    None => tracing::debug!(service = %inv.service, job = %inv.uuid, outputs = outcome.outputs, "done"),
+                }
+                if let Err(e) = rt.journal.finish(inv.id, &outcome) {
+                    tracing::error!("{e}");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// One invocation: fetch the input, run the script, store the outputs.
+pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
+    let svc = rt.service(&inv.service)?;
+    let ev = rt.journal.event(inv.event_id)?;
+    let provider =
+        parse_provider(&ev.provider).ok_or_else(|| RuntimeError::UnknownProvider(ev.provider.clone()))?;
+    let dir = rt.work_dir(&inv.uuid);
+    let (in_dir, out_dir) = (dir.join("input"), dir.join("output"));
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    for d in [&in_dir, &out_dir] {
+        tokio::fs::create_dir_all(d)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                path: d.clone(),
+                source,
+            })?;
+    }
+    let log_path = rt.log_path(&svc.name, &inv.uuid);
+    if let Some(parent) = log_path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    let input_file = if svc.file_stage_in {
+        None
+    } else {
+        let f = in_dir.join(contract::input_file_name(&ev.key));
+        rt.store(&provider)?.get_file(&ev.key, &f).await?;
+        Some(f)
+    };
+    let env = contract::environment(&contract::Invocation {
+        service: svc,
+        job_uuid: &inv.uuid,
+        node: &rt.node,
+        provider: &ev.provider,
+        key: &ev.key,
+        size: ev.size,
+        etag: &ev.etag,
+        event_time: &ev.event_time,
+        tmp_input_dir: &in_dir,
+        tmp_output_dir: &out_dir,
+        input_file: input_file.as_deref(),
+    });
+    let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
+    let status = local::run_script(ScriptSpec {
+        script: svc.script.as_ref(),
+        dir: &dir,
+        env,
+        timeout,
+        log_path: &log_path,
+        log_cap: rt.cfg.log_cap_bytes,
+    })
+    .await?;
+    let (state, exit_code, error) = match status {
+        ScriptStatus::Exited(0) => (State::Succeeded, Some(0), None),
+        ScriptStatus::Exited(c) => (
+            State::Failed,
+            Some(c),
+            Some(format!("script exited with status {c}")),
+        ),
+        ScriptStatus::Signalled(s) => (State::Failed, None, Some(format!("script killed by signal {s}"))),
+        ScriptStatus::TimedOut => (
+            State::TimedOut,
+            None,
+            Some(format!("script still running after {timeout:?}; killed")),
+        ),
+    };
+    let store_outputs = state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs);
+    let outputs = if store_outputs {
+        store_outputs_of(rt, svc, &out_dir, &log_path).await?
+    } else {
+        0
+    };
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    Ok(Outcome {
+        state,
+        exit_code,
+        error,
+        outputs,
+    })
+}
+
+/// Stores every output file at each matching output path and emits the events that chain the
+/// next services. Symbolic links in TMP_OUTPUT_DIR are not stored (noted in the log).
+async fn store_outputs_of(
+    rt: &Runtime,
+    svc: &crate::fdl::Service,
+    out_dir: &Path,
+    log_path: &Path,
+) -> Result<u32> {
+    let (out, max) = (out_dir.to_path_buf(), rt.cfg.max_output_bytes);
+    let (files, skipped) = tokio::task::spawn_blocking(move || local::collect_outputs(&out, max))
+        .await
+        .map_err(|e| RuntimeError::Io {
+            path: out_dir.to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
+    if !skipped.is_empty() {
+        let note = format!(
+            "\n[fogd] not stored (not regular files): {}\n",
+            skipped.join(", ")
+        );
+        append(log_path, &note).await;
+    }
+    let mut stored = 0u32;
+    for f in &files {
+        for (provider, key) in contract::output_targets(&svc.outputs, &f.rel) {
+            let meta = rt.store(&provider)?.put_file(&key, &f.path).await?;
+            rt.emit(&provider, &meta, "output")?;
+            stored += 1;
+        }
+    }
+    Ok(stored)
+}
+
+async fn append(path: &Path, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    if let Ok(mut f) = tokio::fs::OpenOptions::new().append(true).open(path).await {
+        let _ = f.write_all(text.as_bytes()).await;
+    }
+}
+
+/// One task per S3 input folder: lists it every `s3_poll_interval` and emits what is new. The
+/// journal's events are the durable cursor: an object seen before (same key and ETag) makes no
+/// second event, and objects written while fogd was down are found at the first listing.
+fn spawn_watchers(rt: &Arc<Runtime>) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let mut seen = BTreeSet::new();
+    for svc in &rt.workflow.services {
+        for b in &svc.inputs {
+            let Ok(store) = rt.store(&b.provider) else {
+                continue;
+            };
+            if store.is_local() || !seen.insert((b.provider.clone(), b.path.clone())) {
+                continue;
+            }
+            let (rt, provider, prefix) = (rt.clone(), b.provider.clone(), format!("{}/", b.path));
+            set.spawn(async move { watch(rt, provider, prefix).await });
+        }
+    }
+    set
+}
+
+async fn watch(rt: Arc<Runtime>, provider: ProviderRef, prefix: String) {
+    let mut failing = false;
+    loop {
+        match poll_once(&rt, &provider, &prefix).await {
+            Ok(n) => {
+                if failing {
+                    tracing::info!(%provider, %prefix, "watch: reachable again");
+                    failing = false;
+                }
+                if n > 0 {
+                    tracing::debug!(%provider, %prefix, new = n, "watch: new objects");
+                }
+            }
+            Err(e) if !failing => {
+                tracing::warn!(%provider, %prefix, "watch: {e}; retrying every {:?}", rt.cfg.s3_poll_interval);
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(rt.cfg.s3_poll_interval).await;
+    }
+}
+
+/// Lists `prefix` once; returns how many new events it made.
+pub async fn poll_once(rt: &Runtime, provider: &ProviderRef, prefix: &str) -> Result<usize> {
+    let store = rt.store(provider)?;
+    let name = provider.to_string();
+    let mut new = 0;
+    for meta in store.list(prefix).await? {
+        if meta.key.ends_with('/') || rt.journal.has_event(&name, &meta.key, &meta.etag)? {
+            continue;
+        }
+        if rt.emit(provider, &meta, "watch")?.is_some() {
+            new += 1;
+        }
+    }
+    Ok(new)
+}

@@ -1,0 +1,169 @@
+//! The local store: a directory tree, `<root>/<bucket>/<key...>`. Writes go to a temporary file in
+//! the same folder, are fsynced, then renamed into place, so a reader (or a crash) never sees half
+//! an object.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{ObjectMeta, Result, StoreError};
+
+pub struct LocalStore {
+    name: String,
+    root: PathBuf,
+}
+
+const TMP_PREFIX: &str = ".fogd-tmp-";
+
+impl LocalStore {
+    pub fn new(name: impl Into<String>, root: PathBuf) -> LocalStore {
+        LocalStore {
+            name: name.into(),
+            root,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file that holds `key` (the key is checked by the caller).
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    pub async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta> {
+        let dst = self.path_of(key);
+        let (src, key) = (src.to_path_buf(), key.to_string());
+        blocking(move || put_blocking(&src, &dst, key)).await
+    }
+
+    pub async fn get_file(&self, key: &str, dst: &Path) -> Result<ObjectMeta> {
+        let src = self.path_of(key);
+        let (dst, key, name) = (dst.to_path_buf(), key.to_string(), self.name.clone());
+        blocking(move || {
+            let mut from = match File::open(&src) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound { provider: name, key });
+                }
+                Err(e) => return Err(StoreError::io(&src, e)),
+            };
+            let mut to = File::create(&dst).map_err(|e| StoreError::io(&dst, e))?;
+            let (size, etag) = copy_hashing(&mut from, &mut to, &src, &dst)?;
+            Ok(ObjectMeta { key, size, etag })
+        })
+        .await
+    }
+
+    /// Objects under `prefix`. The etag of a listed object is its size and modification time
+    /// (hashing every file to list it would be too slow); `put_file` returns the content hash.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut out = Vec::new();
+            let start = root.join(prefix.rsplit_once('/').map_or("", |(dir, _)| dir));
+            walk(&root, &start, &mut out)?;
+            out.retain(|m: &ObjectMeta| m.key.starts_with(&prefix));
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(format!("store task failed: {e}")),
+        })
+    })
+}
+
+fn put_blocking(src: &Path, dst: &Path, key: String) -> Result<ObjectMeta> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    let result = (|| {
+        let mut from = File::open(src).map_err(|e| StoreError::io(src, e))?;
+        let mut to = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let (size, etag) = copy_hashing(&mut from, &mut to, src, &tmp)?;
+        to.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, dst).map_err(|e| StoreError::io(dst, e))?;
+        // The rename is durable only once the folder is synced.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io(dir, e))?;
+        Ok(ObjectMeta { key, size, etag })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Copies and hashes in one pass. Returns (bytes, xxh3-128 hex).
+pub(crate) fn copy_hashing(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    src: &Path,
+    dst: &Path,
+) -> Result<(u64, String)> {
+    let mut h = Xxh3::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(|e| StoreError::io(src, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(|e| StoreError::io(dst, e))?;
+        total += n as u64;
+    }
+    Ok((total, format!("{:032x}", h.digest128())))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(TMP_PREFIX) {
+            continue;
+        }
+        let ft = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
+        if ft.is_dir() {
+            walk(root, &path, out)?;
+        } else if ft.is_file() {
+            let meta = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            out.push(ObjectMeta {
+                key: rel.to_string_lossy().into_owned(),
+                size: meta.len(),
+                etag: format!("{:x}-{mtime:x}", meta.len()),
+            });
+        }
+    }
+    Ok(())
+}
