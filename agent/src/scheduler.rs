@@ -112,6 +112,7 @@ fn dispatch(
                     exit_code: None,
                     error: Some(e.to_string()),
                     outputs: 0,
+                    spawned_us: None,
                 });
                 match &outcome.error {
                     Some(err) => tracing::warn!(service = %inv.service, job = %inv.uuid, state = outcome.state.as_str(), "{err}"),
@@ -173,7 +174,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         input_file: input_file.as_deref(),
     });
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
-    let status = local::run_script(ScriptSpec {
+    let (status, spawned_us) = local::run_script(ScriptSpec {
         script: svc.script.as_ref(),
         dir: &dir,
         env,
@@ -208,6 +209,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         exit_code,
         error,
         outputs,
+        spawned_us: Some(spawned_us),
     })
 }
 

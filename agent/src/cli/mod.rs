@@ -92,6 +92,25 @@ pub enum Command {
     },
     /// An invocation's output (stdout and stderr); without JOB, the service's latest.
     Logs { service: String, job: Option<String> },
+    /// Measure fogd on this machine and print the numbers.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Latency from an object landing to its script starting (p50, p99), and throughput of
+    /// trivial invocations through the journal.
+    Runtime {
+        #[arg(long, default_value_t = 300)]
+        latency_samples: usize,
+        #[arg(long, default_value_t = 2000)]
+        throughput: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -30,6 +30,14 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
         } => invoke(cfg, &service, file, wait, &workflows).await,
         Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
         Command::Logs { service, job } => logs(&cfg, &service, job.as_deref()),
+        Command::Bench {
+            what:
+                super::Bench::Runtime {
+                    latency_samples,
+                    throughput,
+                    json,
+                },
+        } => bench_runtime(latency_samples, throughput, json).await,
         Command::Validate { .. } | Command::Graph { .. } => bail!("not a runtime command"),
     }
 }
@@ -234,4 +242,30 @@ fn print_log(path: &std::path::Path) {
         }
         Err(_) => println!("(no log yet)"),
     }
+}
+
+async fn bench_runtime(latency: usize, throughput: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let b = crate::bench::runtime(&crate::bench::scratch_dir(), latency, throughput).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "fogd bench runtime ({} cores, concurrency {})",
+        num_cpus(),
+        b.concurrency
+    );
+    println!(
+        "  object landed -> script started: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples; target p50 <= 5 ms, p99 <= 20 ms)",
+        b.latency_p50_ms, b.latency_p99_ms, b.latency_max_ms, b.latency_samples
+    );
+    println!(
+        "  trivial invocations through the journal: {:.0} per second ({} invocations; target >= 500/s)",
+        b.throughput_per_s, b.throughput_invocations
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

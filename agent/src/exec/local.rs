@@ -51,7 +51,8 @@ pub enum ScriptStatus {
 /// stays out.
 const PASSED_THROUGH: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
-pub async fn run_script(spec: ScriptSpec<'_>) -> Result<ScriptStatus, ExecError> {
+/// Runs the script; returns how it ended and when its process started (µs since the epoch).
+pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
     let script_path = match spec.script {
         Some(Script::File(p)) => p.clone(),
         Some(Script::Inline(text)) => {
@@ -77,6 +78,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<ScriptStatus, ExecError>
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
+    let spawned_us = crate::journal::now_us();
     let pgid = child.id().map(|p| p as i32);
     let log = tokio::fs::File::create(spec.log_path)
         .await
@@ -119,7 +121,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<ScriptStatus, ExecError>
             ScriptStatus::TimedOut
         }
     };
-    Ok(status)
+    Ok((status, spawned_us))
 }
 
 /// Copies stdout and stderr into the log until `cap` bytes, then drains and counts the rest.

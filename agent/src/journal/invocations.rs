@@ -53,6 +53,8 @@ pub struct Invocation {
     pub outputs: u32,
     pub created_ms: i64,
     pub started_ms: Option<i64>,
+    /// When the script's process started (µs since the epoch).
+    pub spawned_us: Option<i64>,
     pub finished_ms: Option<i64>,
     /// From the event, for listings.
     pub key: String,
@@ -65,10 +67,11 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub outputs: u32,
+    pub spawned_us: Option<i64>,
 }
 
 const COLUMNS: &str = "i.id, i.uuid, i.service, i.event_id, i.state, i.attempts, i.exit_code, i.error,
-    i.outputs, i.created_ms, i.started_ms, i.finished_ms, e.key";
+    i.outputs, i.created_ms, i.started_ms, i.spawned_us, i.finished_ms, e.key";
 
 fn row(r: &Row) -> rusqlite::Result<Invocation> {
     Ok(Invocation {
@@ -83,8 +86,9 @@ fn row(r: &Row) -> rusqlite::Result<Invocation> {
         outputs: r.get(8)?,
         created_ms: r.get(9)?,
         started_ms: r.get(10)?,
-        finished_ms: r.get(11)?,
-        key: r.get(12)?,
+        spawned_us: r.get(11)?,
+        finished_ms: r.get(12)?,
+        key: r.get(13)?,
     })
 }
 
@@ -129,11 +133,12 @@ impl Journal {
         let n = self
             .conn()
             .prepare_cached(
-                "UPDATE invocations SET state = ?2, exit_code = ?3, error = ?4, outputs = ?5, finished_ms = ?6
+                "UPDATE invocations SET state = ?2, exit_code = ?3, error = ?4, outputs = ?5, finished_ms = ?6,
+                   spawned_us = ?7
                  WHERE id = ?1 AND state = 'running'",
             )
             .and_then(|mut st| {
-                st.execute(params![id, o.state.as_str(), o.exit_code, o.error, o.outputs, now_ms()])
+                st.execute(params![id, o.state.as_str(), o.exit_code, o.error, o.outputs, now_ms(), o.spawned_us])
             })
             .map_err(|e| self.err(e))?;
         if n == 0 {
@@ -196,14 +201,28 @@ impl Journal {
 
     /// By uuid (JOB_UUID) or by numeric id.
     pub fn invocation(&self, job: &str) -> Result<Option<Invocation>> {
+        let (cond, arg): (&str, rusqlite::types::Value) = match job.parse::<i64>() {
+            Ok(id) => ("i.id = ?1", id.into()),
+            Err(_) => ("i.uuid = ?1", job.to_string().into()),
+        };
         let conn = self.conn();
         let mut st = conn
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
-                 WHERE i.uuid = ?1 OR CAST(i.id AS TEXT) = ?1"
+                "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id WHERE {cond}"
             ))
             .map_err(|e| self.err(e))?;
-        st.query_row([job], row).optional().map_err(|e| self.err(e))
+        st.query_row([arg], row).optional().map_err(|e| self.err(e))
+    }
+
+    /// Invocations of `service` not finished yet (queued or running).
+    pub fn pending(&self, service: &str) -> Result<u64> {
+        self.conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM invocations WHERE state IN ('queued', 'running') AND service = ?1",
+            )
+            .and_then(|mut st| st.query_row([service], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     /// Counts by state, for summaries and tests.

@@ -47,6 +47,8 @@ pub struct NewEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub id: i64,
+    /// When fogd recorded it (µs since the epoch).
+    pub created_us: i64,
     pub provider: String,
     pub key: String,
     pub etag: String,
@@ -60,9 +62,13 @@ pub struct Journal {
 }
 
 pub fn now_ms() -> i64 {
+    now_us() / 1000
+}
+
+pub fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 impl Journal {
@@ -116,7 +122,7 @@ impl Journal {
         let now = now_ms();
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO events(provider, key, etag, size, event_time, source, created_ms)
+                "INSERT INTO events(provider, key, etag, size, event_time, source, created_us)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(provider, key, etag) DO NOTHING RETURNING id",
             )
@@ -129,7 +135,7 @@ impl Journal {
                         ev.size as i64,
                         ev.event_time,
                         ev.source,
-                        now
+                        now_us()
                     ],
                     |r| r.get::<_, i64>(0),
                 )
@@ -161,7 +167,9 @@ impl Journal {
 
     pub fn event(&self, id: i64) -> Result<Event> {
         self.conn()
-            .prepare_cached("SELECT id, provider, key, etag, size, event_time FROM events WHERE id = ?1")
+            .prepare_cached(
+                "SELECT id, provider, key, etag, size, event_time, created_us FROM events WHERE id = ?1",
+            )
             .and_then(|mut st| {
                 st.query_row([id], |r| {
                     Ok(Event {
@@ -171,6 +179,7 @@ impl Journal {
                         etag: r.get(3)?,
                         size: r.get::<_, i64>(4)? as u64,
                         event_time: r.get(5)?,
+                        created_us: r.get(6)?,
                     })
                 })
             })

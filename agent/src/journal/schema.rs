@@ -18,7 +18,7 @@ const MIGRATIONS: &[&str] = &[
         size INTEGER NOT NULL,
         event_time TEXT NOT NULL,
         source TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
+        created_us INTEGER NOT NULL,
         UNIQUE(provider, key, etag)
      );
      CREATE TABLE invocations(
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
         outputs INTEGER NOT NULL DEFAULT 0,
         created_ms INTEGER NOT NULL,
         started_ms INTEGER,
+        spawned_us INTEGER,
         finished_ms INTEGER,
         UNIQUE(service, event_id)
      );
