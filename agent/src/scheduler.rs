@@ -199,7 +199,19 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
     };
     let store_outputs = state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs);
     let outputs = if store_outputs {
-        store_outputs_of(rt, svc, &out_dir, &log_path).await?
+        match store_outputs_of(rt, svc, &out_dir, &log_path).await {
+            Ok(n) => n,
+            // The run's files stay where they are, for a retry or by hand.
+            Err(e) => {
+                return Ok(Outcome {
+                    state: State::Failed,
+                    exit_code,
+                    error: Some(format!("{e}; outputs kept in {}", out_dir.display())),
+                    outputs: 0,
+                    spawned_us: Some(spawned_us),
+                })
+            }
+        }
     } else {
         0
     };
