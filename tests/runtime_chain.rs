@@ -197,6 +197,11 @@ async fn bad_keys_escaping_scripts_timeouts_big_outputs_and_failures() {
       script: fails.sh
       input: [{{storage_provider: minio, path: t/fails}}]
       output: [{{storage_provider: minio, path: t/out}}]
+  - edge:
+      name: chatty
+      image: x
+      script: chatty.sh
+      input: [{{storage_provider: minio, path: t/chatty}}]
 ",
         pidfile.display()
     );
@@ -212,10 +217,15 @@ async fn bad_keys_escaping_scripts_timeouts_big_outputs_and_failures() {
             ("forever.sh", forever),
             ("huge.sh", huge),
             ("fails.sh", fails),
+            (
+                "chatty.sh",
+                "head -c 3000 /dev/zero | tr '\\0' x; head -c 3000 /dev/zero | tr '\\0' y >&2\n",
+            ),
         ],
     );
     let mut c = cfg(tmp.path());
     c.timeout = Duration::from_secs(2);
+    c.log_cap_bytes = 1000;
     let d = Daemon::start(c, &[fdl]);
     let src = tmp.path().join("in.bin");
     std::fs::write(&src, b"in").expect("w");
@@ -229,7 +239,7 @@ async fn bad_keys_escaping_scripts_timeouts_big_outputs_and_failures() {
         let e = d.rt.put(&minio(), key, &src).await.expect_err(key).to_string();
         assert!(e.contains(why), "{key}: {e}");
     }
-    for svc in ["escape", "forever", "huge", "fails"] {
+    for svc in ["escape", "forever", "huge", "fails", "chatty"] {
         d.rt.put(&minio(), &format!("t/{svc}/in ü.bin"), &src)
             .await
             .expect("put");
@@ -274,6 +284,14 @@ async fn bad_keys_escaping_scripts_timeouts_big_outputs_and_failures() {
     assert_eq!(fa.error.as_deref(), Some("script exited with status 3"));
     let log = std::fs::read_to_string(d.rt.log_path("fails", &fa.uuid)).expect("log");
     assert_eq!(log, "something broke\n");
+
+    // stdout and stderr are kept up to the cap, and the cut is said.
+    let ch = by("chatty");
+    let log = std::fs::read_to_string(d.rt.log_path("chatty", &ch.uuid)).expect("log");
+    assert!(
+        log.len() < 1200 && log.ends_with("[fogd] log cut at 1000 bytes; 5000 more bytes dropped\n"),
+        "{log}"
+    );
 
     // What was stored: ok.txt of `escape` and the failed script's partial output; nothing of
     // `huge`, nothing from outside TMP_OUTPUT_DIR.

@@ -1,0 +1,121 @@
+//! `fogd run`, `put`, `invoke`, `jobs` and `logs` as a user types them, in separate processes that
+//! share one data folder.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::workflow;
+
+fn fogd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .output()
+        .expect("fogd")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const FDL: &str = "functions:
+  oscar:
+  - edge:
+      name: shout
+      image: x
+      script: shout.sh
+      input: [{storage_provider: minio, path: words/in}]
+      output: [{storage_provider: minio, path: words/out}]
+";
+const SHOUT: &str =
+    "tr a-z A-Z < \"$INPUT_FILE_PATH\" | tee \"$TMP_OUTPUT_DIR/$(basename \"$INPUT_FILE_PATH\")\"\n";
+
+#[test]
+fn run_put_invoke_jobs_logs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let fdl = workflow(dir, FDL, &[("shout.sh", SHOUT)]);
+    std::fs::write(dir.join("hello.txt"), "hello fog\n").expect("w");
+
+    // Before the daemon ever ran, the commands that read the journal say so.
+    let o = fogd(dir, &["jobs"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("no journal (has `fogd run` used this data folder?)"),
+        "{}",
+        text(&o)
+    );
+
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("run")
+        .arg(&fdl)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let journal = dir.join("data/journal.sqlite");
+    let t0 = Instant::now();
+    while !journal.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let hello = dir.join("hello.txt");
+    let o = fogd(dir, &["put", "minio/words/in/", hello.to_str().unwrap_or("")]);
+    assert!(
+        text(&o).contains("minio.default/words/in/hello.txt (10 bytes): 1 invocation(s) queued"),
+        "{}",
+        text(&o)
+    );
+
+    let o = fogd(dir, &["invoke", "shout", hello.to_str().unwrap_or(""), "--wait"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("HELLO FOG\n") && out.contains(": succeeded"),
+        "{out}"
+    );
+
+    let o = fogd(dir, &["invoke", "nobody"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no service `nobody`"), "{}", text(&o));
+
+    let o = fogd(dir, &["put", "ftp/x/", hello.to_str().unwrap_or("")]);
+    assert!(text(&o).contains("`ftp`: not a provider"), "{}", text(&o));
+
+    let t0 = Instant::now();
+    let jobs = loop {
+        let o = fogd(dir, &["jobs", "shout"]);
+        let t = text(&o);
+        if t.matches("succeeded").count() == 2 || t0.elapsed() > Duration::from_secs(20) {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(jobs.starts_with("JOB"), "{jobs}");
+    assert!(
+        jobs.contains("words/in/hello.txt") && jobs.contains("fogd-invoke/"),
+        "{jobs}"
+    );
+
+    let logs = text(&fogd(dir, &["logs", "shout"]));
+    assert!(logs.contains("HELLO FOG"), "{logs}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("data/store/words/out/hello.txt")).expect("out"),
+        "HELLO FOG\n"
+    );
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert!(daemon.wait().expect("wait").success());
+}
