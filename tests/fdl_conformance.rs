@@ -18,7 +18,13 @@ fn conformance_dir() -> PathBuf {
 }
 
 fn schema_only(name: &str) -> Report {
-    let r = load_file(&conformance_dir().join(name), LoadOptions { schema_only: true });
+    let r = load_file(
+        &conformance_dir().join(name),
+        LoadOptions {
+            schema_only: true,
+            ..Default::default()
+        },
+    );
     let errors: Vec<String> = r.errors().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "{name}: {errors:#?}");
     r

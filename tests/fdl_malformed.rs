@@ -129,7 +129,10 @@ fn first_error(r: &Report) -> &fogd::fdl::Diagnostic {
 fn each_malformed_case_has_its_own_clear_message() {
     let cases = cases();
     assert!(cases.len() >= 30);
-    let opts = LoadOptions { schema_only: true };
+    let opts = LoadOptions {
+        schema_only: true,
+        ..Default::default()
+    };
     let mut messages = std::collections::BTreeSet::new();
     let mut wrong = Vec::new();
     for c in &cases {
@@ -206,7 +209,14 @@ fn missing_and_present_scripts_are_resolved_next_to_the_fdl() {
     let no_script = BASE.replace("      script: blur.sh\n", "");
     let r = load_str(&no_script, &f, LoadOptions::default());
     assert!(first_error(&r).message.contains("has no `script`"));
-    let r = load_str(&no_script, &f, LoadOptions { schema_only: true });
+    let r = load_str(
+        &no_script,
+        &f,
+        LoadOptions {
+            schema_only: true,
+            ..Default::default()
+        },
+    );
     assert!(r.is_valid() && r.warnings().any(|w| w.message.contains("has no `script`")));
 }
 
@@ -216,7 +226,14 @@ fn warnings_do_not_invalidate() {
         "      cpu: '1.0'\n",
         "      cpu: '1.0'\n      log_level: chatty\n      colour: blue\n",
     );
-    let r = load_str(&text, Path::new("w.yaml"), LoadOptions { schema_only: true });
+    let r = load_str(
+        &text,
+        Path::new("w.yaml"),
+        LoadOptions {
+            schema_only: true,
+            ..Default::default()
+        },
+    );
     assert!(r.is_valid(), "{:?}", r.diagnostics);
     let w: Vec<String> = r.warnings().map(ToString::to_string).collect();
     assert!(

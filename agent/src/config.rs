@@ -44,6 +44,31 @@ pub struct Config {
     /// `full` (default: fsync every commit, nothing lost on power loss) or `normal` (WAL without
     /// fsync per commit: safe against crashes of fogd, may lose the last commits on power loss).
     pub journal_sync: JournalSync,
+    /// The OSCAR-compatible HTTP API.
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub enabled: bool,
+    /// Loopback unless said otherwise: exposing the admin API is a choice.
+    pub listen: String,
+    /// Largest request body (`/job`, `/run` inputs); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The admin user for HTTP Basic (OSCAR's default is `oscar`).
+    pub admin_user: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 << 20,
+            admin_user: "oscar".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -68,6 +93,7 @@ impl Default for Config {
             s3_poll_interval: Duration::from_secs(2),
             min_free_bytes: 64 << 20,
             journal_sync: JournalSync::Full,
+            gateway: GatewayConfig::default(),
         }
     }
 }

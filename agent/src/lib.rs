@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod fdl;
+pub mod gateway;
 pub mod journal;
 pub mod router;
 pub mod runtime;

@@ -58,7 +58,14 @@ mod tests {
 
     #[test]
     fn routes_by_provider_path_prefix_and_suffix() {
-        let r = load_str(WF, Path::new("wf.yaml"), LoadOptions { schema_only: true });
+        let r = load_str(
+            WF,
+            Path::new("wf.yaml"),
+            LoadOptions {
+                schema_only: true,
+                ..Default::default()
+            },
+        );
         let wf = r.workflow.expect("wf");
         let minio = parse_provider("minio").expect("p");
         assert_eq!(route(&wf.services, &minio, "v/in/a.mp4"), ["frames"]);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 
@@ -35,14 +35,19 @@ pub enum RuntimeError {
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 
+type Stores = BTreeMap<ProviderRef, std::result::Result<Arc<AnyStore>, String>>;
+
 pub struct Runtime {
     pub cfg: Config,
     pub node: String,
     pub journal: Arc<Journal>,
-    pub workflow: Workflow,
+    /// The workflows of the FDL files.
+    fdl: Workflow,
+    /// Those plus the services created through the API; replaced whole on every change.
+    workflow: RwLock<Arc<Workflow>>,
     /// A store per provider that the workflows use; a provider fogd cannot reach keeps its error,
     /// reported when something needs it.
-    stores: BTreeMap<ProviderRef, std::result::Result<Arc<AnyStore>, String>>,
+    stores: RwLock<Stores>,
     /// Wakes the scheduler when this process queued work.
     pub wake: Arc<Notify>,
 }
@@ -81,35 +86,69 @@ impl Runtime {
             }
             workflows.extend(r.workflow);
         }
-        let workflow = Workflow::merge(workflows);
-        let stores = workflow
-            .providers
-            .iter()
-            .map(|p| {
-                let s = AnyStore::for_provider(p, data)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string());
-                (p.reference.clone(), s)
-            })
-            .collect();
-        Ok(Runtime {
+        let fdl = Workflow::merge(workflows);
+        let rt = Runtime {
             node: cfg.node_name(),
             cfg,
             journal,
-            workflow,
-            stores,
+            workflow: RwLock::new(Arc::new(Workflow::merge(Vec::new()))),
+            fdl,
+            stores: RwLock::new(BTreeMap::new()),
             wake: Arc::new(Notify::new()),
-        })
+        };
+        for problem in rt.reload()? {
+            tracing::warn!("{problem}");
+        }
+        Ok(rt)
     }
 
-    pub fn service(&self, name: &str) -> Result<&Service> {
-        self.workflow
+    /// The services now defined (FDL files and API).
+    pub fn workflow(&self) -> Arc<Workflow> {
+        self.workflow.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The FDL files' services alone.
+    pub fn fdl_workflow(&self) -> &Workflow {
+        &self.fdl
+    }
+
+    /// Rebuilds the workflow from the FDL files and the API services in the journal, and opens
+    /// stores for providers not seen before. Returns the API services that no longer load.
+    pub fn reload(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let mut all = vec![clone_workflow(&self.fdl)];
+        for (name, json) in self.journal.api_services()? {
+            let r = fdl::load_api_service(json.as_bytes(), Path::new(&format!("api:{name}")));
+            match r.workflow {
+                Some(wf) if r.errors().next().is_none() => all.push(wf),
+                _ => problems.push(format!("API service `{name}` no longer loads; skipped")),
+            }
+        }
+        let merged = Workflow::merge(all);
+        {
+            let mut stores = self.stores.write().unwrap_or_else(|p| p.into_inner());
+            for p in &merged.providers {
+                stores.entry(p.reference.clone()).or_insert_with(|| {
+                    AnyStore::for_provider(p, &self.cfg.data_dir)
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string())
+                });
+            }
+        }
+        *self.workflow.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
+        Ok(problems)
+    }
+
+    pub fn service(&self, name: &str) -> Result<Service> {
+        self.workflow()
             .service(name)
+            .cloned()
             .ok_or_else(|| RuntimeError::UnknownService(name.to_string()))
     }
 
     pub fn store(&self, p: &ProviderRef) -> Result<Arc<AnyStore>> {
-        match self.stores.get(p) {
+        let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
+        match stores.get(p) {
             Some(Ok(s)) => Ok(s.clone()),
             Some(Err(msg)) => Err(RuntimeError::Store(StoreError::Unsupported {
                 provider: p.to_string(),
@@ -120,8 +159,12 @@ impl Runtime {
     }
 
     /// The providers, with their stores where fogd can reach them.
-    pub fn stores(&self) -> impl Iterator<Item = (&ProviderRef, Option<&Arc<AnyStore>>)> {
-        self.stores.iter().map(|(p, s)| (p, s.as_ref().ok()))
+    pub fn stores(&self) -> Vec<(ProviderRef, Option<Arc<AnyStore>>)> {
+        let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
+        stores
+            .iter()
+            .map(|(p, s)| (p.clone(), s.as_ref().ok().cloned()))
+            .collect()
     }
 
     /// Routes an object that landed in `provider` and journals the event with its invocations
@@ -132,8 +175,25 @@ impl Runtime {
         meta: &ObjectMeta,
         source: &str,
     ) -> Result<Option<(i64, Vec<i64>)>> {
-        let services = crate::router::route(&self.workflow.services, provider, &meta.key);
+        let wf = self.workflow();
+        let services = crate::router::route(&wf.services, provider, &meta.key);
         self.record(provider, meta, source, &services)
+    }
+
+    /// Queues `service` alone on an object (an event POSTed to `/job`). `None` when the same
+    /// event was delivered before.
+    pub fn enqueue(
+        &self,
+        provider: &ProviderRef,
+        meta: &ObjectMeta,
+        source: &str,
+        service: &str,
+    ) -> Result<Option<i64>> {
+        self.service(service)?;
+        self.check_disk()?;
+        Ok(self
+            .record(provider, meta, source, &[service])?
+            .and_then(|(_, ids)| ids.first().copied()))
     }
 
     fn record(
@@ -173,38 +233,56 @@ impl Runtime {
     /// Runs one service on a file (or on nothing), whatever its input paths: the file is kept
     /// under the local store's `fogd-invoke/` bucket and routed to that service alone.
     pub async fn invoke(&self, service: &str, file: Option<&Path>) -> Result<i64> {
+        let name = file
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        match file {
+            Some(f) => {
+                self.submit(service, name.as_deref().unwrap_or("input"), f, "invoke")
+                    .await
+            }
+            None => self.submit_bytes(service, "event", b"", "invoke").await,
+        }
+    }
+
+    /// Queues `service` on the file `src`, stored as `fogd-invoke/<uuid>/<name>`; `source` says
+    /// who asked (`invoke`, `job`, `run`). Returns the invocation's id.
+    pub async fn submit(&self, service: &str, name: &str, src: &Path, source: &str) -> Result<i64> {
         self.service(service)?;
         self.check_disk()?;
         let provider = ProviderRef::new(fdl::ProviderKind::Minio, "default");
-        let store = AnyStore::Local(crate::store::LocalStore::new(
-            provider.to_string(),
-            self.cfg.data_dir.join("store"),
-        ));
-        let id = uuid::Uuid::new_v4();
-        let (key, src, tmp) = match file {
-            Some(f) => {
-                let name = f
-                    .file_name()
-                    .map_or("input".into(), |n| n.to_string_lossy().into_owned());
-                (format!("fogd-invoke/{id}/{name}"), f.to_path_buf(), None)
-            }
-            None => {
-                let tmp = self.cfg.data_dir.join(format!("invoke-{id}.empty"));
-                std::fs::write(&tmp, b"").map_err(|source| RuntimeError::Io {
-                    path: tmp.clone(),
-                    source,
-                })?;
-                (format!("fogd-invoke/{id}/event"), tmp.clone(), Some(tmp))
-            }
-        };
-        let meta = store.put_file(&key, &src).await;
-        if let Some(t) = tmp {
-            let _ = std::fs::remove_file(t);
-        }
+        let store = self.local_store();
+        let key = format!("fogd-invoke/{}/{name}", uuid::Uuid::new_v4());
+        let meta = store.put_file(&key, src).await?;
         let (_, ids) = self
-            .record(&provider, &meta?, "invoke", &[service])?
+            .record(&provider, &meta, source, &[service])?
             .ok_or_else(|| RuntimeError::UnknownService(service.to_string()))?;
         Ok(ids.first().copied().unwrap_or_default())
+    }
+
+    /// As `submit`, for bytes in memory (an HTTP body).
+    pub async fn submit_bytes(&self, service: &str, name: &str, bytes: &[u8], source: &str) -> Result<i64> {
+        let tmp = self
+            .cfg
+            .data_dir
+            .join(format!("upload-{}.tmp", uuid::Uuid::new_v4()));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+        let r = self.submit(service, name, &tmp, source).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        r
+    }
+
+    /// The embedded local store (`minio.default` without an endpoint).
+    pub fn local_store(&self) -> AnyStore {
+        AnyStore::Local(crate::store::LocalStore::new(
+            "minio.default",
+            self.cfg.data_dir.join("store"),
+        ))
     }
 
     /// Refuses new work when the data folder is nearly full.
@@ -258,4 +336,14 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 /// For messages: a job's id as the user typed it.
 pub fn job_label(inv: &journal::Invocation) -> String {
     format!("{} ({})", inv.uuid, inv.id)
+}
+
+/// Workflows are rebuilt from parts; the FDL part is copied each time.
+fn clone_workflow(w: &Workflow) -> Workflow {
+    Workflow {
+        dialect: w.dialect,
+        services: w.services.clone(),
+        providers: w.providers.clone(),
+        clusters: w.clusters.clone(),
+    }
 }

@@ -31,24 +31,20 @@ pub async fn run(rt: Arc<Runtime>, shutdown: impl Future<Output = ()>) -> Result
             "recovered invocations that were running when fogd stopped"
         );
     }
-    let sems: BTreeMap<String, Arc<Semaphore>> = rt
-        .workflow
-        .services
-        .iter()
-        .map(|s| (s.name.clone(), Arc::new(Semaphore::new(rt.cfg.concurrency()))))
-        .collect();
+    // One per service, made when the service first has work (services come and go via the API).
+    let mut sems: BTreeMap<String, Arc<Semaphore>> = BTreeMap::new();
     let mut watchers = spawn_watchers(&rt);
     let mut tasks = JoinSet::new();
     let mut warned = BTreeSet::new();
     tokio::pin!(shutdown);
     tracing::info!(
-        services = rt.workflow.services.len(),
+        services = rt.workflow().services.len(),
         node = %rt.node,
         data = %rt.cfg.data_dir.display(),
         "fogd running"
     );
     loop {
-        dispatch(&rt, &sems, &mut tasks, &mut warned);
+        dispatch(&rt, &mut sems, &mut tasks, &mut warned);
         tokio::select! {
             _ = &mut shutdown => break,
             _ = rt.wake.notified() => {}
@@ -68,7 +64,7 @@ pub async fn run(rt: Arc<Runtime>, shutdown: impl Future<Output = ()>) -> Result
 
 fn dispatch(
     rt: &Arc<Runtime>,
-    sems: &BTreeMap<String, Arc<Semaphore>>,
+    sems: &mut BTreeMap<String, Arc<Semaphore>>,
     tasks: &mut JoinSet<()>,
     warned: &mut BTreeSet<String>,
 ) {
@@ -86,13 +82,17 @@ fn dispatch(
             return;
         }
     };
+    let wf = rt.workflow();
     for svc in services {
-        let Some(sem) = sems.get(&svc) else {
+        if wf.service(&svc).is_none() {
             if warned.insert(svc.clone()) {
                 tracing::warn!(service = %svc, "queued invocations for a service that no loaded workflow defines; left queued");
             }
             continue;
-        };
+        }
+        let sem = sems
+            .entry(svc.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(rt.cfg.concurrency())));
         let free = sem.available_permits();
         let claimed = match rt.journal.claim(&svc, free) {
             Ok(c) => c,
@@ -161,7 +161,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         Some(f)
     };
     let env = contract::environment(&contract::Invocation {
-        service: svc,
+        service: &svc,
         job_uuid: &inv.uuid,
         node: &rt.node,
         provider: &ev.provider,
@@ -199,7 +199,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
     };
     let store_outputs = state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs);
     let outputs = if store_outputs {
-        match store_outputs_of(rt, svc, &out_dir, &log_path).await {
+        match store_outputs_of(rt, &svc, &out_dir, &log_path).await {
             Ok(n) => n,
             // The run's files stay where they are, for a retry or by hand.
             Err(e) => {
@@ -215,7 +215,10 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
     } else {
         0
     };
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    // A synchronous run (`/run`) answers with the output files: the gateway removes them.
+    if ev.source != "run" {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
     Ok(Outcome {
         state,
         exit_code,
@@ -271,7 +274,7 @@ async fn append(path: &Path, text: &str) {
 fn spawn_watchers(rt: &Arc<Runtime>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let mut seen = BTreeSet::new();
-    for svc in &rt.workflow.services {
+    for svc in &rt.workflow().services {
         for b in &svc.inputs {
             let Ok(store) = rt.store(&b.provider) else {
                 continue;

@@ -8,7 +8,7 @@ use fogd::fdl::{graph, load_bytes, LoadOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let r = load_bytes(data, Path::new("fuzz.yaml"), LoadOptions { schema_only: true });
+    let r = load_bytes(data, Path::new("fuzz.yaml"), LoadOptions { schema_only: true, ..Default::default() });
     // Every error names the file; a workflow that loads can always be graphed and printed.
     for d in &r.diagnostics {
         assert!(d.to_string().contains("fuzz.yaml"));

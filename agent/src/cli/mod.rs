@@ -92,10 +92,24 @@ pub enum Command {
     },
     /// An invocation's output (stdout and stderr); without JOB, the service's latest.
     Logs { service: String, job: Option<String> },
+    /// Gateway administration.
+    Admin {
+        #[command(subcommand)]
+        what: Admin,
+    },
     /// Measure fogd on this machine and print the numbers.
     Bench {
         #[command(subcommand)]
         what: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Makes a new admin password for the OSCAR API (random unless given) and prints it.
+    ResetPassword {
+        #[arg(long)]
+        password: Option<String>,
     },
 }
 
@@ -142,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             LoadOptions {
                 schema_only: *schema_only,
+                ..Default::default()
             },
             *json,
         ),
@@ -153,6 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             LoadOptions {
                 schema_only: *schema_only,
+                ..Default::default()
             },
             *format,
         ),

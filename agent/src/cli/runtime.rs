@@ -30,6 +30,9 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
         } => invoke(cfg, &service, file, wait, &workflows).await,
         Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
         Command::Logs { service, job } => logs(&cfg, &service, job.as_deref()),
+        Command::Admin {
+            what: super::Admin::ResetPassword { password },
+        } => reset_password(&cfg, password).await,
         Command::Bench {
             what:
                 super::Bench::Runtime {
@@ -49,7 +52,7 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         files
     };
     let rt = Arc::new(Runtime::open(cfg, &files)?);
-    if rt.workflow.services.is_empty() {
+    if rt.workflow().services.is_empty() {
         bail!("no workflow to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml");
     }
     let recorded: Vec<PathBuf> = files
@@ -63,11 +66,77 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         match store {
             Some(s) => tracing::info!(provider = %p, store = s.name(), local = s.is_local(), "store ready"),
             None => {
-                tracing::warn!(provider = %p, "{}", rt.store(p).err().map(|e| e.to_string()).unwrap_or_default())
+                tracing::warn!(provider = %p, "{}", rt.store(&p).err().map(|e| e.to_string()).unwrap_or_default())
             }
         }
     }
-    crate::scheduler::run(rt, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gateway = if rt.cfg.gateway.enabled {
+        Some(start_gateway(rt.clone(), stop_rx.clone()).await?)
+    } else {
+        None
+    };
+    let mut stop = stop_rx.clone();
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    crate::scheduler::run(rt, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await?;
+    signal.abort();
+    if let Some(g) = gateway {
+        let _ = g.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the OSCAR API; on first start makes the admin password and shows it once.
+async fn start_gateway(
+    rt: Arc<Runtime>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::gateway::{auth::Admin, metrics::Metrics, AppState};
+    let g = &rt.cfg.gateway;
+    let (admin, fresh) = Admin::load_or_create(&rt.cfg.data_dir, &g.admin_user)?;
+    if let Some(pw) = fresh {
+        eprintln!(
+            "fogd: gateway admin `{}`, password `{pw}` (shown once; stored hashed in {}; `fogd admin reset-password` makes a new one)",
+            admin.user,
+            crate::gateway::auth::password_file(&rt.cfg.data_dir).display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&g.listen)
+        .await
+        .with_context(|| format!("gateway: cannot listen on {}", g.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "OSCAR API ready");
+    let state = Arc::new(AppState {
+        rt,
+        admin,
+        metrics: Arc::new(Metrics::default()),
+    });
+    Ok(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::gateway::serve(state, listener, shutdown).await {
+            tracing::error!("gateway: {e}");
+        }
+    }))
+}
+
+async fn reset_password(cfg: &Config, password: Option<String>) -> anyhow::Result<ExitCode> {
+    let pw = password.unwrap_or_else(|| crate::journal::random_hex(16));
+    if pw.len() < 8 {
+        bail!("a password needs at least 8 characters");
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let admin = crate::gateway::auth::Admin::store(&cfg.data_dir, &cfg.gateway.admin_user, &pw)?;
+    println!(
+        "gateway admin `{}`, new password `{pw}` (takes effect at the next `fogd run`)",
+        admin.user
+    );
     Ok(ExitCode::SUCCESS)
 }
 

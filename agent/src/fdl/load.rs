@@ -15,6 +15,8 @@ pub struct LoadOptions {
     /// Do not look for the `script:` files (the conformance files come without them), and report
     /// a missing `script` as a warning.
     pub schema_only: bool,
+    /// `script` holds the script's text, not a path (the OSCAR API's shape).
+    pub inline_scripts: bool,
 }
 
 /// Loads and validates one FDL file. Never panics; every failure is a diagnostic in the report.
@@ -324,4 +326,59 @@ fn find_path_line(text: &str, path: &str) -> Option<(u64, u64)> {
         found = Some((i as u64 + 1, col as u64));
     }
     found
+}
+
+/// Loads one service in the OSCAR API's shape (JSON: an FDL service with `storage_providers` and
+/// `clusters` folded in and the script's text inline), as `POST /system/services` receives it.
+pub fn load_api_service(json: &[u8], origin: &Path) -> Report {
+    use super::model::{CurrentFunctions, Functions, OscarService};
+    let mut report = Report {
+        file: origin.to_path_buf(),
+        workflow: None,
+        diagnostics: Vec::new(),
+    };
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let svc: OscarService = match serde_path_to_error::deserialize(de) {
+        Ok(s) => s,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            report.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: origin.to_path_buf(),
+                line: Some(inner.line() as u64).filter(|&l| l > 0),
+                column: Some(inner.column() as u64).filter(|&c| c > 0),
+                path: (!path.is_empty() && path != ".").then_some(path),
+                message: inner
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            });
+            return report;
+        }
+    };
+    let cluster = svc
+        .cluster_id
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "fogd".into());
+    let doc = Document {
+        functions: Functions::Current(CurrentFunctions {
+            oscar: Some(vec![std::collections::BTreeMap::from([(cluster, svc)])]),
+            aws: None,
+        }),
+        storage_providers: None,
+        clusters: None,
+        storages: None,
+    };
+    let opts = LoadOptions {
+        schema_only: false,
+        inline_scripts: true,
+    };
+    let (workflow, diags) = validate::validate(doc, origin, Path::new("."), opts);
+    report.diagnostics.extend(diags);
+    report.workflow = Some(workflow);
+    report
 }

@@ -10,7 +10,7 @@ mod quantity;
 mod validate;
 mod workflow;
 
-pub use load::{load_bytes, load_file, load_str, LoadOptions, MAX_FDL_BYTES};
+pub use load::{load_api_service, load_bytes, load_file, load_str, LoadOptions, MAX_FDL_BYTES};
 pub use quantity::{parse_cpu_millis, parse_memory_bytes};
 pub use workflow::*;
 

@@ -4,6 +4,7 @@
 
 mod invocations;
 mod schema;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 pub use invocations::{Invocation, Outcome, State};
+pub use services::random_hex;
 
 use crate::config::JournalSync;
 
@@ -49,6 +51,8 @@ pub struct Event {
     pub id: i64,
     /// When fogd recorded it (µs since the epoch).
     pub created_us: i64,
+    /// `put`, `output`, `watch`, `invoke`, `job`, `run`.
+    pub source: String,
     pub provider: String,
     pub key: String,
     pub etag: String,
@@ -168,7 +172,7 @@ impl Journal {
     pub fn event(&self, id: i64) -> Result<Event> {
         self.conn()
             .prepare_cached(
-                "SELECT id, provider, key, etag, size, event_time, created_us FROM events WHERE id = ?1",
+                "SELECT id, provider, key, etag, size, event_time, created_us, source FROM events WHERE id = ?1",
             )
             .and_then(|mut st| {
                 st.query_row([id], |r| {
@@ -180,6 +184,7 @@ impl Journal {
                         size: r.get::<_, i64>(4)? as u64,
                         event_time: r.get(5)?,
                         created_us: r.get(6)?,
+                        source: r.get(7)?,
                     })
                 })
             })

@@ -63,6 +63,14 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         UNIQUE(provider, key)
      );",
+    // 2: services created through the OSCAR API, and the bearer token of every service.
+    "CREATE TABLE api_services(
+        name TEXT PRIMARY KEY,
+        json TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+     );
+     CREATE TABLE service_tokens(name TEXT PRIMARY KEY, token TEXT NOT NULL);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

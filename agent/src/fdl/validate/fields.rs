@@ -150,7 +150,7 @@ pub(super) fn resolve_script(cx: &mut Ctx, sc: &Sp<String>, path: &str) -> Optio
         return None;
     }
     // The API-level shape carries the script's text itself.
-    if v.contains('\n') {
+    if cx.opts.inline_scripts || v.contains('\n') {
         return Some(Script::Inline(sc.value.clone()));
     }
     if cx.opts.schema_only {

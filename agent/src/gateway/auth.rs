@@ -1,0 +1,162 @@
+//! Who may call: the admin (HTTP Basic, password hashed with Argon2 in a 0600 file) and, for
+//! `/job` and `/run`, a service's bearer token. Comparisons are constant-time.
+
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::HeaderMap;
+use base64::Engine;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a password file of fogd ({message})")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// The admin's credentials as stored: the user and an Argon2 PHC string.
+pub struct Admin {
+    pub user: String,
+    hash: String,
+}
+
+pub fn password_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("gateway-admin")
+}
+
+impl Admin {
+    /// Reads the stored admin; on first start makes one with a random password, which is
+    /// returned (to be shown once) and never stored in clear.
+    pub fn load_or_create(data_dir: &Path, user: &str) -> Result<(Admin, Option<String>), AuthError> {
+        let path = password_file(data_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let (u, h) = text.trim().split_once('\n').ok_or_else(|| AuthError::Corrupt {
+                    path: path.clone(),
+                    message: "expected two lines".into(),
+                })?;
+                PasswordHash::new(h.trim()).map_err(|e| AuthError::Corrupt {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                Ok((
+                    Admin {
+                        user: u.trim().to_string(),
+                        hash: h.trim().to_string(),
+                    },
+                    None,
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let password = crate::journal::random_hex(16);
+                let admin = Self::store(data_dir, user, &password)?;
+                Ok((admin, Some(password)))
+            }
+            Err(source) => Err(AuthError::Io { path, source }),
+        }
+    }
+
+    /// Writes a new password (hashed), replacing the old one.
+    pub fn store(data_dir: &Path, user: &str, password: &str) -> Result<Admin, AuthError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = password_file(data_dir);
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| AuthError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+            .to_string();
+        let io = |source| AuthError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(format!("{user}\n{hash}\n").as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(Admin {
+            user: user.to_string(),
+            hash,
+        })
+    }
+
+    fn verify(&self, user: &str, password: &str) -> bool {
+        let user_ok: bool = self.user.as_bytes().ct_eq(user.as_bytes()).into();
+        let Ok(parsed) = PasswordHash::new(&self.hash) else {
+            return false;
+        };
+        // Always hash, so a wrong user costs as much time as a wrong password.
+        let pw_ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        user_ok && pw_ok
+    }
+}
+
+/// What the request's `Authorization` header carries.
+enum Credentials {
+    None,
+    Basic(String, String),
+    Bearer(String),
+    Malformed,
+}
+
+fn credentials(headers: &HeaderMap) -> Credentials {
+    let Some(v) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Credentials::None;
+    };
+    let Ok(v) = v.to_str() else {
+        return Credentials::Malformed;
+    };
+    if let Some(b) = v.strip_prefix("Basic ") {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
+            return Credentials::Malformed;
+        };
+        let Ok(text) = String::from_utf8(raw) else {
+            return Credentials::Malformed;
+        };
+        return match text.split_once(':') {
+            Some((u, p)) => Credentials::Basic(u.to_string(), p.to_string()),
+            None => Credentials::Malformed,
+        };
+    }
+    if let Some(t) = v.strip_prefix("Bearer ") {
+        return Credentials::Bearer(t.trim().to_string());
+    }
+    Credentials::Malformed
+}
+
+/// The admin, or 401 (no credentials) / 403 (wrong ones).
+pub fn require_admin(admin: &Admin, headers: &HeaderMap) -> Result<(), ApiError> {
+    match credentials(headers) {
+        Credentials::None => Err(ApiError::unauthorized()),
+        Credentials::Basic(u, p) if admin.verify(&u, &p) => Ok(()),
+        _ => Err(ApiError::forbidden("wrong credentials")),
+    }
+}
+
+/// The service's bearer token, or the admin.
+pub fn require_service(admin: &Admin, token: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    match credentials(headers) {
+        Credentials::None => Err(ApiError::unauthorized()),
+        Credentials::Bearer(t) if bool::from(t.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        Credentials::Basic(u, p) if admin.verify(&u, &p) => Ok(()),
+        _ => Err(ApiError::forbidden("wrong token for this service")),
+    }
+}

@@ -1,0 +1,129 @@
+//! `/system/logs/{svc}` (the jobs, paginated) and `/system/logs/{svc}/{job}` (one job's log).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{auth, ApiError, State};
+use crate::journal::{Invocation, State as JobState};
+
+const PAGE: usize = 100;
+
+#[derive(Deserialize)]
+pub struct Paging {
+    #[serde(default)]
+    page: String,
+    #[serde(default)]
+    all: bool,
+}
+
+fn rfc3339(ms: Option<i64>) -> Value {
+    match ms {
+        Some(ms) if ms > 0 => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+            json!(humantime::format_rfc3339_seconds(t).to_string())
+        }
+        _ => Value::Null,
+    }
+}
+
+fn status(i: &Invocation) -> &'static str {
+    match i.state {
+        JobState::Queued => "Pending",
+        JobState::Running => "Running",
+        JobState::Succeeded => "Succeeded",
+        JobState::Failed | JobState::TimedOut => "Failed",
+    }
+}
+
+pub async fn list(
+    s: State,
+    h: HeaderMap,
+    Path(svc): Path<String>,
+    Query(p): Query<Paging>,
+) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    s.rt.service(&svc)?;
+    let offset: usize = if p.page.is_empty() {
+        0
+    } else {
+        p.page
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("page `{}` is not a page token", p.page)))?
+    };
+    let rows = s.rt.journal.invocations(Some(&svc), usize::MAX >> 1)?;
+    let total = rows.len();
+    let jobs: BTreeMap<String, Value> = rows
+        .iter()
+        .skip(offset)
+        .take(PAGE)
+        .map(|i| {
+            (
+                i.uuid.clone(),
+                json!({
+                    "status": status(i),
+                    "creation_time": rfc3339(Some(i.created_ms)),
+                    "start_time": rfc3339(i.started_ms),
+                    "finish_time": rfc3339(i.finished_ms),
+                }),
+            )
+        })
+        .collect();
+    let next = offset + PAGE;
+    Ok(Json(json!({
+        "jobs": jobs,
+        "next_page": if next < total { next.to_string() } else { String::new() },
+        "remaining_jobs": total.saturating_sub(next),
+    })))
+}
+
+pub async fn read(
+    s: State,
+    h: HeaderMap,
+    Path((svc, job)): Path<(String, String)>,
+) -> Result<String, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let inv =
+        s.rt.journal
+            .invocation(&job)?
+            .filter(|i| i.service == svc)
+            .ok_or_else(|| ApiError::not_found(format!("no job `{job}` of service `{svc}`")))?;
+    Ok(std::fs::read_to_string(s.rt.log_path(&svc, &inv.uuid)).unwrap_or_default())
+}
+
+pub async fn delete(
+    s: State,
+    h: HeaderMap,
+    Path((svc, job)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let inv = s.rt.journal.invocation(&job)?.filter(|i| i.service == svc);
+    match inv {
+        Some(i) if s.rt.journal.delete_invocation(&svc, &i.uuid)? => {
+            let _ = std::fs::remove_file(s.rt.log_path(&svc, &i.uuid));
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Some(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job `{job}` is running"),
+        )),
+        None => Err(ApiError::not_found(format!("no job `{job}` of service `{svc}`"))),
+    }
+}
+
+pub async fn delete_all(
+    s: State,
+    h: HeaderMap,
+    Path(svc): Path<String>,
+    Query(p): Query<Paging>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    s.rt.service(&svc)?;
+    s.rt.journal.delete_invocations(&svc, p.all)?;
+    Ok(StatusCode::NO_CONTENT)
+}

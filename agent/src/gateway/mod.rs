@@ -1,0 +1,126 @@
+//! The gateway: an OSCAR-compatible REST API (same paths, methods, JSON shapes and status codes),
+//! and `/metrics` for Prometheus. It only reads and writes through the runtime and the journal.
+
+pub mod auth;
+mod invoke;
+mod logs;
+pub mod metrics;
+mod services;
+mod system;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::runtime::{Runtime, RuntimeError};
+
+pub struct AppState {
+    pub rt: Arc<Runtime>,
+    pub admin: auth::Admin,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+pub type State = axum::extract::State<Arc<AppState>>;
+
+/// An error answered as `{"error": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized() -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, "credentials required")
+    }
+    pub fn forbidden(m: &str) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, m)
+    }
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = axum::Json(serde_json::json!({ "error": self.message }));
+        let mut r = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"fogd\""),
+            );
+        }
+        r
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> ApiError {
+        let status = match &e {
+            RuntimeError::UnknownService(_) => StatusCode::NOT_FOUND,
+            RuntimeError::LowDisk { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            RuntimeError::Store(crate::store::StoreError::InvalidKey { .. }) => StatusCode::BAD_REQUEST,
+            RuntimeError::Store(crate::store::StoreError::DiskFull { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<crate::journal::JournalError> for ApiError {
+    fn from(e: crate::journal::JournalError) -> ApiError {
+        RuntimeError::from(e).into()
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let max = state.rt.cfg.gateway.max_body_bytes;
+    Router::new()
+        .route("/health", get(|| async { "Ok" }))
+        .route("/system/info", get(system::info))
+        .route("/system/config", get(system::config))
+        .route("/system/status", get(system::status))
+        .route(
+            "/system/services",
+            get(services::list).post(services::create).put(services::update),
+        )
+        .route(
+            "/system/services/{svc}",
+            get(services::read).delete(services::delete),
+        )
+        .route("/system/logs/{svc}", get(logs::list).delete(logs::delete_all))
+        .route("/system/logs/{svc}/{job}", get(logs::read).delete(logs::delete))
+        .route("/job/{svc}", post(invoke::job))
+        .route("/run/{svc}", post(invoke::run))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(|| async { ApiError::not_found("no such path in the OSCAR API") })
+        .layer(DefaultBodyLimit::max(max))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes. Returns the admin password when it was just made.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

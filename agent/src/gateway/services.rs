@@ -1,0 +1,147 @@
+//! `/system/services`: create, list, read, update, delete. A service created here is stored in
+//! the journal as its JSON and survives restarts; services of FDL files are listed but not changed.
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{auth, ApiError, State};
+use crate::fdl::{self, Script, Service};
+
+/// Checks a service definition and returns its name.
+fn check(body: &[u8]) -> Result<(String, Value), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let r = fdl::load_api_service(body, std::path::Path::new("request"));
+    let errors: Vec<String> = r
+        .errors()
+        .map(|d| {
+            format!(
+                "{}{}",
+                d.path.as_deref().map(|p| format!("{p}: ")).unwrap_or_default(),
+                d.message
+            )
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::bad_request(errors.join("; ")));
+    }
+    let name = r
+        .workflow
+        .and_then(|w| w.services.into_iter().next())
+        .map(|s| s.name)
+        .ok_or_else(|| ApiError::bad_request("no service in the body"))?;
+    Ok((name, value))
+}
+
+/// The JSON of a service as OSCAR returns it, with its token.
+fn service_json(s: &State, svc: &Service) -> Result<Value, ApiError> {
+    let token = s.rt.journal.service_token(&svc.name)?;
+    let stored =
+        s.rt.journal
+            .api_services()?
+            .into_iter()
+            .find(|(n, _)| n == &svc.name);
+    let mut v = match stored {
+        Some((_, json)) => serde_json::from_str(&json).unwrap_or_else(|_| json!({})),
+        None => from_fdl(svc),
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("token".into(), json!(token));
+        o.entry("cluster_id").or_insert(json!(s.rt.node));
+    }
+    Ok(v)
+}
+
+/// An FDL service in the API's shape (the script's text inline, as OSCAR stores it).
+fn from_fdl(svc: &Service) -> Value {
+    let script = match &svc.script {
+        Some(Script::File(p)) => std::fs::read_to_string(p).unwrap_or_default(),
+        Some(Script::Inline(t)) => t.clone(),
+        _ => String::new(),
+    };
+    let io = |b: &Vec<fdl::IoBinding>| -> Vec<Value> {
+        b.iter()
+            .map(|b| json!({"storage_provider": b.provider.to_string(), "path": b.path, "prefix": b.prefix, "suffix": b.suffix}))
+            .collect()
+    };
+    json!({
+        "name": svc.name,
+        "image": svc.image,
+        "script": script,
+        "memory": svc.memory_bytes.map(|b| format!("{}Mi", b >> 20)),
+        "cpu": svc.cpu_millis.map(|m| format!("{}", m as f64 / 1000.0)),
+        "log_level": svc.log_level,
+        "input": io(&svc.inputs),
+        "output": io(&svc.outputs),
+        "environment": {"variables": svc.env},
+    })
+}
+
+pub async fn list(s: State, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let wf = s.rt.workflow();
+    let all: Result<Vec<Value>, ApiError> = wf.services.iter().map(|svc| service_json(&s, svc)).collect();
+    Ok(Json(Value::Array(all?)))
+}
+
+pub async fn read(s: State, h: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let svc = s.rt.service(&name)?;
+    Ok(Json(service_json(&s, &svc)?))
+}
+
+pub async fn create(s: State, h: HeaderMap, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let (name, value) = check(&body)?;
+    if s.rt.workflow().service(&name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("service `{name}` already exists"),
+        ));
+    }
+    if !s.rt.journal.put_api_service(&name, &value.to_string(), true)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("service `{name}` already exists"),
+        ));
+    }
+    s.rt.journal.rotate_service_token(&name)?;
+    s.rt.reload()?;
+    tracing::info!(service = %name, "service created through the API");
+    Ok(StatusCode::CREATED)
+}
+
+pub async fn update(s: State, h: HeaderMap, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let (name, value) = check(&body)?;
+    if s.rt.fdl_workflow().service(&name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("service `{name}` comes from an FDL file given to `fogd run`; change the file"),
+        ));
+    }
+    if !s.rt.journal.put_api_service(&name, &value.to_string(), false)? {
+        return Err(ApiError::not_found(format!("no service `{name}`")));
+    }
+    s.rt.journal.rotate_service_token(&name)?;
+    s.rt.reload()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(s: State, h: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    if s.rt.fdl_workflow().service(&name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("service `{name}` comes from an FDL file given to `fogd run`; remove it there"),
+        ));
+    }
+    if !s.rt.journal.delete_api_service(&name)? {
+        return Err(ApiError::not_found(format!("no service `{name}`")));
+    }
+    s.rt.reload()?;
+    Ok(StatusCode::NO_CONTENT)
+}

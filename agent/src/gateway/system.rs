@@ -1,0 +1,89 @@
+//! `/system/info`, `/system/config`, `/system/status`.
+
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{auth, ApiError, State};
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub async fn info(s: State, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("FOGD_GIT_COMMIT").unwrap_or(""),
+        "architecture": arch(),
+        "kubernetes_version": "",
+        "serverless_backend": {"name": "fogd", "version": env!("CARGO_PKG_VERSION")},
+    })))
+}
+
+/// fogd has no MinIO of its own: its `minio.default` is a local folder. The provider is given
+/// in OSCAR's shape so that clients parse it, with no endpoint to upload to.
+pub async fn config(s: State, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    Ok(Json(json!({
+        "name": s.rt.node,
+        "namespace": "",
+        "services_namespace": "",
+        "gpu_available": false,
+        "interLink_available": false,
+        "serverless_backend": "fogd",
+        "yunikorn_enable": false,
+        "oidc_groups": [],
+        "minio_provider": {"endpoint": "", "region": "us-east-1", "access_key": "", "secret_key": "", "verify": false},
+    })))
+}
+
+/// Memory and CPU of this node, in OSCAR's StatusInfo shape (used by load-based delegation).
+pub async fn status(s: State, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&s.admin, &h)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let (total, avail) = meminfo();
+    let running: u64 =
+        s.rt.journal
+            .counts()?
+            .iter()
+            .filter(|(_, st, _)| *st == crate::journal::State::Running)
+            .map(|(_, _, n)| n)
+            .sum();
+    let free_cores = cores.saturating_sub(running);
+    Ok(Json(json!({
+        "cluster": {
+            "nodes_count": 1,
+            "metrics": {
+                "cpu": {"total_free_cores": free_cores, "max_free_on_node_cores": free_cores},
+                "memory": {"total_free_bytes": avail, "max_free_on_node_bytes": avail},
+                "gpu": {"total_gpu": 0},
+            },
+            "nodes": [{
+                "name": s.rt.node,
+                "cpu": {"capacity_cores": cores, "usage_cores": running},
+                "memory": {"capacity_bytes": total, "usage_bytes": total.saturating_sub(avail)},
+                "is_interlink": false,
+            }],
+        },
+        "oscar": {"deployment_name": "fogd", "ready": true},
+        "minio": {"buckets_count": 0, "total_objects": 0},
+    })))
+}
+
+/// (MemTotal, MemAvailable) in bytes.
+fn meminfo() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}

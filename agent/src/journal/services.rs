@@ -1,0 +1,121 @@
+//! Services created through the OSCAR API (kept as their JSON) and per-service bearer tokens.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{now_ms, Journal, Result};
+
+impl Journal {
+    /// Creates (`create`) or replaces an API service. Returns false when creating a service that
+    /// exists, or replacing one that does not.
+    pub fn put_api_service(&self, name: &str, json: &str, create: bool) -> Result<bool> {
+        let now = now_ms();
+        let conn = self.conn();
+        let n = if create {
+            conn.execute(
+                "INSERT INTO api_services(name, json, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, json, now],
+            )
+        } else {
+            conn.execute(
+                "UPDATE api_services SET json = ?2, updated_ms = ?3 WHERE name = ?1",
+                params![name, json, now],
+            )
+        }
+        .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    pub fn api_services(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT name, json FROM api_services ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn delete_api_service(&self, name: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute("DELETE FROM api_services WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM service_tokens WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// The service's bearer token, made (64 hex characters, like OSCAR's) on first use.
+    pub fn service_token(&self, name: &str) -> Result<String> {
+        let conn = self.conn();
+        let existing: Option<String> = conn
+            .query_row("SELECT token FROM service_tokens WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some(t) = existing {
+            return Ok(t);
+        }
+        let token = random_hex(32);
+        conn.execute(
+            "INSERT INTO service_tokens(name, token) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![name, token],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row("SELECT token FROM service_tokens WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .map_err(|e| self.err(e))
+    }
+
+    /// A new token (OSCAR makes one on every create and update).
+    pub fn rotate_service_token(&self, name: &str) -> Result<String> {
+        let token = random_hex(32);
+        self.conn()
+            .execute(
+                "INSERT INTO service_tokens(name, token) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET token = excluded.token",
+                params![name, token],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(token)
+    }
+
+    /// Deletes one finished (or queued) invocation; a running one stays. Returns whether it was
+    /// deleted.
+    pub fn delete_invocation(&self, service: &str, job: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM invocations WHERE service = ?1 AND (uuid = ?2 OR CAST(id AS TEXT) = ?2)
+                 AND state != 'running'",
+                params![service, job],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Deletes a service's finished invocations (`all`: queued ones too). Returns how many.
+    pub fn delete_invocations(&self, service: &str, all: bool) -> Result<usize> {
+        let sql = if all {
+            "DELETE FROM invocations WHERE service = ?1 AND state != 'running'"
+        } else {
+            "DELETE FROM invocations WHERE service = ?1 AND state IN ('succeeded', 'failed', 'timed_out')"
+        };
+        self.conn().execute(sql, [service]).map_err(|e| self.err(e))
+    }
+}
+
+/// `n` random bytes from the OS, as hex.
+pub fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
