@@ -127,6 +127,10 @@ impl Runtime {
         let merged = Workflow::merge(all);
         {
             let mut stores = self.stores.write().unwrap_or_else(|p| p.into_inner());
+            // The embedded store is always there, used by a workflow or not (`fogd put`, `/job`).
+            stores
+                .entry(ProviderRef::new(fdl::ProviderKind::Minio, "default"))
+                .or_insert_with(|| Ok(Arc::new(self.local_store())));
             for p in &merged.providers {
                 stores.entry(p.reference.clone()).or_insert_with(|| {
                     AnyStore::for_provider(p, &self.cfg.data_dir)

@@ -52,7 +52,7 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         files
     };
     let rt = Arc::new(Runtime::open(cfg, &files)?);
-    if rt.workflow().services.is_empty() {
+    if rt.workflow().services.is_empty() && !rt.cfg.gateway.enabled {
         bail!("no workflow to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml");
     }
     let recorded: Vec<PathBuf> = files
