@@ -315,6 +315,40 @@ async fn oscar_python_bad_requests_and_load() {
         assert!(t0.elapsed() < Duration::from_secs(300), "{pending} still pending");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // 4. Prometheus sees the same numbers.
+    let m = http
+        .get(format!("{}/metrics", g.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        m.contains(&format!(
+            "fogd_invocations{{service=\"noop\",state=\"succeeded\"}} {accepted}"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("fogd_invocation_duration_seconds_count{service=\"noop\",state=\"succeeded\"}"),
+        "{m}"
+    );
+    assert!(m.contains("fogd_data_dir_free_bytes "), "{m}");
+
+    // 5. A service created through the API survives a restart, with its token.
+    let dir = g.dir.clone();
+    drop(g);
+    let g = Fogd::start(&dir);
+    let again: serde_json::Value = admin(http.get(format!("{}/system/services/noop", g.url)))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["token"].as_str(), Some(token.as_str()));
 }
 
 fn journal(dir: &Path) -> fogd::journal::Journal {

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod fdl;
 pub mod gateway;
 pub mod journal;
+pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod scheduler;

@@ -50,6 +50,7 @@ pub struct Runtime {
     stores: RwLock<Stores>,
     /// Wakes the scheduler when this process queued work.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Runtime {
@@ -95,6 +96,7 @@ impl Runtime {
             fdl,
             stores: RwLock::new(BTreeMap::new()),
             wake: Arc::new(Notify::new()),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");

@@ -107,6 +107,7 @@ fn dispatch(
             };
             let rt = rt.clone();
             tasks.spawn(async move {
+                let started = std::time::Instant::now();
                 let outcome = execute(&rt, &inv).await.unwrap_or_else(|e| Outcome {
                     state: State::Failed,
                     exit_code: None,
@@ -118,6 +119,7 @@ fn dispatch(
                     Some(err) => tracing::warn!(service = %inv.service, job = %inv.uuid, state = outcome.state.as_str(), "{err}"),
                     None => tracing::debug!(service = %inv.service, job = %inv.uuid, outputs = outcome.outputs, "done"),
                 }
+                rt.metrics.observe_invocation(&inv.service, outcome.state, started.elapsed());
                 if let Err(e) = rt.journal.finish(inv.id, &outcome) {
                     tracing::error!("{e}");
                 }

@@ -97,7 +97,7 @@ async fn start_gateway(
     rt: Arc<Runtime>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use crate::gateway::{auth::Admin, metrics::Metrics, AppState};
+    use crate::gateway::{auth::Admin, AppState};
     let g = &rt.cfg.gateway;
     let (admin, fresh) = Admin::load_or_create(&rt.cfg.data_dir, &g.admin_user)?;
     if let Some(pw) = fresh {
@@ -111,11 +111,7 @@ async fn start_gateway(
         .await
         .with_context(|| format!("gateway: cannot listen on {}", g.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "OSCAR API ready");
-    let state = Arc::new(AppState {
-        rt,
-        admin,
-        metrics: Arc::new(Metrics::default()),
-    });
+    let state = Arc::new(AppState { rt, admin });
     Ok(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -129,7 +129,7 @@ pub async fn job(
             .invocation(&id.to_string())?
             .map(|i| i.uuid)
             .unwrap_or_default();
-    s.metrics.observe_request("/job", started.elapsed());
+    s.rt.metrics.observe_request("/job", started.elapsed());
     Ok((StatusCode::CREATED, Json(json!({ "jobName": uuid }))))
 }
 
@@ -166,7 +166,7 @@ pub async fn run(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
-    s.metrics.observe_request("/run", started.elapsed());
+    s.rt.metrics.observe_request("/run", started.elapsed());
     let status = if inv.state == JobState::Succeeded {
         StatusCode::OK
     } else {

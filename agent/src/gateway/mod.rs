@@ -4,7 +4,6 @@
 pub mod auth;
 mod invoke;
 mod logs;
-pub mod metrics;
 mod services;
 mod system;
 
@@ -21,7 +20,6 @@ use crate::runtime::{Runtime, RuntimeError};
 pub struct AppState {
     pub rt: Arc<Runtime>,
     pub admin: auth::Admin,
-    pub metrics: Arc<metrics::Metrics>,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -108,10 +106,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/system/logs/{svc}/{job}", get(logs::read).delete(logs::delete))
         .route("/job/{svc}", post(invoke::job))
         .route("/run/{svc}", post(invoke::run))
-        .route("/metrics", get(metrics::scrape))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such path in the OSCAR API") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
+}
+
+/// Prometheus' scrape: not authenticated (the gateway listens on loopback unless told otherwise).
+async fn metrics(s: State) -> impl IntoResponse {
+    let text = s.rt.metrics.render(&s.rt.journal, &s.rt.cfg.data_dir);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 /// Serves until `shutdown` completes. Returns the admin password when it was just made.

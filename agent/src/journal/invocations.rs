@@ -225,6 +225,32 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
+    /// The creation time of the oldest queued invocation, by service.
+    pub fn queue_ages(&self) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT service, MIN(created_ms) FROM invocations WHERE state = 'queued' GROUP BY service",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Objects and bytes waiting in the outbox.
+    pub fn outbox_totals(&self) -> Result<(u64, u64)> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE state != 'done'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Counts by state, for summaries and tests.
     pub fn counts(&self) -> Result<Vec<(String, State, u64)>> {
         let conn = self.conn();
