@@ -349,6 +349,37 @@ async fn oscar_python_bad_requests_and_load() {
         .await
         .expect("json");
     assert_eq!(again["token"].as_str(), Some(token.as_str()));
+
+    // 6. One fogd deploys to another: `fogd apply` creates, then updates; `fogd services` lists.
+    let fdl = here.join("shout.yaml");
+    let apply = |expect: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_fogd"))
+            .args(["apply", fdl.to_str().unwrap_or(""), "--endpoint", &g.url])
+            .env("FOGD_PASSWORD", PASSWORD)
+            .output()
+            .expect("apply");
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success() && t.contains(&format!("shout: {expect}")),
+            "{o:?}"
+        );
+    };
+    apply("created");
+    apply("updated");
+    let o = Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args(["services", "--endpoint", &g.url, "--password", PASSWORD])
+        .output()
+        .expect("services");
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("shout") && t.contains("minio:shout/in") && t.contains("noop"),
+        "{t}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args(["services", "--endpoint", &g.url, "--password", "wrong-password"])
+        .output()
+        .expect("services");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"), "{o:?}");
 }
 
 fn journal(dir: &Path) -> fogd::journal::Journal {

@@ -2,6 +2,7 @@
 //! turns them into messages and exit codes.
 
 mod fdl;
+mod remote;
 mod runtime;
 
 use std::path::PathBuf;
@@ -92,6 +93,17 @@ pub enum Command {
     },
     /// An invocation's output (stdout and stderr); without JOB, the service's latest.
     Logs { service: String, job: Option<String> },
+    /// Create or update the services of an FDL file on a fogd or an OSCAR cluster, through its API.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List the services of a fogd or an OSCAR cluster, through its API.
+    Services {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Gateway administration.
     Admin {
         #[command(subcommand)]
@@ -102,6 +114,28 @@ pub enum Command {
         #[command(subcommand)]
         what: Bench,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// The API's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub endpoint: String,
+    #[arg(long, default_value = "oscar")]
+    pub user: String,
+    /// The admin password (or set FOGD_PASSWORD).
+    #[arg(long, env = "FOGD_PASSWORD", hide_env_values = true)]
+    pub password: String,
+}
+
+impl RemoteArgs {
+    fn remote(&self) -> remote::Remote {
+        remote::Remote {
+            endpoint: self.endpoint.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +206,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             *format,
         ),
+        Command::Apply { file, remote } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(remote::apply(&remote.remote(), file))
+        }
+        Command::Services { remote } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(remote::services(&remote.remote()))
+        }
         _ => {
             let cfg = config(&cli)?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -41,7 +41,12 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
                     json,
                 },
         } => bench_runtime(latency_samples, throughput, json).await,
-        Command::Validate { .. } | Command::Graph { .. } => bail!("not a runtime command"),
+        Command::Validate { .. }
+        | Command::Graph { .. }
+        | Command::Apply { .. }
+        | Command::Services { .. } => {
+            bail!("not a runtime command")
+        }
     }
 }
 
