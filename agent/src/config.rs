@@ -58,6 +58,15 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// The admin user for HTTP Basic (OSCAR's default is `oscar`).
     pub admin_user: String,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +76,7 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 << 20,
             admin_user: "oscar".into(),
+            tls: None,
         }
     }
 }
@@ -116,6 +126,13 @@ impl Config {
         for w in &mut cfg.workflows {
             if w.is_relative() {
                 *w = base.join(&*w);
+            }
+        }
+        if let Some(t) = &mut cfg.gateway.tls {
+            for p in [&mut t.cert, &mut t.key] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
             }
         }
         Ok(cfg)

@@ -112,16 +112,24 @@ async fn start_gateway(
             crate::gateway::auth::password_file(&rt.cfg.data_dir).display()
         );
     }
-    let listener = tokio::net::TcpListener::bind(&g.listen)
-        .await
+    let listener = std::net::TcpListener::bind(&g.listen)
         .with_context(|| format!("gateway: cannot listen on {}", g.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "OSCAR API ready");
+    let tls = match &g.tls {
+        Some(t) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
+                .await
+                .with_context(|| format!("gateway TLS: {} / {}", t.cert.display(), t.key.display()))?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %listener.local_addr()?, scheme, "OSCAR API ready");
     let state = Arc::new(AppState { rt, admin });
     Ok(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = crate::gateway::serve(state, listener, shutdown).await {
+        if let Err(e) = crate::gateway::serve(state, listener, tls, shutdown).await {
             tracing::error!("gateway: {e}");
         }
     }))

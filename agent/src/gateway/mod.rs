@@ -124,13 +124,28 @@ async fn metrics(s: State) -> impl IntoResponse {
     )
 }
 
-/// Serves until `shutdown` completes. Returns the admin password when it was just made.
+/// Serves (HTTPS when `tls` is given) until `shutdown` completes; running requests finish.
 pub async fn serve(
     state: Arc<AppState>,
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    let app = router(state).into_make_service();
+    listener.set_nonblocking(true)?;
+    match tls {
+        Some(cfg) => {
+            axum_server::from_tcp_rustls(listener, cfg)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+    }
 }
