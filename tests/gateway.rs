@@ -212,13 +212,7 @@ async fn oscar_python_bad_requests_and_load() {
         .await
         .expect("dup");
     assert_eq!(dup.status().as_u16(), 409);
-    let svc: serde_json::Value = admin(http.get(format!("{}/system/services/noop", g.url)))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let svc: serde_json::Value = get_json(&http, &format!("{}/system/services/noop", g.url)).await;
     let token = svc["token"].as_str().unwrap_or("").to_string();
     let job = |t: &str| {
         http.post(format!("{}/job/noop", g.url))
@@ -341,13 +335,7 @@ async fn oscar_python_bad_requests_and_load() {
     let dir = g.dir.clone();
     drop(g);
     let g = Fogd::start(&dir);
-    let again: serde_json::Value = admin(http.get(format!("{}/system/services/noop", g.url)))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let again: serde_json::Value = get_json(&http, &format!("{}/system/services/noop", g.url)).await;
     assert_eq!(again["token"].as_str(), Some(token.as_str()));
 
     // 6. One fogd deploys to another: `fogd apply` creates, then updates; `fogd services` lists.
@@ -380,6 +368,17 @@ async fn oscar_python_bad_requests_and_load() {
         .output()
         .expect("services");
     assert!(String::from_utf8_lossy(&o.stderr).contains("403"), "{o:?}");
+}
+
+/// GET as the admin, as JSON.
+async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    let r = http
+        .get(url)
+        .basic_auth("oscar", Some(PASSWORD))
+        .send()
+        .await
+        .expect("get");
+    r.json().await.expect("json")
 }
 
 fn journal(dir: &Path) -> fogd::journal::Journal {

@@ -172,31 +172,20 @@ impl Journal {
 
     /// Services that have queued invocations.
     pub fn queued_services(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare_cached("SELECT DISTINCT service FROM invocations WHERE state = 'queued'")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| r.get(0))
-            .and_then(|r| r.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        self.rows(
+            "SELECT DISTINCT service FROM invocations WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )
     }
 
     /// Newest first; `service` filters; at most `limit` rows.
     pub fn invocations(&self, service: Option<&str>, limit: usize) -> Result<Vec<Invocation>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
-                 WHERE (?1 IS NULL OR i.service = ?1) ORDER BY i.id DESC LIMIT ?2"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![service, limit as i64], row)
-            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        let sql = format!(
+            "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
+             WHERE (?1 IS NULL OR i.service = ?1) ORDER BY i.id DESC LIMIT ?2"
+        );
+        self.rows(&sql, params![service, limit as i64], row)
     }
 
     /// By uuid (JOB_UUID) or by numeric id.
@@ -227,17 +216,8 @@ impl Journal {
 
     /// The creation time of the oldest queued invocation, by service.
     pub fn queue_ages(&self) -> Result<Vec<(String, i64)>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare_cached(
-                "SELECT service, MIN(created_ms) FROM invocations WHERE state = 'queued' GROUP BY service",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        let sql = "SELECT service, MIN(created_ms) FROM invocations WHERE state = 'queued' GROUP BY service";
+        self.rows(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 
     /// Objects and bytes waiting in the outbox.
@@ -253,22 +233,13 @@ impl Journal {
 
     /// Counts by state, for summaries and tests.
     pub fn counts(&self) -> Result<Vec<(String, State, u64)>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(
-                "SELECT service, state, COUNT(*) FROM invocations GROUP BY service, state ORDER BY service",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    State::parse(&r.get::<_, String>(1)?),
-                    r.get::<_, i64>(2)? as u64,
-                ))
-            })
-            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        let sql = "SELECT service, state, COUNT(*) FROM invocations GROUP BY service, state ORDER BY service";
+        self.rows(sql, [], |r| {
+            Ok((
+                r.get(0)?,
+                State::parse(&r.get::<_, String>(1)?),
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
     }
 }

@@ -110,6 +110,22 @@ impl Journal {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every row of a query, mapped by `f`.
+    fn rows<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params, f)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<T>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     fn err(&self, source: rusqlite::Error) -> JournalError {
         JournalError::Sqlite {
             path: self.path.clone(),
@@ -208,14 +224,9 @@ impl Journal {
     }
 
     pub fn workflows(&self) -> Result<Vec<PathBuf>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare("SELECT path FROM workflows ORDER BY path")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e))?;
+        let rows = self.rows("SELECT path FROM workflows ORDER BY path", [], |r| {
+            r.get::<_, String>(0)
+        })?;
         Ok(rows.into_iter().map(PathBuf::from).collect())
     }
 

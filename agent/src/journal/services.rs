@@ -27,15 +27,9 @@ impl Journal {
     }
 
     pub fn api_services(&self) -> Result<Vec<(String, String)>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare("SELECT name, json FROM api_services ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        self.rows("SELECT name, json FROM api_services ORDER BY name", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
     }
 
     pub fn delete_api_service(&self, name: &str) -> Result<bool> {
