@@ -160,3 +160,38 @@ fn graph_refuses_invalid_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.yaml:1:1: functions: invalid type"), "{err}");
 }
+
+#[test]
+fn check_reports_each_part_and_fails_on_a_bad_workflow() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "functions:\n  oscar:\n  - c:\n      name: a\n      image: x\n      script: s.sh\n      input: [{storage_provider: minio, path: a/in}]\n").expect("w");
+    std::fs::write(dir.path().join("s.sh"), ":\n").expect("w");
+    std::fs::write(
+        dir.path().join("fogd.yaml"),
+        "data_dir: data\nworkflows: [good.yaml]\ngateway: {listen: '127.0.0.1:0'}\n",
+    )
+    .expect("w");
+    let cfg = dir.path().join("fogd.yaml");
+    let o = fogd(&["--config", cfg.to_str().unwrap_or(""), "check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for part in [
+        "ok    data folder",
+        "ok    journal",
+        "ok    workflow",
+        "ok    store              minio.default: local folder",
+        "ok    executor",
+        "ok    clock",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    std::fs::write(&good, "functions: 1\n").expect("w");
+    let o = fogd(&["--config", cfg.to_str().unwrap_or(""), "check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  workflow") && out.contains("good.yaml:1:1: functions: invalid type"),
+        "{out}"
+    );
+}

@@ -23,6 +23,16 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Runs until `shutdown` completes, then stops taking work and waits for the running invocations.
 pub async fn run(rt: Arc<Runtime>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    run_with_heartbeat(rt, shutdown, None).await
+}
+
+/// As `run`; `heartbeat` (when given) gets the time (ms) of every turn of the loop, so that a
+/// watchdog can tell a live scheduler from a stuck one.
+pub async fn run_with_heartbeat(
+    rt: Arc<Runtime>,
+    shutdown: impl Future<Output = ()>,
+    heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
+) -> Result<()> {
     let (requeued, failed) = rt.journal.recover(rt.cfg.max_attempts)?;
     if requeued + failed > 0 {
         tracing::warn!(
@@ -44,6 +54,9 @@ pub async fn run(rt: Arc<Runtime>, shutdown: impl Future<Output = ()>) -> Result
         "fogd running"
     );
     loop {
+        if let Some(h) = &heartbeat {
+            h.store(crate::journal::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
         dispatch(&rt, &mut sems, &mut tasks, &mut warned);
         tokio::select! {
             _ = &mut shutdown => break,

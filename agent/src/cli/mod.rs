@@ -1,6 +1,7 @@
 //! The CLI edge: argument parsing and printing. Library modules return typed errors; this module
 //! turns them into messages and exit codes.
 
+mod check;
 mod fdl;
 mod remote;
 mod runtime;
@@ -104,6 +105,9 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Is this node ready? Config, data folder and free disk, journal, workflows and their stores,
+    /// executor, inference library, gateway address, clock. Exit 1 when a check fails.
+    Check,
     /// Gateway administration.
     Admin {
         #[command(subcommand)]
@@ -217,6 +221,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(remote::services(&remote.remote()))
+        }
+        Command::Check => {
+            let cfg = config(&cli)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(check::check(&cfg, cli.config.as_deref()))
         }
         _ => {
             let cfg = config(&cli)?;

@@ -44,7 +44,8 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
         Command::Validate { .. }
         | Command::Graph { .. }
         | Command::Apply { .. }
-        | Command::Services { .. } => {
+        | Command::Services { .. }
+        | Command::Check => {
             bail!("not a runtime command")
         }
     }
@@ -86,11 +87,23 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    crate::scheduler::run(rt, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
+    let heartbeat = Arc::new(std::sync::atomic::AtomicI64::new(crate::journal::now_ms()));
+    let watchdog = systemd_watchdog(heartbeat.clone());
+    // systemd (Type=notify): ready once the gateway listens and the scheduler starts.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    crate::scheduler::run_with_heartbeat(
+        rt,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        },
+        Some(heartbeat),
+    )
     .await?;
     signal.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     if let Some(g) = gateway {
         let _ = g.await;
     }
@@ -147,6 +160,24 @@ async fn reset_password(cfg: &Config, password: Option<String>) -> anyhow::Resul
         admin.user
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// When systemd asks for watchdog pings (WatchdogSec=), pings at half its interval, and only
+/// while the scheduler's loop is turning: a stuck fogd is restarted by systemd.
+fn systemd_watchdog(heartbeat: Arc<std::sync::atomic::AtomicI64>) -> Option<tokio::task::JoinHandle<()>> {
+    let period = sd_notify::watchdog_enabled().filter(|p| !p.is_zero())?;
+    tracing::info!(?period, "systemd watchdog on");
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period / 2).await;
+            let age = crate::journal::now_ms() - heartbeat.load(std::sync::atomic::Ordering::Relaxed);
+            if age < period.as_millis() as i64 {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!(age_ms = age, "scheduler loop stalled: no watchdog ping");
+            }
+        }
+    }))
 }
 
 /// Ctrl-C or SIGTERM (systemd, Kubernetes).

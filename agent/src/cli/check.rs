@@ -1,0 +1,200 @@
+//! `fogd check`: is this node ready to run? (Like `iotedge check`.) One line per check; exit 1
+//! when one fails.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::fdl::{self, LoadOptions};
+use crate::journal::Journal;
+use crate::runtime::free_bytes;
+use crate::store::AnyStore;
+
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, what: &str, detail: impl AsRef<str>) {
+        let mark = match level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => {
+                self.failed = true;
+                "FAIL"
+            }
+        };
+        println!("{mark}  {what:<18} {}", detail.as_ref());
+    }
+}
+
+/// Where `scripts/setup` puts the ONNX Runtime library, or ORT_DYLIB_PATH.
+pub fn onnxruntime_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let p = PathBuf::from(format!(
+        "/usr/local/lib/fogd/onnxruntime/{}/libonnxruntime.so",
+        std::env::consts::ARCH
+    ));
+    p.is_file().then_some(p)
+}
+
+pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mut r = Report { failed: false };
+    match config_path {
+        Some(p) => r.line(Level::Ok, "config", p.display().to_string()),
+        None => r.line(Level::Ok, "config", "none given: the embedded default"),
+    }
+
+    // Data folder: there, writable, with room.
+    let data = &cfg.data_dir;
+    match std::fs::create_dir_all(data).and_then(|_| std::fs::write(data.join(".fogd-check"), b"ok")) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(data.join(".fogd-check"));
+            let free = free_bytes(data).unwrap_or(0);
+            let detail = format!("{} ({:.1} GB free)", data.display(), free as f64 / 1e9);
+            if free < cfg.min_free_bytes {
+                r.line(
+                    Level::Fail,
+                    "data folder",
+                    format!("{detail}: under min_free_bytes, no new work is taken"),
+                );
+            } else {
+                r.line(Level::Ok, "data folder", detail);
+            }
+        }
+        Err(e) => r.line(Level::Fail, "data folder", format!("{}: {e}", data.display())),
+    }
+
+    // Journal: opens, migrates, and its pages are sound.
+    let journal_path = data.join("journal.sqlite");
+    match Journal::open(&journal_path, cfg.journal_sync) {
+        Ok(j) => {
+            let ok = rusqlite::Connection::open(&journal_path)
+                .and_then(|c| c.query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0)));
+            match ok {
+                Ok(s) if s == "ok" => r.line(Level::Ok, "journal", journal_path.display().to_string()),
+                Ok(s) => r.line(Level::Fail, "journal", format!("{}: {s}", journal_path.display())),
+                Err(e) => r.line(Level::Fail, "journal", format!("{}: {e}", journal_path.display())),
+            }
+            let files = if cfg.workflows.is_empty() {
+                j.workflows().unwrap_or_default()
+            } else {
+                cfg.workflows.clone()
+            };
+            check_workflows(&mut r, &files, data).await;
+        }
+        Err(e) => r.line(Level::Fail, "journal", e.to_string()),
+    }
+
+    // Executor.
+    match std::fs::metadata("/bin/sh") {
+        Ok(_) => r.line(Level::Ok, "executor", "local processes (/bin/sh)"),
+        Err(e) => r.line(Level::Fail, "executor", format!("/bin/sh: {e}")),
+    }
+    match onnxruntime_path() {
+        Some(p) => r.line(Level::Ok, "inference", format!("ONNX Runtime library at {}", p.display())),
+        None => r.line(
+            Level::Warn,
+            "inference",
+            "no ONNX Runtime library (run scripts/setup, or set ORT_DYLIB_PATH); the vision functions need it",
+        ),
+    }
+    r.line(Level::Ok, "mqtt", "no broker configured");
+
+    // Gateway: the address parses, and either is free or a fogd answers there.
+    if cfg.gateway.enabled {
+        match std::net::TcpListener::bind(&cfg.gateway.listen) {
+            Ok(_) => r.line(Level::Ok, "gateway", format!("{} is free", cfg.gateway.listen)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => r.line(
+                Level::Warn,
+                "gateway",
+                format!("{} is in use (a running fogd?)", cfg.gateway.listen),
+            ),
+            Err(e) => r.line(Level::Fail, "gateway", format!("{}: {e}", cfg.gateway.listen)),
+        }
+    }
+
+    // Clock: a Pi without a battery-backed clock starts in 1970 until NTP answers; S3 signatures
+    // and TLS fail until then.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    if now < Duration::from_secs(1_704_067_200) {
+        r.line(
+            Level::Fail,
+            "clock",
+            "before 2024: not synchronised yet (S3 and TLS will fail)",
+        );
+    } else {
+        r.line(
+            Level::Ok,
+            "clock",
+            humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        );
+    }
+    Ok(if r.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn check_workflows(r: &mut Report, files: &[PathBuf], data: &std::path::Path) {
+    if files.is_empty() {
+        r.line(
+            Level::Warn,
+            "workflows",
+            "none configured (give FDL files to `fogd run` or list them in `workflows`)",
+        );
+        return;
+    }
+    for f in files {
+        let report = fdl::load_file(f, LoadOptions::default());
+        let Some(wf) = report.workflow.as_ref().filter(|_| report.is_valid()) else {
+            let first = report
+                .errors()
+                .next()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            r.line(Level::Fail, "workflow", format!("{}: {first}", f.display()));
+            continue;
+        };
+        r.line(
+            Level::Ok,
+            "workflow",
+            format!("{}: {} service(s)", f.display(), wf.services.len()),
+        );
+        for p in &wf.providers {
+            let name = p.reference.to_string();
+            match AnyStore::for_provider(p, data) {
+                Ok(store) if store.is_local() => r.line(Level::Ok, "store", format!("{name}: local folder")),
+                Ok(store) => {
+                    let prefix = wf
+                        .services
+                        .iter()
+                        .flat_map(|s| s.inputs.iter().chain(&s.outputs))
+                        .find(|b| b.provider == p.reference)
+                        .map(|b| format!("{}/", b.path))
+                        .unwrap_or_default();
+                    match tokio::time::timeout(Duration::from_secs(10), store.list(&prefix)).await {
+                        Ok(Ok(objs)) => r.line(
+                            Level::Ok,
+                            "store",
+                            format!("{name}: reachable ({} objects under {prefix})", objs.len()),
+                        ),
+                        Ok(Err(e)) => r.line(Level::Fail, "store", e.to_string()),
+                        Err(_) => r.line(Level::Fail, "store", format!("{name}: no answer in 10 s")),
+                    }
+                }
+                Err(e) => r.line(Level::Warn, "store", e.to_string()),
+            }
+        }
+    }
+}
