@@ -9,10 +9,15 @@ use std::time::{Duration, Instant};
 
 use common::workflow;
 
+/// Every command with the same config: data in `dir/data`, no gateway (tests run side by side).
 fn fogd(dir: &Path, args: &[&str]) -> Output {
+    let cfg = dir.join("fogd.yaml");
+    if !cfg.exists() {
+        std::fs::write(&cfg, "data_dir: data\ngateway: {enabled: false}\n").expect("cfg");
+    }
     Command::new(env!("CARGO_BIN_EXE_fogd"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(cfg)
         .args(args)
         .output()
         .expect("fogd")
@@ -55,8 +60,8 @@ fn run_put_invoke_jobs_logs() {
     );
 
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_fogd"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(dir.join("fogd.yaml"))
         .arg("run")
         .arg(&fdl)
         .stdout(Stdio::null())

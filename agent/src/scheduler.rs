@@ -34,6 +34,14 @@ pub async fn run_with_heartbeat(
     heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
 ) -> Result<()> {
     let (requeued, failed) = rt.journal.recover(rt.cfg.max_attempts)?;
+    if let crate::store::AnyStore::Local(local) = rt.local_store() {
+        let swept = tokio::task::spawn_blocking(move || local.sweep_temporary(Duration::from_secs(600)))
+            .await
+            .unwrap_or(0);
+        if swept > 0 {
+            tracing::info!(swept, "removed temporary files of writes cut short by a crash");
+        }
+    }
     if requeued + failed > 0 {
         tracing::warn!(
             requeued,
