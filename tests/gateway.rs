@@ -253,13 +253,7 @@ async fn oscar_python_bad_requests_and_load() {
         assert_eq!(r.status().as_u16(), 201);
     }
     let run = |name: &str| admin(http.post(format!("{}/run/{name}", g.url))).body("input");
-    let zipped = run("multi")
-        .send()
-        .await
-        .expect("run")
-        .text()
-        .await
-        .expect("text");
+    let zipped = body_text(run("multi")).await;
     let bytes =
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, zipped.trim()).expect("base64");
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
@@ -268,13 +262,7 @@ async fn oscar_python_bad_requests_and_load() {
         .collect();
     names.sort();
     assert_eq!(names, ["a.txt", "d/b.txt"]);
-    let log = run("quiet")
-        .send()
-        .await
-        .expect("run")
-        .text()
-        .await
-        .expect("text");
+    let log = body_text(run("quiet")).await;
     assert_eq!(log, "only a log line\n");
 
     // OSCAR's delegated event (what a cluster that bursts to this node sends).
@@ -431,6 +419,11 @@ async fn oscar_python_bad_requests_and_load() {
         .output()
         .expect("services");
     assert!(String::from_utf8_lossy(&o.stderr).contains("403"), "{o:?}");
+}
+
+/// Sends and returns the answer's text.
+async fn body_text(req: reqwest::RequestBuilder) -> String {
+    req.send().await.expect("send").text().await.expect("text")
 }
 
 /// GET as the admin, as JSON.

@@ -13,15 +13,10 @@ use super::{LegacyStorage, Scalar};
 /// `storage_providers:` by type, then by id.
 #[derive(Debug, Default, Deserialize)]
 pub struct StorageProviders {
-    #[serde(default)]
     pub minio: Option<ProviderSet<MinioProvider>>,
-    #[serde(default)]
     pub s3: Option<ProviderSet<S3Provider>>,
-    #[serde(default)]
     pub onedata: Option<ProviderSet<OnedataProvider>>,
-    #[serde(default)]
     pub webdav: Option<ProviderSet<WebdavProvider>>,
-    #[serde(default)]
     pub rucio: Option<ProviderSet<RucioProvider>>,
 }
 
@@ -75,15 +70,10 @@ fn auth(a: &BTreeMap<String, Scalar>, k: &str) -> Option<String> {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct MinioProvider {
-    #[serde(default)]
     pub endpoint: Option<String>,
-    #[serde(default)]
     pub verify: Option<bool>,
-    #[serde(default)]
     pub access_key: Option<String>,
-    #[serde(default)]
     pub secret_key: Option<String>,
-    #[serde(default)]
     pub region: Option<String>,
 }
 impl FromLegacyAuth for MinioProvider {
@@ -100,15 +90,10 @@ impl FromLegacyAuth for MinioProvider {
 /// OSCAR's S3 provider is AWS only.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct S3Provider {
-    #[serde(default)]
     pub access_key: Option<String>,
-    #[serde(default)]
     pub secret_key: Option<String>,
-    #[serde(default)]
     pub region: Option<String>,
-    #[serde(default)]
     pub endpoint: Option<String>,
-    #[serde(default)]
     pub path_style: Option<bool>,
 }
 impl FromLegacyAuth for S3Provider {
@@ -123,11 +108,8 @@ impl FromLegacyAuth for S3Provider {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct OnedataProvider {
-    #[serde(default)]
     pub oneprovider_host: Option<String>,
-    #[serde(default)]
     pub token: Option<String>,
-    #[serde(default)]
     pub space: Option<String>,
 }
 impl FromLegacyAuth for OnedataProvider {
@@ -142,11 +124,8 @@ impl FromLegacyAuth for OnedataProvider {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct WebdavProvider {
-    #[serde(default)]
     pub hostname: Option<String>,
-    #[serde(default)]
     pub login: Option<String>,
-    #[serde(default)]
     pub password: Option<String>,
 }
 impl FromLegacyAuth for WebdavProvider {
@@ -161,21 +140,13 @@ impl FromLegacyAuth for WebdavProvider {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RucioProvider {
-    #[serde(default)]
     pub host: Option<String>,
-    #[serde(default)]
     pub auth_host: Option<String>,
-    #[serde(default)]
     pub account: Option<String>,
-    #[serde(default)]
     pub rse: Option<String>,
-    #[serde(default)]
     pub refresh_token: Option<String>,
-    #[serde(default)]
     pub access_token: Option<String>,
-    #[serde(default)]
     pub oidc_audience: Option<String>,
-    #[serde(default)]
     pub token_endpoint: Option<String>,
 }
 impl FromLegacyAuth for RucioProvider {
