@@ -1,0 +1,72 @@
+//! The k3s manifests validate against the Kubernetes schemas offline (`kubernetes-validate
+//! --strict`, from the venv), every file of the kustomization is there, and the fogd.yaml they
+//! carry is a config fogd accepts. No API server runs here: nothing is applied to a cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn k3s() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k3s")
+}
+
+fn resources() -> Vec<PathBuf> {
+    let k: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(k3s().join("kustomization.yaml")).expect("kustomization"),
+    )
+    .expect("yaml");
+    k["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| k3s().join(r.as_str().expect("name")))
+        .collect()
+}
+
+#[test]
+fn manifests_validate_against_the_kubernetes_schemas() {
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/kubernetes-validate");
+    assert!(
+        validator.exists(),
+        "{} missing: run scripts/setup",
+        validator.display()
+    );
+    let files = resources();
+    assert_eq!(files.len(), 6);
+    let out = Command::new(&validator)
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .expect("validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for kind in [
+        "namespace/fogd",
+        "role/fogd-executor",
+        "deployment/fogd",
+        "service/fogd",
+        "persistentvolumeclaim/fogd-data",
+    ] {
+        assert!(
+            text.contains(&format!("passed for resource {kind}")),
+            "{kind}: {text}"
+        );
+    }
+}
+
+#[test]
+fn the_configmap_holds_a_config_fogd_accepts() {
+    let cm: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(k3s().join("config.yaml")).expect("config"))
+            .expect("yaml");
+    let cfg =
+        fogd::config::Config::parse(cm["data"]["fogd.yaml"].as_str().expect("fogd.yaml")).expect("valid");
+    assert_eq!(cfg.data_dir, Path::new("/var/lib/fogd"));
+    assert_eq!(cfg.gateway.listen, "0.0.0.0:8080");
+    // The same for the systemd service's config.
+    let arm = std::fs::read_to_string(k3s().join("../arm64/fogd.yaml")).expect("arm64 config");
+    fogd::config::Config::parse(&arm).expect("valid");
+}
