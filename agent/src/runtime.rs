@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::exec::local::ExecError;
 use crate::fdl::{self, LoadOptions, ProviderRef, Service, Workflow};
-use crate::journal::{self, Journal, JournalError, NewEvent};
+use crate::journal::{Journal, JournalError, NewEvent};
 use crate::store::{AnyStore, ObjectMeta, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -337,11 +337,6 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     // The field types differ between targets (32 bits on armhf).
     #[allow(clippy::unnecessary_cast)]
     Some(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-/// For messages: a job's id as the user typed it.
-pub fn job_label(inv: &journal::Invocation) -> String {
-    format!("{} ({})", inv.uuid, inv.id)
 }
 
 /// Workflows are rebuilt from parts; the FDL part is copied each time.
