@@ -130,6 +130,11 @@ impl Metrics {
 
     /// Reads the journal's counts and the data folder's free space, then renders everything.
     pub fn render(&self, journal: &crate::journal::Journal, data_dir: &std::path::Path) -> String {
+        // Rebuilt from the journal on each scrape: a service whose queue emptied reads 0 (and has
+        // no oldest age), not the last value it had.
+        self.invocations.clear();
+        self.queue_length.clear();
+        self.queue_age.clear();
         if let Ok(counts) = journal.counts() {
             for (service, state, n) in counts {
                 self.invocations
@@ -138,11 +143,14 @@ impl Metrics {
                         state: state.as_str().into(),
                     })
                     .set(n as i64);
-                if state == crate::journal::State::Queued {
-                    self.queue_length
-                        .get_or_create(&ServiceLabel { service })
-                        .set(n as i64);
-                }
+                let queued = if state == crate::journal::State::Queued {
+                    n as i64
+                } else {
+                    0
+                };
+                self.queue_length
+                    .get_or_create(&ServiceLabel { service })
+                    .inc_by(queued);
             }
         }
         if let Ok(ages) = journal.queue_ages() {

@@ -118,7 +118,7 @@ impl Runtime {
     /// stores for providers not seen before. Returns the API services that no longer load.
     pub fn reload(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
-        let mut all = vec![clone_workflow(&self.fdl)];
+        let mut all = vec![self.fdl.clone()];
         for (name, json) in self.journal.api_services()? {
             let r = fdl::load_api_service(json.as_bytes(), Path::new(&format!("api:{name}")));
             match r.workflow {
@@ -337,14 +337,4 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     // The field types differ between targets (32 bits on armhf).
     #[allow(clippy::unnecessary_cast)]
     Some(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-/// Workflows are rebuilt from parts; the FDL part is copied each time.
-fn clone_workflow(w: &Workflow) -> Workflow {
-    Workflow {
-        dialect: w.dialect,
-        services: w.services.clone(),
-        providers: w.providers.clone(),
-        clusters: w.clusters.clone(),
-    }
 }

@@ -22,7 +22,7 @@ pub enum Dialect {
     LegacyScar,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Workflow {
     pub dialect: Dialect,
     pub services: Vec<Service>,

@@ -39,13 +39,8 @@ fn check(body: &[u8]) -> Result<(String, Value), ApiError> {
 /// The JSON of a service as OSCAR returns it, with its token.
 fn service_json(s: &State, svc: &Service) -> Result<Value, ApiError> {
     let token = s.rt.journal.service_token(&svc.name)?;
-    let stored =
-        s.rt.journal
-            .api_services()?
-            .into_iter()
-            .find(|(n, _)| n == &svc.name);
-    let mut v = match stored {
-        Some((_, json)) => serde_json::from_str(&json).unwrap_or_else(|_| json!({})),
+    let mut v = match s.rt.journal.api_service(&svc.name)? {
+        Some(json) => serde_json::from_str(&json).unwrap_or_else(|_| json!({})),
         None => from_fdl(svc),
     };
     if let Some(o) = v.as_object_mut() {

@@ -32,6 +32,16 @@ impl Journal {
         })
     }
 
+    /// One API service's JSON.
+    pub fn api_service(&self, name: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT json FROM api_services WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     pub fn delete_api_service(&self, name: &str) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
