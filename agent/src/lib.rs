@@ -13,3 +13,5 @@ pub mod router;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
+#[cfg(feature = "vision")]
+pub mod vision;

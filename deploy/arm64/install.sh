@@ -2,7 +2,8 @@
 # Installs fogd as a systemd service on Raspberry Pi OS / Debian (arm64 or x86_64).
 # Usage (as root, from the checkout, after building): deploy/arm64/install.sh [PATH/TO/fogd]
 #   - a `fogd` system user, /usr/local/bin/fogd, /etc/fogd/fogd.yaml (kept if present),
-#     /var/lib/fogd (StateDirectory), the ONNX Runtime library from scripts/setup,
+#     /var/lib/fogd (StateDirectory), the ONNX Runtime library from scripts/setup, fogd-vision
+#     with the models and sample photos in /usr/local/share/fogd,
 #     the unit fogd.service, enabled and started.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +20,16 @@ fi
 
 id fogd >/dev/null 2>&1 || useradd --system --home-dir /var/lib/fogd --shell /usr/sbin/nologin fogd
 install -m 0755 "$bin" /usr/local/bin/fogd
+# The vision commands live in fogd-vision (it links OpenCV), with the models and sample photos.
+vision=$(dirname "$bin")/fogd-vision
+if [ -x "$vision" ]; then
+  install -m 0755 "$vision" /usr/local/bin/fogd-vision
+  install -d -m 0755 /usr/local/share/fogd/models /usr/local/share/fogd/media
+  install -m 0644 "$root"/models/*.onnx "$root"/models/README.md /usr/local/share/fogd/models/
+  install -m 0644 "$root"/examples/camera-ingest/media/* /usr/local/share/fogd/media/
+else
+  echo "install: no $vision (built without the vision feature): anonymize and detect-masks are absent"
+fi
 install -d -m 0755 /etc/fogd
 [ -f /etc/fogd/fogd.yaml ] || install -m 0644 "$here/fogd.yaml" /etc/fogd/fogd.yaml
 ort=/usr/local/lib/fogd/onnxruntime/$arch/libonnxruntime.so

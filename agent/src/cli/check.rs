@@ -35,18 +35,6 @@ impl Report {
     }
 }
 
-/// Where `scripts/setup` puts the ONNX Runtime library, or ORT_DYLIB_PATH.
-pub fn onnxruntime_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let p = PathBuf::from(format!(
-        "/usr/local/lib/fogd/onnxruntime/{}/libonnxruntime.so",
-        std::env::consts::ARCH
-    ));
-    p.is_file().then_some(p)
-}
-
 pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let mut r = Report { failed: false };
     match config_path {
@@ -100,14 +88,7 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
         Ok(_) => r.line(Level::Ok, "executor", "local processes (/bin/sh)"),
         Err(e) => r.line(Level::Fail, "executor", format!("/bin/sh: {e}")),
     }
-    match onnxruntime_path() {
-        Some(p) => r.line(Level::Ok, "inference", format!("ONNX Runtime library at {}", p.display())),
-        None => r.line(
-            Level::Warn,
-            "inference",
-            "no ONNX Runtime library (run scripts/setup, or set ORT_DYLIB_PATH); the vision functions need it",
-        ),
-    }
+    inference(&mut r);
     r.line(Level::Ok, "mqtt", "no broker configured");
 
     // Gateway: the address parses, and either is free or a fogd answers there.
@@ -197,4 +178,29 @@ async fn check_workflows(r: &mut Report, files: &[PathBuf], data: &std::path::Pa
             }
         }
     }
+}
+
+/// Models present and sound, and which backend runs them (ONNX Runtime, or OpenCV DNN and why).
+#[cfg(feature = "vision")]
+fn inference(r: &mut Report) {
+    use crate::vision::{engine, models};
+    for m in models::Model::ALL {
+        match models::locate(m, None).and_then(|p| models::load_verified(m, &p).map(|_| p)) {
+            Ok(p) => r.line(Level::Ok, "model", format!("{} (SHA-256 ok)", p.display())),
+            Err(e) => r.line(Level::Fail, "model", e.to_string()),
+        }
+    }
+    match engine::resolve(engine::Backend::Auto) {
+        (engine::Backend::OnnxRuntime, why) => r.line(Level::Ok, "inference", format!("ONNX Runtime: {why}")),
+        (_, why) => r.line(Level::Warn, "inference", format!("OpenCV DNN ({why})")),
+    }
+}
+
+#[cfg(not(feature = "vision"))]
+fn inference(r: &mut Report) {
+    r.line(
+        Level::Warn,
+        "inference",
+        "this build has no vision (built without the `vision` feature): anonymize and detect-masks are absent",
+    );
 }

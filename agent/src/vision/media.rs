@@ -1,0 +1,426 @@
+//! Reading images and sampling videos (anything OpenCV's FFmpeg backend opens: files and RTSP
+//! URLs). Every failure names the file and what went wrong; a video that breaks off keeps the
+//! frames before the break and says where it stopped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+use opencv::{imgcodecs, videoio};
+
+use super::{io_err, Result, VisionError};
+
+/// Images above this many pixels are refused (a 16K panorama; 8K is 33 Mpx and fine).
+pub const MAX_PIXELS: i64 = 150_000_000;
+
+const IMAGE_EXTS: &[&str] = &[
+    "jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pnm",
+];
+
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+pub fn is_stream_url(s: &str) -> bool {
+    [
+        "rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> VisionError {
+    VisionError::BadInput {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// An image as 8-bit BGR, whatever it was (grayscale, alpha, 16-bit).
+pub fn read_image(path: &Path) -> Result<Mat> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    decode_image(path, &bytes)
+}
+
+pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<Mat> {
+    if bytes.is_empty() {
+        return Err(bad(path, "zero bytes: not an image"));
+    }
+    let buf = Vector::<u8>::from_slice(bytes);
+    // Look at the header first, so a huge image is refused before its pixels are allocated.
+    let img = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
+        .map_err(|e| bad(path, format!("not an image OpenCV can decode: {}", e.message)))?;
+    if img.empty() {
+        return Err(bad(
+            path,
+            "not an image OpenCV can decode (unknown format or corrupt)",
+        ));
+    }
+    let px = img.cols() as i64 * img.rows() as i64;
+    if px > MAX_PIXELS {
+        return Err(bad(
+            path,
+            format!(
+                "{}x{} is over the limit of {MAX_PIXELS} pixels",
+                img.cols(),
+                img.rows()
+            ),
+        ));
+    }
+    Ok(img)
+}
+
+/// Writes an image atomically (temp + rename), so a watcher never sees half a file.
+pub fn write_image(path: &Path, img: &Mat, jpeg_quality: i32) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("jpg")
+        .to_ascii_lowercase();
+    let mut params = Vector::<i32>::new();
+    if ext == "jpg" || ext == "jpeg" {
+        params.push(imgcodecs::IMWRITE_JPEG_QUALITY);
+        params.push(jpeg_quality);
+    }
+    let mut buf = Vector::<u8>::new();
+    if !imgcodecs::imencode(&format!(".{ext}"), img, &mut buf, &params)? {
+        return Err(bad(path, "OpenCV could not encode the image"));
+    }
+    write_atomic(path, buf.as_slice())
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = path.with_file_name(format!(".{name}.fogd-tmp"));
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sampling {
+    /// The frame at each timestamp (read on, or seek and decode from the keyframe before it).
+    #[default]
+    Exact,
+    /// The first keyframe at or after each timestamp: only keyframes are decoded.
+    Keyframes,
+}
+
+pub struct SampledFrame {
+    /// 1-based, as ffmpeg's `img%d.jpg`.
+    pub index: usize,
+    pub timestamp_s: f64,
+    pub image: Mat,
+    pub decode: Duration,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VideoInfo {
+    pub width: i32,
+    pub height: i32,
+    pub fps: f64,
+    /// None for live streams.
+    pub duration_s: Option<f64>,
+    pub codec: String,
+}
+
+/// Where a video broke off, when it did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Truncated {
+    pub at_s: f64,
+    pub reason: String,
+}
+
+pub struct VideoReader {
+    source: String,
+    cap: videoio::VideoCapture,
+    pub info: VideoInfo,
+}
+
+fn fourcc_name(v: f64) -> String {
+    let c = v as u32;
+    let s: String = (0..4)
+        .map(|i| char::from(((c >> (8 * i)) & 0xff) as u8))
+        .collect();
+    s.trim_matches(char::from(0)).to_string()
+}
+
+impl VideoReader {
+    pub fn open(source: &str) -> Result<VideoReader> {
+        let path = PathBuf::from(source);
+        if !is_stream_url(source) {
+            let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
+            if meta.len() == 0 {
+                return Err(bad(&path, "zero bytes: not a video"));
+            }
+        }
+        let cap = videoio::VideoCapture::from_file(source, videoio::CAP_FFMPEG)
+            .map_err(|e| bad(&path, format!("FFmpeg could not open it: {}", e.message)))?;
+        if !cap.is_opened()? {
+            return Err(bad(
+                &path,
+                "FFmpeg could not open it as a video (not a video, an unknown container, or cut off \
+                 before its index)",
+            ));
+        }
+        let fps = cap.get(videoio::CAP_PROP_FPS)?;
+        let frames = cap.get(videoio::CAP_PROP_FRAME_COUNT)?;
+        let info = VideoInfo {
+            width: cap.get(videoio::CAP_PROP_FRAME_WIDTH)? as i32,
+            height: cap.get(videoio::CAP_PROP_FRAME_HEIGHT)? as i32,
+            fps,
+            duration_s: (frames > 0.0 && fps > 0.0).then(|| frames / fps),
+            codec: fourcc_name(cap.get(videoio::CAP_PROP_FOURCC)?),
+        };
+        if info.width <= 0 || info.height <= 0 {
+            return Err(bad(
+                &path,
+                format!("no video stream that FFmpeg can decode (codec '{}')", info.codec),
+            ));
+        }
+        if info.width as i64 * info.height as i64 > MAX_PIXELS {
+            return Err(bad(
+                &path,
+                format!("{}x{} frames are over the limit", info.width, info.height),
+            ));
+        }
+        Ok(VideoReader {
+            source: source.to_string(),
+            cap,
+            info,
+        })
+    }
+
+    fn pos_s(&self) -> f64 {
+        self.cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(0.0) / 1000.0
+    }
+
+    /// Calls `f` with one frame every `every`, decoding on another thread (the next frame is
+    /// decoded while `f` works on this one). Returns where the video broke off, if it did.
+    pub fn sample(
+        &mut self,
+        every: Duration,
+        sampling: Sampling,
+        f: &mut dyn FnMut(SampledFrame) -> Result<()>,
+    ) -> Result<Option<Truncated>> {
+        let every_s = every.as_secs_f64().max(1e-3);
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<SampledFrame>(1);
+            let decoder = scope.spawn(move || match sampling {
+                Sampling::Exact => self.decode_exact(every_s, &tx),
+                Sampling::Keyframes => self.decode_keyframes(every_s, &tx),
+            });
+            let mut result = Ok(());
+            for frame in rx.iter() {
+                if let Err(e) = f(frame) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            drop(rx);
+            let decoded = decoder
+                .join()
+                .map_err(|_| VisionError::Other("the decoder thread panicked".into()))?;
+            result?;
+            decoded
+        })
+    }
+
+    /// Exact frames through OpenCV: read on for short gaps, seek (by frame number, which OpenCV's
+    /// FFmpeg backend makes exact) for long ones.
+    fn decode_exact(&mut self, every_s: f64, tx: &SyncSender<SampledFrame>) -> Result<Option<Truncated>> {
+        let path = PathBuf::from(&self.source);
+        let fps = self.info.fps.max(1.0);
+        let mut index = 0usize;
+        let mut next_t = 0.0f64;
+        let mut last_t = -1.0f64;
+        let mut frame = Mat::default();
+        loop {
+            if let Some(d) = self.info.duration_s {
+                if next_t >= d - 0.5 / fps {
+                    return Ok(None);
+                }
+            }
+            let started = std::time::Instant::now();
+            // Seeking decodes from the keyframe before the target; reading on decodes every
+            // frame. Seek when the gap is longer than a typical camera GOP (2 s).
+            let got = if self.info.duration_s.is_some() && index > 0 && next_t - last_t > 2.0 {
+                self.cap
+                    .set(videoio::CAP_PROP_POS_FRAMES, (next_t * fps).round())?;
+                self.cap.read(&mut frame)? && !frame.empty()
+            } else {
+                let mut got = false;
+                while self.cap.grab()? {
+                    if self.pos_s() + 0.5 / fps >= next_t {
+                        got = self.cap.retrieve(&mut frame, 0)? && !frame.empty();
+                        break;
+                    }
+                }
+                got
+            };
+            if !got {
+                let at = last_t.max(0.0);
+                return match self.info.duration_s {
+                    _ if index == 0 => Err(bad(
+                        &path,
+                        format!("no frame could be decoded (codec '{}')", self.info.codec),
+                    )),
+                    Some(d) if next_t < d - 1.0 => Ok(Some(Truncated {
+                        at_s: at,
+                        reason: format!(
+                            "no frame could be decoded at {next_t:.1} s of a stated {d:.1} s: the file is \
+                             truncated or corrupt after {at:.1} s"
+                        ),
+                    })),
+                    _ => Ok(None),
+                };
+            }
+            let t = self.pos_s();
+            index += 1;
+            last_t = t;
+            let sent = tx.send(SampledFrame {
+                index,
+                timestamp_s: t,
+                image: std::mem::take(&mut frame),
+                decode: started.elapsed(),
+            });
+            if sent.is_err() {
+                return Ok(None);
+            }
+            next_t = ((t / every_s).floor() + 1.0) * every_s;
+        }
+    }
+
+    /// Keyframes only, decoded by the `ffmpeg` program with `-skip_frame nokey` (OpenCV cannot
+    /// skip decoding): the first keyframe at or after each multiple of `every`.
+    fn decode_keyframes(&mut self, every_s: f64, tx: &SyncSender<SampledFrame>) -> Result<Option<Truncated>> {
+        let path = PathBuf::from(&self.source);
+        let (w, h) = (self.info.width, self.info.height);
+        let filter = format!(
+            "select='isnan(prev_selected_t)+gte(floor(t/{every_s})\\,floor(prev_selected_t/{every_s})+1)',\
+             scale={w}:{h},showinfo"
+        );
+        let mut child = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "info",
+                "-skip_frame",
+                "nokey",
+                "-i",
+            ])
+            .arg(&self.source)
+            .args([
+                "-map",
+                "0:v:0",
+                "-an",
+                "-sn",
+                "-vf",
+                &filter,
+                "-fps_mode",
+                "passthrough",
+            ])
+            .args(["-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| bad(&path, format!("ffmpeg (needed for --keyframes): {e}")))?;
+        let (Some(mut out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(bad(&path, "ffmpeg: no pipes"));
+        };
+        // showinfo prints each selected frame's time on stderr before the frame is written.
+        let (ts_tx, ts_rx) = std::sync::mpsc::channel::<f64>();
+        let errors = std::thread::spawn(move || {
+            let mut last_error = None;
+            for line in BufReader::new(err).lines().map_while(std::io::Result::ok) {
+                if let Some(t) = line
+                    .split("pts_time:")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                {
+                    if let Ok(t) = t.parse::<f64>() {
+                        let _ = ts_tx.send(t);
+                    }
+                } else if !line.contains("Parsed_showinfo") && !line.starts_with(' ') {
+                    last_error = Some(line);
+                }
+            }
+            last_error
+        });
+        let size = (w as usize) * (h as usize) * 3;
+        let mut index = 0usize;
+        let mut last_t = 0.0;
+        let mut stopped_early = false;
+        loop {
+            let started = std::time::Instant::now();
+            let mut image =
+                Mat::new_rows_cols_with_default(h, w, opencv::core::CV_8UC3, opencv::core::Scalar::all(0.0))?;
+            match out.read_exact(image.data_bytes_mut()?) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(bad(&path, format!("reading ffmpeg's frames: {e}"))),
+            }
+            debug_assert_eq!(image.data_bytes()?.len(), size);
+            let t = ts_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or(last_t + every_s);
+            index += 1;
+            last_t = t;
+            if tx
+                .send(SampledFrame {
+                    index,
+                    timestamp_s: t,
+                    image,
+                    decode: started.elapsed(),
+                })
+                .is_err()
+            {
+                stopped_early = true;
+                break;
+            }
+        }
+        drop(out);
+        if stopped_early {
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(|e| bad(&path, format!("ffmpeg: {e}")))?;
+        let last_error = errors.join().ok().flatten();
+        if stopped_early {
+            return Ok(None);
+        }
+        if index == 0 {
+            return Err(bad(
+                &path,
+                format!(
+                    "no keyframe could be decoded{}",
+                    last_error.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            ));
+        }
+        let short = self.info.duration_s.is_some_and(|d| last_t + every_s + 2.0 < d);
+        if !status.success() || short {
+            return Ok(Some(Truncated {
+                at_s: last_t,
+                reason: format!(
+                    "decoding stopped after {last_t:.1} s{}{}",
+                    self.info
+                        .duration_s
+                        .map(|d| format!(" of a stated {d:.1} s"))
+                        .unwrap_or_default(),
+                    last_error.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            }));
+        }
+        Ok(None)
+    }
+}

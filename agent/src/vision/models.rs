@@ -1,0 +1,118 @@
+//! The models fogd ships (see models/README.md), found on disk and checked against the SHA-256
+//! they were released with, so a truncated or swapped file is an error, never garbage boxes.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{io_err, Result, VisionError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    CenterFace,
+    UltraFace,
+    MaskClassifier,
+}
+
+impl Model {
+    pub const ALL: [Model; 3] = [Model::CenterFace, Model::UltraFace, Model::MaskClassifier];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Model::CenterFace => "centerface.onnx",
+            Model::UltraFace => "ultraface-rfb-640.onnx",
+            Model::MaskClassifier => "mask-classifier-mobilenetv2.onnx",
+        }
+    }
+
+    pub fn sha256(self) -> &'static str {
+        match self {
+            Model::CenterFace => "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+            Model::UltraFace => "84483bcd328b3aa15b5c807cec9b825fa87f1864840dec067acc9588754d1712",
+            Model::MaskClassifier => "a47c3d8ee4d9debd333e892dc11cda15637bb547afdad9f7f198cb0ef0d00f7f",
+        }
+    }
+}
+
+/// Where models are looked for, first match wins: the given folder, `FOGD_MODELS`, next to the
+/// binary (`../share/fogd/models`), the system folders the installers use, `./models`, and the
+/// source tree this binary was built from.
+pub fn search_path(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = explicit {
+        dirs.push(d.to_path_buf());
+        return dirs;
+    }
+    if let Some(d) = std::env::var_os("FOGD_MODELS") {
+        dirs.push(PathBuf::from(d));
+        return dirs;
+    }
+    if let Some(bin_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(bin_dir.join("../share/fogd/models"));
+    }
+    dirs.push(PathBuf::from("/usr/local/share/fogd/models"));
+    dirs.push(PathBuf::from("/usr/share/fogd/models"));
+    dirs.push(PathBuf::from("models"));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    dirs
+}
+
+pub fn locate(model: Model, explicit: Option<&Path>) -> Result<PathBuf> {
+    let dirs = search_path(explicit);
+    dirs.iter()
+        .map(|d| d.join(model.file_name()))
+        .find(|p| p.is_file())
+        .ok_or_else(|| VisionError::ModelMissing {
+            name: model.file_name().to_string(),
+            looked: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Reads a model and checks its SHA-256.
+pub fn load_verified(model: Model, path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let found = hex(&Sha256::digest(&bytes));
+    if found != model.sha256() {
+        return Err(VisionError::ModelChecksum {
+            path: path.to_path_buf(),
+            found,
+            expected: model.sha256().to_string(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_models_match_their_checksums() {
+        for m in Model::ALL {
+            let p = locate(m, None).unwrap();
+            load_verified(m, &p).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_corrupt_model_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("centerface.onnx");
+        let mut bytes = std::fs::read(locate(Model::CenterFace, None).unwrap()).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&p, &bytes).unwrap();
+        let e = load_verified(Model::CenterFace, &p).unwrap_err().to_string();
+        assert!(e.contains("centerface.onnx") && e.contains("corrupt"), "{e}");
+    }
+}

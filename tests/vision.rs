@@ -1,0 +1,576 @@
+//! Edge vision as a user runs it (`fogd anonymize`, `fogd detect-masks`, `fogd sample`), on the
+//! real photos, a generated video with known faces, the real models and ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fogd::vision::anonymize::FrameReport;
+use fogd::vision::detect::{Detector, DetectorOptions, FaceBox};
+use fogd::vision::masks::MaskClass;
+use fogd::vision::media;
+use fogd::vision::sample::{self, Recall, Truth};
+
+fn fogd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args(args)
+        .output()
+        .expect("run fogd")
+}
+
+fn fogd_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run fogd")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn media_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/media")
+}
+
+fn photo(name: &str) -> String {
+    media_dir().join(name).to_string_lossy().into_owned()
+}
+
+fn ffmpeg(args: &[&str]) {
+    let o = Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", text(&o));
+}
+
+fn sidecar(p: &Path) -> FrameReport {
+    serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap()).unwrap()
+}
+
+fn boxes(r: &FrameReport) -> Vec<FaceBox> {
+    fogd::vision::anonymize::sidecar_faces(r)
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect()
+}
+
+/// The labelled box of a photo (faces-xyxy.json); a masked variant has its plain photo's box.
+fn labelled(name: &str) -> FaceBox {
+    let all: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(media_dir().join("faces-xyxy.json")).unwrap()).unwrap();
+    let plain = if name.starts_with("astronaut") {
+        "astronaut.png"
+    } else {
+        "grace_hopper.jpg"
+    };
+    let v: Vec<f32> = all[plain][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    FaceBox {
+        x1: v[0],
+        y1: v[1],
+        x2: v[2],
+        y2: v[3],
+        score: 1.0,
+    }
+}
+
+fn detector() -> Detector {
+    Detector::load(&DetectorOptions::default(), None).unwrap()
+}
+
+#[test]
+fn photos_faces_found_masks_judged_and_nothing_left_after_blurring() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let names = [
+        "astronaut.png",
+        "grace_hopper.jpg",
+        "astronaut_masked.png",
+        "grace_hopper_masked.png",
+    ];
+    let mut args = vec!["anonymize".to_string()];
+    args.extend(names.iter().map(|n| photo(n)));
+    args.extend([
+        "--out".into(),
+        out.to_string_lossy().into_owned(),
+        "--classify-masks".into(),
+    ]);
+    let o = fogd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 frame(s) written"), "{}", text(&o));
+    let det = detector();
+    for n in names {
+        let img = out.join(n);
+        let r = sidecar(&img);
+        let truth = labelled(n);
+        let hit = r.faces.iter().find(|f| {
+            FaceBox {
+                x1: f.bbox[0],
+                y1: f.bbox[1],
+                x2: f.bbox[2],
+                y2: f.bbox[3],
+                score: f.score,
+            }
+            .iou(&truth)
+                >= 0.5
+        });
+        let hit = hit.unwrap_or_else(|| panic!("{n}: labelled face not found: {:?}", r.faces));
+        let want = if n.contains("masked") {
+            MaskClass::Mask
+        } else {
+            MaskClass::NoMask
+        };
+        assert_eq!(hit.mask.map(|m| m.class), Some(want), "{n}");
+        // The written image: the face is gone for the detector.
+        let left = det.detect(&media::read_image(&img).unwrap()).unwrap();
+        assert!(
+            left.iter().all(|b| b.iou(&truth) < 0.5),
+            "{n}: face still found after blurring: {left:?}"
+        );
+    }
+}
+
+#[test]
+fn generated_video_recall_residual_and_mask_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let o = fogd(&["sample", "--seconds", "12", "--out", clip.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let truth = Truth::load(&clip.with_extension("truth.json")).unwrap();
+    assert_eq!(truth.frames.len(), 12 * 25);
+    let det = detector();
+    for mode in ["exact", "keyframes"] {
+        let out = dir.path().join(mode);
+        let mut args = vec![
+            "anonymize",
+            clip.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(["--every", "1s", "--classify-masks"]);
+        if mode == "keyframes" {
+            args.push("--keyframes");
+        }
+        let o = fogd(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let frames: Vec<PathBuf> = (1..)
+            .map(|i| out.join("clip").join(format!("img{i}.jpg")))
+            .take_while(|p| p.is_file())
+            .collect();
+        // Exact: 0..11 s. Keyframes (2 s GOP): the first keyframe in each second: 0, 2, 4, ...
+        assert!(
+            frames.len() >= if mode == "exact" { 12 } else { 6 },
+            "{mode}: {} frames",
+            frames.len()
+        );
+        let (mut rec, mut left) = (Recall::default(), Recall::default());
+        let mut judged = [[0usize; 2]; 2]; // [truth masked][verdict masked]
+        for f in &frames {
+            let r = sidecar(f);
+            let t = r.timestamp_s.unwrap();
+            let faces = truth.at(t);
+            sample::recall(faces, &boxes(&r), 40.0, &mut rec);
+            sample::recall(
+                faces,
+                &det.detect(&media::read_image(f).unwrap()).unwrap(),
+                40.0,
+                &mut left,
+            );
+            for tf in faces {
+                if let Some(v) = r.faces.iter().find_map(|x| {
+                    let b = FaceBox {
+                        x1: x.bbox[0],
+                        y1: x.bbox[1],
+                        x2: x.bbox[2],
+                        y2: x.bbox[3],
+                        score: x.score,
+                    };
+                    (b.iou(&tf.face_box()) >= 0.5).then_some(x.mask).flatten()
+                }) {
+                    judged[tf.masked as usize][(v.class == MaskClass::Mask) as usize] += 1;
+                }
+            }
+        }
+        let acc = |m: usize| judged[m][m] as f64 / (judged[m][0] + judged[m][1]).max(1) as f64;
+        println!(
+            "{mode}: {} frames; recall >= 40 px {:.3} ({}/{}); still detected after redaction {}/{}; \
+             mask accuracy: masked {:.3} ({:?}), unmasked {:.3} ({:?})",
+            frames.len(),
+            rec.recall,
+            rec.found,
+            rec.faces,
+            left.found,
+            left.faces,
+            acc(1),
+            judged[1],
+            acc(0),
+            judged[0]
+        );
+        assert!(rec.recall >= 0.95, "{mode}: recall {:.3}", rec.recall);
+        assert!(
+            left.found as f64 <= 0.02 * left.faces as f64,
+            "{mode}: {} faces left",
+            left.found
+        );
+        assert!(acc(0) >= 0.9 && acc(1) >= 0.7, "{mode}: mask accuracy {judged:?}");
+    }
+}
+
+#[test]
+fn detect_masks_annotates_and_prefers_the_anonymisers_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = fogd(&[
+        "anonymize",
+        &photo("grace_hopper_masked.png"),
+        &photo("astronaut.png"),
+        "--out",
+        out.to_str().unwrap(),
+        "--classify-masks",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // On the raw photos: detection + classification.
+    let raw = dir.path().join("raw");
+    let o = fogd(&[
+        "detect-masks",
+        &photo("grace_hopper_masked.png"),
+        &photo("astronaut.png"),
+        "--out",
+        raw.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["from"], "detection");
+    assert_eq!(v[0]["status"], "Safe");
+    assert_eq!(v[1]["status"], "Danger");
+    assert!(
+        raw.join("grace_hopper_masked.masks.jpg").is_file() && raw.join("astronaut.masks.json").is_file()
+    );
+    // On the blurred outputs: the sidecar's verdicts (judged before blurring) are used.
+    let blurred = out.join("astronaut.png");
+    let o = fogd(&[
+        "detect-masks",
+        blurred.to_str().unwrap(),
+        "--out",
+        raw.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["from"], "sidecar");
+    assert_eq!(v[0]["counts"]["no_mask"], 1);
+    // The sidecar alone, as a workflow step gets it: the verdicts, no picture.
+    let alone = dir.path().join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(out.join("grace_hopper_masked.json"), alone.join("f.json")).unwrap();
+    let o = fogd(&[
+        "detect-masks",
+        alone.join("f.json").to_str().unwrap(),
+        "--out",
+        alone.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v[0]["from"].as_str(), v[0]["status"].as_str()),
+        (Some("sidecar"), Some("Safe"))
+    );
+    assert!(v[0]["annotated"].is_null() && alone.join("f.masks.json").is_file());
+}
+
+#[test]
+fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    let p = |n: &str| d.join(n).to_string_lossy().into_owned();
+    std::fs::write(d.join("empty.mp4"), b"").unwrap();
+    std::fs::write(
+        d.join("notes.mp4"),
+        b"this is a text file, not a video\n".repeat(50),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("noise.jpg"),
+        (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    // A clip with its index first, cut in half: the frames before the cut can be read.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=12",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-movflags",
+        "+faststart",
+        &p("full.mp4"),
+    ]);
+    let full = std::fs::read(d.join("full.mp4")).unwrap();
+    std::fs::write(d.join("cut.mp4"), &full[..full.len() / 2]).unwrap();
+    // A codec nobody decodes: an AVI whose FourCC names no codec.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=5:duration=2",
+        "-c:v",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        &p("raw.avi"),
+    ]);
+    let mut avi = std::fs::read(d.join("raw.avi")).unwrap();
+    for i in 0..avi.len().saturating_sub(4) {
+        if &avi[i..i + 4] == b"vids" {
+            // strh's fccHandler follows fccType.
+            avi[i + 4..i + 8].copy_from_slice(b"QQQQ");
+        }
+        if i + 4 <= avi.len() && &avi[i..i + 4] == b"strf" {
+            // BITMAPINFOHEADER.biCompression at offset 16 of the chunk data (8-byte header).
+            avi[i + 8 + 16..i + 8 + 20].copy_from_slice(b"QQQQ");
+        }
+    }
+    std::fs::write(d.join("unknown.avi"), &avi).unwrap();
+    // Odd but valid images: 8K, RGBA with transparency, grayscale.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=7680x4320",
+        "-i",
+        &photo("grace_hopper.jpg"),
+        "-filter_complex",
+        "[0][1]overlay=3000:2000",
+        "-frames:v",
+        "1",
+        &p("8k.jpg"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &photo("astronaut.png"),
+        "-vf",
+        "format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(lt(X,40),0,255)'",
+        &p("alpha.png"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &photo("grace_hopper.jpg"),
+        "-vf",
+        "format=gray",
+        &p("gray.png"),
+    ]);
+
+    let cases: &[(&str, bool, &str)] = &[
+        ("empty.mp4", false, "zero bytes"),
+        ("notes.mp4", false, "could not open"),
+        ("noise.jpg", false, "not an image"),
+        ("unknown.avi", false, "unknown.avi"),
+        ("missing.jpg", false, "No such file"),
+        ("cut.mp4", true, "truncated"),
+        ("8k.jpg", true, ""),
+        ("alpha.png", true, ""),
+        ("gray.png", true, ""),
+    ];
+    for (name, ok, needle) in cases {
+        let o = fogd(&[
+            "anonymize",
+            &p(name),
+            "--out",
+            out.to_str().unwrap(),
+            "--every",
+            "1s",
+        ]);
+        let t = text(&o);
+        assert!(!t.contains("panicked"), "{name}: {t}");
+        assert_eq!(o.status.success(), *ok, "{name}: {t}");
+        if !ok {
+            assert!(t.contains(name), "{name}: the message names the file: {t}");
+        }
+        assert!(t.contains(needle), "{name}: wanted '{needle}' in: {t}");
+    }
+    // The cut clip kept the frames before the cut, and said where it stopped.
+    let kept = (1..)
+        .take_while(|i| out.join("cut").join(format!("img{i}.jpg")).is_file())
+        .count();
+    assert!((2..12).contains(&kept), "cut.mp4: {kept} frames kept");
+    for n in ["8k.jpg", "alpha.png", "gray.png"] {
+        let r = sidecar(&out.join(n));
+        assert!(!r.faces.is_empty(), "{n}: the face was not found");
+    }
+    // Several inputs, one bad: the good one is done, the exit status says one failed.
+    let o = fogd(&[
+        "anonymize",
+        &p("empty.mp4"),
+        &photo("astronaut.png"),
+        "--out",
+        d.join("mixed").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(d.join("mixed/astronaut.png").is_file(), "{}", text(&o));
+}
+
+#[test]
+fn a_corrupt_or_missing_model_is_a_clear_error_never_garbage_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/centerface.onnx");
+    let mut bytes = std::fs::read(real).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(models.join("centerface.onnx"), &bytes).unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "anonymize",
+        &photo("astronaut.png"),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = fogd_env(&args, &[("FOGD_MODELS", models.to_str().unwrap())]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("centerface.onnx") && text(&o).contains("SHA-256"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.exists(), "nothing written with a corrupt model");
+    std::fs::remove_file(models.join("centerface.onnx")).unwrap();
+    let o = fogd_env(&args, &[("FOGD_MODELS", models.to_str().unwrap())]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not found"), "{}", text(&o));
+}
+
+#[test]
+fn the_opencv_backend_is_the_fallback_and_finds_the_same_faces() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = fogd_env(
+        &[
+            "anonymize",
+            &photo("grace_hopper.jpg"),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("(opencv)"), "{}", text(&o));
+    let r = sidecar(&out.join("grace_hopper.jpg"));
+    assert_eq!(r.backend, "opencv");
+    assert!(r.faces.iter().any(|f| {
+        FaceBox {
+            x1: f.bbox[0],
+            y1: f.bbox[1],
+            x2: f.bbox[2],
+            y2: f.bbox[3],
+            score: 1.0,
+        }
+        .iou(&labelled("grace_hopper.jpg"))
+            >= 0.5
+    }));
+    let data = dir.path().join("data");
+    let check = fogd_env(
+        &["--data-dir", data.to_str().unwrap(), "check"],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    );
+    assert!(text(&check).contains("OpenCV DNN"), "{}", text(&check));
+}
+
+/// The example workflow (examples/camera-ingest) under `fogd run`: a video lands in
+/// cameras/incoming, anon-and-split writes blurred frames and sidecars, mask-detector judges each
+/// frame from its sidecar. Nothing raw reaches the output paths.
+#[test]
+fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_fogd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/workflow.yaml");
+    std::fs::write(d.join("fogd.yaml"), "data_dir: data\ngateway: {enabled: false}\n").unwrap();
+    let clip = d.join("cam1.mp4");
+    let o = fogd(&[
+        "sample",
+        "--seconds",
+        "11",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--out",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg = d.join("fogd.yaml");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            example.to_str().unwrap(),
+        ])
+        .env("PATH", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !d.join("data/journal.sqlite").exists() && t0.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = fogd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "put",
+        "minio/cameras/incoming/",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let results = d.join("data/store/cameras/results/cam1");
+    let anonymised = d.join("data/store/cameras/anonymised/cam1");
+    // 11 s, one frame every 5 s: frames at 0, 5 and 10 s.
+    let t0 = std::time::Instant::now();
+    while t0.elapsed().as_secs() < 90
+        && (1..=3).any(|i| !results.join(format!("img{i}.masks.json")).is_file())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let jobs = fogd(&["--config", cfg.to_str().unwrap(), "jobs"]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    for i in 1..=3 {
+        let r = results.join(format!("img{i}.masks.json"));
+        assert!(r.is_file(), "no {}: {}", r.display(), text(&jobs));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
+        assert_eq!(v["from"], "sidecar");
+        assert!(
+            v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 4,
+            "{v}"
+        );
+        assert!(anonymised.join(format!("img{i}.jpg")).is_file());
+    }
+    // The only video in the store is the input; no frame outside the anonymiser's output.
+    assert!(!text(&jobs).contains("failed"), "{}", text(&jobs));
+}
