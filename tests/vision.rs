@@ -524,6 +524,7 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let cfg = d.join("fogd.yaml");
+    let log = std::fs::File::create(d.join("daemon.log")).unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_fogd"))
         .args([
             "--config",
@@ -533,7 +534,7 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         ])
         .env("PATH", &path)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
@@ -571,6 +572,128 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         );
         assert!(anonymised.join(format!("img{i}.jpg")).is_file());
     }
-    // The only video in the store is the input; no frame outside the anonymiser's output.
     assert!(!text(&jobs).contains("failed"), "{}", text(&jobs));
+    // The scripts' `fogd anonymize` / `fogd detect-masks` ran in the daemon's warm worker.
+    let log = std::fs::read_to_string(d.join("daemon.log")).unwrap();
+    assert!(log.contains("vision worker started"), "{log}");
+    assert_eq!(log.matches("vision request served").count(), 4, "{log}");
+}
+
+/// A live stream (no duration, no seeking): an MPEG-TS served over HTTP by ffmpeg, read as it
+/// comes, both ways of sampling.
+#[test]
+fn a_live_stream_url_is_sampled_as_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("cam.mp4");
+    let o = fogd(&[
+        "sample",
+        "--seconds",
+        "6",
+        "--width",
+        "640",
+        "--height",
+        "360",
+        "--fps",
+        "10",
+        "--out",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for keyframes in [false, true] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/live.ts");
+        let mut server = Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+                clip.to_str().unwrap(),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+            ])
+            .args(["-listen", "1", &url])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out = dir.path().join(format!("out-{keyframes}"));
+        let mut args = vec![
+            "anonymize",
+            url.as_str(),
+            "--out",
+            out.to_str().unwrap(),
+            "--every",
+            "1s",
+        ];
+        if keyframes {
+            args.push("--keyframes");
+        }
+        let o = fogd(&args);
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(o.status.success(), "{}", text(&o));
+        let frames = (1..)
+            .take_while(|i| out.join("live").join(format!("img{i}.jpg")).is_file())
+            .count();
+        // 6 s, one a second (--keyframes does not apply to a live source: read as it comes).
+        assert!(
+            frames >= 5,
+            "keyframes={keyframes}: {frames} frames; {}",
+            text(&o)
+        );
+        let r = sidecar(&out.join("live/img2.jpg"));
+        assert!(r.timestamp_s.unwrap() > 0.5 && !r.faces.is_empty(), "{r:?}");
+    }
+}
+
+#[test]
+fn every_redaction_mode_and_shape_leaves_no_face_to_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let det = detector();
+    let truth = labelled("grace_hopper.jpg");
+    let original = media::read_image(Path::new(&photo("grace_hopper.jpg"))).unwrap();
+    for (mode, shape) in [
+        ("blur", "box"),
+        ("mosaic", "ellipse"),
+        ("mosaic", "box"),
+        ("solid", "ellipse"),
+    ] {
+        let out = dir.path().join(format!("{mode}-{shape}"));
+        let o = fogd(&[
+            "anonymize",
+            &photo("grace_hopper.jpg"),
+            "--out",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--shape",
+            shape,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let img = media::read_image(&out.join("grace_hopper.jpg")).unwrap();
+        let left = det.detect(&img).unwrap();
+        assert!(
+            left.iter().all(|b| b.iou(&truth) < 0.5),
+            "{mode}/{shape}: face still found: {left:?}"
+        );
+        // Outside the grown face box the picture is the original (up to JPEG noise).
+        let corner = opencv::core::Rect::new(0, 0, 100, 100);
+        let (a, b) = (
+            opencv::core::Mat::roi(&original, corner).unwrap(),
+            opencv::core::Mat::roi(&img, corner).unwrap(),
+        );
+        let mut diff = opencv::core::Mat::default();
+        opencv::core::absdiff(&a, &b, &mut diff).unwrap();
+        let m = opencv::core::mean_def(&diff).unwrap();
+        assert!(
+            m[0] + m[1] + m[2] < 15.0,
+            "{mode}/{shape}: the background changed: {m:?}"
+        );
+    }
 }

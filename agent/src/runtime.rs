@@ -51,6 +51,9 @@ pub struct Runtime {
     /// Wakes the scheduler when this process queued work.
     pub wake: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The vision worker's socket, when `fogd run` started one: scripts get it as
+    /// FOGD_VISION_SOCKET, so their `fogd anonymize` runs with the models kept loaded.
+    pub vision_socket: std::sync::OnceLock<PathBuf>,
 }
 
 impl Runtime {
@@ -97,6 +100,7 @@ impl Runtime {
             stores: RwLock::new(BTreeMap::new()),
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            vision_socket: std::sync::OnceLock::new(),
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");

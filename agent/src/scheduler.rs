@@ -183,7 +183,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         rt.store(&provider)?.get_file(&ev.key, &f).await?;
         Some(f)
     };
-    let env = contract::environment(&contract::Invocation {
+    let mut env = contract::environment(&contract::Invocation {
         service: &svc,
         job_uuid: &inv.uuid,
         node: &rt.node,
@@ -196,6 +196,9 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         tmp_output_dir: &out_dir,
         input_file: input_file.as_deref(),
     });
+    if let Some(sock) = rt.vision_socket.get() {
+        env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
+    }
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
     let (status, spawned_us) = local::run_script(ScriptSpec {
         script: svc.script.as_ref(),

@@ -127,6 +127,14 @@ pub enum Command {
     /// sizes) and its ground truth.
     #[cfg(feature = "vision")]
     Sample(vision::SampleArgs),
+    /// The vision worker `fogd run` starts: runs the scripts' `fogd anonymize` and
+    /// `fogd detect-masks` with the models kept loaded.
+    #[cfg(feature = "vision")]
+    #[command(hide = true)]
+    VisionServe {
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Measure fogd on this machine and print the numbers.
     Bench {
         #[command(subcommand)]
@@ -220,6 +228,40 @@ fn exec_vision() -> anyhow::Result<ExitCode> {
     )
 }
 
+/// Sends this command line to the vision worker and prints its reply. Err (before anything was
+/// printed) when the worker cannot be reached, so the caller runs the command itself.
+#[cfg(feature = "vision")]
+fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    // The worker may still be starting (the daemon just started, or restarts it after a crash).
+    let started = std::time::Instant::now();
+    let mut conn = loop {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(3) => return Err(e.into()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let req = serde_json::json!({
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "cwd": std::env::current_dir()?,
+    });
+    conn.write_all(format!("{req}\n").as_bytes())?;
+    conn.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)?;
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        code: u8,
+        stdout: String,
+        stderr: String,
+    }
+    let r: Reply = serde_json::from_str(&reply)?;
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    Ok(ExitCode::from(r.code))
+}
+
 /// `fogd-vision`'s commands.
 #[cfg(feature = "vision")]
 pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -227,6 +269,7 @@ pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Anonymize(a) => vision::anonymize(a),
         Command::DetectMasks(a) => vision::detect_masks(a),
         Command::Sample(a) => vision::sample(a),
+        Command::VisionServe { socket } => vision::serve(socket),
         Command::Bench {
             what: Bench::Anonymize(a),
         } => vision::bench(a),
@@ -298,7 +341,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(remote::services(&remote.remote()))
         }
         #[cfg(feature = "vision")]
-        Command::Anonymize(_) | Command::DetectMasks(_) | Command::Sample(_) => exec_vision(),
+        Command::Anonymize(_) | Command::DetectMasks(_) => {
+            // Inside a script of `fogd run`: the daemon's warm worker does it.
+            if let Some(sock) = std::env::var_os("FOGD_VISION_SOCKET") {
+                match forward_to_worker(std::path::Path::new(&sock)) {
+                    Ok(code) => return Ok(code),
+                    Err(e) => tracing::debug!(error = %e, "vision worker unavailable; running fogd-vision"),
+                }
+            }
+            exec_vision()
+        }
+        #[cfg(feature = "vision")]
+        Command::Sample(_) | Command::VisionServe { .. } => exec_vision(),
         #[cfg(feature = "vision")]
         Command::Bench {
             what: Bench::Anonymize(_),

@@ -72,6 +72,7 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let vision = vision_worker(&rt, stop_rx.clone());
     let gateway = if rt.cfg.gateway.enabled {
         Some(start_gateway(rt.clone(), stop_rx.clone()).await?)
     } else {
@@ -102,7 +103,83 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     if let Some(g) = gateway {
         let _ = g.await;
     }
+    if let Some(v) = vision {
+        let _ = v.await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the stop signal (the watch guard is not held across awaits).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Does a service call the vision built-ins (a script running `fogd anonymize` or
+/// `fogd detect-masks`, or a `fogd/builtin:` image)?
+fn uses_vision(svc: &crate::fdl::Service) -> bool {
+    let script = match &svc.script {
+        Some(crate::fdl::Script::File(p)) => std::fs::read_to_string(p).unwrap_or_default(),
+        Some(crate::fdl::Script::Inline(s)) => s.clone(),
+        _ => String::new(),
+    };
+    svc.image
+        .as_deref()
+        .is_some_and(|i| i.starts_with("fogd/builtin:"))
+        || script.contains("fogd anonymize")
+        || script.contains("fogd detect-masks")
+}
+
+/// Starts `fogd-vision vision-serve` when a workflow uses the vision built-ins and the binary is
+/// next to this one, and keeps it running (restarted after a crash, stopped with the daemon).
+/// Scripts reach it through FOGD_VISION_SOCKET; when it is down they run `fogd-vision` themselves.
+fn vision_worker(
+    rt: &Arc<Runtime>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let bin = std::env::current_exe().ok()?.with_file_name("fogd-vision");
+    if !bin.is_file() || !rt.workflow().services.iter().any(uses_vision) {
+        return None;
+    }
+    let socket = rt.cfg.data_dir.join("vision.sock");
+    let _ = rt.vision_socket.set(socket.clone());
+    Some(tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let child = tokio::process::Command::new(&bin)
+                .arg("vision-serve")
+                .arg("--socket")
+                .arg(&socket)
+                .kill_on_drop(true)
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(bin = %bin.display(), error = %e, "vision worker did not start");
+                    return;
+                }
+            };
+            tracing::info!(pid = child.id(), "vision worker started");
+            let started = std::time::Instant::now();
+            tokio::select! {
+                status = child.wait() => {
+                    tracing::warn!(?status, "vision worker exited; scripts run fogd-vision themselves meanwhile");
+                }
+                _ = stopped(&mut stop) => {
+                    let _ = child.kill().await;
+                    let _ = std::fs::remove_file(&socket);
+                    return;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stopped(&mut stop) => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    }))
 }
 
 /// Binds the OSCAR API; on first start makes the admin password and shows it once.

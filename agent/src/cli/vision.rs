@@ -90,7 +90,58 @@ pub struct AnonymizeArgs {
     pub detect: DetectArgs,
 }
 
+/// Models kept loaded between requests of `fogd-vision serve`, keyed by the options they were
+/// made with (a workflow calls with the same arguments every time).
+#[derive(Default)]
+pub struct Warm {
+    anonymizers: Vec<(String, Anonymizer)>,
+    detectors: Vec<(String, (Detector, MaskClassifier))>,
+}
+
+/// Few option sets are in use at once; more would only hold memory.
+const WARM_MAX: usize = 4;
+
+fn cached<T>(
+    list: &mut Vec<(String, T)>,
+    key: String,
+    make: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<&T> {
+    let i = match list.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            if list.len() >= WARM_MAX {
+                list.remove(0);
+            }
+            list.push((key, make()?));
+            list.len() - 1
+        }
+    };
+    Ok(&list[i].1)
+}
+
+/// Where a command's output goes: the terminal, or the reply of `fogd-vision serve`.
+pub struct Out<'w> {
+    pub out: &'w mut dyn std::io::Write,
+    pub err: &'w mut dyn std::io::Write,
+    /// A progress bar is drawn only on a terminal, never into a reply.
+    pub terminal: bool,
+}
+
 pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut warm = Warm::default();
+    anonymize_with(
+        a,
+        &mut warm,
+        &mut Out {
+            out: &mut out,
+            err: &mut err,
+            terminal: std::io::stderr().is_terminal(),
+        },
+    )
+}
+
+pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     if !(a.grow >= 1.0 && a.grow <= 4.0) {
         anyhow::bail!("--grow {}: must be between 1 and 4", a.grow);
     }
@@ -116,8 +167,9 @@ pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
         models_dir: a.detect.models.clone(),
     };
     let started = Instant::now();
-    let anon = Anonymizer::new(opts)?;
-    let bar = progress_bar();
+    let key = format!("{opts:?}");
+    let anon = cached(&mut warm.anonymizers, key, || Ok(Anonymizer::new(opts)?))?;
+    let bar = if o.terminal { progress_bar() } else { None };
     let mut failed = 0usize;
     let mut summaries = Vec::new();
     for input in &a.inputs {
@@ -136,19 +188,19 @@ pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
         match result {
             Ok(s) => {
                 if let Some(t) = &s.truncated {
-                    eprintln!(
+                    writeln!(
+                        o.err,
                         "warning: {input}: {} ({} frames kept)",
                         t.reason, s.frames_written
-                    );
+                    )?;
                 }
                 summaries.push(s);
             }
             Err(e) => {
                 failed += 1;
-                if let Some(b) = &bar {
-                    b.suspend(|| eprintln!("error: {e}"));
-                } else {
-                    eprintln!("error: {e}");
+                match &bar {
+                    Some(b) => b.suspend(|| writeln!(o.err, "error: {e}"))?,
+                    None => writeln!(o.err, "error: {e}")?,
                 }
             }
         }
@@ -163,20 +215,22 @@ pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .fold((0, 0), |a, s| (a.0 + s.mask, a.1 + s.no_mask));
     if a.json {
-        println!(
+        writeln!(
+            o.out,
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "inputs": summaries, "failed_inputs": failed,
                 "backend": anon.detector().backend().name(), "seconds": started.elapsed().as_secs_f64(),
             }))?
-        );
+        )?;
     } else {
         let masks = if a.classify_masks {
             format!(", {mask} masked, {no_mask} without a mask")
         } else {
             String::new()
         };
-        println!(
+        writeln!(
+            o.out,
             "{} input(s): {frames} frame(s) written to {}, {faces} face(s) redacted{masks}{}{} in {:.2} s ({})",
             summaries.len(),
             a.out.display(),
@@ -184,7 +238,7 @@ pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
             if failed > 0 { format!(", {failed} input(s) failed") } else { String::new() },
             started.elapsed().as_secs_f64(),
             anon.detector().backend().name(),
-        );
+        )?;
     }
     Ok(if failed > 0 {
         ExitCode::FAILURE
@@ -234,8 +288,22 @@ struct MaskResult {
 }
 
 pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut warm = Warm::default();
+    detect_masks_with(
+        a,
+        &mut warm,
+        &mut Out {
+            out: &mut out,
+            err: &mut err,
+            terminal: false,
+        },
+    )
+}
+
+pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let threads = a.detect.options().threads;
-    let mut detector: Option<(Detector, MaskClassifier)> = None;
+    let key = format!("{:?}", a.detect);
     let mut failed = 0;
     let mut results = Vec::new();
     for image in &a.images {
@@ -270,14 +338,11 @@ pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
                 (Some(r), _) => (sidecar_faces(&r), "sidecar"),
                 (None, Some(raw)) => {
-                    if detector.is_none() {
+                    let (d, c) = cached(&mut warm.detectors, key.clone(), || {
                         let d = Detector::load(&a.detect.options(), a.detect.models.as_deref())?;
                         let c = MaskClassifier::load(a.detect.models.as_deref(), a.detect.backend, threads)?;
-                        detector = Some((d, c));
-                    }
-                    let Some((d, c)) = &detector else {
-                        anyhow::bail!("no detector");
-                    };
+                        Ok((d, c))
+                    })?;
                     let min = d.kind.count_threshold().max(d.threshold);
                     let boxes: Vec<FaceBox> = d.detect(raw)?.into_iter().filter(|b| b.score >= min).collect();
                     let verdicts = c.classify(raw, &boxes)?;
@@ -323,15 +388,16 @@ pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
             Ok(r) => results.push(r),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e:#}");
+                writeln!(o.err, "error: {e:#}")?;
             }
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        writeln!(o.out, "{}", serde_json::to_string_pretty(&results)?)?;
     } else {
         for r in &results {
-            println!(
+            writeln!(
+                o.out,
                 "{}: {} face(s), {} masked, {} without a mask ({:.0}%): {:?}{}",
                 r.image,
                 r.counts.faces,
@@ -343,7 +409,7 @@ pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(|p| format!(" -> {}", p.display()))
                     .unwrap_or_default()
-            );
+            )?;
         }
     }
     Ok(if failed > 0 {
@@ -548,4 +614,94 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A request to `fogd-vision serve`: the command line a script ran, and where it ran it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Request {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Reply {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `fogd-vision serve --socket PATH`: the daemon's vision worker. Runs `anonymize` and
+/// `detect-masks` requests one at a time (inference uses every core already) with the models
+/// kept loaded between them.
+pub fn serve(socket: &Path) -> anyhow::Result<ExitCode> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(socket);
+    let listener = std::os::unix::net::UnixListener::bind(socket)
+        .with_context(|| format!("listening on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!(socket = %socket.display(), "vision worker ready");
+    let mut warm = Warm::default();
+    for conn in listener.incoming() {
+        match conn {
+            Ok(c) => {
+                if let Err(e) = serve_one(c, &mut warm) {
+                    tracing::warn!(error = %e, "vision request failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "vision worker: accept"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(&conn).read_line(&mut line)?;
+    let req: Request = serde_json::from_str(&line).context("request")?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = {
+        let mut o = Out {
+            out: &mut out,
+            err: &mut err,
+            terminal: false,
+        };
+        // Requests run one at a time, so the process's folder can follow each one.
+        let ran = std::env::set_current_dir(&req.cwd)
+            .with_context(|| req.cwd.display().to_string())
+            .and_then(
+                |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
+                    Ok(cli) => match cli.command {
+                        super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o),
+                        super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o),
+                        _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
+                    },
+                    Err(e) => {
+                        write!(o.err, "{e}")?;
+                        Ok(ExitCode::from(2))
+                    }
+                },
+            );
+        match ran {
+            Ok(c) if c == ExitCode::SUCCESS => 0,
+            Ok(c) if c == ExitCode::from(2) => 2,
+            Ok(_) => 1,
+            Err(e) => {
+                writeln!(o.err, "fogd: {e:#}")?;
+                2
+            }
+        }
+    };
+    tracing::info!(
+        command = req.argv.get(1).map(String::as_str).unwrap_or(""),
+        code,
+        "vision request served"
+    );
+    let reply = Reply {
+        code,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    };
+    serde_json::to_writer(&conn, &reply)?;
+    Ok(())
 }

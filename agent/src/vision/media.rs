@@ -212,6 +212,14 @@ impl VideoReader {
         f: &mut dyn FnMut(SampledFrame) -> Result<()>,
     ) -> Result<Option<Truncated>> {
         let every_s = every.as_secs_f64().max(1e-3);
+        let sampling = if sampling == Sampling::Keyframes && self.info.duration_s.is_none() {
+            // A live source is read as it comes; a second connection for ffmpeg may be refused
+            // (cameras limit their clients).
+            tracing::info!(source = %self.source, "live stream: --keyframes ignored, frames are read as they come");
+            Sampling::Exact
+        } else {
+            sampling
+        };
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<SampledFrame>(1);
             let decoder = scope.spawn(move || match sampling {
@@ -304,6 +312,8 @@ impl VideoReader {
     fn decode_keyframes(&mut self, every_s: f64, tx: &SyncSender<SampledFrame>) -> Result<Option<Truncated>> {
         let path = PathBuf::from(&self.source);
         let (w, h) = (self.info.width, self.info.height);
+        // ffmpeg opens the source itself.
+        self.cap.release()?;
         let filter = format!(
             "select='isnan(prev_selected_t)+gte(floor(t/{every_s})\\,floor(prev_selected_t/{every_s})+1)',\
              scale={w}:{h},showinfo"
