@@ -114,17 +114,10 @@ fn photos_faces_found_masks_judged_and_nothing_left_after_blurring() {
         let img = out.join(n);
         let r = sidecar(&img);
         let truth = labelled(n);
-        let hit = r.faces.iter().find(|f| {
-            FaceBox {
-                x1: f.bbox[0],
-                y1: f.bbox[1],
-                x2: f.bbox[2],
-                y2: f.bbox[3],
-                score: f.score,
-            }
-            .iou(&truth)
-                >= 0.5
-        });
+        let hit = r
+            .faces
+            .iter()
+            .find(|f| FaceBox::from_array(f.bbox, f.score).iou(&truth) >= 0.5);
         let hit = hit.unwrap_or_else(|| panic!("{n}: labelled face not found: {:?}", r.faces));
         let want = if n.contains("masked") {
             MaskClass::Mask
@@ -189,13 +182,7 @@ fn generated_video_recall_residual_and_mask_accuracy() {
             );
             for tf in faces {
                 if let Some(v) = r.faces.iter().find_map(|x| {
-                    let b = FaceBox {
-                        x1: x.bbox[0],
-                        y1: x.bbox[1],
-                        x2: x.bbox[2],
-                        y2: x.bbox[3],
-                        score: x.score,
-                    };
+                    let b = FaceBox::from_array(x.bbox, x.score);
                     (b.iou(&tf.face_box()) >= 0.5).then_some(x.mask).flatten()
                 }) {
                     judged[tf.masked as usize][(v.class == MaskClass::Mask) as usize] += 1;
@@ -473,17 +460,10 @@ fn the_opencv_backend_is_the_fallback_and_finds_the_same_faces() {
     assert!(text(&o).contains("(opencv)"), "{}", text(&o));
     let r = sidecar(&out.join("grace_hopper.jpg"));
     assert_eq!(r.backend, "opencv");
-    assert!(r.faces.iter().any(|f| {
-        FaceBox {
-            x1: f.bbox[0],
-            y1: f.bbox[1],
-            x2: f.bbox[2],
-            y2: f.bbox[3],
-            score: 1.0,
-        }
-        .iou(&labelled("grace_hopper.jpg"))
-            >= 0.5
-    }));
+    assert!(r
+        .faces
+        .iter()
+        .any(|f| { FaceBox::from_array(f.bbox, 1.0).iou(&labelled("grace_hopper.jpg")) >= 0.5 }));
     let data = dir.path().join("data");
     let check = fogd_env(
         &["--data-dir", data.to_str().unwrap(), "check"],
@@ -696,4 +676,45 @@ fn every_redaction_mode_and_shape_leaves_no_face_to_find() {
             "{mode}/{shape}: the background changed: {m:?}"
         );
     }
+}
+
+/// Tiling finds the small faces a small detector input misses.
+#[test]
+fn tiles_find_the_small_faces_a_small_input_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let o = fogd(&["sample", "--seconds", "3", "--out", clip.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let truth = Truth::load(&clip.with_extension("truth.json")).unwrap();
+    let mut frames = Vec::new();
+    let mut reader = media::VideoReader::open(clip.to_str().unwrap()).unwrap();
+    reader
+        .sample(
+            std::time::Duration::from_secs(1),
+            media::Sampling::Exact,
+            &mut |f| {
+                frames.push((f.timestamp_s, f.image));
+                Ok(())
+            },
+        )
+        .unwrap();
+    let recall_with = |tiles: u32| {
+        let opts = DetectorOptions {
+            input_size: 480,
+            tiles,
+            ..DetectorOptions::default()
+        };
+        let det = Detector::load(&opts, None).unwrap();
+        let mut r = Recall::default();
+        for (t, img) in &frames {
+            sample::recall(truth.at(*t), &det.detect(img).unwrap(), 40.0, &mut r);
+        }
+        r
+    };
+    let (one, two) = (recall_with(1), recall_with(2));
+    println!(
+        "input 480: recall {:.3} whole frame, {:.3} with 2x2 tiles",
+        one.recall, two.recall
+    );
+    assert!(two.recall >= 0.95 && two.recall > one.recall, "{one:?} {two:?}");
 }

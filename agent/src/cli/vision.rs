@@ -32,6 +32,10 @@ pub struct DetectArgs {
     /// smaller faces, at a quadratic cost.
     #[arg(long, default_value_t = 960)]
     pub scale: u32,
+    /// Also detect on N x N overlapping tiles (2 or 3), for small faces of far cameras; costs
+    /// N*N + 1 detector runs a frame.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub tiles: u32,
     /// Inference backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
@@ -47,6 +51,7 @@ impl DetectArgs {
             threshold: self.thresh,
             input_size: self.scale,
             backend: self.backend,
+            tiles: self.tiles,
             ..DetectorOptions::default()
         }
     }
@@ -127,18 +132,22 @@ pub struct Out<'w> {
     pub terminal: bool,
 }
 
-pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
+/// Runs a command once, cold, on this process's stdout and stderr.
+fn on_stdio<A>(
+    a: &A,
+    run: fn(&A, &mut Warm, &mut Out<'_>) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let mut warm = Warm::default();
-    anonymize_with(
-        a,
-        &mut warm,
-        &mut Out {
-            out: &mut out,
-            err: &mut err,
-            terminal: std::io::stderr().is_terminal(),
-        },
-    )
+    let mut o = Out {
+        out: &mut out,
+        err: &mut err,
+        terminal: std::io::stderr().is_terminal(),
+    };
+    run(a, &mut Warm::default(), &mut o)
+}
+
+pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
+    on_stdio(a, anonymize_with)
 }
 
 pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
@@ -288,17 +297,7 @@ struct MaskResult {
 }
 
 pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let mut warm = Warm::default();
-    detect_masks_with(
-        a,
-        &mut warm,
-        &mut Out {
-            out: &mut out,
-            err: &mut err,
-            terminal: false,
-        },
-    )
+    on_stdio(a, detect_masks_with)
 }
 
 pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
@@ -419,6 +418,20 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
     })
 }
 
+fn text(img: &mut Mat, s: &str, at: Point, font: f64, colour: Scalar, thick: i32) -> opencv::Result<()> {
+    imgproc::put_text(
+        img,
+        s,
+        at,
+        imgproc::FONT_HERSHEY_SIMPLEX,
+        font,
+        colour,
+        thick,
+        imgproc::LINE_AA,
+        false,
+    )
+}
+
 fn annotate(
     img: &mut Mat,
     faces: &[(FaceBox, Option<MaskVerdict>)],
@@ -440,17 +453,8 @@ fn annotate(
         };
         let r = Rect::new(b.x1 as i32, b.y1 as i32, b.width() as i32, b.height() as i32);
         imgproc::rectangle(img, r, colour, thick, imgproc::LINE_8, 0)?;
-        imgproc::put_text(
-            img,
-            &label,
-            Point::new(r.x, (r.y - 6).max(12)),
-            imgproc::FONT_HERSHEY_SIMPLEX,
-            font,
-            colour,
-            thick,
-            imgproc::LINE_AA,
-            false,
-        )?;
+        let at = Point::new(r.x, (r.y - 6).max(12));
+        text(img, &label, at, font, colour, thick)?;
     }
     let colour = match status {
         Status::Safe => green,
@@ -474,17 +478,8 @@ fn annotate(
         imgproc::LINE_8,
         0,
     )?;
-    imgproc::put_text(
-        img,
-        &banner,
-        Point::new(8, h - 10),
-        imgproc::FONT_HERSHEY_SIMPLEX,
-        font,
-        colour,
-        thick,
-        imgproc::LINE_AA,
-        false,
-    )?;
+    let at = Point::new(8, h - 10);
+    text(img, &banner, at, font, colour, thick)?;
     Ok(())
 }
 

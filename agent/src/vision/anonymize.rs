@@ -61,6 +61,12 @@ pub struct FaceReport {
     pub mask: Option<MaskVerdict>,
 }
 
+impl FaceReport {
+    pub fn face_box(&self) -> FaceBox {
+        FaceBox::from_array(self.bbox, self.score)
+    }
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// Faces redacted.
@@ -377,21 +383,7 @@ impl InputSummary {
 
 /// Boxes of a sidecar, as detector boxes.
 pub fn sidecar_faces(r: &FrameReport) -> Vec<(FaceBox, Option<MaskVerdict>)> {
-    r.faces
-        .iter()
-        .map(|f| {
-            (
-                FaceBox {
-                    x1: f.bbox[0],
-                    y1: f.bbox[1],
-                    x2: f.bbox[2],
-                    y2: f.bbox[3],
-                    score: f.score,
-                },
-                f.mask,
-            )
-        })
-        .collect()
+    r.faces.iter().map(|f| (f.face_box(), f.mask)).collect()
 }
 
 #[cfg(test)]

@@ -178,20 +178,11 @@ pub fn run(cache: &Path, seconds: u32, opts: AnonymizeOptions, with_deface: bool
             .collect();
         sample::recall(faces, &found, 40.0, &mut rec);
         for tf in faces {
-            let best = r
-                .faces
-                .iter()
-                .filter_map(|f| {
-                    let b = FaceBox {
-                        x1: f.bbox[0],
-                        y1: f.bbox[1],
-                        x2: f.bbox[2],
-                        y2: f.bbox[3],
-                        score: f.score,
-                    };
-                    (b.iou(&tf.face_box()) >= 0.5).then_some(f.mask).flatten()
-                })
-                .next();
+            let best = r.faces.iter().find_map(|f| {
+                (f.face_box().iou(&tf.face_box()) >= 0.5)
+                    .then_some(f.mask)
+                    .flatten()
+            });
             if let Some(v) = best {
                 let ok = (v.class == MaskClass::Mask) == tf.masked;
                 if tf.masked {

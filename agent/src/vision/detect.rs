@@ -51,6 +51,15 @@ impl FaceBox {
         let y2 = ((cy + hh).ceil() as i32).clamp(0, h);
         (x2 > x1 && y2 > y1).then(|| Rect::new(x1, y1, x2 - x1, y2 - y1))
     }
+    pub fn from_array(b: [f32; 4], score: f32) -> FaceBox {
+        FaceBox {
+            x1: b[0],
+            y1: b[1],
+            x2: b[2],
+            y2: b[3],
+            score,
+        }
+    }
     pub fn as_array(&self) -> [f32; 4] {
         [self.x1, self.y1, self.x2, self.y2]
     }
@@ -114,6 +123,9 @@ pub struct DetectorOptions {
     pub input_size: u32,
     pub backend: Backend,
     pub threads: usize,
+    /// 1: the whole frame only. N > 1: also N x N overlapping tiles, each at `input_size`, for
+    /// small faces (far cameras), at N*N + 1 times the cost.
+    pub tiles: u32,
 }
 
 impl Default for DetectorOptions {
@@ -124,6 +136,7 @@ impl Default for DetectorOptions {
             input_size: 960,
             backend: Backend::Auto,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            tiles: 1,
         }
     }
 }
@@ -132,6 +145,7 @@ pub struct Detector {
     pub kind: DetectorKind,
     pub threshold: f32,
     input_size: u32,
+    tiles: u32,
     net: Net,
 }
 
@@ -155,6 +169,7 @@ impl Detector {
             kind: opts.kind,
             threshold,
             input_size: opts.input_size,
+            tiles: opts.tiles.clamp(1, 4),
             net: Net::load(opts.kind.model(), models_dir, opts.backend, opts.threads)?,
         })
     }
@@ -169,6 +184,36 @@ impl Detector {
         if w <= 0 || h <= 0 {
             return Err(VisionError::Other("empty image".into()));
         }
+        let mut found = self.detect_one(bgr)?;
+        if self.tiles > 1 {
+            // A second pass over overlapping tiles sees small faces at a larger scale; the
+            // whole-frame pass keeps the faces a tile border would cut.
+            let n = self.tiles as i32;
+            let (tw, th) = ((w + n - 1) / n, (h + n - 1) / n);
+            let (ox, oy) = (tw / 8, th / 8);
+            for ty in 0..n {
+                for tx in 0..n {
+                    let x1 = (tx * tw - ox).max(0);
+                    let y1 = (ty * th - oy).max(0);
+                    let x2 = ((tx + 1) * tw + ox).min(w);
+                    let y2 = ((ty + 1) * th + oy).min(h);
+                    let tile = Mat::roi(bgr, Rect::new(x1, y1, x2 - x1, y2 - y1))?.try_clone()?;
+                    found.extend(self.detect_one(&tile)?.into_iter().map(|b| FaceBox {
+                        x1: b.x1 + x1 as f32,
+                        y1: b.y1 + y1 as f32,
+                        x2: b.x2 + x1 as f32,
+                        y2: b.y2 + y1 as f32,
+                        score: b.score,
+                    }));
+                }
+            }
+            found = nms(found, NMS_IOU);
+        }
+        Ok(found)
+    }
+
+    fn detect_one(&self, bgr: &Mat) -> Result<Vec<FaceBox>> {
+        let (w, h) = (bgr.cols(), bgr.rows());
         match self.kind {
             DetectorKind::Centerface => self.centerface(bgr, w, h),
             DetectorKind::Ultraface => self.ultraface(bgr, w, h),

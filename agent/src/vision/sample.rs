@@ -73,13 +73,7 @@ pub struct TruthFace {
 
 impl TruthFace {
     pub fn face_box(&self) -> FaceBox {
-        FaceBox {
-            x1: self.bbox[0],
-            y1: self.bbox[1],
-            x2: self.bbox[2],
-            y2: self.bbox[3],
-            score: 1.0,
-        }
+        FaceBox::from_array(self.bbox, 1.0)
     }
 }
 
@@ -189,13 +183,7 @@ fn sprites(media: &Path, scale: f32) -> Result<Vec<Sprite>> {
             })?;
         let photo = media::read_image(&media.join(p.photo))?;
         // Head and shoulders: the face box grown 1.6x, clipped to the photo.
-        let face = FaceBox {
-            x1: fb[0],
-            y1: fb[1],
-            x2: fb[2],
-            y2: fb[3],
-            score: 1.0,
-        };
+        let face = FaceBox::from_array(fb, 1.0);
         let r = face
             .grown_rect(1.6, photo.cols(), photo.rows())
             .ok_or_else(|| VisionError::Other(format!("{}: face box outside the photo", p.photo)))?;
