@@ -210,7 +210,7 @@ fn generated_video_recall_residual_and_mask_accuracy() {
             "{mode}: {} faces left",
             left.found
         );
-        assert!(acc(0) >= 0.9 && acc(1) >= 0.7, "{mode}: mask accuracy {judged:?}");
+        assert!(acc(0) >= 0.9 && acc(1) >= 0.9, "{mode}: mask accuracy {judged:?}");
     }
 }
 
@@ -717,4 +717,40 @@ fn tiles_find_the_small_faces_a_small_input_misses() {
         one.recall, two.recall
     );
     assert!(two.recall >= 0.95 && two.recall > one.recall, "{one:?} {two:?}");
+}
+
+/// `fogd demo` (the README's main job): a generated video through the paper's two functions on
+/// the embedded default, and the summary table.
+#[test]
+fn demo_runs_the_use_case_and_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let o = fogd(&["demo", "--seconds", "11", "--dir", demo.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for want in [
+        "img1",
+        "img2",
+        "img3",
+        "total",
+        "time per frame",
+        "anon-and-split: 1 run(s), 1 succeeded",
+    ] {
+        assert!(t.contains(want), "no '{want}' in:\n{t}");
+    }
+    assert!(t.contains("mask-detector: 3 run(s), 3 succeeded"), "{t}");
+    assert!(
+        !t.contains(" INFO "),
+        "the demo's output is the summary, not logs:\n{t}"
+    );
+    assert!(demo
+        .join("data/store/cameras/results/cam1-11s/img3.masks.json")
+        .is_file());
+    // A second run starts from clean data and reuses the video.
+    let o = fogd(&["demo", "--seconds", "11", "--dir", demo.to_str().unwrap()]);
+    assert!(
+        o.status.success() && !text(&o).contains("making a"),
+        "{}",
+        text(&o)
+    );
 }

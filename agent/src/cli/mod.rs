@@ -2,6 +2,8 @@
 //! turns them into messages and exit codes.
 
 mod check;
+#[cfg(feature = "vision")]
+mod demo;
 mod fdl;
 mod remote;
 mod runtime;
@@ -127,6 +129,10 @@ pub enum Command {
     /// sizes) and its ground truth.
     #[cfg(feature = "vision")]
     Sample(vision::SampleArgs),
+    /// The paper's use case here, on the embedded default (no broker, no S3): a sample video (or
+    /// yours) is split into frames with faces blurred and masks judged, then a summary.
+    #[cfg(feature = "vision")]
+    Demo(demo::DemoArgs),
     /// The vision worker `fogd run` starts: runs the scripts' `fogd anonymize` and
     /// `fogd detect-masks` with the models kept loaded.
     #[cfg(feature = "vision")]
@@ -282,6 +288,11 @@ pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The shared `main` of both binaries: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
 pub fn main_with(run: fn(Cli) -> anyhow::Result<ExitCode>) -> ExitCode {
     let args = Cli::parse();
+    #[cfg(feature = "vision")]
+    if matches!(args.command, Command::Demo(_)) && !args.verbose && std::env::var_os("FOGD_LOG").is_none() {
+        // The demo prints its own summary; its worker (a child) inherits the quiet too.
+        std::env::set_var("FOGD_LOG", "warn,ort=error");
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.verbose {
             "debug,ort=warn"

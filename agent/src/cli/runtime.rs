@@ -41,6 +41,8 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
                     json,
                 },
         } => bench_runtime(latency_samples, throughput, json).await,
+        #[cfg(feature = "vision")]
+        Command::Demo(a) => super::demo::demo(&a, cfg).await,
         // The rest run without a tokio runtime (cli::run handles them).
         _ => bail!("not a runtime command"),
     }
@@ -132,7 +134,7 @@ fn uses_vision(svc: &crate::fdl::Service) -> bool {
 /// Starts `fogd-vision vision-serve` when a workflow uses the vision built-ins and the binary is
 /// next to this one, and keeps it running (restarted after a crash, stopped with the daemon).
 /// Scripts reach it through FOGD_VISION_SOCKET; when it is down they run `fogd-vision` themselves.
-fn vision_worker(
+pub(super) fn vision_worker(
     rt: &Arc<Runtime>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {

@@ -119,6 +119,31 @@ pub struct FrameReport {
     pub counts: Counts,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mask_status: Option<Status>,
+    /// What this frame cost, per stage, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub timings_ms: Option<StageMs>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct StageMs {
+    pub decode: f64,
+    pub detect: f64,
+    pub classify: f64,
+    pub redact: f64,
+    pub encode: f64,
+}
+
+impl From<&Timings> for StageMs {
+    fn from(t: &Timings) -> StageMs {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        StageMs {
+            decode: ms(t.decode),
+            detect: ms(t.detect),
+            classify: ms(t.classify),
+            redact: ms(t.redact),
+            encode: ms(t.encode),
+        }
+    }
 }
 
 /// Time per stage, summed over frames (seconds in JSON).
@@ -272,15 +297,17 @@ impl Anonymizer {
                 .map(|_| Status::of(counts.mask, counts.no_mask)),
             counts,
             faces,
+            timings_ms: None,
         }
     }
 
-    fn write(&self, image_path: &Path, img: &Mat, report: &FrameReport, t: &mut Timings) -> Result<()> {
+    fn write(&self, image_path: &Path, img: &Mat, report: &mut FrameReport, t: &mut Timings) -> Result<()> {
         let s = Instant::now();
         media::write_image(image_path, img, self.opts.jpeg_quality)?;
+        t.encode += s.elapsed();
+        report.timings_ms = Some(StageMs::from(&*t));
         let json = serde_json::to_vec_pretty(report).map_err(|e| VisionError::Other(e.to_string()))?;
         media::write_atomic(&image_path.with_extension("json"), &json)?;
-        t.encode += s.elapsed();
         Ok(())
     }
 
@@ -318,9 +345,9 @@ impl Anonymizer {
             let mut t = Timings::default();
             match self.process(&mut img, &mut t) {
                 Ok((faces, status)) => {
-                    let report = self.report(input, &img, faces, status);
+                    let mut report = self.report(input, &img, faces, status);
                     let dest = out.join(format!("{stem}.{ext}"));
-                    self.write(&dest, &img, &report, &mut t)?;
+                    self.write(&dest, &img, &mut report, &mut t)?;
                     sum.add_frame(&report, dest);
                 }
                 Err(e) => {
@@ -350,7 +377,7 @@ impl Anonymizer {
                     report.frame = Some(f.index);
                     report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
                     let dest = dir.join(format!("img{}.jpg", f.index));
-                    self.write(&dest, &f.image, &report, &mut t)?;
+                    self.write(&dest, &f.image, &mut report, &mut t)?;
                     sum.add_frame(&report, dest);
                 }
                 Err(e) => {

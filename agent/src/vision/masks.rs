@@ -49,6 +49,11 @@ impl Status {
 
 const SIDE: i32 = 224;
 
+/// The classifier was trained on the looser boxes of an SSD face detector; CenterFace's boxes are
+/// tight. Grown by 1.2, masked faces of the sample video are judged right 0.99 of the time
+/// (0.83 on the tight box, 0.81 at 1.4); the photos are right at all three.
+const CROP_GROW: f32 = 1.2;
+
 pub struct MaskClassifier {
     net: Net,
 }
@@ -63,7 +68,7 @@ impl MaskClassifier {
     /// One verdict per face (None where the crop is empty), in one batched run.
     pub fn classify(&self, bgr: &Mat, faces: &[FaceBox]) -> Result<Vec<Option<MaskVerdict>>> {
         let (w, h) = (bgr.cols(), bgr.rows());
-        let rects: Vec<_> = faces.iter().map(|f| f.grown_rect(1.0, w, h)).collect();
+        let rects: Vec<_> = faces.iter().map(|f| f.grown_rect(CROP_GROW, w, h)).collect();
         let n = rects.iter().flatten().count();
         if n == 0 {
             return Ok(vec![None; faces.len()]);
