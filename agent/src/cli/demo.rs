@@ -80,7 +80,7 @@ pub async fn demo(a: &DemoArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     write(
         &dir.join("anon-and-split.sh"),
         &format!(
-            "exec '{fogd}' anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR\" --every {} --classify-masks\n",
+            "exec '{fogd}' anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR\" --every '{}' --classify-masks\n",
             a.every
         ),
     )?;
