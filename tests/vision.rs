@@ -8,7 +8,7 @@ use fogd::vision::anonymize::FrameReport;
 use fogd::vision::detect::{Detector, DetectorOptions, FaceBox};
 use fogd::vision::masks::MaskClass;
 use fogd::vision::media;
-use fogd::vision::sample::{self, Recall, Truth};
+use fogd::vision::sample::{self, MaskTally, Recall, Truth};
 
 fn fogd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fogd"))
@@ -114,10 +114,7 @@ fn photos_faces_found_masks_judged_and_nothing_left_after_blurring() {
         let img = out.join(n);
         let r = sidecar(&img);
         let truth = labelled(n);
-        let hit = r
-            .faces
-            .iter()
-            .find(|f| FaceBox::from_array(f.bbox, f.score).iou(&truth) >= 0.5);
+        let hit = r.faces.iter().find(|f| f.face_box().iou(&truth) >= 0.5);
         let hit = hit.unwrap_or_else(|| panic!("{n}: labelled face not found: {:?}", r.faces));
         let want = if n.contains("masked") {
             MaskClass::Mask
@@ -168,7 +165,7 @@ fn generated_video_recall_residual_and_mask_accuracy() {
             frames.len()
         );
         let (mut rec, mut left) = (Recall::default(), Recall::default());
-        let mut judged = [[0usize; 2]; 2]; // [truth masked][verdict masked]
+        let mut masks = MaskTally::default();
         for f in &frames {
             let r = sidecar(f);
             let t = r.timestamp_s.unwrap();
@@ -180,16 +177,10 @@ fn generated_video_recall_residual_and_mask_accuracy() {
                 40.0,
                 &mut left,
             );
-            for tf in faces {
-                if let Some(v) = r.faces.iter().find_map(|x| {
-                    let b = FaceBox::from_array(x.bbox, x.score);
-                    (b.iou(&tf.face_box()) >= 0.5).then_some(x.mask).flatten()
-                }) {
-                    judged[tf.masked as usize][(v.class == MaskClass::Mask) as usize] += 1;
-                }
-            }
+            masks.add(faces, &r.faces);
         }
-        let acc = |m: usize| judged[m][m] as f64 / (judged[m][0] + judged[m][1]).max(1) as f64;
+        let acc = |m: usize| masks.accuracy(m == 1).unwrap_or(0.0);
+        let judged = masks.judged;
         println!(
             "{mode}: {} frames; recall >= 40 px {:.3} ({}/{}); still detected after redaction {}/{}; \
              mask accuracy: masked {:.3} ({:?}), unmasked {:.3} ({:?})",

@@ -252,21 +252,20 @@ fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     };
-    let req = serde_json::json!({
-        "argv": std::env::args().collect::<Vec<_>>(),
-        "cwd": std::env::current_dir()?,
-    });
-    conn.write_all(format!("{req}\n").as_bytes())?;
+    // A non-UTF-8 argument cannot travel as JSON: the caller then runs fogd-vision itself.
+    let argv = std::env::args_os()
+        .map(|a| a.into_string())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))?;
+    let req = vision_worker::Request {
+        argv,
+        cwd: std::env::current_dir()?,
+    };
+    conn.write_all(format!("{}\n", serde_json::to_string(&req)?).as_bytes())?;
     conn.shutdown(std::net::Shutdown::Write)?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply)?;
-    #[derive(serde::Deserialize)]
-    struct Reply {
-        code: u8,
-        stdout: String,
-        stderr: String,
-    }
-    let r: Reply = serde_json::from_str(&reply)?;
+    let r: vision_worker::Reply = serde_json::from_str(&reply)?;
     print!("{}", r.stdout);
     eprint!("{}", r.stderr);
     Ok(ExitCode::from(r.code))

@@ -304,7 +304,7 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                         let c = MaskClassifier::load(a.detect.models.as_deref(), a.detect.backend, threads)?;
                         Ok((d, c))
                     })?;
-                    let min = d.kind.count_threshold().max(d.threshold);
+                    let min = d.count_min();
                     let boxes: Vec<FaceBox> = d.detect(raw)?.into_iter().filter(|b| b.score >= min).collect();
                     let verdicts = c.classify(raw, &boxes)?;
                     (boxes.into_iter().zip(verdicts).collect(), "detection")

@@ -241,7 +241,7 @@ impl Anonymizer {
         };
         t.detect += started.elapsed();
         // Every face found is redacted; only the surer ones are judged and counted.
-        let min = self.detector.kind.count_threshold().max(self.detector.threshold);
+        let min = self.detector.count_min();
         let sure: Vec<FaceBox> = faces.iter().filter(|f| f.score >= min).copied().collect();
         let mut verdicts = vec![None; faces.len()];
         if let (Some(c), false) = (&self.classifier, sure.is_empty()) {

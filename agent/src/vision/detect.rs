@@ -174,6 +174,11 @@ impl Detector {
         })
     }
 
+    /// Faces at least this sure are judged for masks and counted (the rest are only redacted).
+    pub fn count_min(&self) -> f32 {
+        self.kind.count_threshold().max(self.threshold)
+    }
+
     pub fn backend(&self) -> Backend {
         self.net.backend
     }

@@ -12,7 +12,9 @@ use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
 use opencv::imgproc;
 use opencv::prelude::*;
 
+use super::anonymize::FaceReport;
 use super::detect::FaceBox;
+use super::masks::MaskClass;
 use super::{io_err, media, Result, VisionError};
 
 /// Where the sample photos are: the given folder, FOGD_MEDIA, the installed share folder, the
@@ -94,11 +96,15 @@ impl Truth {
     }
     /// The faces at a timestamp (the nearest frame).
     pub fn at(&self, t: f64) -> &[TruthFace] {
-        let i = (t * self.spec.fps as f64).round().max(0.0) as usize;
         self.frames
-            .get(i.min(self.frames.len().saturating_sub(1)))
+            .get(self.frame_index(t))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+    /// The frame nearest to a timestamp.
+    pub fn frame_index(&self, t: f64) -> usize {
+        let i = (t * self.spec.fps as f64).round().max(0.0) as usize;
+        i.min(self.frames.len().saturating_sub(1))
     }
 }
 
@@ -332,6 +338,34 @@ pub fn make(spec: &SampleSpec, media: &Path, clip: &Path, truth_path: &Path) -> 
     let json = serde_json::to_vec(&truth).map_err(|e| VisionError::Other(e.to_string()))?;
     media::write_atomic(truth_path, &json)?;
     Ok(truth)
+}
+
+/// Mask verdicts against the truth, for the faces a report matched at IoU 0.5:
+/// `judged[truth masked][verdict masked]`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MaskTally {
+    pub judged: [[usize; 2]; 2],
+}
+
+impl MaskTally {
+    pub fn add(&mut self, truth: &[TruthFace], faces: &[FaceReport]) {
+        for tf in truth {
+            let verdict = faces.iter().find_map(|f| {
+                (f.face_box().iou(&tf.face_box()) >= 0.5)
+                    .then_some(f.mask)
+                    .flatten()
+            });
+            if let Some(v) = verdict {
+                self.judged[tf.masked as usize][(v.class == MaskClass::Mask) as usize] += 1;
+            }
+        }
+    }
+    /// Share judged right among the faces that are (`masked`) or are not masked; None if none.
+    pub fn accuracy(&self, masked: bool) -> Option<f64> {
+        let row = self.judged[masked as usize];
+        let n = row[0] + row[1];
+        (n > 0).then(|| row[masked as usize] as f64 / n as f64)
+    }
 }
 
 /// Recall of detections against the truth: faces of at least `min_size` px (the smaller side)
