@@ -101,8 +101,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = path.with_file_name(format!(".{name}.fogd-tmp"));
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    let written = std::fs::write(&tmp, bytes)
+        .map_err(io_err(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
+    if written.is_err() {
+        // A half-written temp file in TMP_OUTPUT_DIR would be collected as an output.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
