@@ -46,6 +46,177 @@ pub struct Config {
     pub journal_sync: JournalSync,
     /// The OSCAR-compatible HTTP API.
     pub gateway: GatewayConfig,
+    /// The MQTT broker: camera feeds in, node status out. Off when absent.
+    pub mqtt: Option<MqttConfig>,
+    /// Where camera items land, and the watched directory.
+    pub ingest: IngestConfig,
+    /// The outbox that carries objects to remote stores.
+    pub sync: SyncConfig,
+}
+
+/// `mqtt:` in fogd.yaml. Topic patterns name the camera with `{camera}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `host:port` or `mqtt://host:port`.
+    pub broker: String,
+    /// Default `fogd-<node>`. Fixed, so that the broker keeps the session (and queues messages)
+    /// while fogd is down.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Topics carrying one JPEG frame each.
+    pub frame_topics: Vec<String>,
+    /// Topics carrying one video file each.
+    pub clip_topics: Vec<String>,
+    pub max_frame_bytes: usize,
+    pub max_clip_bytes: usize,
+    /// Status topics: `<prefix>/<node>/available|stats|events`.
+    pub status_prefix: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub stats_interval: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub keep_alive: Duration,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: "127.0.0.1:1883".into(),
+            client_id: None,
+            username: None,
+            password: None,
+            frame_topics: vec!["fogd/cameras/{camera}/frame".into()],
+            clip_topics: vec!["fogd/cameras/{camera}/clip".into()],
+            max_frame_bytes: 8 << 20,
+            max_clip_bytes: 64 << 20,
+            status_prefix: "fogd".into(),
+            stats_interval: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MqttConfig {
+    /// (host, port) of `broker`.
+    pub fn host_port(&self) -> Result<(String, u16), String> {
+        let b = self.broker.trim();
+        let b = b
+            .strip_prefix("mqtt://")
+            .or_else(|| b.strip_prefix("tcp://"))
+            .unwrap_or(b);
+        if b.contains("://") {
+            return Err(format!(
+                "mqtt.broker `{b}`: only mqtt:// (plain TCP) is supported"
+            ));
+        }
+        match b.rsplit_once(':') {
+            Some((h, p)) => p
+                .parse::<u16>()
+                .map(|p| (h.to_string(), p))
+                .map_err(|_| format!("mqtt.broker `{b}`: `{p}` is not a port")),
+            None => Ok((b.to_string(), 1883)),
+        }
+    }
+}
+
+/// `ingest:` in fogd.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The folder (`bucket/folder`) of the local store where items land, as
+    /// `<path>/<camera>/<name>`: the raw area. Workflows take their input from here (an FDL
+    /// input path of `<path>` gets every camera, `<path>/<camera>` one); nothing under it can
+    /// enter the outbox.
+    pub path: String,
+    /// Keep a raw item this long after every invocation on it succeeded (default: delete at once).
+    #[serde(with = "humantime_serde_compat")]
+    pub raw_retention: Duration,
+    /// A folder whose new files are ingested (then removed): `<dir>/<camera>/<file>`.
+    pub watch_dir: Option<PathBuf>,
+    #[serde(with = "humantime_serde_compat")]
+    pub watch_interval: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            path: "cameras/incoming".into(),
+            raw_retention: Duration::ZERO,
+            watch_dir: None,
+            watch_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `sync:` in fogd.yaml: how the outbox drains to remote stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Upload rate cap in bytes a second (0: none).
+    pub bandwidth_bytes: u64,
+    /// Bytes the outbox may hold; beyond it `full_policy` applies.
+    pub quota_bytes: u64,
+    pub full_policy: FullPolicy,
+    /// Objects not uploaded after this long are dropped (and counted).
+    #[serde(with = "humantime_serde_compat")]
+    pub ttl: Duration,
+    /// Longest wait between two tries (the backoff doubles up to it, with jitter).
+    #[serde(with = "humantime_serde_compat")]
+    pub max_backoff: Duration,
+    /// Objects at least this large go up in parts.
+    pub multipart_threshold: u64,
+    pub part_bytes: u64,
+    /// Uploads at once (objects of one folder always go one after another, in order).
+    pub parallel: usize,
+    /// Higher first: `[{prefix: results/, priority: 10}]`, matched on the object key.
+    pub priorities: Vec<PriorityRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRule {
+    pub prefix: String,
+    pub priority: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// New objects are dropped while the outbox is full.
+    RejectNew,
+    /// The oldest objects of the lowest priority are dropped to make room.
+    DropOldest,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            bandwidth_bytes: 0,
+            quota_bytes: 4 << 30,
+            full_policy: FullPolicy::DropOldest,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            max_backoff: Duration::from_secs(300),
+            multipart_threshold: 16 << 20,
+            part_bytes: 8 << 20,
+            parallel: 8,
+            priorities: Vec::new(),
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn priority_of(&self, key: &str) -> i64 {
+        self.priorities
+            .iter()
+            .filter(|r| {
+                key.starts_with(&r.prefix)
+                    || key.split_once('/').is_some_and(|(_, k)| k.starts_with(&r.prefix))
+            })
+            .map(|r| r.priority)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +275,9 @@ impl Default for Config {
             min_free_bytes: 64 << 20,
             journal_sync: JournalSync::Full,
             gateway: GatewayConfig::default(),
+            mqtt: None,
+            ingest: IngestConfig::default(),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -128,6 +302,11 @@ impl Config {
                 *w = base.join(&*w);
             }
         }
+        if let Some(w) = &mut cfg.ingest.watch_dir {
+            if w.is_relative() {
+                *w = base.join(&*w);
+            }
+        }
         if let Some(t) = &mut cfg.gateway.tls {
             for p in [&mut t.cert, &mut t.key] {
                 if p.is_relative() {
@@ -148,6 +327,24 @@ impl Config {
         }
         if cfg.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
+        }
+        if let Some(m) = &cfg.mqtt {
+            m.host_port()?;
+            for t in m.frame_topics.iter().chain(&m.clip_topics) {
+                crate::ingest::TopicPattern::parse(t)?;
+            }
+        }
+        let p = cfg.ingest.path.trim_end_matches('/');
+        if !p.contains('/') || crate::store::check_key(&format!("{p}/x")).is_err() {
+            return Err(format!(
+                "ingest.path `{p}` must be `bucket/folder` (no `..`, no empty parts)"
+            ));
+        }
+        if cfg.sync.part_bytes < 5 << 20 {
+            return Err("sync.part_bytes must be at least 5 MiB (S3's smallest part)".into());
+        }
+        if cfg.sync.parallel == 0 {
+            return Err("sync.parallel must be at least 1".into());
         }
         Ok(cfg)
     }

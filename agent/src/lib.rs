@@ -7,11 +7,14 @@ pub mod config;
 pub mod exec;
 pub mod fdl;
 pub mod gateway;
+pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
+pub mod sync;
+pub mod testkit;
 #[cfg(feature = "vision")]
 pub mod vision;

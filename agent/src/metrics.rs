@@ -25,6 +25,16 @@ struct ServiceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PathLabel {
     path: String,
 }
@@ -39,6 +49,8 @@ pub struct Metrics {
     outbox_bytes: Gauge,
     free_bytes: Gauge,
     request_seconds: Family<PathLabel, Histogram>,
+    counters: Family<NameLabel, Gauge>,
+    ingest_items: Family<StateLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,7 +108,21 @@ impl Default for Metrics {
             "Time to answer /job and /run",
             request_seconds.clone(),
         );
+        let counters = Family::<NameLabel, Gauge>::default();
+        r.register(
+            "events",
+            "Counted events that outlive restarts: ingest rejects by reason, duplicates, outbox drops",
+            counters.clone(),
+        );
+        let ingest_items = Family::<StateLabel, Gauge>::default();
+        r.register(
+            "ingest_items",
+            "Camera items ingested, by state (spooled: raw, waiting; processed; deleted)",
+            ingest_items.clone(),
+        );
         Metrics {
+            counters,
+            ingest_items,
             registry: Mutex::new(r),
             invocations,
             queue_length,
@@ -163,6 +189,14 @@ impl Metrics {
         if let Ok((n, bytes)) = journal.outbox_totals() {
             self.outbox_objects.set(n as i64);
             self.outbox_bytes.set(bytes as i64);
+        }
+        for (name, v) in journal.counters().unwrap_or_default() {
+            self.counters.get_or_create(&NameLabel { name }).set(v as i64);
+        }
+        for (state, v) in journal.ingest_counts().unwrap_or_default() {
+            self.ingest_items
+                .get_or_create(&StateLabel { state })
+                .set(v as i64);
         }
         if let Some(free) = crate::runtime::free_bytes(data_dir) {
             self.free_bytes.set(free as i64);

@@ -54,6 +54,14 @@ pub struct Runtime {
     /// The vision worker's socket, when `fogd run` started one: scripts get it as
     /// FOGD_VISION_SOCKET, so their `fogd anonymize` runs with the models kept loaded.
     pub vision_socket: std::sync::OnceLock<PathBuf>,
+    /// Wakes the sync loop when an object entered the outbox.
+    pub outbox_wake: Arc<Notify>,
+    /// The remote stores' links, as the sync loop sees them.
+    pub links: crate::sync::Links,
+    /// Node events (`invocation_done`, `upload_done`, `mask_result`, ...) for the MQTT
+    /// status topic; dropped when nobody listens.
+    pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    pub started: std::time::Instant,
 }
 
 impl Runtime {
@@ -101,6 +109,10 @@ impl Runtime {
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             vision_socket: std::sync::OnceLock::new(),
+            outbox_wake: Arc::new(Notify::new()),
+            links: Default::default(),
+            events: tokio::sync::broadcast::channel(4096).0,
+            started: std::time::Instant::now(),
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");
@@ -307,6 +319,43 @@ impl Runtime {
         }
     }
 
+    /// Publishes a node event (`kind` plus fields) to whoever listens (the MQTT status topic).
+    pub fn event(&self, kind: &str, mut fields: serde_json::Value) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        if let Some(m) = fields.as_object_mut() {
+            m.insert("type".into(), kind.into());
+            m.insert("node".into(), self.node.clone().into());
+            m.insert("time_ms".into(), crate::journal::now_ms().into());
+        }
+        let _ = self.events.send(fields);
+    }
+
+    /// The raw area: the local store's folder where camera items land. Nothing under it may
+    /// leave the node.
+    pub fn raw_area(&self) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join("store")
+            .join(self.cfg.ingest.path.trim_end_matches('/'))
+    }
+
+    /// Deletes a processed raw item (its row stays, to know a redelivery by its content).
+    pub fn delete_raw(&self, row: &crate::journal::IngestRow) {
+        match std::fs::remove_file(&row.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %row.path, "cannot delete the raw item: {e}");
+                return;
+            }
+        }
+        if let Err(e) = self.journal.ingest_deleted(row.id) {
+            tracing::warn!("{e}");
+        }
+    }
+
     pub fn work_dir(&self, uuid: &str) -> PathBuf {
         self.cfg.data_dir.join("work").join(uuid)
     }
@@ -341,4 +390,9 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     // The field types differ between targets (32 bits on armhf).
     #[allow(clippy::unnecessary_cast)]
     Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Waits until `stop` is set (the guard of the value is not held across awaits).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -145,8 +145,33 @@ fn dispatch(
                     tracing::error!("{e}");
                 }
                 drop(permit);
+                rt.event(
+                    "invocation_done",
+                    serde_json::json!({"service": inv.service, "job": inv.uuid, "key": inv.key,
+                        "state": outcome.state.as_str(), "outputs": outcome.outputs,
+                        "seconds": started.elapsed().as_secs_f64()}),
+                );
+                settle_raw(&rt, inv.event_id);
             });
         }
+    }
+}
+
+/// Once every invocation on a raw camera item succeeded, the item is processed: deleted now
+/// (or after `ingest.raw_retention`).
+fn settle_raw(rt: &Runtime, event_id: i64) {
+    match rt.journal.ingest_settle(event_id) {
+        Ok(Some(row)) => {
+            rt.event(
+                "frame_anonymised",
+                serde_json::json!({"camera": row.camera, "key": row.key}),
+            );
+            if rt.cfg.ingest.raw_retention.is_zero() {
+                rt.delete_raw(&row);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("{e}"),
     }
 }
 
@@ -279,12 +304,50 @@ async fn store_outputs_of(
     let mut stored = 0u32;
     for f in &files {
         for (provider, key) in contract::output_targets(&svc.outputs, &f.rel) {
-            let meta = rt.store(&provider)?.put_file(&key, &f.path).await?;
-            rt.emit(&provider, &meta, "output")?;
+            let store = rt.store(&provider)?;
+            if store.is_local() {
+                let meta = store.put_file(&key, &f.path).await?;
+                rt.emit(&provider, &meta, "output")?;
+            } else {
+                // Remote stores are reached through the outbox: retried, paced, in order.
+                crate::store::check_key(&key)?;
+                let dst = crate::sync::spool(rt, &f.path, "out")?;
+                if let Err(e) = crate::sync::enqueue(rt, &provider.to_string(), &key, &dst) {
+                    let _ = std::fs::remove_file(&dst);
+                    return Err(e);
+                }
+            }
+            if key.ends_with(".json") {
+                mask_event(rt, &key, &f.path);
+            }
             stored += 1;
         }
     }
     Ok(stored)
+}
+
+/// A stored JSON result with mask counts (the anonymiser's sidecar, `fogd detect-masks`'
+/// result) becomes a `mask_result` event.
+fn mask_event(rt: &Runtime, key: &str, path: &Path) {
+    if rt.events.receiver_count() == 0 {
+        return;
+    }
+    let Ok(text) = std::fs::read(path) else { return };
+    if text.len() > 1 << 20 {
+        return;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return;
+    };
+    let counts = &v["counts"];
+    if counts["no_mask"].is_u64() {
+        rt.event(
+            "mask_result",
+            serde_json::json!({"key": key, "faces": counts["faces"], "mask": counts["mask"],
+                "no_mask": counts["no_mask"], "no_mask_share": counts["no_mask_share"],
+                "status": v["status"]}),
+        );
+    }
 }
 
 async fn append(path: &Path, text: &str) {

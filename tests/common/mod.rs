@@ -2,9 +2,7 @@
 //! waiting for the runtime.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,141 +10,15 @@ use fogd::config::Config;
 use fogd::journal::{Invocation, State};
 use fogd::runtime::Runtime;
 
-pub const S3_KEY: &str = "fogdtestkey";
-pub const S3_SECRET: &str = "fogdtestsecret";
-
-/// A block of `n` consecutive free ports (SeaweedFS needs ten).
-pub fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(20000);
-        if base > 60000 {
-            continue;
-        }
-        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
-/// `weed` from PATH, or from the venv that `scripts/setup` makes.
-pub fn weed_bin() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/weed");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("weed")
-}
-
-/// A SeaweedFS `weed mini` (master, volume, filer, S3) on loopback, killed when dropped.
-pub struct SeaweedFs {
-    child: Option<Child>,
-    pub dir: PathBuf,
-    pub base: u16,
-    pub endpoint: String,
-}
-
-impl SeaweedFs {
-    pub fn start(dir: &Path) -> SeaweedFs {
-        let base = free_ports(10);
-        let mut s = SeaweedFs {
-            child: None,
-            dir: dir.to_path_buf(),
-            base,
-            endpoint: format!("http://127.0.0.1:{}", base + 6),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let data = self.dir.join("data");
-        std::fs::create_dir_all(&data).expect("weed dir");
-        let cfg = self.dir.join("s3.json");
-        let identities = format!(
-            r#"{{"identities":[{{"name":"fogd","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
-        std::fs::write(&cfg, identities).expect("s3 config");
-        let p = self.base;
-        let log = std::fs::File::create(self.dir.join("weed.log")).expect("log");
-        let child = Command::new(weed_bin())
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-webdav=false",
-                "-admin.ui=false",
-            ])
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-master.port={p}"))
-            .arg(format!("-master.port.grpc={}", p + 1))
-            .arg(format!("-volume.port={}", p + 2))
-            .arg(format!("-volume.port.grpc={}", p + 3))
-            .arg(format!("-filer.port={}", p + 4))
-            .arg(format!("-filer.port.grpc={}", p + 5))
-            .arg(format!("-s3.port={}", p + 6))
-            .arg(format!("-s3.port.grpc={}", p + 7))
-            .arg(format!("-admin.port={}", p + 8))
-            .arg(format!("-admin.port.grpc={}", p + 9))
-            .arg(format!("-s3.config={}", cfg.display()))
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (run scripts/setup): {e}", weed_bin().display()));
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.base + 6)).is_ok() {
-                // The S3 port opens before the filer behind it is ready; give it a moment.
-                std::thread::sleep(Duration::from_millis(700));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let log = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
-        panic!("SeaweedFS did not start in 60 s:\n{log}");
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    /// An FDL `storage_providers` block naming this server `minio.<id>`.
-    pub fn provider_yaml(&self, id: &str, key: &str, secret: &str) -> String {
-        format!(
-            "storage_providers:\n  minio:\n    {id}:\n      endpoint: {}\n      access_key: {key}\n      secret_key: {secret}\n      region: us-east-1\n",
-            self.endpoint
-        )
-    }
-}
-
-impl Drop for SeaweedFs {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+#[allow(unused_imports)]
+pub use fogd::testkit::*;
 
 /// A runtime on `fdl` with its data under `dir`, and its scheduler running until dropped.
 pub struct Daemon {
     pub rt: Arc<Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<fogd::runtime::Result<()>>>,
+    sync_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Daemon {
@@ -156,10 +28,13 @@ impl Daemon {
         let task = tokio::spawn(fogd::scheduler::run(rt.clone(), async {
             let _ = rx.await;
         }));
+        let (sync_stop, sync_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(fogd::sync::run(rt.clone(), sync_rx));
         Daemon {
             rt,
             stop: Some(tx),
             task: Some(task),
+            sync_stop,
         }
     }
 
@@ -170,6 +45,17 @@ impl Daemon {
         if let Some(t) = self.task.take() {
             t.await.expect("join").expect("scheduler");
         }
+        let _ = self.sync_stop.send(true);
+    }
+
+    /// Is the outbox drained (or is every object left in it failing, with its error)?
+    fn outbox_settled(&self) -> bool {
+        let pending = self
+            .rt
+            .journal
+            .outbox_list(Some("pending"), 100_000)
+            .expect("outbox");
+        pending.iter().all(|r| r.error.is_some())
     }
 
     /// Waits until no invocation is queued or running (or panics after `secs`).
@@ -177,11 +63,14 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let all = self.rt.journal.invocations(None, 100_000).expect("list");
-            if !all.is_empty() && all.iter().all(|i| i.state.is_final()) {
+            if !all.is_empty() && all.iter().all(|i| i.state.is_final()) && self.outbox_settled() {
                 // Outputs of the last ones may still be chaining: look twice.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 let again = self.rt.journal.invocations(None, 100_000).expect("list");
-                if again.len() == all.len() && again.iter().all(|i| i.state.is_final()) {
+                if again.len() == all.len()
+                    && again.iter().all(|i| i.state.is_final())
+                    && self.outbox_settled()
+                {
                     return again;
                 }
                 continue;
@@ -241,4 +130,115 @@ pub fn files_under(root: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// An MQTT client for the tests: publishes one message at a time and waits for the broker's
+/// PUBACK (so the test knows exactly which messages the broker took), and keeps what arrives on
+/// its subscriptions.
+pub struct Mqtt {
+    pub client: rumqttc::AsyncClient,
+    el: rumqttc::EventLoop,
+    pub received: Vec<(String, Vec<u8>)>,
+}
+
+impl Mqtt {
+    pub async fn connect(port: u16, id: &str) -> Mqtt {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        o.set_max_packet_size(1 << 26, 1 << 26)
+            .set_keep_alive(Duration::from_secs(5));
+        let (client, el) = rumqttc::AsyncClient::new(o, 100);
+        let mut m = Mqtt {
+            client,
+            el,
+            received: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match m.el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot connect to the broker: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        m
+    }
+
+    /// Publishes with QoS 1; true once the broker acknowledged it, false when the connection
+    /// failed first (the message may or may not have been taken).
+    pub async fn send(&mut self, topic: &str, payload: Vec<u8>) -> bool {
+        if self
+            .client
+            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .is_err()
+        {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(5), self.el.poll()).await {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => return true,
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                    self.received.push((p.topic.clone(), p.payload.to_vec()))
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    pub async fn subscribe(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, rumqttc::QoS::AtMostOnce)
+            .await
+            .expect("subscribe");
+        self.pump(Duration::from_millis(200)).await;
+    }
+
+    /// Processes the connection for `d`, keeping what arrives.
+    pub async fn pump(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match tokio::time::timeout(left, self.el.poll()).await {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                    self.received.push((p.topic.clone(), p.payload.to_vec()))
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The last message received on `topic`, as JSON.
+    pub fn last_json(&self, topic: &str) -> Option<serde_json::Value> {
+        self.received
+            .iter()
+            .rev()
+            .find(|(t, _)| t == topic)
+            .and_then(|(_, p)| serde_json::from_slice(p).ok())
+    }
+}
+
+/// A JPEG made unique by a comment segment (COM) carrying `tag`, right after the SOI marker:
+/// still a valid JPEG, decoded the same.
+pub fn tagged_jpeg(jpeg: &[u8], tag: &str) -> Vec<u8> {
+    let body = tag.as_bytes();
+    let len = (body.len() + 2) as u16;
+    let mut out = Vec::with_capacity(jpeg.len() + body.len() + 4);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// The shared test photo with a face.
+pub fn face_jpeg() -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/media/grace_hopper.jpg");
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

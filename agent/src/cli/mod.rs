@@ -1,10 +1,12 @@
 //! The CLI edge: argument parsing and printing. Library modules return typed errors; this module
 //! turns them into messages and exit codes.
 
+mod bench_ingest;
 mod check;
 #[cfg(feature = "vision")]
 mod demo;
 mod fdl;
+mod queue;
 mod remote;
 mod runtime;
 #[cfg(feature = "vision")]
@@ -99,6 +101,11 @@ pub enum Command {
         limit: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// The outbox: objects waiting for (or done with) the next tier. `ls`, `retry`, `purge`.
+    Queue {
+        #[command(subcommand)]
+        what: queue::QueueCmd,
     },
     /// An invocation's output (stdout and stderr); without JOB, the service's latest.
     Logs { service: String, job: Option<String> },
@@ -200,6 +207,10 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// MQTT ingest into the durable spool and journal (JPEG frames, anonymisation off), through a
+    /// Mosquitto started for it; and small-object uploads from the outbox to a SeaweedFS
+    /// started for it; and fogd's idle memory.
+    Ingest(bench_ingest::BenchIngestArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

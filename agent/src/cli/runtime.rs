@@ -12,7 +12,7 @@ use super::Command;
 use crate::config::Config;
 use crate::journal::{Invocation, Journal};
 use crate::router::parse_provider;
-use crate::runtime::Runtime;
+use crate::runtime::{stopped, Runtime};
 
 pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -30,6 +30,10 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
         } => invoke(cfg, &service, file, wait, &workflows).await,
         Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
         Command::Logs { service, job } => logs(&cfg, &service, job.as_deref()),
+        Command::Queue { what } => super::queue::queue(&cfg, what),
+        Command::Bench {
+            what: super::Bench::Ingest(a),
+        } => super::bench_ingest::bench(a).await,
         Command::Admin {
             what: super::Admin::ResetPassword { password },
         } => reset_password(&cfg, password).await,
@@ -80,6 +84,31 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    match crate::ingest::sweep_orphans(&rt) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "raw items of an ingest cut short by a crash removed (their sources deliver them again)"
+        ),
+        Err(e) => tracing::warn!("{e}"),
+    }
+    let mut side = Vec::new();
+    side.push(tokio::spawn(crate::sync::run(rt.clone(), stop_rx.clone())));
+    if rt.cfg.mqtt.is_some() {
+        let (rt, stop) = (rt.clone(), stop_rx.clone());
+        side.push(tokio::spawn(async move {
+            if let Err(e) = crate::ingest::mqtt::run(rt, stop).await {
+                tracing::error!("{e}");
+            }
+        }));
+    }
+    if let Some(dir) = rt.cfg.ingest.watch_dir.clone() {
+        side.push(tokio::spawn(crate::ingest::dir::run(
+            rt.clone(),
+            dir,
+            stop_rx.clone(),
+        )));
+    }
     let mut stop = stop_rx.clone();
     let signal = tokio::spawn(async move {
         shutdown_signal().await;
@@ -108,12 +137,10 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     if let Some(v) = vision {
         let _ = v.await;
     }
+    for t in side {
+        let _ = t.await;
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Waits for the stop signal (the watch guard is not held across awaits).
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Does a service call the vision built-ins (a script running `fogd anonymize` or
@@ -147,7 +174,16 @@ pub(super) fn vision_worker(
     Some(tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
-            let child = tokio::process::Command::new(&bin)
+            let mut cmd = tokio::process::Command::new(&bin);
+            // SAFETY: prctl is async-signal-safe. The worker dies with fogd even on kill -9,
+            // instead of living on with its models loaded.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
                 .arg("vision-serve")
                 .arg("--socket")
                 .arg(&socket)
@@ -336,7 +372,7 @@ async fn invoke(
     })
 }
 
-fn open_journal(cfg: &Config) -> anyhow::Result<Journal> {
+pub(super) fn open_journal(cfg: &Config) -> anyhow::Result<Journal> {
     let path = cfg.data_dir.join("journal.sqlite");
     if !path.exists() {
         bail!(

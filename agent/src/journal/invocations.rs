@@ -220,17 +220,6 @@ impl Journal {
         self.rows(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 
-    /// Objects and bytes waiting in the outbox.
-    pub fn outbox_totals(&self) -> Result<(u64, u64)> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE state != 'done'",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-            )
-            .map_err(|e| self.err(e))
-    }
-
     /// Counts by state, for summaries and tests.
     pub fn counts(&self) -> Result<Vec<(String, State, u64)>> {
         let sql = "SELECT service, state, COUNT(*) FROM invocations GROUP BY service, state ORDER BY service";

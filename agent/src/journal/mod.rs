@@ -2,7 +2,9 @@
 //! fogd shares between its parts and between processes (`fogd put` and `fogd run`); every state
 //! change is one function here that runs one transaction.
 
+mod ingest;
 mod invocations;
+mod outbox;
 mod schema;
 mod services;
 
@@ -13,7 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use ingest::{IngestRow, Spooled};
 pub use invocations::{Invocation, Outcome, State};
+pub use outbox::{Enqueued, OutboxItem, OutboxRow};
 pub use services::random_hex;
 
 use crate::config::JournalSync;
@@ -26,6 +30,13 @@ pub enum JournalError {
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("journal: no invocation {0}")]
     NoInvocation(String),
+    #[error("{key}: refused for {provider}: it is byte for byte the raw item `{raw}` from camera `{camera}`; raw frames never leave this node")]
+    RawContent {
+        provider: String,
+        key: String,
+        raw: String,
+        camera: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;

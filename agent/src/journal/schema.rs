@@ -71,6 +71,26 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
      );
      CREATE TABLE service_tokens(name TEXT PRIMARY KEY, token TEXT NOT NULL);",
+    // 3: ingest and the outbox in use: the raw item's key and content hash (a redelivered
+    //    message is known by it, and no object with a raw item's content may leave), the outbox's
+    //    ordering group and completion, and counters that outlive restarts (drops, rejects).
+    "ALTER TABLE ingest ADD COLUMN key TEXT NOT NULL DEFAULT '';
+     ALTER TABLE ingest ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+     ALTER TABLE ingest ADD COLUMN checksum TEXT NOT NULL DEFAULT '';
+     ALTER TABLE ingest ADD COLUMN event_id INTEGER;
+     ALTER TABLE ingest ADD COLUMN processed_ms INTEGER;
+     CREATE UNIQUE INDEX ingest_dedup ON ingest(camera, checksum);
+     CREATE INDEX ingest_checksum ON ingest(checksum);
+     CREATE INDEX ingest_event ON ingest(event_id);
+     CREATE INDEX ingest_state ON ingest(state, processed_ms);
+     ALTER TABLE outbox ADD COLUMN grp TEXT NOT NULL DEFAULT '';
+     ALTER TABLE outbox ADD COLUMN md5 TEXT NOT NULL DEFAULT '';
+     ALTER TABLE outbox ADD COLUMN done_ms INTEGER;
+     ALTER TABLE outbox ADD COLUMN done_seq INTEGER;
+     CREATE INDEX outbox_due ON outbox(state, next_try_ms);
+     CREATE INDEX outbox_group ON outbox(grp, state, id);
+     CREATE INDEX invocations_event ON invocations(event_id);
+     CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

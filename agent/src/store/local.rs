@@ -138,6 +138,60 @@ fn put_blocking(src: &Path, dst: &Path, key: String) -> Result<ObjectMeta> {
     result
 }
 
+/// The content hash that the local store uses as etag (xxh3-128, hex).
+pub fn content_hash(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// Writes `bytes` as `dst` (temp file, rename) without syncing: the caller syncs a whole batch
+/// at once (`sync_filesystem`) before it records the batch.
+pub fn write_unsynced(dst: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    let r = std::fs::write(&tmp, bytes)
+        .map_err(|e| StoreError::io(&tmp, e))
+        .and_then(|_| std::fs::rename(&tmp, dst).map_err(|e| StoreError::io(dst, e)));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Makes every write on the filesystem of `path` durable (syncfs(2)): one call for a batch of
+/// files and their renames, far cheaper than an fsync of each file and folder.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    // SAFETY: the descriptor is open for the call's duration.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    if rc != 0 {
+        return Err(StoreError::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Hashes a file: (size, xxh3-128 hex, MD5 base64).
+pub fn file_digests(path: &Path) -> Result<(u64, String, String)> {
+    use base64::Engine;
+    use md5::Digest;
+    let mut f = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let (mut h, mut m) = (Xxh3::new(), md5::Md5::new());
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        m.update(&buf[..n]);
+        total += n as u64;
+    }
+    let md5 = base64::engine::general_purpose::STANDARD.encode(m.finalize());
+    Ok((total, format!("{:032x}", h.digest128()), md5))
+}
+
 /// Copies and hashes in one pass. Returns (bytes, xxh3-128 hex).
 pub(crate) fn copy_hashing(
     from: &mut impl Read,

@@ -6,7 +6,7 @@ mod s3;
 
 use std::path::{Path, PathBuf};
 
-pub use local::LocalStore;
+pub use local::{content_hash, file_digests, sync_filesystem, write_unsynced, LocalStore};
 pub use s3::S3Store;
 
 use crate::fdl::{Provider, ProviderKind, ProviderSettings};
@@ -23,6 +23,15 @@ pub enum StoreError {
     NotFound { provider: String, key: String },
     #[error("{provider} ({endpoint}): {op} `{key}` failed: {message}")]
     Remote {
+        provider: String,
+        endpoint: String,
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// The store did not answer (down, or the link is): nothing is wrong with the object.
+    #[error("{provider} ({endpoint}): {op} `{key}`: cannot reach the endpoint (is it running, is the link up?): {message}")]
+    Unreachable {
         provider: String,
         endpoint: String,
         op: &'static str,
@@ -96,6 +105,50 @@ pub fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// How the outbox sends an object.
+pub struct PutOptions<'a> {
+    pub multipart_threshold: u64,
+    pub part_bytes: u64,
+    pub pace: Option<&'a TokenBucket>,
+    /// Stored with the object as `x-amz-meta-fogd-xxh3`, so a receiver can check it end to end.
+    pub checksum: &'a str,
+}
+
+/// A bandwidth cap: `rate` bytes a second, bursts up to one second's worth (or one request).
+pub struct TokenBucket {
+    rate: u64,
+    state: tokio::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl TokenBucket {
+    pub fn new(rate: u64) -> TokenBucket {
+        TokenBucket {
+            rate,
+            state: tokio::sync::Mutex::new((rate as f64, std::time::Instant::now())),
+        }
+    }
+
+    /// Waits until `bytes` may be sent. Unlimited when the rate is 0.
+    pub async fn take(&self, bytes: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let rate = self.rate as f64;
+        // Held while waiting: senders queue in turn, each getting the rate in order.
+        let mut st = self.state.lock().await;
+        let now = std::time::Instant::now();
+        st.0 = (st.0 + now.duration_since(st.1).as_secs_f64() * rate).min(rate);
+        st.1 = now;
+        st.0 -= bytes as f64;
+        if st.0 < 0.0 {
+            let wait = std::time::Duration::from_secs_f64(-st.0 / rate);
+            tokio::time::sleep(wait).await;
+            st.0 = 0.0;
+            st.1 = std::time::Instant::now();
+        }
+    }
+}
+
 /// One of the stores fogd can talk to.
 pub enum AnyStore {
     Local(LocalStore),
@@ -144,6 +197,22 @@ impl AnyStore {
         }
     }
 
+    /// As `put_file`, for the outbox: the store checks `md5` (Content-MD5, base64) on arrival,
+    /// large files go up in parts, and `pace` is waited on before each part's bytes are sent.
+    pub async fn put_checked(
+        &self,
+        key: &str,
+        src: &Path,
+        md5: &str,
+        opts: &PutOptions<'_>,
+    ) -> Result<ObjectMeta> {
+        check_key(key)?;
+        match self {
+            AnyStore::Local(s) => s.put_file(key, src).await,
+            AnyStore::S3(s) => s.put_checked(key, src, md5, opts).await,
+        }
+    }
+
     /// Copies `key` into the file `dst` (created or replaced).
     pub async fn get_file(&self, key: &str, dst: &Path) -> Result<ObjectMeta> {
         check_key(key)?;
@@ -163,6 +232,22 @@ impl AnyStore {
 
     pub fn is_local(&self) -> bool {
         matches!(self, AnyStore::Local(_))
+    }
+
+    /// Removes `key` (no error when it is not there).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        match self {
+            AnyStore::Local(s) => {
+                let p = s.path_of(key);
+                match tokio::fs::remove_file(&p).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StoreError::io(&p, e)),
+                }
+            }
+            AnyStore::S3(s) => s.delete(key).await,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
-use super::{ObjectMeta, Result, StoreError};
+use super::{ObjectMeta, PutOptions, Result, StoreError};
 use crate::fdl::model::{MinioProvider, S3Provider};
 
 pub struct S3Store {
@@ -120,10 +120,15 @@ impl S3Store {
                 };
                 format!("{code}: {}{hint}", err.message().unwrap_or("no message"))
             }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
-                "cannot reach the endpoint (is it running, is the link up?): {}",
-                DisplayErrorContext(&e)
-            ),
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                return StoreError::Unreachable {
+                    provider: self.name.clone(),
+                    endpoint: self.endpoint.clone(),
+                    op,
+                    key: key.to_string(),
+                    message: DisplayErrorContext(&e).to_string(),
+                }
+            }
             _ => DisplayErrorContext(&e).to_string(),
         };
         StoreError::Remote {
@@ -181,6 +186,199 @@ impl S3Store {
             key: key.to_string(),
             message: "bucket still missing after creating it".into(),
         })
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let (bucket, object) = split(key);
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(object)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchKey") => Ok(()),
+            Err(e) => Err(self.remote("delete", key, e)),
+        }
+    }
+
+    /// The outbox's upload: Content-MD5 checked by the store, parts for large files, paced.
+    pub async fn put_checked(
+        &self,
+        key: &str,
+        src: &Path,
+        md5: &str,
+        opts: &PutOptions<'_>,
+    ) -> Result<ObjectMeta> {
+        let size = tokio::fs::metadata(src)
+            .await
+            .map_err(|e| StoreError::io(src, e))?
+            .len();
+        if size >= opts.multipart_threshold {
+            return self.put_multipart(key, src, size, opts).await;
+        }
+        if let Some(p) = opts.pace {
+            p.take(size).await;
+        }
+        let (bucket, object) = split(key);
+        for attempt in 0..2 {
+            let body = ByteStream::from_path(src).await.map_err(|e| StoreError::Io {
+                path: src.to_path_buf(),
+                source: std::io::Error::other(e),
+            })?;
+            let r = self
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(object)
+                .content_md5(md5)
+                .metadata("fogd-xxh3", opts.checksum)
+                .body(body)
+                .send()
+                .await;
+            match r {
+                Ok(out) => {
+                    return Ok(ObjectMeta {
+                        key: key.to_string(),
+                        size,
+                        etag: out.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                    })
+                }
+                Err(e) if attempt == 0 && e.code() == Some("NoSuchBucket") => {
+                    self.create_bucket(bucket).await?
+                }
+                Err(e) => return Err(self.remote("put", key, e)),
+            }
+        }
+        Err(self.bucket_missing(key))
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        match self.client.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(ce) if matches!(ce.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
+            Err(ce) => Err(self.remote("create bucket", bucket, ce)),
+        }
+    }
+
+    fn bucket_missing(&self, key: &str) -> StoreError {
+        StoreError::Remote {
+            provider: self.name.clone(),
+            endpoint: self.endpoint.clone(),
+            op: "put",
+            key: key.to_string(),
+            message: "bucket still missing after creating it".into(),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        src: &Path,
+        size: u64,
+        opts: &PutOptions<'_>,
+    ) -> Result<ObjectMeta> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        use base64::Engine;
+        use md5::Digest;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let (bucket, object) = split(key);
+        let mut created = None;
+        for attempt in 0..2 {
+            match self
+                .client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(object)
+                .metadata("fogd-xxh3", opts.checksum)
+                .send()
+                .await
+            {
+                Ok(c) => {
+                    created = Some(c);
+                    break;
+                }
+                Err(e) if attempt == 0 && e.code() == Some("NoSuchBucket") => {
+                    self.create_bucket(bucket).await?
+                }
+                Err(e) => return Err(self.remote("start multipart", key, e)),
+            }
+        }
+        let upload_id = created
+            .and_then(|c| c.upload_id().map(str::to_string))
+            .ok_or_else(|| self.bucket_missing(key))?;
+        let result = async {
+            let mut file = tokio::fs::File::open(src)
+                .await
+                .map_err(|e| StoreError::io(src, e))?;
+            let mut parts = Vec::new();
+            let mut offset = 0u64;
+            let mut n = 1;
+            while offset < size {
+                let len = opts.part_bytes.min(size - offset);
+                let mut buf = vec![0u8; len as usize];
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| StoreError::io(src, e))?;
+                file.read_exact(&mut buf)
+                    .await
+                    .map_err(|e| StoreError::io(src, e))?;
+                let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&buf));
+                if let Some(p) = opts.pace {
+                    p.take(len).await;
+                }
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(object)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .content_md5(md5)
+                    .body(ByteStream::from(buf))
+                    .send()
+                    .await
+                    .map_err(|e| self.remote("put part", key, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                );
+                offset += len;
+                n += 1;
+            }
+            let done = self
+                .client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(object)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| self.remote("complete multipart", key, e))?;
+            Ok(ObjectMeta {
+                key: key.to_string(),
+                size,
+                etag: done.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+            })
+        }
+        .await;
+        if result.is_err() {
+            // Parts already sent would otherwise be kept (and billed) by the store.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(object)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
     }
 
     pub async fn get_file(&self, key: &str, dst: &Path) -> Result<ObjectMeta> {

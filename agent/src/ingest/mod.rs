@@ -1,0 +1,340 @@
+//! Camera items in: MQTT topics (`mqtt`), a watched folder (`dir`). Each item is checked, written
+//! to the raw area of the local store (`<ingest.path>/<camera>/<name>`), made durable, and
+//! journalled with the invocations it triggers, in batches, before the source is told it is
+//! taken (the MQTT acknowledgement). Items that fail a check are counted and skipped.
+
+pub mod dir;
+pub mod mqtt;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::fdl::{ProviderKind, ProviderRef};
+use crate::journal::Spooled;
+use crate::runtime::{Result, Runtime};
+use crate::store::{content_hash, sync_filesystem, write_unsynced};
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Frame,
+    Clip,
+}
+
+/// A topic pattern with one `{camera}` segment, e.g. `fogd/cameras/{camera}/frame`.
+#[derive(Debug, Clone)]
+pub struct TopicPattern {
+    prefix: String,
+    suffix: String,
+}
+
+impl TopicPattern {
+    pub fn parse(p: &str) -> std::result::Result<TopicPattern, String> {
+        let Some((prefix, suffix)) = p.split_once("{camera}") else {
+            return Err(format!("mqtt topic `{p}` has no `{{camera}}` segment"));
+        };
+        if suffix.contains("{camera}") || p.contains('+') || p.contains('#') {
+            return Err(format!(
+                "mqtt topic `{p}`: one `{{camera}}` and no MQTT wildcards"
+            ));
+        }
+        if !(prefix.is_empty() || prefix.ends_with('/')) || !(suffix.is_empty() || suffix.starts_with('/')) {
+            return Err(format!("mqtt topic `{p}`: `{{camera}}` must be a whole level"));
+        }
+        Ok(TopicPattern {
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// The subscription: everything under the prefix, so that a topic whose camera part is
+    /// malformed (`a/b`, `..`) arrives, and is counted and refused, rather than never seen.
+    pub fn filter(&self) -> String {
+        format!("{}#", self.prefix)
+    }
+
+    /// The camera part of `topic` when the topic has this pattern's shape.
+    pub fn camera<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)
+    }
+}
+
+/// Why an item was refused; the names are the counters' (`ingest_rejected_<reason>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    BadCamera(String),
+    Empty,
+    TooLarge { size: usize, max: usize },
+    NotJpeg,
+    NotVideo,
+    UnknownTopic,
+}
+
+impl Reject {
+    pub fn counter(&self) -> &'static str {
+        match self {
+            Reject::BadCamera(_) => "ingest_rejected_bad_camera",
+            Reject::Empty => "ingest_rejected_empty",
+            Reject::TooLarge { .. } => "ingest_rejected_too_large",
+            Reject::NotJpeg => "ingest_rejected_not_jpeg",
+            Reject::NotVideo => "ingest_rejected_not_video",
+            Reject::UnknownTopic => "ingest_rejected_unknown_topic",
+        }
+    }
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reject::BadCamera(why) => write!(f, "bad camera name: {why}"),
+            Reject::Empty => write!(f, "empty payload"),
+            Reject::TooLarge { size, max } => write!(f, "payload of {size} bytes, over the limit of {max}"),
+            Reject::NotJpeg => write!(f, "payload is not a JPEG image (no FF D8 FF start)"),
+            Reject::NotVideo => write!(
+                f,
+                "payload is not a video file (MP4/MOV, Matroska/WebM, MPEG-TS or AVI)"
+            ),
+            Reject::UnknownTopic => write!(f, "topic matches no configured camera topic"),
+        }
+    }
+}
+
+/// A camera name is one path segment fogd can use as a folder and an object key part.
+pub fn check_camera(name: &str) -> std::result::Result<(), Reject> {
+    let bad = |why: &str| Err(Reject::BadCamera(format!("`{}` {why}", name.escape_debug())));
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.contains('/') {
+        return bad("contains `/`");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return bad("starts with `.`");
+    }
+    if name.len() > 128 {
+        return bad("is longer than 128 bytes");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return bad("has characters other than letters, digits, `-`, `_`, `.`, `@`");
+    }
+    Ok(())
+}
+
+/// Checks a payload; returns the file extension it will be stored with.
+pub fn check_payload(kind: Kind, bytes: &[u8], max: usize) -> std::result::Result<&'static str, Reject> {
+    if bytes.is_empty() {
+        return Err(Reject::Empty);
+    }
+    if bytes.len() > max {
+        return Err(Reject::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    match kind {
+        Kind::Frame if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) => Ok("jpg"),
+        Kind::Frame => Err(Reject::NotJpeg),
+        Kind::Clip => video_extension(bytes).ok_or(Reject::NotVideo),
+    }
+}
+
+/// The container of a video file by its first bytes.
+fn video_extension(b: &[u8]) -> Option<&'static str> {
+    if b.len() >= 12 && &b[4..8] == b"ftyp" {
+        return Some(if &b[8..10] == b"qt" { "mov" } else { "mp4" });
+    }
+    if b.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        return Some("mkv");
+    }
+    if b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == b"AVI " {
+        return Some("avi");
+    }
+    if b.len() > 376 && b[0] == 0x47 && b[188] == 0x47 && b[376] == 0x47 {
+        return Some("ts");
+    }
+    None
+}
+
+/// One item from a source, checked already.
+pub struct Item {
+    pub source: &'static str,
+    pub camera: String,
+    pub topic: String,
+    pub ext: &'static str,
+    pub payload: Vec<u8>,
+}
+
+/// What a batch came to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchReport {
+    pub spooled: usize,
+    pub duplicates: usize,
+    pub invocations: usize,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `20261126T205418.123Z-000042`: sorts by arrival, unique within the node.
+fn item_name() -> String {
+    let t = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let t: String = t.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{t}-{:06}", SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000)
+}
+
+/// Writes a batch to the raw area, makes it durable with one filesystem sync, and journals it
+/// (items, events, invocations) in one transaction. Only then may the sources be acknowledged.
+/// A payload already ingested from the same camera (a redelivery) is a duplicate, not stored again.
+pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
+    rt.check_disk()?;
+    let mut report = BatchReport::default();
+    let root = rt.cfg.data_dir.join("store");
+    let base = rt.cfg.ingest.path.trim_end_matches('/');
+    let mut seen = BTreeSet::new();
+    let mut spooled = Vec::with_capacity(items.len());
+    for it in items {
+        let checksum = content_hash(&it.payload);
+        if !seen.insert((it.camera.clone(), checksum.clone()))
+            || rt.journal.ingest_known(&it.camera, &checksum)?
+        {
+            report.duplicates += 1;
+            continue;
+        }
+        let key = format!("{base}/{}/{}.{}", it.camera, item_name(), it.ext);
+        let path = root.join(&key);
+        write_unsynced(&path, &it.payload)?;
+        spooled.push(Spooled {
+            source: it.source.to_string(),
+            camera: it.camera.clone(),
+            topic: it.topic.clone(),
+            key,
+            path: path.display().to_string(),
+            size: it.payload.len() as u64,
+            checksum,
+        });
+    }
+    if spooled.is_empty() {
+        if report.duplicates > 0 {
+            rt.journal.count("ingest_duplicates", report.duplicates as u64)?;
+        }
+        return Ok(report);
+    }
+    sync_filesystem(&root)?;
+    let wf = rt.workflow();
+    let provider = ProviderRef::new(ProviderKind::Minio, "default");
+    let services: Vec<Vec<String>> = spooled
+        .iter()
+        .map(|s| {
+            crate::router::route(&wf.services, &provider, &s.key)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let event_time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let results = rt.journal.ingest_batch(&spooled, &event_time, &services)?;
+    for (s, r) in spooled.iter().zip(&results) {
+        match r {
+            Some(ids) => {
+                report.spooled += 1;
+                report.invocations += ids.len();
+            }
+            None => {
+                report.duplicates += 1;
+                let _ = std::fs::remove_file(&s.path);
+            }
+        }
+    }
+    if report.duplicates > 0 {
+        rt.journal.count("ingest_duplicates", report.duplicates as u64)?;
+    }
+    if report.invocations > 0 {
+        rt.wake.notify_one();
+    }
+    Ok(report)
+}
+
+/// Counts and logs a refused item.
+pub fn refuse(rt: &Runtime, source: &str, what: &str, why: &Reject) {
+    tracing::warn!(source, item = %what, "ingest: refused: {why}");
+    if let Err(e) = rt.journal.count(why.counter(), 1) {
+        tracing::error!("{e}");
+    }
+}
+
+/// Removes raw files with no journal row: written by a batch that a crash cut short before its
+/// commit. Their sources were not acknowledged and deliver them again.
+pub fn sweep_orphans(rt: &Runtime) -> Result<usize> {
+    let area = rt.raw_area();
+    let root = rt.cfg.data_dir.join("store");
+    let mut removed = 0;
+    let mut stack = vec![area];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let Some(key) = p
+                .strip_prefix(&root)
+                .ok()
+                .map(|k| k.to_string_lossy().into_owned())
+            else {
+                continue;
+            };
+            let orphan = e.file_name().to_string_lossy().starts_with(".fogd-tmp-")
+                || !rt.journal.ingest_has_key(&key)?;
+            if orphan && std::fs::remove_file(&p).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_cameras() {
+        let t = TopicPattern::parse("fogd/cameras/{camera}/frame").expect("parse");
+        assert_eq!(t.filter(), "fogd/cameras/#");
+        assert_eq!(t.camera("fogd/cameras/door/frame"), Some("door"));
+        assert_eq!(t.camera("fogd/cameras/a/b/frame"), Some("a/b"));
+        assert_eq!(t.camera("fogd/cameras/door/clip"), None);
+        assert!(TopicPattern::parse("fogd/+/frame").is_err());
+        assert!(TopicPattern::parse("fogd/cam{camera}/x").is_err());
+        assert!(check_camera("door-1").is_ok());
+        for bad in ["", "..", "a/b", ".hidden", "a b", "x\n"] {
+            assert!(check_camera(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn payloads() {
+        assert_eq!(
+            check_payload(Kind::Frame, &[0xFF, 0xD8, 0xFF, 0xE0], 10),
+            Ok("jpg")
+        );
+        assert_eq!(check_payload(Kind::Frame, b"", 10), Err(Reject::Empty));
+        assert_eq!(check_payload(Kind::Frame, b"GIF89a", 10), Err(Reject::NotJpeg));
+        assert!(matches!(
+            check_payload(Kind::Frame, &[0xFF; 11], 10),
+            Err(Reject::TooLarge { .. })
+        ));
+        assert_eq!(
+            check_payload(Kind::Clip, b"\0\0\0\x20ftypisom\0\0", 100),
+            Ok("mp4")
+        );
+        assert_eq!(
+            check_payload(Kind::Clip, b"hello, I am a text file", 100),
+            Err(Reject::NotVideo)
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The MQTT connection (rumqttc): camera topics in (QoS 1, a persistent session, manual
+//! acknowledgements sent only once an item is spooled and journalled), node status out
+//! (`<prefix>/<node>/available` with a last will, `stats`, `events`). Reconnects with backoff; the
+//! broker keeps what arrives meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use super::{check_camera, check_payload, refuse, spool_batch, Item, Kind, Reject, TopicPattern};
+use crate::config::MqttConfig;
+use crate::runtime::Runtime;
+
+/// Largest batch spooled at once.
+const BATCH_ITEMS: usize = 512;
+const BATCH_BYTES: usize = 64 << 20;
+
+pub struct Topics {
+    pub patterns: Vec<(TopicPattern, Kind)>,
+}
+
+impl Topics {
+    pub fn new(m: &MqttConfig) -> std::result::Result<Topics, String> {
+        let mut patterns = Vec::new();
+        for t in &m.frame_topics {
+            patterns.push((TopicPattern::parse(t)?, Kind::Frame));
+        }
+        for t in &m.clip_topics {
+            patterns.push((TopicPattern::parse(t)?, Kind::Clip));
+        }
+        Ok(Topics { patterns })
+    }
+
+    /// (camera, kind) of a topic, or why it is refused.
+    pub fn classify<'t>(&self, topic: &'t str) -> std::result::Result<(&'t str, Kind), Reject> {
+        for (p, kind) in &self.patterns {
+            if let Some(cam) = p.camera(topic) {
+                check_camera(cam)?;
+                return Ok((cam, *kind));
+            }
+        }
+        Err(Reject::UnknownTopic)
+    }
+
+    fn filters(&self) -> Vec<String> {
+        let mut f: Vec<String> = self.patterns.iter().map(|(p, _)| p.filter()).collect();
+        f.sort();
+        f.dedup();
+        f
+    }
+}
+
+/// The status topics' prefix for this node: `<prefix>/<node>`.
+pub fn status_base(m: &MqttConfig, node: &str) -> String {
+    format!("{}/{node}", m.status_prefix.trim_end_matches('/'))
+}
+
+/// Connects and runs until `stop`: ingest, acknowledgements, status. Returns when stopped.
+pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), MqttError> {
+    let Some(m) = rt.cfg.mqtt.clone() else {
+        return Ok(());
+    };
+    let topics = Arc::new(Topics::new(&m).map_err(MqttError)?);
+    let (host, port) = m.host_port().map_err(MqttError)?;
+    let client_id = m.client_id.clone().unwrap_or_else(|| format!("fogd-{}", rt.node));
+    let base = status_base(&m, &rt.node);
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(m.keep_alive)
+        .set_max_packet_size(m.max_frame_bytes.max(m.max_clip_bytes) + (1 << 16), 1 << 20)
+        .set_inflight(100)
+        .set_request_channel_capacity(16_384)
+        .set_last_will(LastWill::new(
+            format!("{base}/available"),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let (Some(u), Some(p)) = (&m.username, &m.password) {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 16_384);
+    let (tx, rx) = mpsc::channel::<Publish>(16_384);
+    let worker = tokio::spawn(process(rt.clone(), topics.clone(), client.clone(), rx, m.clone()));
+    let status = tokio::spawn(super::status::publish(
+        rt.clone(),
+        client.clone(),
+        base.clone(),
+        m.stats_interval,
+        stop.clone(),
+    ));
+    let mut stop2 = stop.clone();
+    let mut backoff = Duration::from_millis(500);
+    let mut connected = false;
+    loop {
+        let ev = tokio::select! {
+            _ = crate::runtime::stopped(&mut stop2) => break,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(500);
+                connected = true;
+                super::status::set_connected(true);
+                tracing::info!(broker = %m.broker, session_present = ack.session_present, "mqtt: connected");
+                for f in topics.filters() {
+                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(filter = %f, "mqtt: subscribe: {e}");
+                    }
+                }
+                let _ = client.try_publish(format!("{base}/available"), QoS::AtLeastOnce, true, "online");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    tracing::warn!(broker = %m.broker, "mqtt: connection lost: {e}; reconnecting");
+                    connected = false;
+                    super::status::set_connected(false);
+                } else {
+                    tracing::debug!(broker = %m.broker, "mqtt: {e}; retrying in {backoff:?}");
+                }
+                tokio::select! {
+                    _ = crate::runtime::stopped(&mut stop2) => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    // A clean goodbye: say offline (the last will is for unclean ends), then disconnect.
+    let _ = client.try_publish(format!("{base}/available"), QoS::AtLeastOnce, true, "offline");
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(ev) = eventloop.poll().await {
+            if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    })
+    .await;
+    drop(tx);
+    let _ = worker.await;
+    status.abort();
+    Ok(())
+}
+
+/// Takes publishes in batches: check, spool, journal, then acknowledge each.
+async fn process(
+    rt: Arc<Runtime>,
+    topics: Arc<Topics>,
+    client: AsyncClient,
+    mut rx: mpsc::Receiver<Publish>,
+    m: MqttConfig,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].payload.len();
+        while batch.len() < BATCH_ITEMS && bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.payload.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut items = Vec::with_capacity(batch.len());
+        for p in &batch {
+            let checked = topics.classify(&p.topic).and_then(|(camera, kind)| {
+                let max = match kind {
+                    Kind::Frame => m.max_frame_bytes,
+                    Kind::Clip => m.max_clip_bytes,
+                };
+                check_payload(kind, &p.payload, max).map(|ext| (camera.to_string(), ext))
+            });
+            match checked {
+                Ok((camera, ext)) => items.push(Item {
+                    source: "mqtt",
+                    camera,
+                    topic: p.topic.clone(),
+                    ext,
+                    payload: p.payload.to_vec(),
+                }),
+                Err(why) => refuse(&rt, "mqtt", &p.topic, &why),
+            }
+        }
+        // Until this succeeds nothing is acknowledged: the broker keeps (and redelivers) it.
+        loop {
+            let rt2 = rt.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let r = spool_batch(&rt2, &items);
+                (r, items)
+            })
+            .await;
+            let Ok((r, back)) = r else { return };
+            items = back;
+            match r {
+                Ok(rep) => {
+                    tracing::debug!(
+                        spooled = rep.spooled,
+                        duplicates = rep.duplicates,
+                        "mqtt: batch spooled"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "ingest: cannot spool {} items (not acknowledged; retrying): {e}",
+                        items.len()
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        for p in &batch {
+            if let Err(e) = client.ack(p).await {
+                tracing::warn!("mqtt: ack: {e}");
+            }
+        }
+    }
+}
+
+/// A config the connection cannot start with.
+#[derive(Debug, thiserror::Error)]
+#[error("mqtt: {0}")]
+pub struct MqttError(pub String);

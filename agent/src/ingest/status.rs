@@ -1,0 +1,127 @@
+//! Node status over MQTT, as Frigate users know it: `<base>/available` (`online`/`offline`,
+//! retained, the last will says `offline`), `<base>/stats` (JSON every `stats_interval`),
+//! `<base>/events` (one JSON per node event). Counts come from the journal, so they are right
+//! across restarts.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use serde_json::{json, Value};
+
+use crate::runtime::Runtime;
+
+static CONNECTED: AtomicBool = AtomicBool::new(false);
+static CONNECTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_connected(up: bool) {
+    CONNECTED.store(up, Ordering::Relaxed);
+    if up {
+        CONNECTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The stats document.
+pub fn stats(rt: &Runtime) -> Value {
+    let j = &rt.journal;
+    let map = |v: Vec<(String, u64)>| -> BTreeMap<String, u64> { v.into_iter().collect() };
+    let counters = map(j.counters().unwrap_or_default());
+    let rejected: BTreeMap<String, u64> = counters
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("ingest_rejected_").map(|r| (r.to_string(), *v)))
+        .collect();
+    let raw = map(j.ingest_counts().unwrap_or_default());
+    let mut inv: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, state, n) in j.counts().unwrap_or_default() {
+        *inv.entry(state.as_str().to_string()).or_default() += n;
+    }
+    let (backlog, backlog_bytes) = j.outbox_totals().unwrap_or_default();
+    let outbox = map(j.outbox_counts().unwrap_or_default());
+    let c = |k: &str| counters.get(k).copied().unwrap_or(0);
+    let links = rt.links.snapshot();
+    json!({
+        "node": rt.node,
+        "time_ms": crate::journal::now_ms(),
+        "uptime_s": rt.started.elapsed().as_secs(),
+        "rss_bytes": rss_bytes(),
+        "mqtt": {"connected": CONNECTED.load(Ordering::Relaxed), "connects": CONNECTS.load(Ordering::Relaxed)},
+        "ingest": {
+            "spooled": raw.values().sum::<u64>(),
+            "raw_waiting": raw.get("spooled").copied().unwrap_or(0),
+            "raw_processed": raw.get("processed").copied().unwrap_or(0) + raw.get("deleted").copied().unwrap_or(0),
+            "duplicates": c("ingest_duplicates"),
+            "rejected": rejected,
+        },
+        "invocations": inv,
+        "outbox": {
+            "backlog": backlog,
+            "backlog_bytes": backlog_bytes,
+            "uploaded": outbox.get("done").copied().unwrap_or(0),
+            "dropped_full": c("outbox_dropped_full"),
+            "dropped_ttl": c("outbox_dropped_ttl"),
+            "corrupt": c("outbox_corrupt"),
+            "purged": c("outbox_purged"),
+        },
+        "stores": links.iter().map(|(p, l)| (p.clone(), json!({
+            "online": l.online,
+            "offline_since_ms": l.offline_since_ms,
+            "offline_s_total": l.offline_ms_total as f64 / 1000.0,
+            "last_error": l.last_error,
+        }))).collect::<serde_json::Map<String, Value>>(),
+    })
+}
+
+/// This process's resident memory (VmRSS), in bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Publishes stats every `every` and each node event as it happens, until `stop`.
+pub async fn publish(
+    rt: Arc<Runtime>,
+    client: AsyncClient,
+    base: String,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut events = rt.events.subscribe();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = crate::runtime::stopped(&mut stop) => return,
+            _ = tick.tick() => {
+                let doc = {
+                    let rt = rt.clone();
+                    tokio::task::spawn_blocking(move || stats(&rt)).await
+                };
+                if let Ok(doc) = doc {
+                    let _ = client.try_publish(format!("{base}/stats"), QoS::AtMostOnce, false, doc.to_string());
+                }
+            }
+            ev = events.recv() => match ev {
+                Ok(v) => {
+                    // Events are best effort: a full queue drops one rather than stall the node.
+                    let _ = client.try_publish(format!("{base}/events"), QoS::AtMostOnce, false, v.to_string());
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(dropped = n, "mqtt: events dropped (publisher behind)");
+                }
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Is the MQTT connection up (for tests and benchmarks)?
+pub fn connected() -> bool {
+    CONNECTED.load(Ordering::Relaxed)
+}

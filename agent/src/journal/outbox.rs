@@ -1,0 +1,389 @@
+//! The outbox: objects bound for remote stores. A row is `pending` until uploaded (`done`), or
+//! `dropped` (disk quota, TTL, by hand) or `corrupt` (its spooled file no longer matches its
+//! checksum). Objects of one group (the key's folder) go up one after another, in order.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{now_ms, Journal, JournalError, Result};
+use crate::config::FullPolicy;
+
+/// An object to queue.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub provider: String,
+    pub key: String,
+    /// The spooled file (under `data/outbox/`), owned by the outbox from now on.
+    pub local_path: String,
+    pub size: u64,
+    /// xxh3-128 of the content.
+    pub checksum: String,
+    /// Content-MD5 (base64), checked by the receiving store.
+    pub md5: String,
+    pub priority: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub provider: String,
+    pub key: String,
+    pub local_path: String,
+    pub size: u64,
+    pub checksum: String,
+    pub md5: String,
+    pub priority: i64,
+    pub attempts: u32,
+    pub next_try_ms: i64,
+    pub state: String,
+    pub error: Option<String>,
+    pub created_ms: i64,
+    pub group: String,
+    pub done_ms: Option<i64>,
+}
+
+/// What `outbox_enqueue` did. The paths are spooled files no longer needed (the caller removes
+/// them).
+#[derive(Debug)]
+pub enum Enqueued {
+    Queued {
+        id: i64,
+        freed: Vec<String>,
+    },
+    /// The same content was already uploaded under this key.
+    AlreadyDone,
+    /// The outbox is full and the policy is `reject_new`: this object was dropped.
+    Rejected,
+}
+
+impl Journal {
+    /// Queues an object, applying the quota's policy, in one transaction. Refuses (with an
+    /// error naming the raw item) content that is byte for byte a raw camera item.
+    pub fn outbox_enqueue(&self, item: &OutboxItem, quota: u64, policy: FullPolicy) -> Result<Enqueued> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let raw: Option<(String, String)> = tx
+            .query_row(
+                "SELECT key, camera FROM ingest WHERE checksum = ?1 LIMIT 1",
+                [&item.checksum],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some((raw, camera)) = raw {
+            return Err(JournalError::RawContent {
+                provider: item.provider.clone(),
+                key: item.key.clone(),
+                raw,
+                camera,
+            });
+        }
+        let existing: Option<(i64, String, String, String)> = tx
+            .query_row(
+                "SELECT id, state, checksum, local_path FROM outbox WHERE provider = ?1 AND key = ?2",
+                params![item.provider, item.key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let mut freed = Vec::new();
+        if let Some((_, state, sum, _)) = &existing {
+            if state == "done" && *sum == item.checksum {
+                tx.commit().map_err(|e| self.err(e))?;
+                return Ok(Enqueued::AlreadyDone);
+            }
+        }
+        // The replaced version's bytes no longer count.
+        let replaced = existing
+            .as_ref()
+            .filter(|(_, state, _, _)| state == "pending")
+            .map(|(id, ..)| *id);
+        let used: i64 = tx
+            .query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE state = 'pending' AND id != ?1",
+                [replaced.unwrap_or(-1)],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut over = (used as u64 + item.size).saturating_sub(quota);
+        if over > 0 {
+            if policy == FullPolicy::RejectNew || item.size > quota {
+                bump(&tx, "outbox_dropped_full", 1).map_err(|e| self.err(e))?;
+                tx.commit().map_err(|e| self.err(e))?;
+                return Ok(Enqueued::Rejected);
+            }
+            // Lowest priority first, then oldest.
+            let victims: Vec<(i64, i64, String)> = {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT id, size, local_path FROM outbox WHERE state = 'pending' AND id != ?1
+                         ORDER BY priority, id",
+                    )
+                    .map_err(|e| self.err(e))?;
+                let rows = st
+                    .query_map([replaced.unwrap_or(-1)], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(|e| self.err(e))?;
+                let mut chosen = Vec::new();
+                for (id, size, path) in rows {
+                    if over == 0 {
+                        break;
+                    }
+                    over = over.saturating_sub(size as u64);
+                    chosen.push((id, size, path));
+                }
+                chosen
+            };
+            for (id, _, path) in &victims {
+                tx.execute(
+                    "UPDATE outbox SET state = 'dropped', error = 'disk quota reached (drop_oldest)' WHERE id = ?1",
+                    [id],
+                )
+                .map_err(|e| self.err(e))?;
+                freed.push(path.clone());
+            }
+            bump(&tx, "outbox_dropped_full", victims.len() as u64).map_err(|e| self.err(e))?;
+        }
+        if let Some((_, _, _, old_path)) = &existing {
+            if *old_path != item.local_path {
+                freed.push(old_path.clone());
+            }
+        }
+        let group = item.key.rsplit_once('/').map_or("", |(g, _)| g);
+        let id: i64 = tx
+            .query_row(
+                "INSERT INTO outbox(provider, key, local_path, size, checksum, md5, priority, state, created_ms, grp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)
+                 ON CONFLICT(provider, key) DO UPDATE SET local_path = ?3, size = ?4, checksum = ?5,
+                    md5 = ?6, priority = ?7, state = 'pending', attempts = 0, next_try_ms = 0,
+                    error = NULL, created_ms = ?8, done_ms = NULL, done_seq = NULL
+                 RETURNING id",
+                params![
+                    item.provider,
+                    item.key,
+                    item.local_path,
+                    item.size as i64,
+                    item.checksum,
+                    item.md5,
+                    item.priority,
+                    now_ms(),
+                    format!("{}/{group}", item.provider)
+                ],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Enqueued::Queued { id, freed })
+    }
+
+    /// Pending objects that may go now: due, and first of their group. Highest priority first.
+    pub fn outbox_due(&self, now: i64, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.rows(
+            &format!(
+                "SELECT {COLUMNS} FROM outbox o WHERE state = 'pending' AND next_try_ms <= ?1
+                 AND id = (SELECT MIN(id) FROM outbox WHERE grp = o.grp AND state = 'pending')
+                 ORDER BY priority DESC, id LIMIT ?2"
+            ),
+            params![now, limit as i64],
+            row,
+        )
+    }
+
+    /// When the next pending object is due (to sleep until then).
+    pub fn outbox_next_due(&self) -> Result<Option<i64>> {
+        self.conn()
+            .query_row(
+                "SELECT MIN(next_try_ms) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn outbox_done(&self, id: i64) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE outbox SET state = 'done', error = NULL, done_ms = ?2,
+                    done_seq = (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM outbox)
+                 WHERE id = ?1",
+                params![id, now_ms()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A failed try: the object waits until `next_try_ms`. `attempt` counts it against the
+    /// object (false when the whole store was unreachable).
+    pub fn outbox_later(&self, id: i64, next_try_ms: i64, error: &str, attempt: bool) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE outbox SET next_try_ms = ?2, error = ?3, attempts = attempts + ?4 WHERE id = ?1",
+                params![id, next_try_ms, error, attempt as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ends an object without uploading it (`dropped` or `corrupt`), counted under `counter`.
+    pub fn outbox_drop(&self, id: i64, state: &str, reason: &str, counter: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE outbox SET state = ?2, error = ?3 WHERE id = ?1 AND state = 'pending'",
+            params![id, state, reason],
+        )
+        .map_err(|e| self.err(e))?;
+        bump(&tx, counter, 1).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Pending objects created before `before_ms` (past their TTL).
+    pub fn outbox_older_than(&self, before_ms: i64) -> Result<Vec<OutboxRow>> {
+        self.rows(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND created_ms < ?1 LIMIT 1000"),
+            [before_ms],
+            row,
+        )
+    }
+
+    /// Rows, newest first; `state` filters.
+    pub fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.rows(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![state, limit as i64],
+            row,
+        )
+    }
+
+    /// Objects uploaded, in the order they went up.
+    pub fn outbox_uploaded(&self) -> Result<Vec<OutboxRow>> {
+        self.rows(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE state = 'done' ORDER BY done_seq"),
+            [],
+            row,
+        )
+    }
+
+    /// Makes pending objects due now (`ids` empty: all of them). Returns how many.
+    pub fn outbox_retry(&self, ids: &[i64]) -> Result<usize> {
+        let conn = self.conn();
+        if ids.is_empty() {
+            return conn
+                .execute("UPDATE outbox SET next_try_ms = 0 WHERE state = 'pending'", [])
+                .map_err(|e| self.err(e));
+        }
+        let mut n = 0;
+        for id in ids {
+            n += conn
+                .execute(
+                    "UPDATE outbox SET next_try_ms = 0 WHERE state = 'pending' AND id = ?1",
+                    [id],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(n)
+    }
+
+    /// Removes rows (and returns their files' paths): the given ids, or every row in `state`.
+    pub fn outbox_purge(&self, ids: &[i64], state: Option<&str>) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut paths = Vec::new();
+        {
+            let mut by_id = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING local_path, state")
+                .map_err(|e| self.err(e))?;
+            let mut by_state = tx
+                .prepare_cached("DELETE FROM outbox WHERE state = ?1 RETURNING local_path, state")
+                .map_err(|e| self.err(e))?;
+            let mut take = |rows: rusqlite::Result<Vec<(String, String)>>| -> Result<u64> {
+                let rows = rows.map_err(|e| self.err(e))?;
+                let pending = rows.iter().filter(|(_, s)| s == "pending").count() as u64;
+                paths.extend(rows.into_iter().map(|(p, _)| p));
+                Ok(pending)
+            };
+            let mut purged_pending = 0;
+            for id in ids {
+                purged_pending += take(
+                    by_id
+                        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .and_then(|r| r.collect()),
+                )?;
+            }
+            if let Some(s) = state {
+                purged_pending += take(
+                    by_state
+                        .query_map([s], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .and_then(|r| r.collect()),
+                )?;
+            }
+            bump(&tx, "outbox_purged", purged_pending).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(paths)
+    }
+
+    /// Forgets uploaded rows older than `before_ms` (their files are gone already).
+    pub fn outbox_forget_done(&self, before_ms: i64) -> Result<usize> {
+        self.conn()
+            .execute(
+                "DELETE FROM outbox WHERE state = 'done' AND done_ms < ?1",
+                [before_ms],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Objects and bytes waiting in the outbox.
+    pub fn outbox_totals(&self) -> Result<(u64, u64)> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rows by state.
+    pub fn outbox_counts(&self) -> Result<Vec<(String, u64)>> {
+        self.rows("SELECT state, COUNT(*) FROM outbox GROUP BY state", [], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })
+    }
+}
+
+fn bump(tx: &rusqlite::Transaction<'_>, name: &str, n: u64) -> rusqlite::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO counters(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+        params![name, n as i64],
+    )
+    .map(|_| ())
+}
+
+const COLUMNS: &str = "id, provider, key, local_path, size, checksum, md5, priority, attempts, next_try_ms, \
+                       state, error, created_ms, grp, done_ms";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        provider: r.get(1)?,
+        key: r.get(2)?,
+        local_path: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        checksum: r.get(5)?,
+        md5: r.get(6)?,
+        priority: r.get(7)?,
+        attempts: r.get::<_, i64>(8)? as u32,
+        next_try_ms: r.get(9)?,
+        state: r.get(10)?,
+        error: r.get(11)?,
+        created_ms: r.get(12)?,
+        group: r.get(13)?,
+        done_ms: r.get(14)?,
+    })
+}

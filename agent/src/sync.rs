@@ -1,0 +1,366 @@
+//! Drains the outbox to remote stores: each pending object is uploaded with Content-MD5, in parts
+//! when large, under a bandwidth cap; objects of one folder go up one after another in order.
+//! A store that does not answer is marked offline and probed with a capped exponential backoff
+//! (with jitter); an object the store refuses backs off on its own. Past their TTL objects are
+//! dropped, and counted. `enqueue` is how outputs enter: never a raw camera item.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::journal::{now_ms, Enqueued, JournalError, OutboxItem, OutboxRow};
+use crate::router::parse_provider;
+use crate::runtime::{Result, Runtime, RuntimeError};
+use crate::store::{file_digests, PutOptions, StoreError, TokenBucket};
+
+/// What fogd knows of a remote store's link, for the stats.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Link {
+    pub online: bool,
+    /// Since when it has not answered (ms since the epoch).
+    pub offline_since_ms: Option<i64>,
+    /// Time spent offline since fogd started, closed spells and the current one.
+    pub offline_ms_total: i64,
+    /// Failed probes in a row.
+    #[serde(skip)]
+    failures: u32,
+    #[serde(skip)]
+    next_probe_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// The links of every remote store, shared with the status publisher.
+#[derive(Default)]
+pub struct Links(Mutex<BTreeMap<String, Link>>);
+
+impl Links {
+    pub fn snapshot(&self) -> BTreeMap<String, Link> {
+        let now = now_ms();
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for l in m.values_mut() {
+            if let Some(s) = l.offline_since_ms {
+                l.offline_ms_total += now - s;
+            }
+        }
+        m
+    }
+
+    fn with<T>(&self, provider: &str, f: impl FnOnce(&mut Link) -> T) -> T {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let l = m.entry(provider.to_string()).or_insert_with(|| Link {
+            online: true,
+            ..Link::default()
+        });
+        f(l)
+    }
+}
+
+/// The wait before try `n` (1-based): doubling from 1 s, capped, with ±20% jitter so that many
+/// boxes that lost the same link do not come back at the same instant.
+pub fn backoff(n: u32, cap: Duration) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+        .min(cap);
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    base.mul_f64(jitter).min(cap)
+}
+
+/// Queues `file` (already under `data/outbox/`) for `provider`/`key`. Refuses a file under the
+/// raw area, or with a raw item's exact content.
+pub fn enqueue(rt: &Runtime, provider: &str, key: &str, file: &Path) -> Result<Enqueued> {
+    let raw_area = rt.raw_area();
+    if file.starts_with(&raw_area) {
+        return Err(RuntimeError::Journal(JournalError::RawContent {
+            provider: provider.to_string(),
+            key: key.to_string(),
+            raw: file.display().to_string(),
+            camera: "?".into(),
+        }));
+    }
+    let (size, checksum, md5) = file_digests(file)?;
+    let item = OutboxItem {
+        provider: provider.to_string(),
+        key: key.to_string(),
+        local_path: file.display().to_string(),
+        size,
+        checksum,
+        md5,
+        priority: rt.cfg.sync.priority_of(key),
+    };
+    let r = rt
+        .journal
+        .outbox_enqueue(&item, rt.cfg.sync.quota_bytes, rt.cfg.sync.full_policy)?;
+    match &r {
+        Enqueued::Queued { freed, .. } => {
+            for p in freed {
+                let _ = std::fs::remove_file(p);
+            }
+            if !freed.is_empty() {
+                tracing::warn!(
+                    dropped = freed.len(),
+                    quota = rt.cfg.sync.quota_bytes,
+                    "outbox full: dropped the oldest objects (full_policy: drop_oldest)"
+                );
+                rt.event(
+                    "upload_dropped",
+                    serde_json::json!({"reason": "quota", "objects": freed.len()}),
+                );
+            }
+        }
+        Enqueued::AlreadyDone => {
+            let _ = std::fs::remove_file(file);
+        }
+        Enqueued::Rejected => {
+            let _ = std::fs::remove_file(file);
+            tracing::warn!(%provider, %key, quota = rt.cfg.sync.quota_bytes, "outbox full: object dropped (full_policy: reject_new)");
+            rt.event(
+                "upload_dropped",
+                serde_json::json!({"reason": "quota", "provider": provider, "key": key}),
+            );
+        }
+    }
+    rt.outbox_wake.notify_one();
+    Ok(r)
+}
+
+/// Copies an output into the outbox's spool (a hard link when it can: same filesystem) and
+/// makes it durable, so that the journal row never points at a missing file.
+pub fn spool(rt: &Runtime, src: &Path, tag: &str) -> Result<PathBuf> {
+    let dir = rt.cfg.data_dir.join("outbox");
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| RuntimeError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let dst = dir.join(format!("{tag}-{}", uuid::Uuid::new_v4()));
+    if std::fs::hard_link(src, &dst).is_err() {
+        std::fs::copy(src, &dst).map_err(io(&dst))?;
+    }
+    std::fs::File::open(&dst)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&dst))?;
+    std::fs::File::open(&dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&dir))?;
+    Ok(dst)
+}
+
+/// Runs until `stop` is set.
+pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let pace = Arc::new(TokenBucket::new(rt.cfg.sync.bandwidth_bytes));
+    let mut tasks: JoinSet<(i64, String)> = JoinSet::new();
+    let mut busy_groups: BTreeSet<String> = BTreeSet::new();
+    let mut last_housekeeping = 0i64;
+    loop {
+        let now = now_ms();
+        if now - last_housekeeping > 10_000 {
+            last_housekeeping = now;
+            housekeeping(&rt);
+        }
+        let free = rt.cfg.sync.parallel.saturating_sub(tasks.len());
+        if free > 0 {
+            match rt.journal.outbox_due(now, rt.cfg.sync.parallel * 4) {
+                Ok(due) => {
+                    let mut started = 0;
+                    for row in due {
+                        if started == free {
+                            break;
+                        }
+                        if busy_groups.contains(&row.group)
+                            || !rt
+                                .links
+                                .with(&row.provider, |l| l.online || l.next_probe_ms <= now)
+                        {
+                            continue;
+                        }
+                        // One probe at a time for a store that is offline.
+                        rt.links.with(&row.provider, |l| {
+                            if !l.online {
+                                l.next_probe_ms = i64::MAX;
+                            }
+                        });
+                        busy_groups.insert(row.group.clone());
+                        started += 1;
+                        let (rt, pace) = (rt.clone(), pace.clone());
+                        tasks.spawn(async move {
+                            let g = row.group.clone();
+                            let id = row.id;
+                            upload(&rt, &row, &pace).await;
+                            (id, g)
+                        });
+                    }
+                }
+                Err(e) => tracing::error!("outbox: {e}"),
+            }
+        }
+        let nap = rt
+            .journal
+            .outbox_next_due()
+            .ok()
+            .flatten()
+            .map_or(Duration::from_secs(5), |t| {
+                Duration::from_millis((t - now).clamp(20, 5000) as u64)
+            });
+        tokio::select! {
+            _ = crate::runtime::stopped(&mut stop) => break,
+            _ = rt.outbox_wake.notified() => {}
+            _ = tokio::time::sleep(nap) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok((_, g)) = done {
+                    busy_groups.remove(&g);
+                }
+            }
+        }
+    }
+    // Uploads in flight are cut: they are still pending and go again at the next start.
+    tasks.abort_all();
+}
+
+async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
+    let cap = rt.cfg.sync.max_backoff;
+    let path = PathBuf::from(&row.local_path);
+    // An SD card can rot a spooled file; never send what is not what was queued.
+    let check = {
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || file_digests(&p)).await
+    };
+    let intact = matches!(&check, Ok(Ok((_, sum, _))) if *sum == row.checksum);
+    if !intact {
+        let why = match check {
+            Ok(Err(e)) => e.to_string(),
+            _ => format!("{}: content no longer matches its checksum", path.display()),
+        };
+        tracing::error!(key = %row.key, "outbox: {why}; not sent");
+        let _ = rt.journal.outbox_drop(row.id, "corrupt", &why, "outbox_corrupt");
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    let result = match parse_provider(&row.provider).map(|p| rt.store(&p)) {
+        Some(Ok(store)) => {
+            let opts = PutOptions {
+                multipart_threshold: rt.cfg.sync.multipart_threshold,
+                part_bytes: rt.cfg.sync.part_bytes,
+                pace: Some(pace),
+                checksum: &row.checksum,
+            };
+            store
+                .put_checked(&row.key, &path, &row.md5, &opts)
+                .await
+                .map_err(RuntimeError::from)
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(RuntimeError::UnknownProvider(row.provider.clone())),
+    };
+    let now = now_ms();
+    match result {
+        Ok(meta) => {
+            if let Err(e) = rt.journal.outbox_done(row.id) {
+                tracing::error!("outbox: {e}");
+                return;
+            }
+            let _ = std::fs::remove_file(&path);
+            let back = rt.links.with(&row.provider, |l| {
+                let was = l.offline_since_ms.take();
+                if let Some(s) = was {
+                    l.offline_ms_total += now - s;
+                }
+                l.online = true;
+                l.failures = 0;
+                l.last_error = None;
+                was
+            });
+            if let Some(since) = back {
+                tracing::info!(provider = %row.provider, offline_s = (now - since) / 1000, "store reachable again; draining the outbox");
+                rt.event(
+                    "store_online",
+                    serde_json::json!({"provider": row.provider, "offline_s": (now - since) as f64 / 1000.0}),
+                );
+            }
+            rt.event(
+                "upload_done",
+                serde_json::json!({"provider": row.provider, "key": row.key, "size": row.size, "attempts": row.attempts + 1}),
+            );
+            // An object landing in a store: services watching it run (chaining across tiers).
+            if let Some(p) = parse_provider(&row.provider) {
+                if let Err(e) = rt.emit(&p, &meta, "output") {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        Err(RuntimeError::Store(e @ StoreError::Unreachable { .. })) => {
+            let msg = e.to_string();
+            let (wait, first) = rt.links.with(&row.provider, |l| {
+                l.failures += 1;
+                let first = l.online;
+                if l.online {
+                    l.online = false;
+                    l.offline_since_ms = Some(now);
+                }
+                let wait = backoff(l.failures, cap);
+                l.next_probe_ms = now + wait.as_millis() as i64;
+                l.last_error = Some(msg.clone());
+                (wait, first)
+            });
+            if first {
+                tracing::warn!(provider = %row.provider, "{msg}; offline: objects wait in the outbox");
+                rt.event(
+                    "store_offline",
+                    serde_json::json!({"provider": row.provider, "error": msg}),
+                );
+            }
+            let _ = rt
+                .journal
+                .outbox_later(row.id, now + wait.as_millis() as i64, &msg, false);
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let wait = backoff(row.attempts + 1, cap);
+            tracing::warn!(key = %row.key, attempts = row.attempts + 1, retry_in = ?wait, "upload failed: {msg}");
+            // The store answered: it is up, whatever it thinks of this object.
+            rt.links.with(&row.provider, |l| {
+                if let Some(s) = l.offline_since_ms.take() {
+                    l.offline_ms_total += now - s;
+                }
+                l.online = true;
+                l.failures = 0;
+            });
+            let _ = rt
+                .journal
+                .outbox_later(row.id, now + wait.as_millis() as i64, &msg, true);
+        }
+    }
+}
+
+/// TTL, forgetting old rows, and raw items past their retention.
+fn housekeeping(rt: &Runtime) {
+    let now = now_ms();
+    let ttl = rt.cfg.sync.ttl.as_millis() as i64;
+    if let Ok(old) = rt.journal.outbox_older_than(now - ttl) {
+        for row in old {
+            let reason = format!(
+                "not uploaded within the TTL ({})",
+                humantime::format_duration(rt.cfg.sync.ttl)
+            );
+            tracing::warn!(key = %row.key, "{reason}; dropped");
+            if rt
+                .journal
+                .outbox_drop(row.id, "dropped", &reason, "outbox_dropped_ttl")
+                .is_ok()
+            {
+                let _ = std::fs::remove_file(&row.local_path);
+            }
+        }
+    }
+    let _ = rt.journal.outbox_forget_done(now - 24 * 3600 * 1000);
+    let keep = rt.cfg.ingest.raw_retention.as_millis() as i64;
+    if let Ok(rows) = rt.journal.ingest_expired(now - keep) {
+        for r in rows {
+            rt.delete_raw(&r);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Real servers for the tests and the benchmarks: SeaweedFS (`weed mini`, from the venv that
+//! `scripts/setup` makes) and Mosquitto, each on free loopback ports, killed when dropped. Not
+//! used by the daemon itself.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const S3_KEY: &str = "fogdtestkey";
+pub const S3_SECRET: &str = "fogdtestsecret";
+
+/// A block of `n` consecutive free ports (SeaweedFS needs ten).
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(20000);
+        if base > 60000 {
+            continue;
+        }
+        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports")
+}
+
+/// `weed` from PATH, or from the venv that `scripts/setup` makes.
+pub fn weed_bin() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/weed");
+    if venv.exists() {
+        return venv;
+    }
+    let here = Path::new(".venv/bin/weed");
+    if here.exists() {
+        return here.to_path_buf();
+    }
+    PathBuf::from("weed")
+}
+
+/// A SeaweedFS `weed mini` (master, volume, filer, S3) on loopback, killed when dropped.
+pub struct SeaweedFs {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub base: u16,
+    pub endpoint: String,
+}
+
+impl SeaweedFs {
+    pub fn start(dir: &Path) -> SeaweedFs {
+        let base = free_ports(10);
+        let mut s = SeaweedFs {
+            child: None,
+            dir: dir.to_path_buf(),
+            base,
+            endpoint: format!("http://127.0.0.1:{}", base + 6),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let data = self.dir.join("data");
+        std::fs::create_dir_all(&data).expect("weed dir");
+        let cfg = self.dir.join("s3.json");
+        let identities = format!(
+            r#"{{"identities":[{{"name":"fogd","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        );
+        std::fs::write(&cfg, identities).expect("s3 config");
+        let p = self.base;
+        let log = std::fs::File::create(self.dir.join("weed.log")).expect("log");
+        let child = Command::new(weed_bin())
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-webdav=false",
+                "-admin.ui=false",
+            ])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-master.port={p}"))
+            .arg(format!("-master.port.grpc={}", p + 1))
+            .arg(format!("-volume.port={}", p + 2))
+            .arg(format!("-volume.port.grpc={}", p + 3))
+            .arg(format!("-filer.port={}", p + 4))
+            .arg(format!("-filer.port.grpc={}", p + 5))
+            .arg(format!("-s3.port={}", p + 6))
+            .arg(format!("-s3.port.grpc={}", p + 7))
+            .arg(format!("-admin.port={}", p + 8))
+            .arg(format!("-admin.port.grpc={}", p + 9))
+            .arg(format!("-s3.config={}", cfg.display()))
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (run scripts/setup): {e}", weed_bin().display()));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.base + 6)).is_ok() {
+                // The S3 port opens before the filer behind it is ready; give it a moment.
+                std::thread::sleep(Duration::from_millis(700));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
+        panic!("SeaweedFS did not start in 60 s:\n{log}");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// An FDL `storage_providers` block naming this server `minio.<id>`.
+    pub fn provider_yaml(&self, id: &str, key: &str, secret: &str) -> String {
+        format!(
+            "storage_providers:\n  minio:\n    {id}:\n      endpoint: {}\n      access_key: {key}\n      secret_key: {secret}\n      region: us-east-1\n",
+            self.endpoint
+        )
+    }
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Mosquitto broker on a free loopback port. `persistent` keeps its sessions and queued
+/// messages on disk across `restart` (a graceful stop saves them).
+pub struct Mosquitto {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        let mut m = Mosquitto {
+            child: None,
+            dir: dir.to_path_buf(),
+            port: free_ports(1),
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).expect("mosquitto dir");
+        let conf = self.dir.join("mosquitto.conf");
+        // Large inflight and queue limits: fogd acknowledges in batches, and a persistent
+        // session must keep every message that arrives while fogd is down.
+        // Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write here.
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             max_inflight_messages 1000\nmax_queued_messages 0\nmax_queued_bytes 0\n\
+             autosave_interval 1\nlog_dest file {}/mosquitto.log\n{user}",
+            self.port,
+            self.dir.display(),
+            self.dir.display()
+        );
+        std::fs::write(&conf, text).expect("mosquitto.conf");
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mosquitto (run scripts/setup): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {} in 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it gracefully (SIGTERM: it saves its sessions), then starts it on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
