@@ -401,4 +401,58 @@ async fn disk_quota_drops_oldest_counts_and_keeps_running() {
     let s = m.last_json("fogd/quota/stats").expect("stats");
     assert!(s["outbox"]["dropped_full"].as_u64().unwrap_or(0) >= 7, "{s}");
     node.stop().await;
+
+    // `fogd queue` shows and steers it.
+    let queue = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fogd"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .arg("queue")
+            .args(args)
+            .output()
+            .expect("fogd queue");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ls = queue(&["ls"]);
+    assert!(ls.contains("outbox: 5 waiting") && ls.contains("dropped 8"), "{ls}");
+    assert!(ls.contains("cannot reach the endpoint"), "the error is shown: {ls}");
+    assert!(queue(&["retry"]).contains("5 pending objects will be tried now"));
+    assert!(queue(&["purge", "--state", "dropped"]).contains("8 objects removed"));
+    assert!(!queue(&["ls"]).contains("dropped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_go_up_in_parts_under_the_bandwidth_cap() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sw = SeaweedFs::start(&tmp.path().join("weed"));
+    let wf = workflow(
+        tmp.path(),
+        &fdl(&sw.provider_yaml("sw", S3_KEY, S3_SECRET), false),
+        &[("anon.sh", ANON)],
+    );
+    let mut c = cfg(tmp.path());
+    c.sync.multipart_threshold = 6 << 20;
+    c.sync.part_bytes = 5 << 20;
+    c.sync.bandwidth_bytes = 6_000_000;
+    let d = Daemon::start(c, &[wf]);
+    let big = tmp.path().join("big.bin");
+    let bytes: Vec<u8> = (0..12_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    std::fs::write(&big, &bytes).expect("w");
+    let spooled = fogd::sync::spool(&d.rt, &big, "test").expect("spool");
+    let t0 = Instant::now();
+    fogd::sync::enqueue(&d.rt, "minio.sw", "anon/big/big.bin", &spooled).expect("enqueue");
+    while d.rt.journal.outbox_totals().expect("t").0 > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", d.rt.journal.outbox_list(None, 5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 12 MB at 6 MB/s with a one-second burst: at least a second.
+    assert!(t0.elapsed() >= Duration::from_millis(900), "cap not applied: {:?}", t0.elapsed());
+    let store = d.rt.store(&fogd::router::parse_provider("minio.sw").expect("p")).expect("s");
+    let back = tmp.path().join("back");
+    let meta = store.get_file("anon/big/big.bin", &back).await.expect("get");
+    assert!(meta.etag.ends_with("-3"), "three parts: {}", meta.etag);
+    assert_eq!(std::fs::read(&back).expect("r"), bytes);
+    assert!(!spooled.exists(), "spooled file removed once uploaded");
+    d.stop().await;
 }

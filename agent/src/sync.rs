@@ -97,6 +97,11 @@ pub fn enqueue(rt: &Runtime, provider: &str, key: &str, file: &Path) -> Result<E
         .outbox_enqueue(&item, rt.cfg.sync.quota_bytes, rt.cfg.sync.full_policy)?;
     match &r {
         Enqueued::Queued { freed, .. } => {
+            // Behind a store known to be down: say so on the new object at once.
+            let down = rt.links.with(provider, |l| (!l.online).then(|| l.last_error.clone()).flatten());
+            if let Some(msg) = down {
+                let _ = rt.journal.outbox_note_provider(provider, &msg);
+            }
             for p in freed {
                 let _ = std::fs::remove_file(p);
             }
@@ -306,6 +311,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
                 l.last_error = Some(msg.clone());
                 (wait, first)
             });
+            let _ = rt.journal.outbox_note_provider(&row.provider, &msg);
             if first {
                 tracing::warn!(provider = %row.provider, "{msg}; offline: objects wait in the outbox");
                 rt.event(
@@ -361,6 +367,21 @@ fn housekeeping(rt: &Runtime) {
     if let Ok(rows) = rt.journal.ingest_expired(now - keep) {
         for r in rows {
             rt.delete_raw(&r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let cap = Duration::from_secs(300);
+        for n in 1..40 {
+            let d = backoff(n, cap);
+            let base = 2f64.powi(n as i32 - 1).min(300.0);
+            assert!(d.as_secs_f64() >= base * 0.8 - 1e-9 && d <= cap, "{n}: {d:?}");
         }
     }
 }

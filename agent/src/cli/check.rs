@@ -69,7 +69,13 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
             let ok = rusqlite::Connection::open(&journal_path)
                 .and_then(|c| c.query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0)));
             match ok {
-                Ok(s) if s == "ok" => r.line(Level::Ok, "journal", journal_path.display().to_string()),
+                Ok(s) if s == "ok" => {
+                    r.line(Level::Ok, "journal", journal_path.display().to_string());
+                    if let Ok((n, bytes)) = j.outbox_totals() {
+                        let level = if bytes > cfg.sync.quota_bytes / 10 * 9 { Level::Warn } else { Level::Ok };
+                        r.line(level, "outbox", format!("{n} objects, {bytes} bytes waiting (quota {})", cfg.sync.quota_bytes));
+                    }
+                }
                 Ok(s) => r.line(Level::Fail, "journal", format!("{}: {s}", journal_path.display())),
                 Err(e) => r.line(Level::Fail, "journal", format!("{}: {e}", journal_path.display())),
             }
@@ -89,7 +95,25 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
         Err(e) => r.line(Level::Fail, "executor", format!("/bin/sh: {e}")),
     }
     inference(&mut r);
-    r.line(Level::Ok, "mqtt", "no broker configured");
+    // The MQTT broker: reachable (fogd retries forever, but a typo should show here).
+    if let Some(m) = &cfg.mqtt {
+        match m.host_port() {
+            Ok((host, port)) => {
+                let addr = format!("{host}:{port}");
+                let reach = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
+                match reach {
+                    Ok(Ok(_)) => r.line(Level::Ok, "mqtt broker", addr),
+                    Ok(Err(e)) => r.line(Level::Fail, "mqtt broker", format!("{addr}: {e} (items wait at the cameras until it is up)")),
+                    Err(_) => r.line(Level::Fail, "mqtt broker", format!("{addr}: no answer in 3 s")),
+                }
+            }
+            Err(e) => r.line(Level::Fail, "mqtt broker", e),
+        }
+    }
+
+    if cfg.mqtt.is_none() {
+        r.line(Level::Ok, "mqtt broker", "none configured");
+    }
 
     // Gateway: the address parses, and either is free or a fogd answers there.
     if cfg.gateway.enabled {

@@ -226,6 +226,18 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
+    /// Notes on every pending object of `provider` why it waits (the store is unreachable), so
+    /// that `fogd queue ls` tells, not only for the object that was tried.
+    pub fn outbox_note_provider(&self, provider: &str, error: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE outbox SET error = ?2 WHERE provider = ?1 AND state = 'pending'",
+                params![provider, error],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Ends an object without uploading it (`dropped` or `corrupt`), counted under `counter`.
     pub fn outbox_drop(&self, id: i64, state: &str, reason: &str, counter: &str) -> Result<()> {
         let mut conn = self.conn();
@@ -386,4 +398,66 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         group: r.get(13)?,
         done_ms: r.get(14)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JournalSync;
+
+    fn item(key: &str, size: u64, sum: &str) -> OutboxItem {
+        OutboxItem {
+            provider: "minio.sw".into(),
+            key: key.into(),
+            local_path: format!("/spool/{key}"),
+            size,
+            checksum: sum.into(),
+            md5: String::new(),
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn quota_policies_order_and_idempotent_keys() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
+        let q = |j: &Journal, k: &str, sum: &str, p| j.outbox_enqueue(&item(k, 10, sum), 30, p).expect("enqueue");
+        for k in ["b/cam1/1", "b/cam1/2", "b/cam2/1"] {
+            assert!(matches!(q(&j, k, k, FullPolicy::RejectNew), Enqueued::Queued { .. }));
+        }
+        // Full: reject_new drops the newcomer, drop_oldest the oldest.
+        assert!(matches!(q(&j, "b/cam1/3", "x3", FullPolicy::RejectNew), Enqueued::Rejected));
+        match q(&j, "b/cam1/3", "x3", FullPolicy::DropOldest) {
+            Enqueued::Queued { freed, .. } => assert_eq!(freed, ["/spool/b/cam1/1"]),
+            other => panic!("{other:?}"),
+        }
+        // One head per folder, in order; cam1/2 is now cam1's head.
+        let due: Vec<String> = j.outbox_due(now_ms(), 10).expect("due").into_iter().map(|r| r.key).collect();
+        assert_eq!(due, ["b/cam1/2", "b/cam2/1"]);
+        let head = j.outbox_due(now_ms(), 10).expect("due")[0].id;
+        j.outbox_done(head).expect("done");
+        // The same content under the same key again: nothing to do.
+        assert!(matches!(q(&j, "b/cam1/2", "b/cam1/2", FullPolicy::DropOldest), Enqueued::AlreadyDone));
+        let counters: Vec<(String, u64)> = j.counters().expect("c");
+        assert_eq!(counters, [("outbox_dropped_full".to_string(), 2)]);
+        // A raw item's content never enters.
+        j.ingest_batch(
+            &[crate::journal::Spooled {
+                source: "mqtt".into(),
+                camera: "door".into(),
+                topic: "t".into(),
+                key: "cameras/incoming/door/a.jpg".into(),
+                path: "/raw/a.jpg".into(),
+                size: 10,
+                checksum: "rawsum".into(),
+            }],
+            "2026-11-26T00:00:00Z",
+            &[vec![]],
+        )
+        .expect("ingest");
+        let e = j
+            .outbox_enqueue(&item("b/cam1/9", 10, "rawsum"), 1000, FullPolicy::DropOldest)
+            .expect_err("raw");
+        assert!(e.to_string().contains("raw frames never leave"), "{e}");
+    }
 }
