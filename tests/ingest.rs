@@ -415,8 +415,14 @@ async fn disk_quota_drops_oldest_counts_and_keeps_running() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let ls = queue(&["ls"]);
-    assert!(ls.contains("outbox: 5 waiting") && ls.contains("dropped 8"), "{ls}");
-    assert!(ls.contains("cannot reach the endpoint"), "the error is shown: {ls}");
+    assert!(
+        ls.contains("outbox: 5 waiting") && ls.contains("dropped 8"),
+        "{ls}"
+    );
+    assert!(
+        ls.contains("cannot reach the endpoint"),
+        "the error is shown: {ls}"
+    );
     assert!(queue(&["retry"]).contains("5 pending objects will be tried now"));
     assert!(queue(&["purge", "--state", "dropped"]).contains("8 objects removed"));
     assert!(!queue(&["ls"]).contains("dropped"));
@@ -437,22 +443,107 @@ async fn large_objects_go_up_in_parts_under_the_bandwidth_cap() {
     c.sync.bandwidth_bytes = 6_000_000;
     let d = Daemon::start(c, &[wf]);
     let big = tmp.path().join("big.bin");
-    let bytes: Vec<u8> = (0..12_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let bytes: Vec<u8> = (0..12_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     std::fs::write(&big, &bytes).expect("w");
     let spooled = fogd::sync::spool(&d.rt, &big, "test").expect("spool");
     let t0 = Instant::now();
     fogd::sync::enqueue(&d.rt, "minio.sw", "anon/big/big.bin", &spooled).expect("enqueue");
     while d.rt.journal.outbox_totals().expect("t").0 > 0 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", d.rt.journal.outbox_list(None, 5));
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            d.rt.journal.outbox_list(None, 5)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // 12 MB at 6 MB/s with a one-second burst: at least a second.
-    assert!(t0.elapsed() >= Duration::from_millis(900), "cap not applied: {:?}", t0.elapsed());
-    let store = d.rt.store(&fogd::router::parse_provider("minio.sw").expect("p")).expect("s");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "cap not applied: {:?}",
+        t0.elapsed()
+    );
+    let store =
+        d.rt.store(&fogd::router::parse_provider("minio.sw").expect("p"))
+            .expect("s");
     let back = tmp.path().join("back");
     let meta = store.get_file("anon/big/big.bin", &back).await.expect("get");
     assert!(meta.etag.ends_with("-3"), "three parts: {}", meta.etag);
     assert_eq!(std::fs::read(&back).expect("r"), bytes);
     assert!(!spooled.exists(), "spooled file removed once uploaded");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_folder_and_a_stream_are_sources_too() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let clip = tmp.path().join("cam.mp4");
+    let ok = std::process::Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=10",
+            "-t",
+            "3",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(ok.success());
+    let fdl = "functions:
+  oscar:
+  - edge:
+      name: anon
+      image: x
+      script: anon.sh
+      input: [{storage_provider: minio, path: cameras/incoming}]
+      output: [{storage_provider: minio, path: anon/frames}]
+";
+    let wf = workflow(tmp.path(), fdl, &[("anon.sh", ANON)]);
+    let drop = tmp.path().join("drop");
+    std::fs::create_dir_all(drop.join("porch")).expect("mkdir");
+    let mut c = cfg(tmp.path());
+    c.ingest.watch_dir = Some(drop.clone());
+    c.ingest.watch_interval = Duration::from_millis(200);
+    let d = Daemon::start(c, &[wf]);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let src = fogd::config::StreamSource {
+        camera: "street".into(),
+        url: clip.display().to_string(),
+        every: Duration::from_secs(1),
+    };
+    let stream = tokio::spawn(fogd::ingest::stream::run(d.rt.clone(), src, rx.clone()));
+    let dir = tokio::spawn(fogd::ingest::dir::run(d.rt.clone(), drop.clone(), rx));
+    std::fs::write(drop.join("porch/visitor.jpg"), tagged_jpeg(&face_jpeg(), "porch")).expect("w");
+    std::fs::write(drop.join("porch/notes.jpg"), b"not a picture").expect("w");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = d.rt.journal.ingest_rows().expect("rows");
+        let street = rows.iter().filter(|r| r.camera == "street").count();
+        if street >= 3 && rows.iter().any(|r| r.camera == "porch") {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop.send(true);
+    let _ = tokio::join!(stream, dir);
+    d.settle(30).await;
+    // The folder's good file was taken (and removed), the bad one set aside and counted.
+    assert!(!drop.join("porch/visitor.jpg").exists());
+    assert!(drop.join("porch/.rejected-notes.jpg").exists());
+    let counters: BTreeMap<String, u64> = d.rt.journal.counters().expect("c").into_iter().collect();
+    assert_eq!(counters.get("ingest_rejected_not_jpeg"), Some(&1), "{counters:?}");
+    // Every item went through the workflow into its camera's folder, and its raw copy is gone.
+    let out = files_under(&d.rt.cfg.data_dir.join("store/anon/frames"));
+    for r in &rows {
+        let name = r.key.rsplit('/').next().expect("name");
+        assert!(out.contains(&format!("{}/{name}", r.camera)), "{name} in {out:?}");
+    }
+    assert!(files_under(&d.rt.raw_area()).is_empty());
     d.stop().await;
 }

@@ -136,6 +136,21 @@ pub struct IngestConfig {
     pub watch_dir: Option<PathBuf>,
     #[serde(with = "humantime_serde_compat")]
     pub watch_interval: Duration,
+    /// Camera streams (RTSP, HTTP, files: anything FFmpeg reads), one frame every `every`.
+    pub streams: Vec<StreamSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSource {
+    pub camera: String,
+    pub url: String,
+    #[serde(with = "humantime_serde_compat", default = "five_seconds")]
+    pub every: Duration,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Default for IngestConfig {
@@ -145,6 +160,7 @@ impl Default for IngestConfig {
             raw_retention: Duration::ZERO,
             watch_dir: None,
             watch_interval: Duration::from_secs(1),
+            streams: Vec::new(),
         }
     }
 }
@@ -339,6 +355,15 @@ impl Config {
             return Err(format!(
                 "ingest.path `{p}` must be `bucket/folder` (no `..`, no empty parts)"
             ));
+        }
+        for st in &cfg.ingest.streams {
+            crate::ingest::check_camera(&st.camera).map_err(|e| format!("ingest.streams: {e}"))?;
+            if st.every.is_zero() {
+                return Err(format!(
+                    "ingest.streams `{}`: every must be more than 0",
+                    st.camera
+                ));
+            }
         }
         if cfg.sync.part_bytes < 5 << 20 {
             return Err("sync.part_bytes must be at least 5 MiB (S3's smallest part)".into());

@@ -98,7 +98,9 @@ pub fn enqueue(rt: &Runtime, provider: &str, key: &str, file: &Path) -> Result<E
     match &r {
         Enqueued::Queued { freed, .. } => {
             // Behind a store known to be down: say so on the new object at once.
-            let down = rt.links.with(provider, |l| (!l.online).then(|| l.last_error.clone()).flatten());
+            let down = rt
+                .links
+                .with(provider, |l| (!l.online).then(|| l.last_error.clone()).flatten());
             if let Some(msg) = down {
                 let _ = rt.journal.outbox_note_provider(provider, &msg);
             }

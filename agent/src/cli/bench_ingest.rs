@@ -172,6 +172,8 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
     let src = dir.join("object");
     // Enqueued first, then timed: the drain alone.
     for i in 0..a.uploads {
+        // A new file each time: the spool hard-links it.
+        let _ = std::fs::remove_file(&src);
         std::fs::write(&src, format!("{i:08}").repeat(a.upload_bytes / 8))?;
         let spooled = crate::sync::spool(&rt, &src, "bench")?;
         let key = format!("bench/out/cam{}/{i:08}.jpg", i % a.cameras.max(1));

@@ -72,8 +72,19 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
                 Ok(s) if s == "ok" => {
                     r.line(Level::Ok, "journal", journal_path.display().to_string());
                     if let Ok((n, bytes)) = j.outbox_totals() {
-                        let level = if bytes > cfg.sync.quota_bytes / 10 * 9 { Level::Warn } else { Level::Ok };
-                        r.line(level, "outbox", format!("{n} objects, {bytes} bytes waiting (quota {})", cfg.sync.quota_bytes));
+                        let level = if bytes > cfg.sync.quota_bytes / 10 * 9 {
+                            Level::Warn
+                        } else {
+                            Level::Ok
+                        };
+                        r.line(
+                            level,
+                            "outbox",
+                            format!(
+                                "{n} objects, {bytes} bytes waiting (quota {})",
+                                cfg.sync.quota_bytes
+                            ),
+                        );
                     }
                 }
                 Ok(s) => r.line(Level::Fail, "journal", format!("{}: {s}", journal_path.display())),
@@ -100,10 +111,15 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
         match m.host_port() {
             Ok((host, port)) => {
                 let addr = format!("{host}:{port}");
-                let reach = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
+                let reach =
+                    tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
                 match reach {
                     Ok(Ok(_)) => r.line(Level::Ok, "mqtt broker", addr),
-                    Ok(Err(e)) => r.line(Level::Fail, "mqtt broker", format!("{addr}: {e} (items wait at the cameras until it is up)")),
+                    Ok(Err(e)) => r.line(
+                        Level::Fail,
+                        "mqtt broker",
+                        format!("{addr}: {e} (items wait at the cameras until it is up)"),
+                    ),
                     Err(_) => r.line(Level::Fail, "mqtt broker", format!("{addr}: no answer in 3 s")),
                 }
             }

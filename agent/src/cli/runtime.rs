@@ -84,7 +84,7 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    match crate::ingest::sweep_orphans(&rt) {
+    match crate::ingest::sweep_orphans(&rt).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             removed = n,
@@ -101,6 +101,13 @@ async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
                 tracing::error!("{e}");
             }
         }));
+    }
+    for src in rt.cfg.ingest.streams.clone() {
+        side.push(tokio::spawn(crate::ingest::stream::run(
+            rt.clone(),
+            src,
+            stop_rx.clone(),
+        )));
     }
     if let Some(dir) = rt.cfg.ingest.watch_dir.clone() {
         side.push(tokio::spawn(crate::ingest::dir::run(

@@ -1,4 +1,4 @@
-//! Camera items in: MQTT topics (`mqtt`), a watched folder (`dir`). Each item is checked, written
+//! Camera items in: MQTT topics (`mqtt`), a watched folder (`dir`), camera streams (`stream`). Each item is checked, written
 //! to the raw area of the local store (`<ingest.path>/<camera>/<name>`), made durable, and
 //! journalled with the invocations it triggers, in batches, before the source is told it is
 //! taken (the MQTT acknowledgement). Items that fail a check are counted and skipped.
@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod mqtt;
 pub mod status;
+pub mod stream;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,32 +267,15 @@ pub fn refuse(rt: &Runtime, source: &str, what: &str, why: &Reject) {
 }
 
 /// Removes raw files with no journal row: written by a batch that a crash cut short before its
-/// commit. Their sources were not acknowledged and deliver them again.
-pub fn sweep_orphans(rt: &Runtime) -> Result<usize> {
-    let area = rt.raw_area();
-    let root = rt.cfg.data_dir.join("store");
+/// commit. Their sources were not acknowledged and deliver them again. (Temporary files of cut
+/// writes are swept with the rest of the store's at start.)
+pub async fn sweep_orphans(rt: &Runtime) -> Result<usize> {
+    let store = rt.local_store();
+    let prefix = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
     let mut removed = 0;
-    let mut stack = vec![area];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let Some(key) = p
-                .strip_prefix(&root)
-                .ok()
-                .map(|k| k.to_string_lossy().into_owned())
-            else {
-                continue;
-            };
-            let orphan = e.file_name().to_string_lossy().starts_with(".fogd-tmp-")
-                || !rt.journal.ingest_has_key(&key)?;
-            if orphan && std::fs::remove_file(&p).is_ok() {
-                removed += 1;
-            }
+    for meta in store.list(&prefix).await? {
+        if !rt.journal.ingest_has_key(&meta.key)? && store.delete(&meta.key).await.is_ok() {
+            removed += 1;
         }
     }
     Ok(removed)

@@ -421,23 +421,38 @@ mod tests {
     fn quota_policies_order_and_idempotent_keys() {
         let dir = tempfile::tempdir().expect("tmp");
         let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
-        let q = |j: &Journal, k: &str, sum: &str, p| j.outbox_enqueue(&item(k, 10, sum), 30, p).expect("enqueue");
+        let q =
+            |j: &Journal, k: &str, sum: &str, p| j.outbox_enqueue(&item(k, 10, sum), 30, p).expect("enqueue");
         for k in ["b/cam1/1", "b/cam1/2", "b/cam2/1"] {
-            assert!(matches!(q(&j, k, k, FullPolicy::RejectNew), Enqueued::Queued { .. }));
+            assert!(matches!(
+                q(&j, k, k, FullPolicy::RejectNew),
+                Enqueued::Queued { .. }
+            ));
         }
         // Full: reject_new drops the newcomer, drop_oldest the oldest.
-        assert!(matches!(q(&j, "b/cam1/3", "x3", FullPolicy::RejectNew), Enqueued::Rejected));
+        assert!(matches!(
+            q(&j, "b/cam1/3", "x3", FullPolicy::RejectNew),
+            Enqueued::Rejected
+        ));
         match q(&j, "b/cam1/3", "x3", FullPolicy::DropOldest) {
             Enqueued::Queued { freed, .. } => assert_eq!(freed, ["/spool/b/cam1/1"]),
             other => panic!("{other:?}"),
         }
         // One head per folder, in order; cam1/2 is now cam1's head.
-        let due: Vec<String> = j.outbox_due(now_ms(), 10).expect("due").into_iter().map(|r| r.key).collect();
+        let due: Vec<String> = j
+            .outbox_due(now_ms(), 10)
+            .expect("due")
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
         assert_eq!(due, ["b/cam1/2", "b/cam2/1"]);
         let head = j.outbox_due(now_ms(), 10).expect("due")[0].id;
         j.outbox_done(head).expect("done");
         // The same content under the same key again: nothing to do.
-        assert!(matches!(q(&j, "b/cam1/2", "b/cam1/2", FullPolicy::DropOldest), Enqueued::AlreadyDone));
+        assert!(matches!(
+            q(&j, "b/cam1/2", "b/cam1/2", FullPolicy::DropOldest),
+            Enqueued::AlreadyDone
+        ));
         let counters: Vec<(String, u64)> = j.counters().expect("c");
         assert_eq!(counters, [("outbox_dropped_full".to_string(), 2)]);
         // A raw item's content never enters.

@@ -1,0 +1,135 @@
+//! Camera streams as a source (`ingest.streams`: RTSP, HTTP, anything FFmpeg reads): one JPEG
+//! frame every `every`, taken by an `ffmpeg` process (decoding only what the frame rate filter
+//! needs) and spooled like an MQTT frame. The stream dropping is logged and retried with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use super::{spool_batch, Item};
+use crate::config::StreamSource;
+use crate::runtime::{stopped, Runtime};
+
+/// Frames larger than this are cut streams or garbage, not camera frames.
+const MAX_FRAME: usize = 32 << 20;
+
+/// Reads `src` until `stop`, restarting FFmpeg when the stream ends or fails.
+pub async fn run(rt: Arc<Runtime>, src: StreamSource, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            r = read_once(&rt, &src) => match r {
+                Ok(n) => tracing::warn!(camera = %src.camera, url = %src.url, frames = n, "stream ended; reconnecting"),
+                Err(e) => tracing::warn!(camera = %src.camera, url = %src.url, "stream: {e}; retrying in {backoff:?}"),
+            },
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// One FFmpeg session: returns the frames taken when the stream ends.
+async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usize> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+    if src.url.starts_with("rtsp://") {
+        cmd.args(["-rtsp_transport", "tcp"]);
+    }
+    let fps = format!("fps=1/{}", src.every.as_secs_f64().max(0.04));
+    cmd.arg("-i")
+        .arg(&src.url)
+        .args(["-vf", &fps, "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start ffmpeg: {e}")))?;
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let mut err = child
+        .stderr
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stderr"))?;
+    let errors = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s).await;
+        s
+    });
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut frames = 0;
+    loop {
+        let n = out.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(jpeg) = next_jpeg(&mut buf) {
+            frames += 1;
+            let item = Item {
+                source: "stream",
+                camera: src.camera.clone(),
+                topic: src.url.clone(),
+                ext: "jpg",
+                payload: jpeg,
+            };
+            let rt2 = rt.clone();
+            match tokio::task::spawn_blocking(move || spool_batch(&rt2, &[item])).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(camera = %src.camera, "stream frame not spooled: {e}"),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        if buf.len() > MAX_FRAME {
+            buf.clear();
+        }
+    }
+    let status = child.wait().await?;
+    let msg = errors.await.unwrap_or_default();
+    if !status.success() && frames == 0 {
+        let last = msg.lines().last().unwrap_or("no message").to_string();
+        return Err(std::io::Error::other(format!(
+            "ffmpeg exited with {status}: {last}"
+        )));
+    }
+    Ok(frames)
+}
+
+/// Takes the first whole JPEG (SOI .. EOI) off the front of `buf`. FFmpeg's MJPEG encoder writes
+/// no embedded thumbnails, so the first EOI after an SOI ends the image.
+fn next_jpeg(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let start = buf.windows(2).position(|w| w == [0xFF, 0xD8])?;
+    let end = buf[start + 2..].windows(2).position(|w| w == [0xFF, 0xD9])? + start + 4;
+    let jpeg = buf[start..end].to_vec();
+    buf.drain(..end);
+    Some(jpeg)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn splits_concatenated_jpegs() {
+        let mut buf = vec![0xFF, 0xD8, 1, 2, 0xFF, 0xD9, 0xFF, 0xD8, 3];
+        assert_eq!(
+            super::next_jpeg(&mut buf),
+            Some(vec![0xFF, 0xD8, 1, 2, 0xFF, 0xD9])
+        );
+        assert_eq!(super::next_jpeg(&mut buf), None, "the second is not whole yet");
+        buf.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(super::next_jpeg(&mut buf), Some(vec![0xFF, 0xD8, 3, 0xFF, 0xD9]));
+        assert!(buf.is_empty());
+    }
+}
