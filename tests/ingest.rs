@@ -400,6 +400,12 @@ async fn disk_quota_drops_oldest_counts_and_keeps_running() {
     m.pump(Duration::from_millis(800)).await;
     let s = m.last_json("fogd/quota/stats").expect("stats");
     assert!(s["outbox"]["dropped_full"].as_u64().unwrap_or(0) >= 7, "{s}");
+    // Once the store's first try failed, every waiting object carries the reason.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.d.rt.journal.outbox_list(Some("pending"), 10).expect("ls").iter().all(|r| r.error.is_some()) {
+        assert!(Instant::now() < deadline, "no reason noted on the waiting objects");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     node.stop().await;
 
     // `fogd queue` shows and steers it.

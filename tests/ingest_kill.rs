@@ -1,4 +1,5 @@
-//! `kill -9` of `fogd run` at random moments while camera frames arrive over MQTT and are
+//! `kill -9` of `fogd run` twice a round, at random moments (while frames arrive, and while they
+//! are processed and uploaded), while camera frames arrive over MQTT and are
 //! anonymised (the real `fogd anonymize`, models loaded in the vision worker) and uploaded to
 //! SeaweedFS through the outbox. Every frame the broker acknowledged must end up anonymised in
 //! S3; no raw frame may ever be there. Prints losses and duplicates per round.
@@ -21,8 +22,18 @@ use rand::{Rng, SeedableRng};
 const ANON: &str = "cam=$(echo \"$STORAGE_OBJECT_KEY\" | cut -d/ -f2)\n\
 exec \"$FOGD_BIN\" anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR/$cam\" --classify-masks\n";
 
-fn start(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fogd"))
+/// `fogd run`, killed when dropped (a failing assertion must not leave it running).
+struct Fogd(Child);
+
+impl Drop for Fogd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path) -> Fogd {
+    Fogd(Command::new(env!("CARGO_BIN_EXE_fogd"))
         .arg("--config")
         .arg(dir.join("fogd.yaml"))
         .arg("run")
@@ -35,7 +46,7 @@ fn start(dir: &Path) -> Child {
                 .expect("log"),
         ))
         .spawn()
-        .expect("start fogd")
+        .expect("start fogd"))
 }
 
 struct Round {
@@ -83,7 +94,8 @@ async fn round(r: usize, frames: usize, broker: &Mosquitto, sw: &SeaweedFs) -> R
         m.pump(Duration::from_millis(100)).await;
     }
 
-    // The publisher runs while a killer kills fogd -9 twice at random moments and restarts it.
+    // Two kill -9 at random moments: one while frames arrive (after a random number of them),
+    // one while they are anonymised and uploaded (after a random share is in S3).
     let jpeg = face_jpeg();
     let payloads: Vec<(String, Vec<u8>)> = (0..frames)
         .map(|i| {
@@ -94,43 +106,48 @@ async fn round(r: usize, frames: usize, broker: &Mosquitto, sw: &SeaweedFs) -> R
         })
         .collect();
     let hashes: BTreeSet<String> = payloads.iter().map(|(_, p)| content_hash(p)).collect();
-    let (kill_tx, mut kill_rx) = tokio::sync::mpsc::channel::<()>(4);
-    let killer = tokio::spawn(async move {
-        let mut rng = rand::rngs::StdRng::from_entropy();
-        for _ in 0..2 {
-            let wait = rng.gen_range(300..4000);
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            let _ = kill_tx.send(()).await;
-        }
-    });
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let kill_at_frame = rng.gen_range(1..frames.max(2));
+    let kill_at_share: f64 = rng.gen_range(0.1..0.9);
+    let journal = Journal::open(&dir.join("data/journal.sqlite"), fogd::config::JournalSync::Full).expect("journal");
+    let kill = |fogd: &mut Fogd| {
+        fogd.0.kill().expect("kill -9");
+        fogd.0.wait().expect("reap");
+        *fogd = start(dir);
+    };
     let mut acked = Vec::new();
-    let mut kills = 0;
-    let mut pending = payloads.iter();
-    let mut next = pending.next();
-    while next.is_some() || kills < 2 {
-        if let Ok(()) = kill_rx.try_recv() {
-            fogd.kill().expect("kill -9");
-            fogd.wait().expect("reap");
-            kills += 1;
-            fogd = start(dir);
+    for (i, (cam, p)) in payloads.iter().enumerate() {
+        if i == kill_at_frame {
+            kill(&mut fogd);
         }
-        match next {
-            Some((cam, p)) => {
-                if m.send(&format!("fogd/cameras/{cam}/frame"), p.clone()).await {
-                    acked.push((cam.clone(), content_hash(p)));
-                }
-                next = pending.next();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        if m.send(&format!("fogd/cameras/{cam}/frame"), p.clone()).await {
+            acked.push((cam.clone(), content_hash(p)));
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let _ = killer.await;
+    let target = (kill_at_share * frames as f64) as u64;
+    let deadline = Instant::now() + Duration::from_secs(180 + 2 * frames as u64);
+    loop {
+        let done: u64 = journal
+            .outbox_counts()
+            .expect("counts")
+            .into_iter()
+            .filter(|(s, _)| s == "done")
+            .map(|(_, n)| n)
+            .sum();
+        if done >= target {
+            break;
+        }
+        assert!(Instant::now() < deadline, "round {r}: no uploads ({done})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(&mut fogd);
+    println!("round {r}: killed after frame {kill_at_frame} arrived and after {target} uploads");
 
     // Everything acknowledged is ingested, processed, and uploaded.
     let journal =
         Journal::open(&dir.join("data/journal.sqlite"), fogd::config::JournalSync::Full).expect("journal");
-    let deadline = Instant::now() + Duration::from_secs(60 + frames as u64);
+    let deadline = Instant::now() + Duration::from_secs(180 + 2 * frames as u64);
     loop {
         let counts: BTreeMap<String, u64> = journal.ingest_counts().expect("c").into_iter().collect();
         let spooled: u64 = counts.values().sum();
@@ -141,14 +158,17 @@ async fn round(r: usize, frames: usize, broker: &Mosquitto, sw: &SeaweedFs) -> R
         }
         assert!(
             Instant::now() < deadline,
-            "round {r}: not done: {counts:?}, outbox {outbox}; log:\n{}",
+            "round {r}: not done: {counts:?}, outbox {outbox}, {} acknowledged; invocations not succeeded: {:#?}; outbox: {:#?}; log:\n{}",
+            acked.len(),
+            summary(&journal.invocations(None, 100_000).unwrap_or_default()),
+            journal.outbox_list(Some("pending"), 5).unwrap_or_default(),
             std::fs::read_to_string(dir.join("fogd.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(fogd.id() as i32, libc::SIGINT) };
-    let status = fogd.wait().expect("wait");
+    unsafe { libc::kill(fogd.0.id() as i32, libc::SIGINT) };
+    let status = fogd.0.wait().expect("wait");
     assert!(status.success(), "fogd exited {status:?}");
 
     // What is in S3, read back from S3.

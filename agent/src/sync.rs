@@ -293,9 +293,13 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
                 serde_json::json!({"provider": row.provider, "key": row.key, "size": row.size, "attempts": row.attempts + 1}),
             );
             // An object landing in a store: services watching it run (chaining across tiers).
+            // Nothing watches most uploads: no event row for those (one journal commit less).
             if let Some(p) = parse_provider(&row.provider) {
-                if let Err(e) = rt.emit(&p, &meta, "output") {
-                    tracing::warn!("{e}");
+                let watched = !crate::router::route(&rt.workflow().services, &p, &row.key).is_empty();
+                if watched {
+                    if let Err(e) = rt.emit(&p, &meta, "output") {
+                        tracing::warn!("{e}");
+                    }
                 }
             }
         }
