@@ -402,8 +402,19 @@ async fn disk_quota_drops_oldest_counts_and_keeps_running() {
     assert!(s["outbox"]["dropped_full"].as_u64().unwrap_or(0) >= 7, "{s}");
     // Once the store's first try failed, every waiting object carries the reason.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !node.d.rt.journal.outbox_list(Some("pending"), 10).expect("ls").iter().all(|r| r.error.is_some()) {
-        assert!(Instant::now() < deadline, "no reason noted on the waiting objects");
+    while !node
+        .d
+        .rt
+        .journal
+        .outbox_list(Some("pending"), 10)
+        .expect("ls")
+        .iter()
+        .all(|r| r.error.is_some())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reason noted on the waiting objects"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     node.stop().await;
@@ -552,4 +563,74 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
     }
     assert!(files_under(&d.rt.raw_area()).is_empty());
     d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_over_tls_with_the_brokers_ca() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start_tls(&tmp.path().join("mosquitto"));
+    let fdl = "functions:
+  oscar:
+  - edge:
+      name: anon
+      image: x
+      script: anon.sh
+      input: [{storage_provider: minio, path: cameras/incoming}]
+      output: [{storage_provider: minio, path: anon/frames}]
+";
+    let wf = workflow(tmp.path(), fdl, &[("anon.sh", ANON)]);
+    let mut c = node_cfg(tmp.path(), &broker, "tls");
+    if let Some(m) = c.mqtt.as_mut() {
+        m.broker = format!("mqtts://127.0.0.1:{}", broker.port);
+        m.tls = Some(fogd::config::MqttTls {
+            ca: broker.ca.clone(),
+            cert: None,
+            key: None,
+        });
+    }
+    let node = Node::start(c, &wf).await;
+    // Subscribed once the broker has its session: a second connection with its client id would
+    // kick it, so look at the broker's log instead.
+    let log = tmp.path().join("mosquitto/mosquitto.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("fogd-tls")
+    {
+        assert!(Instant::now() < deadline, "fogd never connected over TLS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A test client over TLS too (rumqttc with the same CA).
+    let mut o = rumqttc::MqttOptions::new("test-tls", "127.0.0.1", broker.port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+        ca: std::fs::read(broker.ca.as_ref().expect("ca")).expect("ca"),
+        alpn: None,
+        client_auth: None,
+    }));
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
+    client
+        .publish(
+            "fogd/cameras/door/frame",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            tagged_jpeg(&face_jpeg(), "tls"),
+        )
+        .await
+        .expect("publish");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.ingested() < 1 {
+        assert!(Instant::now() < deadline, "nothing ingested over TLS");
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(100), el.poll()).await {
+            eprintln!("test client: {e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    node.d.settle(30).await;
+    assert_eq!(
+        files_under(&node.d.rt.cfg.data_dir.join("store/anon/frames/door")).len(),
+        1
+    );
+    node.stop().await;
 }

@@ -33,20 +33,22 @@ impl Drop for Fogd {
 }
 
 fn start(dir: &Path) -> Fogd {
-    Fogd(Command::new(env!("CARGO_BIN_EXE_fogd"))
-        .arg("--config")
-        .arg(dir.join("fogd.yaml"))
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("fogd.log"))
-                .expect("log"),
-        ))
-        .spawn()
-        .expect("start fogd"))
+    Fogd(
+        Command::new(env!("CARGO_BIN_EXE_fogd"))
+            .arg("--config")
+            .arg(dir.join("fogd.yaml"))
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("fogd.log"))
+                    .expect("log"),
+            ))
+            .spawn()
+            .expect("start fogd"),
+    )
 }
 
 struct Round {
@@ -109,7 +111,8 @@ async fn round(r: usize, frames: usize, broker: &Mosquitto, sw: &SeaweedFs) -> R
     let mut rng = rand::rngs::StdRng::from_entropy();
     let kill_at_frame = rng.gen_range(1..frames.max(2));
     let kill_at_share: f64 = rng.gen_range(0.1..0.9);
-    let journal = Journal::open(&dir.join("data/journal.sqlite"), fogd::config::JournalSync::Full).expect("journal");
+    let journal =
+        Journal::open(&dir.join("data/journal.sqlite"), fogd::config::JournalSync::Full).expect("journal");
     let kill = |fogd: &mut Fogd| {
         fogd.0.kill().expect("kill -9");
         fogd.0.wait().expect("reap");

@@ -77,6 +77,8 @@ pub struct MqttConfig {
     pub stats_interval: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub keep_alive: Duration,
+    /// TLS to the broker (also implied by an `mqtts://` broker).
+    pub tls: Option<MqttTls>,
 }
 
 impl Default for MqttConfig {
@@ -93,31 +95,49 @@ impl Default for MqttConfig {
             status_prefix: "fogd".into(),
             stats_interval: Duration::from_secs(30),
             keep_alive: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
 
 impl MqttConfig {
-    /// (host, port) of `broker`.
-    pub fn host_port(&self) -> Result<(String, u16), String> {
+    /// (host, port, TLS) of `broker`: `host:port`, `mqtt://host:port` (plain TCP, default port
+    /// 1883) or `mqtts://host:port` (TLS, default port 8883).
+    pub fn host_port(&self) -> Result<(String, u16, bool), String> {
         let b = self.broker.trim();
-        let b = b
-            .strip_prefix("mqtt://")
-            .or_else(|| b.strip_prefix("tcp://"))
-            .unwrap_or(b);
-        if b.contains("://") {
-            return Err(format!(
-                "mqtt.broker `{b}`: only mqtt:// (plain TCP) is supported"
-            ));
+        let (rest, tls) = if let Some(r) = b.strip_prefix("mqtts://").or_else(|| b.strip_prefix("ssl://")) {
+            (r, true)
+        } else {
+            (
+                b.strip_prefix("mqtt://")
+                    .or_else(|| b.strip_prefix("tcp://"))
+                    .unwrap_or(b),
+                self.tls.is_some(),
+            )
+        };
+        if rest.contains("://") {
+            return Err(format!("mqtt.broker `{b}`: use mqtt:// or mqtts://"));
         }
-        match b.rsplit_once(':') {
+        let default = if tls { 8883 } else { 1883 };
+        match rest.rsplit_once(':') {
             Some((h, p)) => p
                 .parse::<u16>()
-                .map(|p| (h.to_string(), p))
+                .map(|p| (h.to_string(), p, tls))
                 .map_err(|_| format!("mqtt.broker `{b}`: `{p}` is not a port")),
-            None => Ok((b.to_string(), 1883)),
+            None => Ok((rest.to_string(), default, tls)),
         }
     }
+}
+
+/// `mqtt.tls`: the CA that signed the broker's certificate (PEM), and a client certificate and
+/// key (PEM) where the broker asks for one (AWS IoT, mosquitto with `require_certificate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// Default: the system's CA bundle.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// `ingest:` in fogd.yaml.
@@ -215,7 +235,7 @@ impl Default for SyncConfig {
             max_backoff: Duration::from_secs(300),
             multipart_threshold: 16 << 20,
             part_bytes: 8 << 20,
-            parallel: 8,
+            parallel: 16,
             priorities: Vec::new(),
         }
     }
@@ -323,6 +343,13 @@ impl Config {
                 *w = base.join(&*w);
             }
         }
+        if let Some(t) = cfg.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
+            for p in [&mut t.ca, &mut t.cert, &mut t.key].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         if let Some(t) = &mut cfg.gateway.tls {
             for p in [&mut t.cert, &mut t.key] {
                 if p.is_relative() {
@@ -346,6 +373,11 @@ impl Config {
         }
         if let Some(m) = &cfg.mqtt {
             m.host_port()?;
+            if let Some(t) = &m.tls {
+                if t.cert.is_some() != t.key.is_some() {
+                    return Err("mqtt.tls: give both cert and key, or neither".into());
+                }
+            }
             for t in m.frame_topics.iter().chain(&m.clip_topics) {
                 crate::ingest::TopicPattern::parse(t)?;
             }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::journal::{now_ms, Enqueued, JournalError, OutboxItem, OutboxRow};
 use crate::router::parse_provider;
-use crate::runtime::{Result, Runtime, RuntimeError};
+use crate::runtime::{stopped, Result, Runtime, RuntimeError};
 use crate::store::{file_digests, PutOptions, StoreError, TokenBucket};
 
 /// What fogd knows of a remote store's link, for the stats.
@@ -160,7 +160,7 @@ pub fn spool(rt: &Runtime, src: &Path, tag: &str) -> Result<PathBuf> {
 /// Runs until `stop` is set.
 pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let pace = Arc::new(TokenBucket::new(rt.cfg.sync.bandwidth_bytes));
-    let mut tasks: JoinSet<(i64, String)> = JoinSet::new();
+    let mut tasks: JoinSet<(String, Option<Uploaded>)> = JoinSet::new();
     let mut busy_groups: BTreeSet<String> = BTreeSet::new();
     let mut last_housekeeping = 0i64;
     loop {
@@ -195,10 +195,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
                         started += 1;
                         let (rt, pace) = (rt.clone(), pace.clone());
                         tasks.spawn(async move {
-                            let g = row.group.clone();
-                            let id = row.id;
-                            upload(&rt, &row, &pace).await;
-                            (id, g)
+                            let done = upload(&rt, &row, &pace).await;
+                            (row.group, done)
                         });
                     }
                 }
@@ -213,22 +211,45 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
             .map_or(Duration::from_secs(5), |t| {
                 Duration::from_millis((t - now).clamp(20, 5000) as u64)
             });
-        tokio::select! {
-            _ = crate::runtime::stopped(&mut stop) => break,
-            _ = rt.outbox_wake.notified() => {}
-            _ = tokio::time::sleep(nap) => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok((_, g)) = done {
-                    busy_groups.remove(&g);
+        let first = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            _ = rt.outbox_wake.notified() => None,
+            _ = tokio::time::sleep(nap) => None,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => done.ok(),
+        };
+        // Uploads that finished together are marked done in one commit; their spooled files go
+        // only after it (a crash before it uploads them again: same key, same bytes).
+        let mut finished: Vec<(String, Option<Uploaded>)> = first.into_iter().collect();
+        while let Some(Ok(done)) = tasks.try_join_next() {
+            finished.push(done);
+        }
+        let uploaded: Vec<&Uploaded> = finished.iter().filter_map(|(_, u)| u.as_ref()).collect();
+        if !uploaded.is_empty() {
+            let ids: Vec<i64> = uploaded.iter().map(|u| u.id).collect();
+            match rt.journal.outbox_done_many(&ids) {
+                Ok(()) => {
+                    for u in &uploaded {
+                        let _ = std::fs::remove_file(&u.path);
+                    }
                 }
+                Err(e) => tracing::error!("outbox: {e}"),
             }
+        }
+        for (g, _) in finished {
+            busy_groups.remove(&g);
         }
     }
     // Uploads in flight are cut: they are still pending and go again at the next start.
     tasks.abort_all();
 }
 
-async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
+/// An object the store took: to be marked done, then its spooled file removed.
+struct Uploaded {
+    id: i64,
+    path: PathBuf,
+}
+
+async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Uploaded> {
     let cap = rt.cfg.sync.max_backoff;
     let path = PathBuf::from(&row.local_path);
     // An SD card can rot a spooled file; never send what is not what was queued.
@@ -245,7 +266,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
         tracing::error!(key = %row.key, "outbox: {why}; not sent");
         let _ = rt.journal.outbox_drop(row.id, "corrupt", &why, "outbox_corrupt");
         let _ = std::fs::remove_file(&path);
-        return;
+        return None;
     }
     let result = match parse_provider(&row.provider).map(|p| rt.store(&p)) {
         Some(Ok(store)) => {
@@ -266,11 +287,6 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
     let now = now_ms();
     match result {
         Ok(meta) => {
-            if let Err(e) = rt.journal.outbox_done(row.id) {
-                tracing::error!("outbox: {e}");
-                return;
-            }
-            let _ = std::fs::remove_file(&path);
             let back = rt.links.with(&row.provider, |l| {
                 let was = l.offline_since_ms.take();
                 if let Some(s) = was {
@@ -302,6 +318,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
                     }
                 }
             }
+            Some(Uploaded { id: row.id, path })
         }
         Err(RuntimeError::Store(e @ StoreError::Unreachable { .. })) => {
             let msg = e.to_string();
@@ -328,6 +345,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
             let _ = rt
                 .journal
                 .outbox_later(row.id, now + wait.as_millis() as i64, &msg, false);
+            None
         }
         Err(e) => {
             let msg = e.to_string();
@@ -344,6 +362,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) {
             let _ = rt
                 .journal
                 .outbox_later(row.id, now + wait.as_millis() as i64, &msg, true);
+            None
         }
     }
 }

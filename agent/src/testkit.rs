@@ -147,6 +147,8 @@ pub struct Mosquitto {
     child: Option<Child>,
     pub dir: PathBuf,
     pub port: u16,
+    /// The CA that signed the broker's certificate, when it listens with TLS.
+    pub ca: Option<PathBuf>,
 }
 
 impl Mosquitto {
@@ -155,6 +157,77 @@ impl Mosquitto {
             child: None,
             dir: dir.to_path_buf(),
             port: free_ports(1),
+            ca: None,
+        };
+        m.spawn();
+        m
+    }
+
+    /// A broker that speaks only TLS, with a certificate for 127.0.0.1 signed by a CA made for
+    /// it (openssl), at `ca`.
+    pub fn start_tls(dir: &Path) -> Mosquitto {
+        std::fs::create_dir_all(dir).expect("mosquitto dir");
+        let run = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "openssl {args:?} failed");
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fogd test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let mut m = Mosquitto {
+            child: None,
+            dir: dir.to_path_buf(),
+            port: free_ports(1),
+            ca: Some(dir.join("ca.pem")),
         };
         m.spawn();
         m
@@ -175,10 +248,18 @@ impl Mosquitto {
         let text = format!(
             "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
              max_inflight_messages 1000\nmax_queued_messages 0\nmax_queued_bytes 0\n\
-             autosave_interval 1\nlog_dest file {}/mosquitto.log\n{user}",
+             autosave_interval 1\nlog_dest file {}/mosquitto.log\n{user}{tls}",
             self.port,
             self.dir.display(),
-            self.dir.display()
+            self.dir.display(),
+            tls = if self.ca.is_some() {
+                format!(
+                    "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+                    d = self.dir.display()
+                )
+            } else {
+                String::new()
+            }
         );
         std::fs::write(&conf, text).expect("mosquitto.conf");
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]

@@ -109,7 +109,7 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
     // The MQTT broker: reachable (fogd retries forever, but a typo should show here).
     if let Some(m) = &cfg.mqtt {
         match m.host_port() {
-            Ok((host, port)) => {
+            Ok((host, port, _)) => {
                 let addr = format!("{host}:{port}");
                 let reach =
                     tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;

@@ -63,7 +63,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
         return Ok(());
     };
     let topics = Arc::new(Topics::new(&m).map_err(MqttError)?);
-    let (host, port) = m.host_port().map_err(MqttError)?;
+    let (host, port, tls) = m.host_port().map_err(MqttError)?;
     let client_id = m.client_id.clone().unwrap_or_else(|| format!("fogd-{}", rt.node));
     let base = status_base(&m, &rt.node);
     let mut opts = MqttOptions::new(client_id, host, port);
@@ -79,6 +79,9 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
             QoS::AtLeastOnce,
             true,
         ));
+    if tls {
+        opts.set_transport(rumqttc::Transport::Tls(tls_config(&m)?));
+    }
     if let (Some(u), Some(p)) = (&m.username, &m.password) {
         opts.set_credentials(u, p);
     }
@@ -95,6 +98,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
     let mut stop2 = stop.clone();
     let mut backoff = Duration::from_millis(500);
     let mut connected = false;
+    let mut warned = false;
     loop {
         let ev = tokio::select! {
             _ = crate::runtime::stopped(&mut stop2) => break,
@@ -109,6 +113,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(500);
                 connected = true;
+                warned = false;
                 super::status::set_connected(true);
                 tracing::info!(broker = %m.broker, session_present = ack.session_present, "mqtt: connected");
                 for f in topics.filters() {
@@ -120,13 +125,20 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
             }
             Ok(_) => {}
             Err(e) => {
+                let refused = matches!(e, rumqttc::ConnectionError::ConnectionRefused(_));
                 if connected {
                     tracing::warn!(broker = %m.broker, "mqtt: connection lost: {e}; reconnecting");
                     connected = false;
                     super::status::set_connected(false);
+                } else if refused {
+                    // Not a network hiccup: say so every time, with what to check.
+                    tracing::error!(broker = %m.broker, "mqtt: the broker refused the connection ({e}): check mqtt.username and mqtt.password, and the broker's ACL; retrying in {backoff:?}");
+                } else if !warned {
+                    tracing::warn!(broker = %m.broker, "mqtt: cannot connect: {e}; retrying with backoff (items wait at the broker or the cameras)");
                 } else {
                     tracing::debug!(broker = %m.broker, "mqtt: {e}; retrying in {backoff:?}");
                 }
+                warned = true;
                 tokio::select! {
                     _ = crate::runtime::stopped(&mut stop2) => break,
                     _ = tokio::time::sleep(backoff) => {}
@@ -150,6 +162,33 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
     let _ = worker.await;
     status.abort();
     Ok(())
+}
+
+/// The TLS settings: the CA (default: the system's bundle), and the client's certificate.
+fn tls_config(m: &MqttConfig) -> Result<rumqttc::TlsConfiguration, MqttError> {
+    // The daemon installs it at start; in-process users (tests, benches) may not have.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).map_err(|e| MqttError(format!("mqtt.tls.{what} {}: {e}", p.display())))
+    };
+    let t = m.tls.clone().unwrap_or(crate::config::MqttTls {
+        ca: None,
+        cert: None,
+        key: None,
+    });
+    let ca_path =
+        t.ca.clone()
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+    let ca = read(&ca_path, "ca")?;
+    let client_auth = match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => Some((read(c, "cert")?, read(k, "key")?)),
+        _ => None,
+    };
+    Ok(rumqttc::TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
 }
 
 /// Takes publishes in batches: check, spool, journal, then acknowledge each.

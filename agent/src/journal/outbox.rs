@@ -182,8 +182,9 @@ impl Journal {
     pub fn outbox_due(&self, now: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         self.rows(
             &format!(
-                "SELECT {COLUMNS} FROM outbox o WHERE state = 'pending' AND next_try_ms <= ?1
-                 AND id = (SELECT MIN(id) FROM outbox WHERE grp = o.grp AND state = 'pending')
+                "SELECT {COLUMNS} FROM outbox
+                 WHERE id IN (SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY grp)
+                   AND next_try_ms <= ?1
                  ORDER BY priority DESC, id LIMIT ?2"
             ),
             params![now, limit as i64],
@@ -202,16 +203,28 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
+    /// Marks uploaded objects done, in the order given, in one transaction.
+    pub fn outbox_done_many(&self, ids: &[i64]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'done', error = NULL, done_ms = ?2,
+                        done_seq = (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM outbox)
+                     WHERE id = ?1",
+                )
+                .map_err(|e| self.err(e))?;
+            let now = now_ms();
+            for id in ids {
+                st.execute(params![id, now]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     pub fn outbox_done(&self, id: i64) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET state = 'done', error = NULL, done_ms = ?2,
-                    done_seq = (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM outbox)
-                 WHERE id = ?1",
-                params![id, now_ms()],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.outbox_done_many(&[id])
     }
 
     /// A failed try: the object waits until `next_try_ms`. `attempt` counts it against the
