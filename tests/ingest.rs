@@ -447,6 +447,10 @@ async fn disk_quota_drops_oldest_counts_and_keeps_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_objects_go_up_in_parts_under_the_bandwidth_cap() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("FOGD_LOG").unwrap_or_else(|_| "fogd=warn".into()))
+        .try_init();
     let tmp = tempfile::tempdir().expect("tmp");
     let sw = SeaweedFs::start(&tmp.path().join("weed"));
     let wf = workflow(

@@ -96,13 +96,13 @@ pub fn enqueue(rt: &Runtime, provider: &str, key: &str, file: &Path) -> Result<E
         .journal
         .outbox_enqueue(&item, rt.cfg.sync.quota_bytes, rt.cfg.sync.full_policy)?;
     match &r {
-        Enqueued::Queued { freed, .. } => {
+        Enqueued::Queued { id, freed } => {
             // Behind a store known to be down: say so on the new object at once.
             let down = rt
                 .links
                 .with(provider, |l| (!l.online).then(|| l.last_error.clone()).flatten());
             if let Some(msg) = down {
-                let _ = rt.journal.outbox_note_provider(provider, &msg);
+                let _ = rt.journal.outbox_later(*id, 0, &msg, false);
             }
             for p in freed {
                 let _ = std::fs::remove_file(p);
@@ -276,10 +276,19 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
                 pace: Some(pace),
                 checksum: &row.checksum,
             };
-            store
-                .put_checked(&row.key, &path, &row.md5, &opts)
-                .await
-                .map_err(RuntimeError::from)
+            // A link that hangs (half-open TCP, a store that accepts and never answers) must
+            // not hold the folder for the SDK's 5 minutes: give up after a time fit for the size.
+            let limit = upload_time_limit(row.size, rt.cfg.sync.bandwidth_bytes);
+            match tokio::time::timeout(limit, store.put_checked(&row.key, &path, &row.md5, &opts)).await {
+                Ok(r) => r.map_err(RuntimeError::from),
+                Err(_) => Err(RuntimeError::Store(StoreError::Unreachable {
+                    provider: row.provider.clone(),
+                    endpoint: String::new(),
+                    op: "put",
+                    key: row.key.clone(),
+                    message: format!("no answer in {limit:?}"),
+                })),
+            }
         }
         Some(Err(e)) => Err(e),
         None => Err(RuntimeError::UnknownProvider(row.provider.clone())),
@@ -365,6 +374,12 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
             None
         }
     }
+}
+
+/// How long one upload may take: 30 s, plus the time at 64 KiB/s (or at the cap, when lower).
+fn upload_time_limit(size: u64, cap: u64) -> Duration {
+    let rate = if cap > 0 { cap.min(64 << 10) } else { 64 << 10 };
+    Duration::from_secs(30 + size / rate)
 }
 
 /// TTL, forgetting old rows, and raw items past their retention.

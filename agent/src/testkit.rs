@@ -103,9 +103,9 @@ impl SeaweedFs {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.base + 6)).is_ok() {
-                // The S3 port opens before the filer behind it is ready; give it a moment.
-                std::thread::sleep(Duration::from_millis(700));
+            // The S3 port opens before the filer behind it is ready: wait for both to answer.
+            if http_answers(self.base + 4) && http_answers(self.base + 6) {
+                std::thread::sleep(Duration::from_millis(200));
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -139,6 +139,20 @@ impl Drop for SeaweedFs {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Does an HTTP server answer on this loopback port (any status)?
+fn http_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).is_ok() && &buf == b"HTTP/"
 }
 
 /// A Mosquitto broker on a free loopback port. `persistent` keeps its sessions and queued

@@ -87,7 +87,14 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 16_384);
     let (tx, rx) = mpsc::channel::<Publish>(16_384);
-    let worker = tokio::spawn(process(rt.clone(), topics.clone(), client.clone(), rx, m.clone()));
+    let worker = tokio::spawn(process(
+        rt.clone(),
+        topics.clone(),
+        client.clone(),
+        rx,
+        m.clone(),
+        stop.clone(),
+    ));
     let status = tokio::spawn(super::status::publish(
         rt.clone(),
         client.clone(),
@@ -198,6 +205,7 @@ async fn process(
     client: AsyncClient,
     mut rx: mpsc::Receiver<Publish>,
     m: MqttConfig,
+    mut stop: watch::Receiver<bool>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -255,7 +263,11 @@ async fn process(
                         "ingest: cannot spool {} items (not acknowledged; retrying): {e}",
                         items.len()
                     );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokio::select! {
+                        // Stopping: the broker keeps them and delivers them at the next start.
+                        _ = crate::runtime::stopped(&mut stop) => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
                 }
             }
         }
