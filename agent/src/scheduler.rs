@@ -183,6 +183,12 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         parse_provider(&ev.provider).ok_or_else(|| RuntimeError::UnknownProvider(ev.provider.clone()))?;
     let dir = rt.work_dir(&inv.uuid);
     let (in_dir, out_dir) = (dir.join("input"), dir.join("output"));
+    if inv.attempts > 1 {
+        let killed = local::kill_leftovers(&dir);
+        if killed > 0 {
+            tracing::warn!(job = %inv.uuid, killed, "processes of the interrupted run killed before the rerun");
+        }
+    }
     let _ = tokio::fs::remove_dir_all(&dir).await;
     for d in [&in_dir, &out_dir] {
         tokio::fs::create_dir_all(d)

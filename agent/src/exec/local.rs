@@ -52,6 +52,27 @@ pub enum ScriptStatus {
 const PASSED_THROUGH: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// Runs the script; returns how it ended and when its process started (µs since the epoch).
+/// Kills every process whose working folder is `dir` or below: what is left of an earlier run of
+/// the same invocation when fogd was killed (its scripts outlive it). A rerun must not share its
+/// folder with them. Returns how many.
+pub fn kill_leftovers(dir: &Path) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let in_dir = std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+        // SAFETY: kill(2) on a pid; no memory is touched.
+        if in_dir && unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
     let script_path = match spec.script {
         Some(Script::File(p)) => p.clone(),
@@ -71,6 +92,14 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe. The script dies with fogd, even on kill -9 (its own
+    // children are found by `kill_leftovers` before a rerun).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     for k in PASSED_THROUGH {
         if let Ok(v) = std::env::var(k) {
             cmd.env(k, v);
