@@ -163,6 +163,8 @@ pub struct Mosquitto {
     pub port: u16,
     /// The CA that signed the broker's certificate, when it listens with TLS.
     pub ca: Option<PathBuf>,
+    /// Keeps sessions and messages on disk (the tests' default).
+    pub persistent: bool,
 }
 
 impl Mosquitto {
@@ -172,6 +174,20 @@ impl Mosquitto {
             dir: dir.to_path_buf(),
             port: free_ports(1),
             ca: None,
+            persistent: true,
+        };
+        m.spawn();
+        m
+    }
+
+    /// A broker that keeps nothing on disk: for benchmarks of fogd's own disk work.
+    pub fn start_volatile(dir: &Path) -> Mosquitto {
+        let mut m = Mosquitto {
+            child: None,
+            dir: dir.to_path_buf(),
+            port: free_ports(1),
+            ca: None,
+            persistent: false,
         };
         m.spawn();
         m
@@ -242,6 +258,7 @@ impl Mosquitto {
             dir: dir.to_path_buf(),
             port: free_ports(1),
             ca: Some(dir.join("ca.pem")),
+            persistent: true,
         };
         m.spawn();
         m
@@ -260,10 +277,11 @@ impl Mosquitto {
             ""
         };
         let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence {}\npersistence_location {}/\n\
              max_inflight_messages 1000\nmax_queued_messages 0\nmax_queued_bytes 0\n\
              autosave_interval 1\nlog_dest file {}/mosquitto.log\n{user}{tls}",
             self.port,
+            self.persistent,
             self.dir.display(),
             self.dir.display(),
             tls = if self.ca.is_some() {

@@ -143,21 +143,6 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
-/// Writes `bytes` as `dst` (temp file, rename) without syncing: the caller syncs a whole batch
-/// at once (`sync_filesystem`) before it records the batch.
-pub fn write_unsynced(dst: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = dst.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
-    let r = std::fs::write(&tmp, bytes)
-        .map_err(|e| StoreError::io(&tmp, e))
-        .and_then(|_| std::fs::rename(&tmp, dst).map_err(|e| StoreError::io(dst, e)));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
-}
-
 /// Makes every write on the filesystem of `path` durable (syncfs(2)): one call for a batch of
 /// files and their renames, far cheaper than an fsync of each file and folder.
 pub fn sync_filesystem(path: &Path) -> Result<()> {

@@ -6,7 +6,7 @@ mod s3;
 
 use std::path::{Path, PathBuf};
 
-pub use local::{content_hash, file_digests, sync_filesystem, write_unsynced, LocalStore};
+pub use local::{content_hash, file_digests, sync_filesystem, LocalStore};
 pub use s3::S3Store;
 
 use crate::fdl::{Provider, ProviderKind, ProviderSettings};
