@@ -151,7 +151,10 @@ fn dispatch(
                         "state": outcome.state.as_str(), "outputs": outcome.outputs,
                         "seconds": started.elapsed().as_secs_f64()}),
                 );
-                settle_raw(&rt, inv.event_id);
+                let raw = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
+                if inv.key.starts_with(&raw) {
+                    settle_raw(&rt, inv.event_id);
+                }
             });
         }
     }

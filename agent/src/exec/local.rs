@@ -92,14 +92,9 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. The script dies with fogd, even on kill -9 (its own
-    // children are found by `kill_leftovers` before a rerun).
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    // No pre_exec hook (a parent-death signal, say): it would force fork over posix_spawn and
+    // halve the invocation rate. Scripts that outlive a killed fogd are found by
+    // `kill_leftovers` before their invocation reruns.
     for k in PASSED_THROUGH {
         if let Ok(v) = std::env::var(k) {
             cmd.env(k, v);
