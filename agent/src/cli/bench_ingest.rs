@@ -71,6 +71,19 @@ struct Result {
 }
 
 async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Result> {
+    // The servers are started by the test kit, which panics when it cannot: check first.
+    if !["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+    {
+        bail!("mosquitto is not installed (scripts/setup installs it)");
+    }
+    let weed = crate::testkit::weed_bin();
+    if a.uploads > 0 && !weed.exists() && std::process::Command::new(&weed).arg("version").output().is_err() {
+        bail!(
+            "SeaweedFS (`weed`) is not in .venv or on PATH (scripts/setup installs it); or pass --uploads 0"
+        );
+    }
     // The broker's own disk work is not fogd's: it keeps nothing on disk here.
     let broker = Mosquitto::start_volatile(&root.join("mosquitto"));
     let mut cfg = Config {
