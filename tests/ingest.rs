@@ -17,6 +17,16 @@ use fogd::journal::State;
 /// raw content), keeping the camera folder.
 const ANON: &str = "cam=$(echo \"$STORAGE_OBJECT_KEY\" | cut -d/ -f2)\nmkdir -p \"$TMP_OUTPUT_DIR/$cam\"\n\
 { printf 'anonymised:'; cat \"$INPUT_FILE_PATH\"; } > \"$TMP_OUTPUT_DIR/$cam/$(basename \"$INPUT_FILE_PATH\")\"\n";
+/// The stand-in anonymiser with its results in the local store.
+const LOCAL_FDL: &str = "functions:
+  oscar:
+  - edge:
+      name: anon
+      image: x
+      script: anon.sh
+      input: [{storage_provider: minio, path: cameras/incoming}]
+      output: [{storage_provider: minio, path: anon/frames}]
+";
 /// A service that would leak the raw frame as it is.
 const LEAK: &str = "cp \"$INPUT_FILE_PATH\" \"$TMP_OUTPUT_DIR/\"\n";
 
@@ -515,16 +525,7 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
         .status()
         .expect("ffmpeg");
     assert!(ok.success());
-    let fdl = "functions:
-  oscar:
-  - edge:
-      name: anon
-      image: x
-      script: anon.sh
-      input: [{storage_provider: minio, path: cameras/incoming}]
-      output: [{storage_provider: minio, path: anon/frames}]
-";
-    let wf = workflow(tmp.path(), fdl, &[("anon.sh", ANON)]);
+    let wf = workflow(tmp.path(), LOCAL_FDL, &[("anon.sh", ANON)]);
     let drop = tmp.path().join("drop");
     std::fs::create_dir_all(drop.join("porch")).expect("mkdir");
     let mut c = cfg(tmp.path());
@@ -573,16 +574,7 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
 async fn mqtt_over_tls_with_the_brokers_ca() {
     let tmp = tempfile::tempdir().expect("tmp");
     let broker = Mosquitto::start_tls(&tmp.path().join("mosquitto"));
-    let fdl = "functions:
-  oscar:
-  - edge:
-      name: anon
-      image: x
-      script: anon.sh
-      input: [{storage_provider: minio, path: cameras/incoming}]
-      output: [{storage_provider: minio, path: anon/frames}]
-";
-    let wf = workflow(tmp.path(), fdl, &[("anon.sh", ANON)]);
+    let wf = workflow(tmp.path(), LOCAL_FDL, &[("anon.sh", ANON)]);
     let mut c = node_cfg(tmp.path(), &broker, "tls");
     if let Some(m) = c.mqtt.as_mut() {
         m.broker = format!("mqtts://127.0.0.1:{}", broker.port);
