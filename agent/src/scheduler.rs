@@ -162,7 +162,7 @@ fn dispatch(
 
 /// Once every invocation on a raw camera item succeeded, the item is processed: deleted now
 /// (or after `ingest.raw_retention`).
-fn settle_raw(rt: &Runtime, event_id: i64) {
+pub(crate) fn settle_raw(rt: &Runtime, event_id: i64) {
     match rt.journal.ingest_settle(event_id) {
         Ok(Some(row)) => {
             rt.event(

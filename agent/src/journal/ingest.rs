@@ -153,6 +153,20 @@ impl Journal {
         .map_err(|e| self.err(e))
     }
 
+    /// Events of raw items still `spooled` although every invocation on them succeeded: fogd
+    /// stopped between finishing the last one and settling the item.
+    pub fn ingest_unsettled(&self) -> Result<Vec<i64>> {
+        self.rows(
+            "SELECT i.event_id FROM ingest i WHERE i.state = 'spooled' AND i.event_id IS NOT NULL
+               AND EXISTS (SELECT 1 FROM invocations v WHERE v.event_id = i.event_id)
+               AND NOT EXISTS (SELECT 1 FROM invocations v
+                               WHERE v.event_id = i.event_id AND v.state != 'succeeded')
+             LIMIT 1000",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// Processed raw items older than `before_ms` (to delete).
     pub fn ingest_expired(&self, before_ms: i64) -> Result<Vec<IngestRow>> {
         self.rows(
