@@ -239,12 +239,7 @@ async fn idle_rss(root: &std::path::Path, broker: &Mosquitto) -> anyhow::Result<
         .spawn()?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = child.id().context("fogd run exited")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")?;
+    let rss = crate::ingest::status::rss_bytes_of(&pid.to_string()).context("no VmRSS")?;
     let _ = child.kill().await;
-    Ok(kb * 1024)
+    Ok(rss)
 }

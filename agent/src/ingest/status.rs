@@ -75,14 +75,17 @@ pub fn stats(rt: &Runtime) -> Value {
 
 /// This process's resident memory (VmRSS), in bytes.
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    rss_bytes_of("self").unwrap_or(0)
+}
+
+/// A process's resident memory (VmRSS of `/proc/<pid>/status`), in bytes.
+pub fn rss_bytes_of(pid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 /// Publishes stats every `every` and each node event as it happens, until `stop`.

@@ -215,14 +215,7 @@ impl Journal {
 
     /// Adds `n` to a counter that outlives restarts (drops, rejects).
     pub fn count(&self, name: &str, n: u64) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO counters(name, value) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET value = value + ?2",
-            )
-            .and_then(|mut st| st.execute(params![name, n as i64]))
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        super::outbox::bump(&self.conn(), name, n).map_err(|e| self.err(e))
     }
 
     pub fn counters(&self) -> Result<Vec<(String, u64)>> {

@@ -379,14 +379,15 @@ impl Journal {
     }
 }
 
-fn bump(tx: &rusqlite::Transaction<'_>, name: &str, n: u64) -> rusqlite::Result<()> {
+/// Adds `n` to a counter, inside the caller's transaction (or on its own connection).
+pub(super) fn bump(conn: &rusqlite::Connection, name: &str, n: u64) -> rusqlite::Result<()> {
     if n == 0 {
         return Ok(());
     }
-    tx.execute(
+    conn.prepare_cached(
         "INSERT INTO counters(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2",
-        params![name, n as i64],
-    )
+    )?
+    .execute(params![name, n as i64])
     .map(|_| ())
 }
 
