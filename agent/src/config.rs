@@ -52,6 +52,46 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The outbox that carries objects to remote stores.
     pub sync: SyncConfig,
+    /// When services with `replicas` / `federation` go to other tiers.
+    pub delegation: DelegationConfig,
+}
+
+/// `delegation:` in fogd.yaml. A service delegates only when its FDL names members
+/// (`replicas` up to OSCAR 3.x, `federation.members` in 4.x).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DelegationConfig {
+    /// Off: every invocation runs here, whatever the FDL says.
+    pub enabled: bool,
+    /// An invocation that found no free slot is delegated once it has waited this long (the
+    /// FDL's `rescheduler_threshold` wins for its service). `0s`: as soon as no slot is free.
+    #[serde(with = "humantime_serde_compat")]
+    pub after: Duration,
+    /// How often delegated jobs are asked for their state.
+    #[serde(with = "humantime_serde_compat")]
+    pub poll: Duration,
+    /// A remote that cannot be reached for this long gives its jobs back: they run here.
+    #[serde(with = "humantime_serde_compat")]
+    pub reclaim_after: Duration,
+    /// Jobs in flight on one remote at most.
+    pub max_in_flight: usize,
+    /// Limit of one delegation call (OSCAR uses 20 s).
+    #[serde(with = "humantime_serde_compat")]
+    pub call_timeout: Duration,
+}
+
+impl Default for DelegationConfig {
+    fn default() -> Self {
+        DelegationConfig {
+            enabled: true,
+            // OSCAR's RESCHEDULER_THRESHOLD default.
+            after: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            reclaim_after: Duration::from_secs(60),
+            max_in_flight: 64,
+            call_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `mqtt:` in fogd.yaml. Topic patterns name the camera with `{camera}`.
@@ -314,6 +354,7 @@ impl Default for Config {
             mqtt: None,
             ingest: IngestConfig::default(),
             sync: SyncConfig::default(),
+            delegation: DelegationConfig::default(),
         }
     }
 }

@@ -17,6 +17,8 @@ use prometheus_client::registry::Registry;
 struct ServiceState {
     service: String,
     state: String,
+    /// `local`, or the member it was delegated to.
+    ran_on: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,7 +61,7 @@ impl Default for Metrics {
         let invocations = Family::<ServiceState, Gauge>::default();
         r.register(
             "invocations",
-            "Invocations in the journal, by service and state",
+            "Invocations in the journal, by service, state and where they ran (local or the member)",
             invocations.clone(),
         );
         let queue_length = Family::<ServiceLabel, Gauge>::default();
@@ -79,7 +81,7 @@ impl Default for Metrics {
         });
         r.register(
             "invocation_duration_seconds",
-            "Run time of invocations (script and outputs), by service and final state",
+            "Run time of invocations (script and outputs; delegated: sent to done), by service, final state and where they ran",
             invocation_seconds.clone(),
         );
         let outbox_objects = Gauge::default();
@@ -146,10 +148,22 @@ impl Metrics {
     }
 
     pub fn observe_invocation(&self, service: &str, state: crate::journal::State, d: Duration) {
+        self.observe_invocation_at(service, state, "local", d);
+    }
+
+    /// As `observe_invocation`, for a run on `ran_on` (a delegation member).
+    pub fn observe_invocation_at(
+        &self,
+        service: &str,
+        state: crate::journal::State,
+        ran_on: &str,
+        d: Duration,
+    ) {
         self.invocation_seconds
             .get_or_create(&ServiceState {
                 service: service.to_string(),
                 state: state.as_str().into(),
+                ran_on: ran_on.to_string(),
             })
             .observe(d.as_secs_f64());
     }
@@ -161,12 +175,13 @@ impl Metrics {
         self.invocations.clear();
         self.queue_length.clear();
         self.queue_age.clear();
-        if let Ok(counts) = journal.counts() {
-            for (service, state, n) in counts {
+        if let Ok(counts) = journal.counts_where() {
+            for (service, state, ran_on, n) in counts {
                 self.invocations
                     .get_or_create(&ServiceState {
                         service: service.clone(),
                         state: state.as_str().into(),
+                        ran_on,
                     })
                     .set(n as i64);
                 let queued = if state == crate::journal::State::Queued {

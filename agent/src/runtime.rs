@@ -62,6 +62,8 @@ pub struct Runtime {
     /// status topic; dropped when nobody listens.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub started: std::time::Instant,
+    /// Sends invocations to other tiers and follows them there.
+    pub delegator: crate::exec::delegate::Delegator,
 }
 
 impl Runtime {
@@ -99,6 +101,7 @@ impl Runtime {
             workflows.extend(r.workflow);
         }
         let fdl = Workflow::merge(workflows);
+        let delegator = crate::exec::delegate::Delegator::new(cfg.delegation.call_timeout);
         let rt = Runtime {
             node: cfg.node_name(),
             cfg,
@@ -113,6 +116,7 @@ impl Runtime {
             links: Default::default(),
             events: tokio::sync::broadcast::channel(4096).0,
             started: std::time::Instant::now(),
+            delegator,
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");
@@ -199,22 +203,23 @@ impl Runtime {
     ) -> Result<Option<(i64, Vec<i64>)>> {
         let wf = self.workflow();
         let services = crate::router::route(&wf.services, provider, &meta.key);
-        self.record(provider, meta, source, &services)
+        self.record(provider, meta, source, &services, None)
     }
 
-    /// Queues `service` alone on an object (an event POSTed to `/job`). `None` when the same
-    /// event was delivered before.
+    /// Queues `service` alone on an object (an event POSTed to `/job`), named `job_id` when
+    /// given. `None` when the same event was delivered before.
     pub fn enqueue(
         &self,
         provider: &ProviderRef,
         meta: &ObjectMeta,
         source: &str,
         service: &str,
+        job_id: Option<&str>,
     ) -> Result<Option<i64>> {
         self.service(service)?;
         self.check_disk()?;
         Ok(self
-            .record(provider, meta, source, &[service])?
+            .record(provider, meta, source, &[service], job_id)?
             .and_then(|(_, ids)| ids.first().copied()))
     }
 
@@ -224,6 +229,7 @@ impl Runtime {
         meta: &ObjectMeta,
         source: &str,
         services: &[&str],
+        job_id: Option<&str>,
     ) -> Result<Option<(i64, Vec<i64>)>> {
         let ev = NewEvent {
             provider: provider.to_string(),
@@ -232,6 +238,7 @@ impl Runtime {
             size: meta.size,
             event_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             source: source.to_string(),
+            job_id: job_id.map(str::to_string),
         };
         let r = self.journal.record_event(&ev, services)?;
         if r.as_ref().is_some_and(|(_, inv)| !inv.is_empty()) {
@@ -260,30 +267,50 @@ impl Runtime {
             .map(|n| n.to_string_lossy().into_owned());
         match file {
             Some(f) => {
-                self.submit(service, name.as_deref().unwrap_or("input"), f, "invoke")
+                self.submit(service, name.as_deref().unwrap_or("input"), f, "invoke", None)
                     .await
             }
-            None => self.submit_bytes(service, "event", b"", "invoke").await,
+            None => self.submit_bytes(service, "event", b"", "invoke", None).await,
         }
     }
 
-    /// Queues `service` on the file `src`, stored as `fogd-invoke/<uuid>/<name>`; `source` says
-    /// who asked (`invoke`, `job`, `run`). Returns the invocation's id.
-    pub async fn submit(&self, service: &str, name: &str, src: &Path, source: &str) -> Result<i64> {
+    /// Queues `service` on the file `src`, stored as `fogd-invoke/<job id or uuid>/<name>`;
+    /// `source` says who asked (`invoke`, `job`, `run`, `delegated`). Returns the invocation's
+    /// id. With `job_id` (a delegated job), the same job sent twice is queued once: the second
+    /// returns the first's id.
+    pub async fn submit(
+        &self,
+        service: &str,
+        name: &str,
+        src: &Path,
+        source: &str,
+        job_id: Option<&str>,
+    ) -> Result<i64> {
         self.service(service)?;
         self.check_disk()?;
         let provider = ProviderRef::new(fdl::ProviderKind::Minio, "default");
         let store = self.local_store();
-        let key = format!("fogd-invoke/{}/{name}", uuid::Uuid::new_v4());
+        let folder = job_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+        let key = format!("fogd-invoke/{folder}/{name}");
         let meta = store.put_file(&key, src).await?;
-        let (_, ids) = self
-            .record(&provider, &meta, source, &[service])?
-            .ok_or_else(|| RuntimeError::UnknownService(service.to_string()))?;
-        Ok(ids.first().copied().unwrap_or_default())
+        match self.record(&provider, &meta, source, &[service], job_id)? {
+            Some((_, ids)) => Ok(ids.first().copied().unwrap_or_default()),
+            None => job_id
+                .and_then(|j| self.journal.invocation(j).ok().flatten())
+                .map(|i| i.id)
+                .ok_or_else(|| RuntimeError::UnknownService(service.to_string())),
+        }
     }
 
     /// As `submit`, for bytes in memory (an HTTP body).
-    pub async fn submit_bytes(&self, service: &str, name: &str, bytes: &[u8], source: &str) -> Result<i64> {
+    pub async fn submit_bytes(
+        &self,
+        service: &str,
+        name: &str,
+        bytes: &[u8],
+        source: &str,
+        job_id: Option<&str>,
+    ) -> Result<i64> {
         let tmp = self
             .cfg
             .data_dir
@@ -294,7 +321,7 @@ impl Runtime {
                 path: tmp.clone(),
                 source,
             })?;
-        let r = self.submit(service, name, &tmp, source).await;
+        let r = self.submit(service, name, &tmp, source, job_id).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         r
     }

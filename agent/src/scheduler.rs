@@ -52,6 +52,10 @@ pub async fn run_with_heartbeat(
     // One per service, made when the service first has work (services come and go via the API).
     let mut sems: BTreeMap<String, Arc<Semaphore>> = BTreeMap::new();
     let mut watchers = spawn_watchers(&rt);
+    if rt.workflow().services.iter().any(|s| s.delegation.is_some()) || !rt.journal.followed()?.is_empty() {
+        let rt = rt.clone();
+        watchers.spawn(async move { rt.delegator.follow(&rt).await });
+    }
     let mut tasks = JoinSet::new();
     let mut warned = BTreeSet::new();
     tokio::pin!(shutdown);
@@ -122,6 +126,7 @@ fn dispatch(
                 continue;
             }
         };
+        let busy = claimed.len() >= free;
         for inv in claimed {
             let Ok(permit) = sem.clone().try_acquire_owned() else {
                 break;
@@ -157,6 +162,41 @@ fn dispatch(
                 }
             });
         }
+        if busy {
+            delegate(rt, &svc, tasks);
+        }
+    }
+}
+
+/// No slot is free here: the invocations that waited longer than the threshold go to the
+/// service's delegation members, as many as they have room for.
+fn delegate(rt: &Arc<Runtime>, svc: &str, tasks: &mut JoinSet<()>) {
+    if !rt.cfg.delegation.enabled {
+        return;
+    }
+    let Ok(service) = rt.service(svc) else { return };
+    let Some(d) = service.delegation.as_ref() else {
+        return;
+    };
+    let room = rt.delegator.room(rt, d);
+    if room == 0 {
+        return;
+    }
+    let after = d
+        .rescheduler_threshold_s
+        .map_or(rt.cfg.delegation.after, Duration::from_secs);
+    let cutoff = crate::journal::now_ms() - after.as_millis() as i64;
+    let raw = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
+    let claimed = match rt.journal.claim_for_delegation(svc, cutoff, &raw, room) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    for inv in claimed {
+        let (rt, service) = (rt.clone(), service.clone());
+        tasks.spawn(async move { rt.delegator.send(&rt, inv, service).await });
     }
 }
 

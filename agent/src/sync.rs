@@ -50,6 +50,12 @@ impl Links {
         m
     }
 
+    /// Not known to be down (a store never tried counts as up).
+    pub fn is_online(&self, provider: &str) -> bool {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(provider).is_none_or(|l| l.online)
+    }
+
     fn with<T>(&self, provider: &str, f: impl FnOnce(&mut Link) -> T) -> T {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let l = m.entry(provider.to_string()).or_insert_with(|| Link {

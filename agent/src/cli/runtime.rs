@@ -401,16 +401,17 @@ fn jobs(cfg: &Config, service: Option<&str>, limit: usize, json: bool) -> anyhow
     }
     writeln!(
         out,
-        "{:<44} {:<20} {:<10} {:>4} {:>3} {:>9}  INPUT",
-        "JOB", "SERVICE", "STATE", "EXIT", "OUT", "TIME"
+        "{:<44} {:<20} {:<10} {:<12} {:>4} {:>3} {:>9}  INPUT",
+        "JOB", "SERVICE", "STATE", "WHERE", "EXIT", "OUT", "TIME"
     )?;
     for i in &rows {
         writeln!(
             out,
-            "{:<44} {:<20} {:<10} {:>4} {:>3} {:>9}  {}{}",
+            "{:<44} {:<20} {:<10} {:<12} {:>4} {:>3} {:>9}  {}{}",
             i.uuid,
             i.service,
             i.state.as_str(),
+            i.ran_on.as_deref().unwrap_or("local"),
             i.exit_code.map_or("-".into(), |c| c.to_string()),
             i.outputs,
             duration(i),

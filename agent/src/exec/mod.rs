@@ -1,5 +1,7 @@
 //! Executors: where an invocation's script runs. `contract` is the FaaS Supervisor contract
-//! (pure); `local` runs scripts as processes on this host.
+//! (pure); `local` runs scripts as processes on this host; `delegate` hands invocations to other
+//! tiers (OSCAR `replicas` / `federation`).
 
 pub mod contract;
+pub mod delegate;
 pub mod local;

@@ -30,6 +30,30 @@ pub struct Workflow {
     pub providers: Vec<Provider>,
     /// Peer clusters (`clusters:`), by id.
     pub clusters: Vec<String>,
+    /// Where the peers under `clusters:` answer (delegation calls them).
+    pub peers: BTreeMap<String, Peer>,
+}
+
+/// A cluster of `clusters:`: an OSCAR (or fogd) endpoint and its credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct Peer {
+    pub endpoint: Option<String>,
+    pub auth_user: Option<String>,
+    /// Never serialised.
+    #[serde(skip)]
+    pub auth_password: Option<String>,
+    pub ssl_verify: bool,
+}
+
+impl From<model::Cluster> for Peer {
+    fn from(c: model::Cluster) -> Peer {
+        Peer {
+            endpoint: c.endpoint.filter(|e| !e.trim().is_empty()),
+            auth_user: c.auth_user,
+            auth_password: c.auth_password,
+            ssl_verify: c.ssl_verify.unwrap_or(true),
+        }
+    }
 }
 
 impl Workflow {
@@ -47,6 +71,7 @@ impl Workflow {
                 services: Vec::new(),
                 providers: Vec::new(),
                 clusters: Vec::new(),
+                peers: BTreeMap::new(),
             };
         };
         for wf in it {
@@ -63,6 +88,9 @@ impl Workflow {
                 if !acc.clusters.contains(&c) {
                     acc.clusters.push(c);
                 }
+            }
+            for (id, p) in wf.peers {
+                acc.peers.entry(id).or_insert(p);
             }
         }
         acc
@@ -285,4 +313,26 @@ pub struct Member {
     pub url: Option<String>,
     /// 0 is the highest; 101 means "never delegate here" in OSCAR.
     pub priority: u32,
+    pub ssl_verify: bool,
+    /// Sent with every delegated call (OSCAR's member `headers`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `push`: where the input goes (`minio.cloud`, `bucket/folder`).
+    pub storage_provider: Option<String>,
+    pub path: Option<String>,
+}
+
+impl Member {
+    /// How `fogd jobs` and the metrics name it: the cluster, the URL's host, or the push target.
+    pub fn name(&self) -> String {
+        match self.kind.as_str() {
+            "push" => format!(
+                "{}:{}",
+                self.storage_provider.as_deref().unwrap_or("?"),
+                self.path.as_deref().unwrap_or("")
+            ),
+            "endpoint" => self.url.clone().unwrap_or_default(),
+            _ => self.cluster_id.clone().unwrap_or_default(),
+        }
+    }
 }

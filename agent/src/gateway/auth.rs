@@ -23,7 +23,14 @@ pub enum AuthError {
 pub struct Admin {
     pub user: String,
     hash: String,
+    /// Credentials that verified in the last `VERIFIED_TTL` (SHA-256 of user and password).
+    /// Argon2 costs ~50 ms (0.5 s in a debug build) by design; a peer that polls with Basic
+    /// auth (OSCAR delegation does) would pay it on every call. Wrong passwords are never
+    /// cached, so guessing stays as slow as Argon2 makes it.
+    verified: std::sync::Mutex<Vec<([u8; 32], std::time::Instant)>>,
 }
+
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub fn password_file(data_dir: &Path) -> PathBuf {
     data_dir.join("gateway-admin")
@@ -48,6 +55,7 @@ impl Admin {
                     Admin {
                         user: u.trim().to_string(),
                         hash: h.trim().to_string(),
+                        verified: Default::default(),
                     },
                     None,
                 ))
@@ -93,10 +101,37 @@ impl Admin {
         Ok(Admin {
             user: user.to_string(),
             hash,
+            verified: Default::default(),
         })
     }
 
     fn verify(&self, user: &str, password: &str) -> bool {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update([0u8])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        {
+            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            cache.retain(|(_, t)| t.elapsed() < VERIFIED_TTL);
+            if cache.iter().any(|(d, _)| bool::from(d.ct_eq(&digest))) {
+                return true;
+            }
+        }
+        let ok = self.verify_slow(user, password);
+        if ok {
+            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= 8 {
+                cache.remove(0);
+            }
+            cache.push((digest, std::time::Instant::now()));
+        }
+        ok
+    }
+
+    fn verify_slow(&self, user: &str, password: &str) -> bool {
         let user_ok: bool = self.user.as_bytes().ct_eq(user.as_bytes()).into();
         let Ok(parsed) = PasswordHash::new(&self.hash) else {
             return false;

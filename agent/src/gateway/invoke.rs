@@ -81,13 +81,81 @@ fn parse(body: &[u8]) -> Result<Input, ApiError> {
     Ok(Input::Body(body.to_vec()))
 }
 
+/// What a delegating tier sends along (OSCAR's `X-Delegated-Job-ID` / `X-Delegated-From`, and
+/// fogd's `X-Fogd-Input-Name` for an input sent in the body).
+struct Delegated {
+    job_id: Option<String>,
+    from: Option<String>,
+    input_name: Option<String>,
+}
+
+fn delegated(h: &HeaderMap) -> Result<Delegated, ApiError> {
+    let get = |name: &str| -> Result<Option<String>, ApiError> {
+        match h.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not text"))),
+        }
+    };
+    let job_id = get("x-delegated-job-id")?;
+    if let Some(j) = &job_id {
+        let ok = j.len() <= 128
+            && j.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !j.starts_with('.');
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "X-Delegated-Job-ID `{j}` is not a job name (letters, digits, - _ . ; at most 128)"
+            )));
+        }
+    }
+    let input_name = get("x-fogd-input-name")?;
+    if let Some(n) = &input_name {
+        if n.contains('/') || n.contains('\\') || n == "." || n == ".." || n.len() > 255 {
+            return Err(ApiError::bad_request(format!(
+                "X-Fogd-Input-Name `{n}` is not a file name"
+            )));
+        }
+    }
+    Ok(Delegated {
+        job_id,
+        from: get("x-delegated-from")?,
+        input_name,
+    })
+}
+
 /// Checks the caller and queues the service on the request's input. Returns the invocation id.
 async fn enqueue(s: &State, h: &HeaderMap, svc: &str, body: &[u8], source: &str) -> Result<i64, ApiError> {
     s.rt.service(svc)?;
     let token = s.rt.journal.service_token(svc)?;
     auth::require_service(&s.admin, &token, h)?;
+    let d = delegated(h)?;
+    // The same delegated job sent again (the origin retried after a lost answer): one job.
+    if let Some(j) = &d.job_id {
+        if let Some(inv) = s.rt.journal.invocation(j)? {
+            if inv.service != svc {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("job `{j}` exists for service `{}`", inv.service),
+                ));
+            }
+            return Ok(inv.id);
+        }
+    }
+    let source = match &d.from {
+        Some(from) => {
+            tracing::debug!(service = svc, from = %from, job = d.job_id.as_deref().unwrap_or(""), "delegated job");
+            "delegated"
+        }
+        None => source,
+    };
+    let job_id = d.job_id.as_deref();
     match parse(body)? {
-        Input::Body(bytes) => Ok(s.rt.submit_bytes(svc, "event-file", &bytes, source).await?),
+        Input::Body(bytes) => {
+            let name = d.input_name.as_deref().unwrap_or("event-file");
+            Ok(s.rt.submit_bytes(svc, name, &bytes, source, job_id).await?)
+        }
         Input::Object {
             provider,
             key,
@@ -111,7 +179,13 @@ async fn enqueue(s: &State, h: &HeaderMap, svc: &str, body: &[u8], source: &str)
                 size,
                 etag: format!("{source}:{svc}:{etag}"),
             };
-            Ok(s.rt.enqueue(&provider, &meta, source, svc)?.unwrap_or_default())
+            match s.rt.enqueue(&provider, &meta, source, svc, job_id)? {
+                Some(id) => Ok(id),
+                None => Ok(job_id
+                    .and_then(|j| s.rt.journal.invocation(j).ok().flatten())
+                    .map(|i| i.id)
+                    .unwrap_or_default()),
+            }
         }
     }
 }

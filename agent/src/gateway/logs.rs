@@ -36,6 +36,10 @@ fn status(i: &Invocation) -> &'static str {
     match i.state {
         JobState::Queued => "Pending",
         JobState::Running => "Running",
+        // Followed on another tier: running as far as the caller can tell.
+        JobState::Delegated if i.remote_job.is_some() => "Running",
+        // Handed over (pushed into a remote's input): its outcome is the remote's.
+        JobState::Delegated => "Delegated",
         JobState::Succeeded => "Succeeded",
         JobState::Failed | JobState::TimedOut => "Failed",
     }
@@ -70,6 +74,7 @@ pub async fn list(
                     "creation_time": rfc3339(Some(i.created_ms)),
                     "start_time": rfc3339(i.started_ms),
                     "finish_time": rfc3339(i.finished_ms),
+                    "ran_on": i.ran_on.as_deref().unwrap_or("local"),
                 }),
             )
         })

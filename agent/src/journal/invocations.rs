@@ -1,5 +1,5 @@
-//! Invocation state transitions: queued -> running -> succeeded | failed | timed_out, and the
-//! recovery of runs that a crash interrupted.
+//! Invocation state transitions: queued -> running | delegated -> succeeded | failed | timed_out,
+//! and the recovery of runs that a crash interrupted.
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
@@ -11,6 +11,8 @@ use super::{now_ms, Journal, JournalError, Result};
 pub enum State {
     Queued,
     Running,
+    /// Handed to another tier (`ran_on`): followed there when `remote_job` is set.
+    Delegated,
     Succeeded,
     Failed,
     TimedOut,
@@ -21,6 +23,7 @@ impl State {
         match self {
             State::Queued => "queued",
             State::Running => "running",
+            State::Delegated => "delegated",
             State::Succeeded => "succeeded",
             State::Failed => "failed",
             State::TimedOut => "timed_out",
@@ -30,6 +33,7 @@ impl State {
         match s {
             "queued" => State::Queued,
             "running" => State::Running,
+            "delegated" => State::Delegated,
             "succeeded" => State::Succeeded,
             "timed_out" => State::TimedOut,
             _ => State::Failed,
@@ -58,6 +62,10 @@ pub struct Invocation {
     pub finished_ms: Option<i64>,
     /// From the event, for listings.
     pub key: String,
+    /// None: here; else the member it was delegated to.
+    pub ran_on: Option<String>,
+    /// The job's name on `ran_on` while fogd follows it there.
+    pub remote_job: Option<String>,
 }
 
 /// How a run ended.
@@ -70,10 +78,11 @@ pub struct Outcome {
     pub spawned_us: Option<i64>,
 }
 
-const COLUMNS: &str = "i.id, i.uuid, i.service, i.event_id, i.state, i.attempts, i.exit_code, i.error,
-    i.outputs, i.created_ms, i.started_ms, i.spawned_us, i.finished_ms, e.key";
+pub(super) const COLUMNS: &str =
+    "i.id, i.uuid, i.service, i.event_id, i.state, i.attempts, i.exit_code, i.error,
+    i.outputs, i.created_ms, i.started_ms, i.spawned_us, i.finished_ms, e.key, i.ran_on, i.remote_job";
 
-fn row(r: &Row) -> rusqlite::Result<Invocation> {
+pub(super) fn row(r: &Row) -> rusqlite::Result<Invocation> {
     Ok(Invocation {
         id: r.get(0)?,
         uuid: r.get(1)?,
@@ -89,6 +98,8 @@ fn row(r: &Row) -> rusqlite::Result<Invocation> {
         spawned_us: r.get(11)?,
         finished_ms: r.get(12)?,
         key: r.get(13)?,
+        ran_on: r.get(14)?,
+        remote_job: r.get(15)?,
     })
 }
 
@@ -160,9 +171,12 @@ impl Journal {
                 params![max_attempts, now_ms()],
             )
             .map_err(|e| self.err(e))?;
+        // A delegation call cut short (no remote job on record) is queued again too: sending it
+        // again carries the same job id, which a fogd or OSCAR remote takes only once.
         let requeued = tx
             .execute(
-                "UPDATE invocations SET state = 'queued' WHERE state = 'running'",
+                "UPDATE invocations SET state = 'queued', ran_on = NULL
+                 WHERE state = 'running' OR (state = 'delegated' AND ran_on IS NULL)",
                 [],
             )
             .map_err(|e| self.err(e))?;
@@ -203,11 +217,12 @@ impl Journal {
         st.query_row([arg], row).optional().map_err(|e| self.err(e))
     }
 
-    /// Invocations of `service` not finished yet (queued or running).
+    /// Invocations of `service` not finished yet (queued, running, or followed on a remote).
     pub fn pending(&self, service: &str) -> Result<u64> {
         self.conn()
             .prepare_cached(
-                "SELECT COUNT(*) FROM invocations WHERE state IN ('queued', 'running') AND service = ?1",
+                "SELECT COUNT(*) FROM invocations WHERE service = ?1 AND (state IN ('queued', 'running')
+                   OR (state = 'delegated' AND finished_ms IS NULL))",
             )
             .and_then(|mut st| st.query_row([service], |r| r.get::<_, i64>(0)))
             .map(|n| n as u64)
@@ -222,12 +237,26 @@ impl Journal {
 
     /// Counts by state, for summaries and tests.
     pub fn counts(&self) -> Result<Vec<(String, State, u64)>> {
-        let sql = "SELECT service, state, COUNT(*) FROM invocations GROUP BY service, state ORDER BY service";
+        let mut out: Vec<(String, State, u64)> = Vec::new();
+        for (svc, state, _, n) in self.counts_where()? {
+            match out.last_mut() {
+                Some((s, st, m)) if *s == svc && *st == state => *m += n,
+                _ => out.push((svc, state, n)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts by service, state and where they ran (`local` or the member).
+    pub fn counts_where(&self) -> Result<Vec<(String, State, String, u64)>> {
+        let sql = "SELECT service, state, COALESCE(ran_on, 'local'), COUNT(*) FROM invocations
+                   GROUP BY service, state, ran_on ORDER BY service, state";
         self.rows(sql, [], |r| {
             Ok((
                 r.get(0)?,
                 State::parse(&r.get::<_, String>(1)?),
-                r.get::<_, i64>(2)? as u64,
+                r.get(2)?,
+                r.get::<_, i64>(3)? as u64,
             ))
         })
     }

@@ -2,6 +2,7 @@
 //! fogd shares between its parts and between processes (`fogd put` and `fogd run`); every state
 //! change is one function here that runs one transaction.
 
+mod delegation;
 mod ingest;
 mod invocations;
 mod outbox;
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use delegation::Followed;
 pub use ingest::{IngestRow, Spooled};
 pub use invocations::{Invocation, Outcome, State};
 pub use outbox::{Enqueued, OutboxItem, OutboxRow};
@@ -53,8 +55,10 @@ pub struct NewEvent {
     pub size: u64,
     /// RFC 3339.
     pub event_time: String,
-    /// `put`, `output`, `watch`, `invoke`.
+    /// `put`, `output`, `watch`, `invoke`, `job`, `delegated`.
     pub source: String,
+    /// The name its one invocation takes (a delegated job keeps its origin's `X-Delegated-Job-ID`).
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,7 +189,10 @@ impl Journal {
                 )
                 .map_err(|e| self.err(e))?;
             for svc in services {
-                let uuid = job_uuid(svc);
+                let uuid = match &ev.job_id {
+                    Some(id) if services.len() == 1 => id.clone(),
+                    _ => job_uuid(svc),
+                };
                 let id = st
                     .query_row(rusqlite::params![uuid, svc, event_id, now], |r| r.get(0))
                     .map_err(|e| self.err(e))?;

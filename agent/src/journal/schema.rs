@@ -91,6 +91,37 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_group ON outbox(grp, state, id);
      CREATE INDEX invocations_event ON invocations(event_id);
      CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 4: delegation. A new state (`delegated`: on another tier) needs the CHECK rebuilt, which
+    //    SQLite does by copying the table. `ran_on` is NULL for runs here, else the member's name;
+    //    `remote_job` is the job's name there when fogd follows it (OSCAR /job calls).
+    "CREATE TABLE invocations4(
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        service TEXT NOT NULL,
+        event_id INTEGER NOT NULL REFERENCES events(id),
+        state TEXT NOT NULL
+          CHECK(state IN ('queued','running','delegated','succeeded','failed','timed_out')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        error TEXT,
+        outputs INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        started_ms INTEGER,
+        spawned_us INTEGER,
+        finished_ms INTEGER,
+        ran_on TEXT,
+        remote_job TEXT,
+        contact_ms INTEGER,
+        UNIQUE(service, event_id)
+     );
+     INSERT INTO invocations4(id, uuid, service, event_id, state, attempts, exit_code, error, outputs,
+                              created_ms, started_ms, spawned_us, finished_ms)
+       SELECT id, uuid, service, event_id, state, attempts, exit_code, error, outputs,
+              created_ms, started_ms, spawned_us, finished_ms FROM invocations;
+     DROP TABLE invocations;
+     ALTER TABLE invocations4 RENAME TO invocations;
+     CREATE INDEX invocations_queue ON invocations(state, service, id);
+     CREATE INDEX invocations_event ON invocations(event_id);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

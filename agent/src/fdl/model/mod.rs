@@ -174,9 +174,12 @@ pub struct Replica {
     pub ssl_verify: Option<bool>,
     pub priority: Option<u32>,
     pub headers: Option<BTreeMap<String, Scalar>>,
+    /// fogd's `type: push`: the store and folder of the remote tier's input.
+    pub storage_provider: Option<Sp<String>>,
+    pub path: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Cluster {
     pub endpoint: Option<String>,
     pub auth_user: Option<String>,

@@ -26,6 +26,8 @@ pub(super) struct Ctx<'a> {
     /// Cluster ids that key `functions.oscar` items: their endpoints and credentials live in the
     /// client's own cluster list (oscar-cli, scar.cfg), so references to them are legitimate.
     pub(super) function_clusters: BTreeSet<String>,
+    /// Endpoints and credentials of the peers under `clusters:` (delegation calls them).
+    pub(super) peers: BTreeMap<String, model::Cluster>,
 }
 
 impl Ctx<'_> {
@@ -70,6 +72,7 @@ pub(super) fn validate(
         diags: Vec::new(),
         declared: BTreeMap::new(),
         clusters: doc.clusters.iter().flat_map(|c| c.keys().cloned()).collect(),
+        peers: doc.clusters.clone().unwrap_or_default(),
         function_clusters: match &doc.functions {
             Functions::Current(f) => f.oscar.iter().flatten().flat_map(|m| m.keys().cloned()).collect(),
             Functions::Legacy(_) => BTreeSet::new(),
@@ -154,6 +157,7 @@ pub(super) fn validate(
         services: services.into_iter().map(|(s, _)| s).collect(),
         providers,
         clusters: cx.clusters.union(&cx.function_clusters).cloned().collect(),
+        peers: cx.peers.into_iter().map(|(id, c)| (id, Peer::from(c))).collect(),
     };
     (workflow, cx.diags)
 }

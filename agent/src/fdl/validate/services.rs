@@ -21,6 +21,9 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
     }
     if let Some(c) = &s.clusters {
         cx.clusters.extend(c.keys().cloned());
+        for (id, peer) in c {
+            cx.peers.entry(id.clone()).or_insert_with(|| peer.clone());
+        }
     }
     if s.image.value.trim().is_empty() {
         cx.error(&s.image, &format!("{path}.image"), "image is empty".into());
@@ -314,9 +317,24 @@ pub(super) fn delegation(cx: &mut Ctx, s: &model::OscarService, path: &str) -> O
                     cx.push(Severity::Error, Some(&s.name.referenced), &p, "replica of type endpoint needs `url`".into());
                 }
             }
+            // fogd's own: hand the input to the remote tier's input folder (through NAT).
+            "push" => match &m.storage_provider {
+                Some(sp) if crate::router::parse_provider(&sp.value).is_none() => cx.error(
+                    sp,
+                    &format!("{p}.storage_provider"),
+                    format!("`{}` is not a storage provider (like minio.cloud)", sp.value),
+                ),
+                Some(_) => {}
+                None => cx.push(
+                    Severity::Error,
+                    Some(&s.name.referenced),
+                    &p,
+                    "replica of type push needs `storage_provider` and `path`".into(),
+                ),
+            },
             other => {
                 if let Some(k) = &m.kind {
-                    cx.error(k, &format!("{p}.type"), format!("replica type `{other}` is not `oscar` or `endpoint`"));
+                    cx.error(k, &format!("{p}.type"), format!("replica type `{other}` is not `oscar`, `endpoint` or `push`"));
                 }
             }
         }
@@ -326,6 +344,15 @@ pub(super) fn delegation(cx: &mut Ctx, s: &model::OscarService, path: &str) -> O
             service_name: m.service_name.clone(),
             url: m.url.clone(),
             priority: m.priority.unwrap_or(0),
+            ssl_verify: m.ssl_verify.unwrap_or(true),
+            headers: m
+                .headers
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            storage_provider: m.storage_provider.as_ref().map(|p| p.value.clone()),
+            path: m.path.as_deref().map(|p| p.trim_matches('/').to_string()),
         });
     }
     let policy = policy.unwrap_or_else(|| "static".into());

@@ -1,0 +1,168 @@
+//! Delegation in the journal: invocations handed to another tier (`state = 'delegated'`), where
+//! they went (`ran_on`), the job's name there (`remote_job`) and when the remote last answered
+//! about it (`contact_ms`, for giving a job back when the remote stays away).
+
+use rusqlite::params;
+
+use super::invocations::{row, COLUMNS};
+use super::{now_ms, Invocation, Journal, JournalError, Outcome, Result};
+
+/// A job followed on a remote.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub inv: Invocation,
+    /// When the remote last answered about this job (or took it).
+    pub contact_ms: i64,
+}
+
+impl Journal {
+    /// Moves up to `limit` queued invocations of `service` created at or before `cutoff_ms` to
+    /// `delegated` (no member yet), oldest first. Never a camera's raw item (keys under
+    /// `raw_prefix`: raw frames stay on this node), a synchronous `/run` (its caller waits
+    /// here), nor a job that another tier delegated to this one (no ping-pong).
+    pub fn claim_for_delegation(
+        &self,
+        service: &str,
+        cutoff_ms: i64,
+        raw_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Invocation>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let ids: Vec<i64> = tx
+            .prepare_cached(
+                "UPDATE invocations SET state = 'delegated', started_ms = ?5, ran_on = NULL,
+                   remote_job = NULL, contact_ms = ?5, finished_ms = NULL
+                 WHERE id IN (SELECT i.id FROM invocations i JOIN events e ON e.id = i.event_id
+                              WHERE i.state = 'queued' AND i.service = ?1 AND i.created_ms <= ?2
+                                AND e.source NOT IN ('run', 'delegated')
+                                AND substr(e.key, 1, length(?3)) != ?3
+                              ORDER BY i.id LIMIT ?4)
+                 RETURNING id",
+            )
+            .and_then(|mut st| {
+                st.query_map(
+                    params![service, cutoff_ms, raw_prefix, limit as i64, now_ms()],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id WHERE i.id = ?1"
+                ))
+                .map_err(|e| self.err(e))?;
+            for id in ids {
+                out.push(st.query_row([id], row).map_err(|e| self.err(e))?);
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        out.sort_by_key(|i| i.id);
+        Ok(out)
+    }
+
+    /// The remote took it. With `remote_job`, fogd follows the job there; without (a push into
+    /// the remote's input folder, or a plain endpoint), it is handed over and ends here.
+    pub fn delegated_to(&self, id: i64, member: &str, remote_job: Option<&str>) -> Result<()> {
+        let now = now_ms();
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE invocations SET ran_on = ?2, remote_job = ?3, contact_ms = ?4,
+                   finished_ms = CASE WHEN ?3 IS NULL THEN ?4 END
+                 WHERE id = ?1 AND state = 'delegated'",
+            )
+            .and_then(|mut st| st.execute(params![id, member, remote_job, now]))
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(JournalError::NoInvocation(format!("{id} (delegated)")));
+        }
+        Ok(())
+    }
+
+    /// Back to the queue (no member would take it, or a remote stayed away): it runs here.
+    /// `note` is kept as the invocation's error until it finishes.
+    pub fn undelegate(&self, id: i64, note: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE invocations SET state = 'queued', ran_on = NULL, remote_job = NULL,
+                   contact_ms = NULL, finished_ms = NULL, error = ?2
+                 WHERE id = ?1 AND state = 'delegated'",
+            )
+            .and_then(|mut st| st.execute(params![id, note]))
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Jobs followed on remotes, oldest first.
+    pub fn followed(&self) -> Result<Vec<Followed>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, i.contact_ms FROM invocations i JOIN events e ON e.id = i.event_id
+             WHERE i.state = 'delegated' AND i.remote_job IS NOT NULL ORDER BY i.id"
+        );
+        self.rows(&sql, [], |r| {
+            Ok(Followed {
+                inv: row(r)?,
+                contact_ms: r.get::<_, Option<i64>>(16)?.unwrap_or(0),
+            })
+        })
+    }
+
+    /// The remote answered about these jobs (still running there).
+    pub fn remote_contact(&self, ids: &[i64]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut st = tx
+                .prepare_cached("UPDATE invocations SET contact_ms = ?2 WHERE id = ?1")
+                .map_err(|e| self.err(e))?;
+            let now = now_ms();
+            for id in ids {
+                st.execute(params![id, now]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The remote says how the job ended. False when it is no longer followed (given back).
+    pub fn finish_remote(&self, id: i64, o: &Outcome) -> Result<bool> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE invocations SET state = ?2, exit_code = ?3, error = ?4, outputs = ?5,
+                   finished_ms = ?6, contact_ms = ?6
+                 WHERE id = ?1 AND state = 'delegated' AND remote_job IS NOT NULL",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    id,
+                    o.state.as_str(),
+                    o.exit_code,
+                    o.error,
+                    o.outputs,
+                    now_ms()
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Jobs in flight on `member` (followed there, not finished).
+    pub fn in_flight(&self, member: &str) -> Result<usize> {
+        self.conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM invocations
+                 WHERE state = 'delegated' AND ran_on = ?1 AND finished_ms IS NULL",
+            )
+            .and_then(|mut st| st.query_row([member], |r| r.get::<_, i64>(0)))
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+}
