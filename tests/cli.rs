@@ -195,3 +195,65 @@ fn check_reports_each_part_and_fails_on_a_bad_workflow() {
         "{out}"
     );
 }
+
+/// The example workflows are valid, with no warnings; the hybrid one delegates its detector.
+#[test]
+fn example_workflows_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest");
+    let files: Vec<String> = [
+        "workflow.yaml",
+        "workflow-s3.yaml",
+        "workflow-hybrid.yaml",
+        "cloud-workflow.yaml",
+    ]
+    .iter()
+    .map(|f| dir.join(f).to_string_lossy().into_owned())
+    .collect();
+    let args: Vec<&str> = std::iter::once("validate")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let o = fogd(&args);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(
+        out.matches("valid (0 error(s), 0 warning(s))").count(),
+        4,
+        "{out}"
+    );
+    assert!(out.contains("delegates (static) to cloud"), "{out}");
+}
+
+/// A push member needs its store; an unknown member type is named with its line.
+#[test]
+fn bad_delegation_members_are_errors_with_their_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("s.sh"), "true\n").expect("script");
+    let f = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "functions:
+  oscar:
+  - edge:
+      name: svc
+      image: x
+      script: s.sh
+      input: [{storage_provider: minio, path: in}]
+      replicas:
+      - {type: push, path: cloud/in}
+      - {type: carrier-pigeon}
+",
+    )
+    .expect("fdl");
+    let o = fogd(&["validate", &f.to_string_lossy()]);
+    let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("replica of type push needs `storage_provider` and `path`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("replica type `carrier-pigeon` is not `oscar`, `endpoint` or `push`"),
+        "{all}"
+    );
+    assert!(all.contains("replicas[1].type"), "{all}");
+}

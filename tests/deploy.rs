@@ -66,6 +66,19 @@ fn the_configmap_holds_a_config_fogd_accepts() {
         fogd::config::Config::parse(cm["data"]["fogd.yaml"].as_str().expect("fogd.yaml")).expect("valid");
     assert_eq!(cfg.data_dir, Path::new("/var/lib/fogd"));
     assert_eq!(cfg.gateway.listen, "0.0.0.0:8080");
+    // On k3s every service runs as a Job, and the pods reach fogd through its Service.
+    assert_eq!(cfg.executor, fogd::config::ExecutorKind::Kube);
+    assert_eq!(cfg.kube.gateway_url, "http://fogd.fogd.svc:8080");
+    let svc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(k3s().join("service.yaml")).expect("service"))
+            .expect("yaml");
+    assert_eq!(svc["metadata"]["name"], "fogd");
+    assert_eq!(svc["metadata"]["namespace"], "fogd");
+    // The Role grants what the executor calls: Jobs, pods, pod logs, ConfigMaps (patched).
+    let rbac = std::fs::read_to_string(k3s().join("rbac.yaml")).expect("rbac");
+    for want in ["\"jobs\"", "\"pods/log\"", "\"configmaps\"", "\"patch\""] {
+        assert!(rbac.contains(want), "rbac.yaml lacks {want}");
+    }
     // The same for the systemd service's config.
     let arm = std::fs::read_to_string(k3s().join("../arm64/fogd.yaml")).expect("arm64 config");
     fogd::config::Config::parse(&arm).expect("valid");

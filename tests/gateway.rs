@@ -371,13 +371,15 @@ async fn oscar_python_bad_requests_and_load() {
         .expect("text");
     assert!(
         m.contains(&format!(
-            "fogd_invocations{{service=\"noop\",state=\"succeeded\"}} {}",
+            "fogd_invocations{{service=\"noop\",state=\"succeeded\",ran_on=\"local\"}} {}",
             accepted + 1
         )),
         "{m}"
     );
     assert!(
-        m.contains("fogd_invocation_duration_seconds_count{service=\"noop\",state=\"succeeded\"}"),
+        m.contains(
+            "fogd_invocation_duration_seconds_count{service=\"noop\",state=\"succeeded\",ran_on=\"local\"}"
+        ),
         "{m}"
     );
     assert!(m.contains("fogd_data_dir_free_bytes "), "{m}");

@@ -54,6 +54,58 @@ pub struct Config {
     pub sync: SyncConfig,
     /// When services with `replicas` / `federation` go to other tiers.
     pub delegation: DelegationConfig,
+    /// Where scripts run: `local` (processes on this host, the default) or `kube` (one Job per
+    /// invocation on the cluster of `kube:`).
+    pub executor: ExecutorKind,
+    /// Services that run elsewhere than `executor` says: `{service: kube}`.
+    pub service_executors: std::collections::BTreeMap<String, ExecutorKind>,
+    /// The k3s / Kubernetes executor.
+    pub kube: KubeConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    #[default]
+    Local,
+    Kube,
+}
+
+/// `kube:` in fogd.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubeConfig {
+    /// A kubeconfig file; default: KUBECONFIG, ~/.kube/config, or the pod's service account.
+    pub kubeconfig: Option<PathBuf>,
+    pub namespace: String,
+    /// How the pods reach this fogd's gateway (the supervisor fetches inputs there).
+    pub gateway_url: String,
+    /// Where the static `fogd` binary for the pods lies on every node (mounted read-only).
+    pub supervisor_host_path: String,
+    /// Or an image holding `/fogd` that an init container copies into the pod.
+    pub supervisor_image: Option<String>,
+    /// Finished Jobs are removed by fogd; this is the cluster's own clean-up if fogd is gone.
+    pub ttl_seconds_after_finished: i32,
+    /// How often a running Job is looked at.
+    #[serde(with = "humantime_serde_compat")]
+    pub poll: Duration,
+    /// Keep finished Jobs (and their pods) for inspection.
+    pub keep_jobs: bool,
+}
+
+impl Default for KubeConfig {
+    fn default() -> Self {
+        KubeConfig {
+            kubeconfig: None,
+            namespace: "fogd".into(),
+            gateway_url: "http://fogd.fogd.svc:8080".into(),
+            supervisor_host_path: "/usr/local/lib/fogd/fogd".into(),
+            supervisor_image: None,
+            ttl_seconds_after_finished: 600,
+            poll: Duration::from_secs(1),
+            keep_jobs: false,
+        }
+    }
 }
 
 /// `delegation:` in fogd.yaml. A service delegates only when its FDL names members
@@ -355,6 +407,9 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             sync: SyncConfig::default(),
             delegation: DelegationConfig::default(),
+            executor: ExecutorKind::Local,
+            service_executors: Default::default(),
+            kube: KubeConfig::default(),
         }
     }
 }
@@ -396,6 +451,11 @@ impl Config {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }
+            }
+        }
+        if let Some(k) = &mut cfg.kube.kubeconfig {
+            if k.is_relative() {
+                *k = base.join(&*k);
             }
         }
         Ok(cfg)
@@ -455,6 +515,14 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "fogd".into())
         })
+    }
+
+    /// Where `service`'s scripts run.
+    pub fn executor_of(&self, service: &str) -> ExecutorKind {
+        self.service_executors
+            .get(service)
+            .copied()
+            .unwrap_or(self.executor)
     }
 
     pub fn concurrency(&self) -> usize {

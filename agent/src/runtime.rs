@@ -23,6 +23,8 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error(transparent)]
+    Kube(#[from] crate::exec::kube::KubeError),
     #[error("no storage provider `{0}` in the loaded workflows")]
     UnknownProvider(String),
     #[error("no service `{0}` in the loaded workflows")]
@@ -64,6 +66,10 @@ pub struct Runtime {
     pub started: std::time::Instant,
     /// Sends invocations to other tiers and follows them there.
     pub delegator: crate::exec::delegate::Delegator,
+    /// The k3s / Kubernetes executor's client (made on first use).
+    pub kube: crate::exec::kube::Kube,
+    /// True once the scheduler stops: work that would wait for a cluster leaves off instead.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -117,6 +123,8 @@ impl Runtime {
             events: tokio::sync::broadcast::channel(4096).0,
             started: std::time::Instant::now(),
             delegator,
+            kube: Default::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");

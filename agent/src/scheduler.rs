@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::exec::contract;
+use crate::exec::kube;
 use crate::exec::local::{self, ScriptSpec, ScriptStatus};
 use crate::fdl::ProviderRef;
 use crate::journal::{Invocation, Outcome, State};
@@ -82,6 +83,7 @@ pub async fn run_with_heartbeat(
         }
     }
     watchers.abort_all();
+    rt.stopping.send_replace(true);
     tracing::info!(running = tasks.len(), "stopping: waiting for running invocations");
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -134,13 +136,22 @@ fn dispatch(
             let rt = rt.clone();
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let outcome = execute(&rt, &inv).await.unwrap_or_else(|e| Outcome {
-                    state: State::Failed,
-                    exit_code: None,
-                    error: Some(e.to_string()),
-                    outputs: 0,
-                    spawned_us: None,
-                });
+                let outcome = match execute(&rt, &inv).await {
+                    Ok(o) => o,
+                    // Stopping while a Job runs on the cluster: it stays `running` here and the
+                    // next start follows the same Job.
+                    Err(RuntimeError::Kube(e @ kube::KubeError::Interrupted(_))) => {
+                        tracing::info!(service = %inv.service, "{e}");
+                        return;
+                    }
+                    Err(e) => Outcome {
+                        state: State::Failed,
+                        exit_code: None,
+                        error: Some(e.to_string()),
+                        outputs: 0,
+                        spawned_us: None,
+                    },
+                };
                 match &outcome.error {
                     Some(err) => tracing::warn!(service = %inv.service, job = %inv.uuid, state = outcome.state.as_str(), "{err}"),
                     None => tracing::debug!(service = %inv.service, job = %inv.uuid, outputs = outcome.outputs, "done"),
@@ -232,7 +243,11 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
             tracing::warn!(job = %inv.uuid, killed, "processes of the interrupted run killed before the rerun");
         }
     }
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    // A Job adopted after a restart may have sent outputs already: its folder stays.
+    let adopting = inv.attempts > 1 && rt.cfg.executor_of(&inv.service) == crate::config::ExecutorKind::Kube;
+    if !adopting {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
     for d in [&in_dir, &out_dir] {
         tokio::fs::create_dir_all(d)
             .await
@@ -274,15 +289,61 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
     }
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
-    let (status, spawned_us) = local::run_script(ScriptSpec {
-        script: svc.script.as_ref(),
-        dir: &dir,
-        env,
-        timeout,
-        log_path: &log_path,
-        log_cap: rt.cfg.log_cap_bytes,
-    })
-    .await?;
+    let (status, spawned_us) = if rt.cfg.executor_of(&svc.name) == crate::config::ExecutorKind::Kube {
+        // The pod sees the contract's folders inside it; its supervisor fetches the input from
+        // `in_dir` and sends the outputs into `out_dir` through the gateway.
+        let name = input_file
+            .as_ref()
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_owned());
+        let pod_input = name.map(|n| Path::new(kube::POD_INPUT_DIR).join(n));
+        let mut env = contract::environment(&contract::Invocation {
+            service: &svc,
+            job_uuid: &inv.uuid,
+            node: &rt.node,
+            provider: &ev.provider,
+            key: &ev.key,
+            size: ev.size,
+            etag: &ev.etag,
+            event_time: &ev.event_time,
+            tmp_input_dir: Path::new(kube::POD_INPUT_DIR),
+            tmp_output_dir: Path::new(kube::POD_OUTPUT_DIR),
+            input_file: pod_input.as_deref(),
+        });
+        let token = kube::job_token(&rt.cfg.data_dir, &inv.uuid).map_err(|source| RuntimeError::Io {
+            path: rt.cfg.data_dir.join("kube-token-key"),
+            source,
+        })?;
+        env.extend([
+            ("FOGD_GATEWAY".to_string(), rt.cfg.kube.gateway_url.clone()),
+            ("FOGD_JOB".to_string(), inv.uuid.clone()),
+            ("FOGD_JOB_TOKEN".to_string(), token),
+            (
+                "FOGD_SCRIPT".to_string(),
+                format!("{}/script.sh", kube::SCRIPT_DIR),
+            ),
+        ]);
+        let run = kube::KubeRun {
+            cfg: &rt.cfg.kube,
+            svc: &svc,
+            job: &inv.uuid,
+            node: &rt.node,
+            env,
+            timeout,
+            log_path: &log_path,
+        };
+        rt.kube.run(run, rt.stopping.subscribe()).await?
+    } else {
+        local::run_script(ScriptSpec {
+            script: svc.script.as_ref(),
+            dir: &dir,
+            env,
+            timeout,
+            log_path: &log_path,
+            log_cap: rt.cfg.log_cap_bytes,
+        })
+        .await?
+    };
     let (state, exit_code, error) = match status {
         ScriptStatus::Exited(0) => (State::Succeeded, Some(0), None),
         ScriptStatus::Exited(c) => (

@@ -358,14 +358,18 @@ pub struct FogdNode {
 }
 
 impl FogdNode {
-    /// `extra_yaml` is added to the node's `fogd.yaml` (concurrency, delegation, ...).
+    /// `extra_yaml` is added to the node's `fogd.yaml` (concurrency, delegation, ...);
+    /// `{gateway}` in it becomes the node's own gateway URL.
     pub fn start(bin: &Path, dir: &Path, name: &str, extra_yaml: &str, fdl: &Path) -> FogdNode {
         std::fs::create_dir_all(dir).expect("node dir");
         let port = free_ports(1);
         let cfg = dir.join("fogd.yaml");
         std::fs::write(
             &cfg,
-            format!("data_dir: data\nnode_name: {name}\ngateway:\n  listen: 127.0.0.1:{port}\n{extra_yaml}"),
+            format!(
+                "data_dir: data\nnode_name: {name}\ngateway:\n  listen: 127.0.0.1:{port}\n{}",
+                extra_yaml.replace("{gateway}", &format!("http://127.0.0.1:{port}"))
+            ),
         )
         .expect("fogd.yaml");
         let password = format!("{name}-password");

@@ -105,6 +105,27 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
         Ok(_) => r.line(Level::Ok, "executor", "local processes (/bin/sh)"),
         Err(e) => r.line(Level::Fail, "executor", format!("/bin/sh: {e}")),
     }
+    let kube_used = cfg.executor == crate::config::ExecutorKind::Kube
+        || cfg
+            .service_executors
+            .values()
+            .any(|e| *e == crate::config::ExecutorKind::Kube);
+    if kube_used {
+        let k = crate::exec::kube::Kube::default();
+        match tokio::time::timeout(Duration::from_secs(10), k.server_version(&cfg.kube)).await {
+            Ok(Ok(v)) => r.line(
+                Level::Ok,
+                "executor",
+                format!("kube: API server {v}, namespace {}", cfg.kube.namespace),
+            ),
+            Ok(Err(e)) => r.line(Level::Fail, "executor", e.to_string()),
+            Err(_) => r.line(
+                Level::Fail,
+                "executor",
+                "kube: the API server did not answer in 10 s",
+            ),
+        }
+    }
     inference(&mut r);
     // The MQTT broker: reachable (fogd retries forever, but a typo should show here).
     if let Some(m) = &cfg.mqtt {
@@ -215,6 +236,63 @@ async fn check_workflows(r: &mut Report, files: &[PathBuf], data: &std::path::Pa
                     }
                 }
                 Err(e) => r.line(Level::Warn, "store", e.to_string()),
+            }
+        }
+        check_delegation(r, wf).await;
+    }
+}
+
+/// Delegation members of type `oscar`: the cluster answers `/system/info` with its credentials.
+/// A member down is a warning (invocations then run here), not a failure.
+async fn check_delegation(r: &mut Report, wf: &fdl::Workflow) {
+    let mut seen = std::collections::BTreeSet::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap_or_default();
+    for s in &wf.services {
+        for m in s.delegation.iter().flat_map(|d| &d.members) {
+            if m.kind != "oscar" || !seen.insert(m.name()) {
+                continue;
+            }
+            let id = m.cluster_id.clone().unwrap_or_default();
+            let Some(peer) = wf.peers.get(&id) else {
+                r.line(
+                    Level::Warn,
+                    "delegation",
+                    format!("{id}: not under `clusters:`; `{}` runs here only", s.name),
+                );
+                continue;
+            };
+            let Some(endpoint) = &peer.endpoint else {
+                r.line(Level::Warn, "delegation", format!("{id}: no endpoint"));
+                continue;
+            };
+            let url = format!("{}/system/info", endpoint.trim_end_matches('/'));
+            let mut req = http.get(&url);
+            if let Some(u) = &peer.auth_user {
+                req = req.basic_auth(u, peer.auth_password.as_deref());
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => r.line(
+                    Level::Ok,
+                    "delegation",
+                    format!("{id}: {endpoint} answers (`{}` may go there)", s.name),
+                ),
+                Ok(resp) => r.line(
+                    Level::Warn,
+                    "delegation",
+                    format!(
+                        "{id}: {url} answered {} (check auth_user / auth_password)",
+                        resp.status()
+                    ),
+                ),
+                Err(e) => r.line(
+                    Level::Warn,
+                    "delegation",
+                    format!("{id}: {url}: {e} (until it answers, `{}` runs here)", s.name),
+                ),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The CLI edge: argument parsing and printing. Library modules return typed errors; this module
 //! turns them into messages and exit codes.
 
+mod bench_continuum;
 mod bench_ingest;
 mod check;
 #[cfg(feature = "vision")]
@@ -9,6 +10,7 @@ mod fdl;
 mod queue;
 mod remote;
 mod runtime;
+mod supervise;
 #[cfg(feature = "vision")]
 mod vision;
 #[cfg(feature = "vision")]
@@ -152,6 +154,12 @@ pub enum Command {
         #[arg(long)]
         socket: PathBuf,
     },
+    /// Inside a kube executor's pod: fetch the input, run the script, send the outputs back.
+    #[command(hide = true)]
+    Supervise,
+    /// The init container's copy of this binary into a pod (`DIR/fogd`).
+    #[command(hide = true)]
+    InstallSupervisor { dir: PathBuf },
     /// Measure fogd on this machine and print the numbers.
     Bench {
         #[command(subcommand)]
@@ -211,6 +219,14 @@ pub enum Bench {
     /// Mosquitto started for it; and small-object uploads from the outbox to a SeaweedFS
     /// started for it; and fogd's idle memory.
     Ingest(bench_ingest::BenchIngestArgs),
+    /// Two fogd nodes on loopback (an edge and a cloud): makespan against the number of videos,
+    /// edge only versus delegating to the cloud (the shape of the paper's Fig. 9); a table, a
+    /// CSV and a PNG.
+    Continuum(bench_continuum::BenchContinuumArgs),
+    /// Draws `fogd bench continuum`'s CSV as a PNG.
+    #[cfg(feature = "vision")]
+    #[command(hide = true)]
+    Plot(vision_tools::PlotArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,6 +309,7 @@ pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             what: Bench::Anonymize(a),
         } => vision_tools::bench(a),
+        Command::Bench { what: Bench::Plot(a) } => vision_tools::plot(a),
         _ => anyhow::bail!(
             "fogd-vision runs anonymize, detect-masks, sample and bench anonymize; the rest is fogd's"
         ),
@@ -380,8 +397,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(_) | Command::VisionServe { .. } => exec_vision(),
         #[cfg(feature = "vision")]
         Command::Bench {
-            what: Bench::Anonymize(_),
+            what: Bench::Anonymize(_) | Bench::Plot(_),
         } => exec_vision(),
+        Command::Supervise => supervise::supervise(),
+        Command::InstallSupervisor { dir } => supervise::install(dir),
         Command::Check => {
             let cfg = config(&cli)?;
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -34,6 +34,9 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
         Command::Bench {
             what: super::Bench::Ingest(a),
         } => super::bench_ingest::bench(a).await,
+        Command::Bench {
+            what: super::Bench::Continuum(a),
+        } => super::bench_continuum::bench(&a).await,
         Command::Admin {
             what: super::Admin::ResetPassword { password },
         } => reset_password(&cfg, password).await,

@@ -380,7 +380,14 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
     })
 }
 
-fn text(img: &mut Mat, s: &str, at: Point, font: f64, colour: Scalar, thick: i32) -> opencv::Result<()> {
+pub(crate) fn text(
+    img: &mut Mat,
+    s: &str,
+    at: Point,
+    font: f64,
+    colour: Scalar,
+    thick: i32,
+) -> opencv::Result<()> {
     imgproc::put_text(
         img,
         s,

@@ -138,6 +138,8 @@ mod tests {
             exposed: false,
             file_stage_in: false,
             delegation: None,
+            enable_gpu: false,
+            image_pull_secrets: Vec::new(),
         }
     }
 

@@ -148,6 +148,9 @@ pub struct Service {
     pub exposed: bool,
     pub file_stage_in: bool,
     pub delegation: Option<Delegation>,
+    /// `nvidia.com/gpu: 1` on the kube executor.
+    pub enable_gpu: bool,
+    pub image_pull_secrets: Vec<String>,
 }
 
 fn keys_only<S: serde::Serializer>(m: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {

@@ -5,6 +5,7 @@ pub mod auth;
 mod invoke;
 mod logs;
 mod services;
+mod supervisor;
 mod system;
 
 use std::sync::Arc;
@@ -107,6 +108,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/job/{svc}", post(invoke::job))
         .route("/run/{svc}", post(invoke::run))
         .route("/metrics", get(metrics))
+        .route("/fogd/jobs/{job}/input", get(supervisor::input))
+        .route(
+            "/fogd/jobs/{job}/outputs/{*rel}",
+            axum::routing::put(supervisor::output),
+        )
         .fallback(|| async { ApiError::not_found("no such path in the OSCAR API") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)

@@ -70,7 +70,20 @@ pub fn stats(rt: &Runtime) -> Value {
             "offline_s_total": l.offline_ms_total as f64 / 1000.0,
             "last_error": l.last_error,
         }))).collect::<serde_json::Map<String, Value>>(),
+        "delegation": {
+            "ran_on": ran_on(j),
+            "members": rt.delegator.health(),
+        },
     })
+}
+
+/// Invocations by where they ran (`local` or the member), over all services and states.
+fn ran_on(j: &crate::journal::Journal) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (_, _, at, n) in j.counts_where().unwrap_or_default() {
+        *m.entry(at).or_default() += n;
+    }
+    m
 }
 
 /// This process's resident memory (VmRSS), in bytes.

@@ -166,3 +166,100 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JournalSync;
+    use crate::journal::{NewEvent, State};
+
+    fn event(j: &Journal, key: &str, source: &str) -> i64 {
+        let ev = NewEvent {
+            provider: "minio.default".into(),
+            key: key.into(),
+            etag: key.into(),
+            size: 1,
+            event_time: String::new(),
+            source: source.into(),
+            job_id: None,
+        };
+        j.record_event(&ev, &["svc"]).expect("event").expect("new").1[0]
+    }
+
+    #[test]
+    fn claims_leave_raw_sync_and_delegated_jobs_here() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
+        let raw = event(&j, "cameras/incoming/door/1.jpg", "mqtt");
+        let sync = event(&j, "fogd-invoke/a/x", "run");
+        let from_peer = event(&j, "fogd-invoke/b/x", "delegated");
+        let ok = event(&j, "work/in/1", "put");
+        let later = now_ms() + 60_000;
+        let got = j
+            .claim_for_delegation("svc", later, "cameras/incoming/", 10)
+            .expect("claim");
+        assert_eq!(got.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ok]);
+        for id in [raw, sync, from_peer] {
+            assert_eq!(
+                j.invocation(&id.to_string()).expect("get").expect("row").state,
+                State::Queued
+            );
+        }
+        // Too young for the threshold: stays.
+        let young = event(&j, "work/in/2", "put");
+        assert!(j
+            .claim_for_delegation("svc", now_ms() - 60_000, "cameras/incoming/", 10)
+            .expect("claim")
+            .is_empty());
+
+        // Taken and followed; the count per member; given back; ended there.
+        j.delegated_to(ok, "cloud", Some("job-1")).expect("to");
+        assert_eq!(j.in_flight("cloud").expect("n"), 1);
+        assert_eq!(j.followed().expect("followed").len(), 1);
+        assert!(j.undelegate(ok, "cloud unreachable").expect("back"));
+        let back = j.invocation(&ok.to_string()).expect("get").expect("row");
+        assert_eq!((back.state, back.ran_on), (State::Queued, None));
+        let again = j
+            .claim_for_delegation("svc", later, "cameras/incoming/", 1)
+            .expect("claim");
+        assert_eq!(again[0].id, ok);
+        j.delegated_to(ok, "cloud", Some("job-1")).expect("to");
+        let done = Outcome {
+            state: State::Succeeded,
+            exit_code: None,
+            error: None,
+            outputs: 0,
+            spawned_us: None,
+        };
+        assert!(j.finish_remote(ok, &done).expect("finish"));
+        assert!(!j.finish_remote(ok, &done).expect("twice"), "ends once");
+        let row = j.invocation(&ok.to_string()).expect("get").expect("row");
+        assert_eq!(
+            (row.state, row.ran_on.as_deref()),
+            (State::Succeeded, Some("cloud"))
+        );
+
+        // A call cut short by a crash (no member yet) is queued again; a followed one stays.
+        let cut = j
+            .claim_for_delegation("svc", later, "cameras/incoming/", 1)
+            .expect("claim")[0]
+            .id;
+        assert_eq!(cut, young);
+        let pushed = event(&j, "work/in/3", "put");
+        j.claim_for_delegation("svc", later, "cameras/incoming/", 1)
+            .expect("claim");
+        j.delegated_to(pushed, "minio.cloud:in", None).expect("pushed");
+        j.recover(3).expect("recover");
+        assert_eq!(
+            j.invocation(&cut.to_string()).expect("g").expect("r").state,
+            State::Queued
+        );
+        let p = j.invocation(&pushed.to_string()).expect("g").expect("r");
+        assert_eq!((p.state, p.finished_ms.is_some()), (State::Delegated, true));
+        assert_eq!(
+            j.pending("svc").expect("pending"),
+            4,
+            "raw, sync, from_peer and the cut one"
+        );
+    }
+}

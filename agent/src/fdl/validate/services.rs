@@ -95,6 +95,8 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
         exposed,
         file_stage_in: s.file_stage_in.unwrap_or(false),
         delegation,
+        enable_gpu: s.enable_gpu.unwrap_or(false),
+        image_pull_secrets: s.image_pull_secrets.clone().unwrap_or_default(),
     };
     (service, s.name.referenced)
 }
@@ -201,6 +203,8 @@ pub(super) fn lambda(cx: &mut Ctx, l: &model::Lambda, path: &str) -> Located {
         exposed: false,
         file_stage_in: false,
         delegation: None,
+        enable_gpu: false,
+        image_pull_secrets: Vec::new(),
     };
     (service, l.name.referenced)
 }
@@ -258,6 +262,8 @@ pub(super) fn legacy_function(cx: &mut Ctx, f: &model::LegacyFunction, path: &st
         exposed: false,
         file_stage_in: false,
         delegation: None,
+        enable_gpu: false,
+        image_pull_secrets: Vec::new(),
     };
     (service, f.name.referenced)
 }

@@ -1,0 +1,101 @@
+//! The data path of the kube executor's pods: `fogd supervise` inside a Job fetches its input
+//! (`GET /fogd/jobs/{job}/input`) and sends each output file back (`PUT
+//! /fogd/jobs/{job}/outputs/{rel}`), with the job's own token. fogd then stores the outputs as
+//! it does for a local run. Only a running invocation answers.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, State};
+use crate::journal::State as JobState;
+
+/// The job's invocation, when the bearer token is its token and it is running.
+fn running_job(s: &State, h: &HeaderMap, job: &str) -> Result<crate::journal::Invocation, ApiError> {
+    let given = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthorized)?;
+    let want = crate::exec::kube::job_token(&s.rt.cfg.data_dir, job)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if !bool::from(given.trim().as_bytes().ct_eq(want.as_bytes())) {
+        return Err(ApiError::forbidden("wrong token for this job"));
+    }
+    let inv =
+        s.rt.journal
+            .invocation(job)?
+            .ok_or_else(|| ApiError::not_found(format!("no job `{job}`")))?;
+    if inv.state != JobState::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job `{job}` is {}, not running", inv.state.as_str()),
+        ));
+    }
+    Ok(inv)
+}
+
+pub async fn input(s: State, h: HeaderMap, Path(job): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let inv = running_job(&s, &h, &job)?;
+    let dir = s.rt.work_dir(&inv.uuid).join("input");
+    // The one file fogd fetched for this run (none with `file_stage_in`).
+    let file = std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_file())
+        .ok_or_else(|| ApiError::not_found(format!("job `{job}` has no input file")))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = tokio::fs::read(&file).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", file.display()),
+        )
+    })?;
+    Ok(([("x-fogd-input-name", name)], bytes))
+}
+
+pub async fn output(
+    s: State,
+    h: HeaderMap,
+    Path((job, rel)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let inv = running_job(&s, &h, &job)?;
+    // A relative path below the output folder, never out of it.
+    let bad = rel.is_empty()
+        || rel.starts_with('/')
+        || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(ApiError::bad_request(format!(
+            "output path `{rel}` is not a relative path below TMP_OUTPUT_DIR"
+        )));
+    }
+    if body.len() as u64 > s.rt.cfg.max_output_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "output `{rel}` is over max_output_bytes ({})",
+                s.rt.cfg.max_output_bytes
+            ),
+        ));
+    }
+    let path = s.rt.work_dir(&inv.uuid).join("output").join(&rel);
+    let io = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(io)?;
+    }
+    tokio::fs::write(&path, &body).await.map_err(io)?;
+    Ok(StatusCode::NO_CONTENT)
+}
