@@ -53,7 +53,8 @@ pub async fn run_with_heartbeat(
     // One per service, made when the service first has work (services come and go via the API).
     let mut sems: BTreeMap<String, Arc<Semaphore>> = BTreeMap::new();
     let mut watchers = spawn_watchers(&rt);
-    if rt.workflow().services.iter().any(|s| s.delegation.is_some()) || !rt.journal.followed()?.is_empty() {
+    // Always on (one query a poll when idle): services with members may come through the API.
+    {
         let rt = rt.clone();
         watchers.spawn(async move { rt.delegator.follow(&rt).await });
     }
@@ -272,19 +273,23 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
         rt.store(&provider)?.get_file(&ev.key, &f).await?;
         Some(f)
     };
-    let mut env = contract::environment(&contract::Invocation {
-        service: &svc,
-        job_uuid: &inv.uuid,
-        node: &rt.node,
-        provider: &ev.provider,
-        key: &ev.key,
-        size: ev.size,
-        etag: &ev.etag,
-        event_time: &ev.event_time,
-        tmp_input_dir: &in_dir,
-        tmp_output_dir: &out_dir,
-        input_file: input_file.as_deref(),
-    });
+    // The contract's variables, for the folders the script will see.
+    let contract_env = |tmp_input_dir: &Path, tmp_output_dir: &Path, input_file: Option<&Path>| {
+        contract::environment(&contract::Invocation {
+            service: &svc,
+            job_uuid: &inv.uuid,
+            node: &rt.node,
+            provider: &ev.provider,
+            key: &ev.key,
+            size: ev.size,
+            etag: &ev.etag,
+            event_time: &ev.event_time,
+            tmp_input_dir,
+            tmp_output_dir,
+            input_file,
+        })
+    };
+    let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
     if let Some(sock) = rt.vision_socket.get() {
         env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
     }
@@ -297,19 +302,11 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
             .and_then(|f| f.file_name())
             .map(|n| n.to_owned());
         let pod_input = name.map(|n| Path::new(kube::POD_INPUT_DIR).join(n));
-        let mut env = contract::environment(&contract::Invocation {
-            service: &svc,
-            job_uuid: &inv.uuid,
-            node: &rt.node,
-            provider: &ev.provider,
-            key: &ev.key,
-            size: ev.size,
-            etag: &ev.etag,
-            event_time: &ev.event_time,
-            tmp_input_dir: Path::new(kube::POD_INPUT_DIR),
-            tmp_output_dir: Path::new(kube::POD_OUTPUT_DIR),
-            input_file: pod_input.as_deref(),
-        });
+        let mut env = contract_env(
+            Path::new(kube::POD_INPUT_DIR),
+            Path::new(kube::POD_OUTPUT_DIR),
+            pod_input.as_deref(),
+        );
         let token = kube::job_token(&rt.cfg.data_dir, &inv.uuid).map_err(|source| RuntimeError::Io {
             path: rt.cfg.data_dir.join("kube-token-key"),
             source,

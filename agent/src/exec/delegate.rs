@@ -113,15 +113,22 @@ impl Delegator {
     }
 
     fn failed(&self, member: &str, err: &str, cap: Duration) {
-        let (n, wait) = self.with(member, |s| {
-            s.failures += 1;
-            let wait = crate::sync::backoff(s.failures, cap);
-            s.down_until = Some(Instant::now() + wait);
+        let now = Instant::now();
+        let counted = self.with(member, |s| {
             s.last_error = Some(err.to_string());
             s.token = None;
-            (s.failures, wait)
+            // Calls that were in flight together fail together: one failure per down spell.
+            if s.down_until.is_some_and(|t| now < t) {
+                return None;
+            }
+            s.failures += 1;
+            let wait = crate::sync::backoff(s.failures, cap);
+            s.down_until = Some(now + wait);
+            Some((s.failures, wait))
         });
-        tracing::warn!(%member, failures = n, retry_in = ?wait, "delegation: {err}");
+        if let Some((n, wait)) = counted {
+            tracing::warn!(%member, failures = n, retry_in = ?wait, "delegation: {err}");
+        }
     }
 
     fn succeeded(&self, member: &str) {
@@ -203,10 +210,8 @@ impl Delegator {
         };
         let cluster = &v["cluster"];
         cluster["metrics"]["cpu"]["total_free_cores"]
-            .as_i64()
-            .map(|c| c * 1000)
-            .or_else(|| v["cpu"]["free_millicores"].as_i64())
-            .or_else(|| cluster["cpu_free_millicores"].as_i64())
+            .as_f64()
+            .map(|c| (c * 1000.0) as i64)
             .unwrap_or(-1)
     }
 

@@ -103,7 +103,9 @@ fn delegated(h: &HeaderMap) -> Result<Delegated, ApiError> {
     if let Some(j) = &job_id {
         let ok = j.len() <= 128
             && j.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && !j.starts_with('.');
+            && !j.starts_with('.')
+            // All digits would read as an invocation's number.
+            && !j.chars().all(|c| c.is_ascii_digit());
         if !ok {
             return Err(ApiError::bad_request(format!(
                 "X-Delegated-Job-ID `{j}` is not a job name (letters, digits, - _ . ; at most 128)"

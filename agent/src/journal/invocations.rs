@@ -124,18 +124,22 @@ impl Journal {
                     .collect::<rusqlite::Result<Vec<i64>>>()
             })
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(ids.len());
-        {
-            let mut st = tx
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id WHERE i.id = ?1"
-                ))
-                .map_err(|e| self.err(e))?;
-            for id in ids {
-                out.push(st.query_row([id], row).map_err(|e| self.err(e))?);
-            }
-        }
+        let out = self.rows_by_id(&tx, ids)?;
         tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// The invocations with these ids, in id order, read in the claiming transaction.
+    pub(super) fn rows_by_id(&self, tx: &rusqlite::Transaction, ids: Vec<i64>) -> Result<Vec<Invocation>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut st = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id WHERE i.id = ?1"
+            ))
+            .map_err(|e| self.err(e))?;
+        for id in ids {
+            out.push(st.query_row([id], row).map_err(|e| self.err(e))?);
+        }
         out.sort_by_key(|i| i.id);
         Ok(out)
     }
