@@ -550,6 +550,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn executor_per_node_and_per_service() {
+        let c = Config::parse("").expect("empty");
+        assert_eq!(c.executor_of("any"), ExecutorKind::Local);
+        let c = Config::parse(
+            "executor: kube\nservice_executors: {anon: local}\nkube: {namespace: edge, poll: 250ms}\n",
+        )
+        .expect("parse");
+        assert_eq!(c.executor_of("detect"), ExecutorKind::Kube);
+        assert_eq!(c.executor_of("anon"), ExecutorKind::Local);
+        assert_eq!(c.kube.namespace, "edge");
+        assert_eq!(c.kube.poll, Duration::from_millis(250));
+        let bad = Config::parse("executor: docker\n").expect_err("unknown executor");
+        assert!(bad.contains("docker"), "{bad}");
+        let d = Config::parse("delegation: {after: 0s, reclaim_after: 5s}\n").expect("delegation");
+        assert_eq!(
+            (d.delegation.after, d.delegation.reclaim_after),
+            (Duration::ZERO, Duration::from_secs(5))
+        );
+        assert!(d.delegation.enabled);
+    }
+
+    #[test]
     fn defaults_and_overrides() {
         let c = Config::parse("").expect("empty");
         assert_eq!(c.timeout, Duration::from_secs(600));
