@@ -150,7 +150,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         &cloud_fdl(&shared, "minio, path: work/in", "results/work"),
         &[("work.sh", WORK)],
     );
-    let mut cloud = FogdNode::start(bin(), &cloud_dir, "cloud", "concurrency: 8\n", &cloud_wf);
+    let mut cloud = FogdNode::start(bin(), &cloud_dir, "cloud", "concurrency: 8\n", Some(&cloud_wf));
 
     let replicas =
         "      replicas:\n      - {type: oscar, cluster_id: cloud, service_name: work, priority: 0}";
@@ -173,7 +173,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         &base_dir,
         "edge-only",
         &format!("{edge_yaml}delegation: {{enabled: false}}\n"),
-        &base_wf,
+        Some(&base_wf),
     );
     for i in 0..BURST {
         base.submit(
@@ -203,7 +203,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         &edge_dir,
         "edge",
         &format!("{edge_yaml}delegation: {{after: 0s, poll: 100ms, reclaim_after: 2s}}\n"),
-        &edge_wf,
+        Some(&edge_wf),
     );
     for i in 0..BURST {
         edge.submit(
@@ -433,7 +433,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         &pcloud_dir,
         "push-cloud",
         "concurrency: 8\ns3_poll_interval: 200ms\n",
-        &pcloud_wf,
+        Some(&pcloud_wf),
     );
     let pedge_dir = tmp.path().join("push-edge");
     let push = "      replicas:\n      - {type: push, storage_provider: minio.shared, path: push/in}";
@@ -447,7 +447,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         &pedge_dir,
         "push-edge",
         &format!("{edge_yaml}delegation: {{after: 0s}}\n"),
-        &pedge_wf,
+        Some(&pedge_wf),
     );
     for i in 0..10 {
         pedge

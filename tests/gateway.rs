@@ -6,62 +6,25 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::free_ports;
+use common::{free_ports, FogdNode};
 
 const PASSWORD: &str = "gateway-test-password";
 
-struct Fogd {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Fogd {
-    fn start(dir: &Path) -> Fogd {
-        let port = free_ports(1);
-        let cfg = dir.join("fogd.yaml");
-        std::fs::write(
-            &cfg,
-            format!("data_dir: data\nnode_name: gw-test\ngateway:\n  listen: 127.0.0.1:{port}\n  max_body_bytes: 8388608\n"),
-        )
-        .expect("cfg");
-        let st = fogd(dir, &["admin", "reset-password", "--password", PASSWORD]);
-        assert!(st.status.success(), "{st:?}");
-        let child = Command::new(env!("CARGO_BIN_EXE_fogd"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("fogd.log")).expect("log"),
-            ))
-            .spawn()
-            .expect("fogd run");
-        let url = format!("http://127.0.0.1:{port}");
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "gateway did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Fogd {
-            child,
-            dir: dir.to_path_buf(),
-            url,
-        }
-    }
-}
-
-impl Drop for Fogd {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
+/// `fogd run` with no workflow (services come through the API), bodies capped at 8 MiB; the
+/// admin password is `PASSWORD` (`FogdNode` makes `<name>-password`).
+fn start(dir: &Path) -> FogdNode {
+    FogdNode::start(
+        Path::new(env!("CARGO_BIN_EXE_fogd")),
+        dir,
+        "gateway-test",
+        "gateway: {listen: '{listen}', max_body_bytes: 8388608}\n",
+        None,
+    )
 }
 
 fn fogd(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -82,7 +45,8 @@ fn python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oscar_python_bad_requests_and_load() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let g = Fogd::start(tmp.path());
+    let g = start(tmp.path());
+    assert_eq!(g.password, PASSWORD);
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oscar");
 
     // 1. The real OSCAR client, step by step.
@@ -387,7 +351,7 @@ async fn oscar_python_bad_requests_and_load() {
     // 5. A service created through the API survives a restart, with its token.
     let dir = g.dir.clone();
     drop(g);
-    let g = Fogd::start(&dir);
+    let g = start(&dir);
     let again: serde_json::Value = get_json(&http, &format!("{}/system/services/noop", g.url)).await;
     assert_eq!(again["token"].as_str(), Some(token.as_str()));
 
@@ -468,23 +432,7 @@ fn journal_state(dir: &Path, svc: &str) -> (u64, u64) {
 async fn tls_when_configured() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(st.status.success(), "{st:?}");
+    common::self_signed(dir, "/CN=localhost", "key.pem", "cert.pem");
     let port = free_ports(1);
     std::fs::write(
         dir.join("fogd.yaml"),

@@ -196,7 +196,7 @@ async fn jobs_on_kmock_golden_spec_states_409_and_api_down() {
             "concurrency: 4\nexecutor: kube\nkube:\n  kubeconfig: {}\n  namespace: fogd\n  gateway_url: '{{gateway}}'\n  supervisor_host_path: /opt/fogd/fogd\n  poll: 100ms\n  ttl_seconds_after_finished: 600\n",
             kc.display()
         ),
-        &fdl,
+        Some(&fdl),
     );
 
     // 1. One invocation, one Job, with the expected spec.

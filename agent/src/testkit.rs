@@ -197,32 +197,8 @@ impl Mosquitto {
     /// it (openssl), at `ca`.
     pub fn start_tls(dir: &Path) -> Mosquitto {
         std::fs::create_dir_all(dir).expect("mosquitto dir");
-        let run = |args: &[&str]| {
-            let ok = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "openssl {args:?} failed");
-        };
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=fogd test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
+        let run = |args: &[&str]| openssl(dir, args);
+        self_signed(dir, "/CN=fogd test CA", "ca.key", "ca.pem");
         run(&[
             "req",
             "-newkey",
@@ -347,6 +323,30 @@ impl Drop for Mosquitto {
     }
 }
 
+/// Runs `openssl ARGS` in `dir` (a test's certificates); panics when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "openssl {args:?} failed");
+}
+
+/// A self-signed certificate (`cert`) and its key (`key`) in `dir`, valid two days.
+pub fn self_signed(dir: &Path, subject: &str, key: &str, cert: &str) {
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject, "-keyout", key,
+            "-out", cert,
+        ],
+    );
+}
+
 /// A `fogd run` process with its gateway on a free loopback port and its own data folder,
 /// stopped (SIGTERM) when dropped. The two-node delegation test and `fogd bench continuum` use
 /// it.
@@ -359,17 +359,25 @@ pub struct FogdNode {
 
 impl FogdNode {
     /// `extra_yaml` is added to the node's `fogd.yaml` (concurrency, delegation, ...);
-    /// `{gateway}` in it becomes the node's own gateway URL.
-    pub fn start(bin: &Path, dir: &Path, name: &str, extra_yaml: &str, fdl: &Path) -> FogdNode {
+    /// `{gateway}` in it becomes the node's own gateway URL. A `gateway:` block of its own
+    /// (for more gateway settings) gives `listen: '{listen}'`, which becomes the node's address.
+    /// `fdl`: the workflow `fogd run` runs (none: the API's services only).
+    pub fn start(bin: &Path, dir: &Path, name: &str, extra_yaml: &str, fdl: Option<&Path>) -> FogdNode {
         std::fs::create_dir_all(dir).expect("node dir");
         let port = free_ports(1);
+        let addr = format!("127.0.0.1:{port}");
+        let extra = extra_yaml
+            .replace("{gateway}", &format!("http://{addr}"))
+            .replace("{listen}", &addr);
+        let gateway = if extra.lines().any(|l| l.starts_with("gateway:")) {
+            String::new()
+        } else {
+            format!("gateway:\n  listen: {addr}\n")
+        };
         let cfg = dir.join("fogd.yaml");
         std::fs::write(
             &cfg,
-            format!(
-                "data_dir: data\nnode_name: {name}\ngateway:\n  listen: 127.0.0.1:{port}\n{}",
-                extra_yaml.replace("{gateway}", &format!("http://127.0.0.1:{port}"))
-            ),
+            format!("data_dir: data\nnode_name: {name}\n{gateway}{extra}"),
         )
         .expect("fogd.yaml");
         let password = format!("{name}-password");
@@ -384,7 +392,7 @@ impl FogdNode {
             .arg("--config")
             .arg(&cfg)
             .arg("run")
-            .arg(fdl)
+            .args(fdl)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.join("fogd.log")).expect("log"),

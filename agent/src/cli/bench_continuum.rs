@@ -133,7 +133,7 @@ async fn one_run(
             &cloud_dir,
             "cloud",
             &format!("concurrency: {}\n", a.cloud_slots),
-            &cloud_dir.join("workflow.yaml"),
+            Some(&cloud_dir.join("workflow.yaml")),
         )
     });
     let (url, pw) = cloud
@@ -152,7 +152,7 @@ async fn one_run(
         &dir.join("edge"),
         "edge",
         &format!("concurrency: {}\n{delegation}", a.edge_slots),
-        &dir.join("workflow.yaml"),
+        Some(&dir.join("workflow.yaml")),
     );
     let http = reqwest::Client::new();
     for v in 0..videos {
