@@ -57,6 +57,21 @@ name=$(basename \"$INPUT_FILE_PATH\")
 echo '{\"faces\": 0}' > \"$TMP_OUTPUT_DIR/$name.json\"
 ";
 
+/// The `mask-detector` service, the same on both tiers (the edge's carries its `replicas`).
+fn detector(a: &BenchContinuumArgs, cluster: &str) -> String {
+    format!(
+        "  - {cluster}:
+      name: mask-detector
+      image: x
+      script: detect.sh
+      environment: {{variables: {{DETECT_S: '{detect}'}}}}
+      input: [{{storage_provider: minio, path: frames/in}}]
+      output: [{{storage_provider: minio, path: results/out}}]
+",
+        detect = a.detect_ms as f64 / 1000.0,
+    )
+}
+
 fn edge_fdl(a: &BenchContinuumArgs, cloud_url: &str, cloud_password: &str) -> String {
     format!(
         "functions:
@@ -68,38 +83,19 @@ fn edge_fdl(a: &BenchContinuumArgs, cloud_url: &str, cloud_password: &str) -> St
       environment: {{variables: {{SPLIT_S: '{split}', FRAMES: '{frames}'}}}}
       input: [{{storage_provider: minio, path: videos/in}}]
       output: [{{storage_provider: minio, path: frames/in}}]
-  - edge:
-      name: mask-detector
-      image: x
-      script: detect.sh
-      environment: {{variables: {{DETECT_S: '{detect}'}}}}
-      input: [{{storage_provider: minio, path: frames/in}}]
-      output: [{{storage_provider: minio, path: results/out}}]
-      replicas:
+{detector}      replicas:
       - {{type: oscar, cluster_id: cloud, service_name: mask-detector, priority: 0}}
 clusters:
   cloud: {{endpoint: '{cloud_url}', auth_user: oscar, auth_password: '{cloud_password}', ssl_verify: false}}
 ",
         split = a.split_ms as f64 / 1000.0,
         frames = a.frames,
-        detect = a.detect_ms as f64 / 1000.0,
+        detector = detector(a, "edge"),
     )
 }
 
 fn cloud_fdl(a: &BenchContinuumArgs) -> String {
-    format!(
-        "functions:
-  oscar:
-  - cloud:
-      name: mask-detector
-      image: x
-      script: detect.sh
-      environment: {{variables: {{DETECT_S: '{detect}'}}}}
-      input: [{{storage_provider: minio, path: frames/in}}]
-      output: [{{storage_provider: minio, path: results/out}}]
-",
-        detect = a.detect_ms as f64 / 1000.0,
-    )
+    format!("functions:\n  oscar:\n{}", detector(a, "cloud"))
 }
 
 struct Run {
