@@ -317,7 +317,20 @@ async fn oscar_python_bad_requests_and_load() {
     loop {
         let (done, pending) = journal_state(&g.dir, "noop");
         if pending == 0 {
-            assert_eq!(done, accepted + 1, "every 201 became a finished invocation");
+            // On a mismatch, say which ones did not succeed and why.
+            let others: Vec<String> = journal(&g.dir)
+                .invocations(Some("noop"), 1_000_000)
+                .expect("list")
+                .into_iter()
+                .filter(|i| i.state != fogd::journal::State::Succeeded)
+                .take(5)
+                .map(|i| format!("{} {} {:?}", i.uuid, i.state.as_str(), i.error))
+                .collect();
+            assert_eq!(
+                done,
+                accepted + 1,
+                "every 201 became a finished invocation; not succeeded: {others:?}"
+            );
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(300), "{pending} still pending");
