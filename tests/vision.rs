@@ -8,6 +8,7 @@ use fogd::vision::anonymize::FrameReport;
 use fogd::vision::detect::{Detector, DetectorOptions, FaceBox};
 use fogd::vision::masks::MaskClass;
 use fogd::vision::media;
+use fogd::vision::models::Precision;
 use fogd::vision::sample::{self, MaskTally, Recall, Truth};
 
 fn fogd(args: &[&str]) -> Output {
@@ -85,8 +86,15 @@ fn labelled(name: &str) -> FaceBox {
     }
 }
 
+/// The reference detector that checks outputs: the original fp32 CenterFace (the int8 file
+/// scores blurred heads a little higher, 0.12-0.16, just over the 0.1 threshold).
 fn detector() -> Detector {
-    Detector::load(&DetectorOptions::default(), None).unwrap()
+    let opts = DetectorOptions {
+        precision: Precision::Fp32,
+        sessions: 1,
+        ..DetectorOptions::default()
+    };
+    Detector::load(&opts, None).unwrap()
 }
 
 #[test]
@@ -140,7 +148,9 @@ fn generated_video_recall_residual_and_mask_accuracy() {
     let truth = Truth::load(&clip.with_extension("truth.json")).unwrap();
     assert_eq!(truth.frames.len(), 12 * 25);
     let det = detector();
-    for mode in ["exact", "keyframes"] {
+    // The third: keyframes through the int8 detector, two frames in flight (results must still
+    // come out complete and in capture order).
+    for mode in ["exact", "keyframes", "int8-in-flight-2"] {
         let out = dir.path().join(mode);
         let mut args = vec![
             "anonymize",
@@ -149,8 +159,11 @@ fn generated_video_recall_residual_and_mask_accuracy() {
             out.to_str().unwrap(),
         ];
         args.extend(["--every", "1s", "--classify-masks"]);
-        if mode == "keyframes" {
+        if mode != "exact" {
             args.push("--keyframes");
+        }
+        if mode == "int8-in-flight-2" {
+            args.extend(["--precision", "int8", "--in-flight", "2"]);
         }
         let o = fogd(&args);
         assert!(o.status.success(), "{}", text(&o));
@@ -166,8 +179,9 @@ fn generated_video_recall_residual_and_mask_accuracy() {
         );
         let (mut rec, mut left) = (Recall::default(), Recall::default());
         let mut masks = MaskTally::default();
-        for f in &frames {
+        for (i, f) in frames.iter().enumerate() {
             let r = sidecar(f);
+            assert_eq!(r.frame, Some(i + 1), "{mode}: {}", f.display());
             let t = r.timestamp_s.unwrap();
             let faces = truth.at(t);
             sample::recall(faces, &boxes(&r), 40.0, &mut rec);
@@ -201,7 +215,12 @@ fn generated_video_recall_residual_and_mask_accuracy() {
             "{mode}: {} faces left",
             left.found
         );
-        assert!(acc(0) >= 0.9 && acc(1) >= 0.9, "{mode}: mask accuracy {judged:?}");
+        // int8 boxes move borderline mask verdicts (documented); the fp32 path must stay >= 0.9.
+        let min_acc = if mode == "int8-in-flight-2" { 0.8 } else { 0.9 };
+        assert!(
+            acc(0) >= min_acc && acc(1) >= min_acc,
+            "{mode}: mask accuracy {judged:?}"
+        );
     }
 }
 
@@ -388,6 +407,27 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
         .take_while(|i| out.join("cut").join(format!("img{i}.jpg")).is_file())
         .count();
     assert!((2..12).contains(&kept), "cut.mp4: {kept} frames kept");
+    // The same through keyframe sampling (libav in-process): the keyframes before the cut are
+    // kept, and the message says where decoding stopped.
+    let kout = d.join("out-keyframes");
+    let o = fogd(&[
+        "anonymize",
+        &p("cut.mp4"),
+        "--out",
+        kout.to_str().unwrap(),
+        "--every",
+        "1s",
+        "--keyframes",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("stopped after"), "{t}");
+    let kept = (1..)
+        .take_while(|i| kout.join("cut").join(format!("img{i}.jpg")).is_file())
+        .count();
+    assert!(
+        (2..12).contains(&kept),
+        "cut.mp4 --keyframes: {kept} frames kept: {t}"
+    );
     for n in ["8k.jpg", "alpha.png", "gray.png"] {
         let r = sidecar(&out.join(n));
         assert!(!r.faces.is_empty(), "{n}: the face was not found");
@@ -406,32 +446,41 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
 
 #[test]
 fn a_corrupt_or_missing_model_is_a_clear_error_never_garbage_boxes() {
-    let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/centerface.onnx");
-    let mut bytes = std::fs::read(real).unwrap();
-    bytes[1000] ^= 0xff;
-    std::fs::write(models.join("centerface.onnx"), &bytes).unwrap();
-    let out = dir.path().join("out");
-    let args = [
-        "anonymize",
-        &photo("astronaut.png"),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let o = fogd_env(&args, &[("FOGD_MODELS", models.to_str().unwrap())]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("centerface.onnx") && text(&o).contains("SHA-256"),
-        "{}",
-        text(&o)
-    );
-    assert!(!out.exists(), "nothing written with a corrupt model");
-    std::fs::remove_file(models.join("centerface.onnx")).unwrap();
-    let o = fogd_env(&args, &[("FOGD_MODELS", models.to_str().unwrap())]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("not found"), "{}", text(&o));
+    // The default (int8) file and the fp32 one.
+    for (file, precision) in [("centerface-int8.onnx", "int8"), ("centerface.onnx", "fp32")] {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(file);
+        let mut bytes = std::fs::read(real).unwrap();
+        bytes[1000] ^= 0xff;
+        std::fs::write(models.join(file), &bytes).unwrap();
+        let out = dir.path().join("out");
+        let args = [
+            "anonymize",
+            &photo("astronaut.png"),
+            "--out",
+            out.to_str().unwrap(),
+            "--precision",
+            precision,
+        ];
+        let o = fogd_env(&args, &[("FOGD_MODELS", models.to_str().unwrap())]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains(file) && text(&o).contains("SHA-256"),
+            "{file}: {}",
+            text(&o)
+        );
+        assert!(!out.exists(), "nothing written with a corrupt model");
+        std::fs::remove_file(models.join(file)).unwrap();
+        let o = fogd_env(&args, &[("FOGD_MODELS", models.to_str().unwrap())]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains("not found") && text(&o).contains(file),
+            "{}",
+            text(&o)
+        );
+    }
 }
 
 #[test]

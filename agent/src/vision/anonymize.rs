@@ -204,6 +204,9 @@ impl Anonymizer {
                 opts.models_dir.as_deref(),
                 opts.detector.backend,
                 opts.detector.threads,
+                // Its runs are short (about 20 ms for six faces): one session keeps up with two
+                // detector sessions, and a second would only cost memory.
+                1,
             )?)
         } else {
             None
@@ -365,36 +368,98 @@ impl Anonymizer {
             .duration_s
             .map(|d| (d / self.opts.every.as_secs_f64().max(1e-3)).ceil() as usize);
         let dir = out.join(&stem);
+        // Frames go to as many workers as the models have sessions; their results are taken
+        // in capture order.
+        let workers = self.detector.sessions().max(1);
         let mut done = 0usize;
-        let truncated = reader.sample(self.opts.every, self.opts.sampling, &mut |mut f| {
-            let mut t = Timings {
-                decode: f.decode,
-                ..Default::default()
-            };
-            match self.process(&mut f.image, &mut t) {
-                Ok((faces, status)) => {
-                    let mut report = self.report(input, &f.image, faces, status);
-                    report.frame = Some(f.index);
-                    report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
-                    let dest = dir.join(format!("img{}.jpg", f.index));
-                    self.write(&dest, &f.image, &mut report, &mut t)?;
-                    sum.add_frame(&report, dest);
-                }
-                Err(e) => {
-                    tracing::warn!(input, frame = f.index, error = %e, "face detection failed: frame dropped");
-                    sum.frames_dropped += 1;
-                }
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<media::SampledFrame>(workers);
+        let job_rx = std::sync::Mutex::new(job_rx);
+        let truncated = std::thread::scope(|scope| -> Result<Option<Truncated>> {
+            let (res_tx, res_rx) = std::sync::mpsc::channel::<FrameDone>();
+            for _ in 0..workers {
+                let (job_rx, res_tx, dir) = (&job_rx, res_tx.clone(), &dir);
+                scope.spawn(move || loop {
+                    let next = job_rx.lock().ok().and_then(|rx| rx.recv().ok());
+                    let Some(f) = next else { break };
+                    if res_tx.send(self.frame(input, dir, f)).is_err() {
+                        break;
+                    }
+                });
             }
-            sum.timings.add(&t);
-            done += 1;
-            progress(done, expected);
-            Ok(())
+            drop(res_tx);
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next_index = 1usize;
+            let mut take = |r: FrameDone, sum: &mut InputSummary, done: &mut usize| -> Result<()> {
+                pending.insert(r.index, r);
+                while let Some(r) = pending.remove(&next_index) {
+                    next_index += 1;
+                    match r.result? {
+                        Some((report, dest)) => sum.add_frame(&report, dest),
+                        None => sum.frames_dropped += 1,
+                    }
+                    sum.timings.add(&r.timings);
+                    *done += 1;
+                    progress(*done, expected);
+                }
+                Ok(())
+            };
+            let truncated = reader.sample(self.opts.every, self.opts.sampling, &mut |f| {
+                job_tx
+                    .send(f)
+                    .map_err(|_| VisionError::Other("the frame workers stopped".into()))?;
+                while let Ok(r) = res_rx.try_recv() {
+                    take(r, &mut sum, &mut done)?;
+                }
+                Ok(())
+            });
+            drop(job_tx);
+            let truncated = truncated?;
+            for r in res_rx.iter() {
+                take(r, &mut sum, &mut done)?;
+            }
+            Ok(truncated)
         })?;
         if let Some(tr) = &truncated {
             tracing::warn!(input, at_s = tr.at_s, "{}", tr.reason);
         }
         sum.truncated = truncated;
         Ok(sum)
+    }
+}
+
+/// One video frame through a worker: its report and file, None when its detection failed (the
+/// frame is dropped), Err when it could not be written.
+struct FrameDone {
+    index: usize,
+    timings: Timings,
+    result: Result<Option<(FrameReport, PathBuf)>>,
+}
+
+impl Anonymizer {
+    fn frame(&self, input: &str, dir: &Path, mut f: media::SampledFrame) -> FrameDone {
+        let mut timings = Timings {
+            decode: f.decode,
+            ..Default::default()
+        };
+        let result = match self.process(&mut f.image, &mut timings) {
+            Ok((faces, status)) => {
+                let mut report = self.report(input, &f.image, faces, status);
+                report.frame = Some(f.index);
+                report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
+                let dest = dir.join(format!("img{}.jpg", f.index));
+                self.write(&dest, &f.image, &mut report, &mut timings)
+                    .map(|()| Some((report, dest)))
+            }
+            Err(e) => {
+                tracing::warn!(input, frame = f.index, error = %e, "face detection failed: frame dropped");
+                Ok(None)
+            }
+        };
+        FrameDone {
+            index: f.index,
+            timings,
+            result,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use opencv::core::{Mat, Rect, Scalar, Size, CV_32F};
 use opencv::prelude::*;
 
 use super::engine::{Backend, Net, Tensor};
-use super::models::Model;
+use super::models::{Model, Precision};
 use super::{Result, VisionError};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -104,11 +104,12 @@ impl DetectorKind {
             DetectorKind::Ultraface => 0.7,
         }
     }
-    pub fn model(self) -> Model {
+    pub fn model(self, precision: Precision) -> Model {
         match self {
             DetectorKind::Centerface => Model::CenterFace,
             DetectorKind::Ultraface => Model::UltraFace,
         }
+        .at(precision)
     }
 }
 
@@ -122,7 +123,11 @@ pub struct DetectorOptions {
     /// than the image itself.
     pub input_size: u32,
     pub backend: Backend,
+    pub precision: Precision,
+    /// ONNX Runtime threads per run.
     pub threads: usize,
+    /// Frames in inference at once (sessions per model); see `engine::Net`.
+    pub sessions: usize,
     /// 1: the whole frame only. N > 1: also N x N overlapping tiles, each at `input_size`, for
     /// small faces (far cameras), at N*N + 1 times the cost.
     pub tiles: u32,
@@ -135,7 +140,9 @@ impl Default for DetectorOptions {
             threshold: None,
             input_size: 960,
             backend: Backend::Auto,
+            precision: Precision::default(),
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            sessions: 1,
             tiles: 1,
         }
     }
@@ -170,13 +177,24 @@ impl Detector {
             threshold,
             input_size: opts.input_size,
             tiles: opts.tiles.clamp(1, 4),
-            net: Net::load(opts.kind.model(), models_dir, opts.backend, opts.threads)?,
+            net: Net::load(
+                opts.kind.model(opts.precision),
+                models_dir,
+                opts.backend,
+                opts.threads,
+                opts.sessions,
+            )?,
         })
     }
 
     /// Faces at least this sure are judged for masks and counted (the rest are only redacted).
     pub fn count_min(&self) -> f32 {
         self.kind.count_threshold().max(self.threshold)
+    }
+
+    /// Frames that can be in detection at once.
+    pub fn sessions(&self) -> usize {
+        self.net.sessions()
     }
 
     pub fn backend(&self) -> Backend {

@@ -118,58 +118,95 @@ enum Inner {
     Cv(opencv::dnn::Net),
 }
 
-/// A loaded model. Runs are serialised (one session per model; ONNX Runtime uses every core for
-/// one run, so parallel runs would only contend).
+/// A loaded model: `sessions` copies, so that as many frames can be in inference at once (a
+/// run needs its session to itself). Two frames in flight keep both cores of a small box busy
+/// through the stages between inferences (crops, blur, JPEG), which one frame at a time leaves
+/// to a single core; each copy costs its working memory.
 pub struct Net {
     model: Model,
     pub backend: Backend,
-    inner: Mutex<Inner>,
+    slots: Vec<Mutex<Inner>>,
 }
 
 impl Net {
-    pub fn load(model: Model, dir: Option<&Path>, want: Backend, threads: usize) -> Result<Net> {
+    pub fn load(
+        model: Model,
+        dir: Option<&Path>,
+        want: Backend,
+        threads: usize,
+        sessions: usize,
+    ) -> Result<Net> {
+        let (backend, why) = resolve(want);
+        // OpenCV 4.6's DNN cannot run per-channel QDQ int8 graphs: it gets the fp32 file.
+        let model = if backend == Backend::OpenCv {
+            model.fp32()
+        } else {
+            model
+        };
         let path = models::locate(model, dir)?;
         let mut bytes = models::load_verified(model, &path)?;
+        let rewrite_err = |message: String| VisionError::ModelLoad {
+            path: path.clone(),
+            message,
+        };
         if model == Model::CenterFace {
-            bytes = super::onnx::dynamic_spatial_dims(&bytes).map_err(|message| VisionError::ModelLoad {
-                path: path.clone(),
-                message,
-            })?;
+            bytes = super::onnx::dynamic_spatial_dims(&bytes).map_err(rewrite_err)?;
         }
-        let (backend, why) = resolve(want);
+        bytes = super::onnx::constant_weights(&bytes).map_err(rewrite_err)?;
         let load_err = |message: String| VisionError::ModelLoad {
             path: path.clone(),
             message,
         };
-        let inner = match backend {
-            Backend::OnnxRuntime => {
-                let env = match ORT_ENV.get() {
-                    Some(Ok((env, _))) => env,
-                    Some(Err(e)) => return Err(load_err(e.clone())),
-                    None => return Err(load_err(why)),
-                };
-                let session = ort_session(env, &bytes, threads).map_err(load_err)?;
-                Inner::Ort(session)
-            }
-            _ => {
-                let buf = Vector::<u8>::from_slice(&bytes);
-                let mut net =
-                    opencv::dnn::read_net_from_onnx_buffer(&buf).map_err(|e| load_err(e.message))?;
-                net.set_preferable_backend(opencv::dnn::DNN_BACKEND_OPENCV)?;
-                net.set_preferable_target(opencv::dnn::DNN_TARGET_CPU)?;
-                Inner::Cv(net)
-            }
-        };
+        let mut slots = Vec::new();
+        for _ in 0..sessions.max(1) {
+            let inner = match backend {
+                Backend::OnnxRuntime => {
+                    let env = match ORT_ENV.get() {
+                        Some(Ok((env, _))) => env,
+                        Some(Err(e)) => return Err(load_err(e.clone())),
+                        None => return Err(load_err(why)),
+                    };
+                    Inner::Ort(ort_session(env, &bytes, threads).map_err(load_err)?)
+                }
+                _ => {
+                    let buf = Vector::<u8>::from_slice(&bytes);
+                    let mut net =
+                        opencv::dnn::read_net_from_onnx_buffer(&buf).map_err(|e| load_err(e.message))?;
+                    net.set_preferable_backend(opencv::dnn::DNN_BACKEND_OPENCV)?;
+                    net.set_preferable_target(opencv::dnn::DNN_TARGET_CPU)?;
+                    Inner::Cv(net)
+                }
+            };
+            slots.push(Mutex::new(inner));
+        }
         tracing::debug!(
             model = model.file_name(),
             backend = backend.name(),
+            why = why.as_str(),
+            sessions = slots.len(),
             "model loaded"
         );
         Ok(Net {
             model,
             backend,
-            inner: Mutex::new(inner),
+            slots,
         })
+    }
+
+    /// A free session, else (every one busy) the first, waited for.
+    fn session(&self) -> std::result::Result<std::sync::MutexGuard<'_, Inner>, ()> {
+        for slot in &self.slots {
+            match slot.try_lock() {
+                Ok(g) => return Ok(g),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(()),
+            }
+        }
+        self.slots.first().ok_or(())?.lock().map_err(|_| ())
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.slots.len()
     }
 
     /// Runs the model on one input blob (a continuous f32 Mat with the model's layout).
@@ -181,9 +218,8 @@ impl Net {
         let shape: Vec<usize> = blob.mat_size().iter().map(|&d| d as usize).collect();
         let data = blob.data_typed::<f32>()?;
         let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| err("a previous run panicked".into()))?;
+            .session()
+            .map_err(|()| err("a previous run panicked".into()))?;
         match &mut *inner {
             Inner::Ort(session) => {
                 let input =

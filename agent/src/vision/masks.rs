@@ -59,66 +59,61 @@ pub struct MaskClassifier {
 }
 
 impl MaskClassifier {
-    pub fn load(models_dir: Option<&Path>, backend: Backend, threads: usize) -> Result<MaskClassifier> {
+    pub fn load(
+        models_dir: Option<&Path>,
+        backend: Backend,
+        threads: usize,
+        sessions: usize,
+    ) -> Result<MaskClassifier> {
         Ok(MaskClassifier {
-            net: Net::load(Model::MaskClassifier, models_dir, backend, threads)?,
+            net: Net::load(Model::MaskClassifier, models_dir, backend, threads, sessions)?,
         })
     }
 
-    /// One verdict per face (None where the crop is empty), in one batched run.
+    /// One verdict per face (None where the crop is empty), one run per face: a batch the size
+    /// of each frame's face count is a new shape every frame, and ONNX Runtime's arena kept a
+    /// block for each (peak RSS grew by 100+ MB over five bench runs); on a CPU, batching gains
+    /// little for this network.
     pub fn classify(&self, bgr: &Mat, faces: &[FaceBox]) -> Result<Vec<Option<MaskVerdict>>> {
         let (w, h) = (bgr.cols(), bgr.rows());
-        let rects: Vec<_> = faces.iter().map(|f| f.grown_rect(CROP_GROW, w, h)).collect();
-        let n = rects.iter().flatten().count();
-        if n == 0 {
-            return Ok(vec![None; faces.len()]);
-        }
-        // NHWC, RGB, x/127.5 - 1: the Keras MobileNetV2 preprocessing the model was trained with.
-        let mut blob = Mat::new_nd_with_default(&[n as i32, SIDE, SIDE, 3], CV_32F, Scalar::all(0.0))?;
-        let per = (SIDE * SIDE * 3) as usize;
-        {
-            let dst = blob.data_typed_mut::<f32>()?;
-            for (k, r) in rects.iter().flatten().enumerate() {
-                let crop = Mat::roi(bgr, *r)?;
-                let mut resized = Mat::default();
-                imgproc::resize(
-                    &crop,
-                    &mut resized,
-                    Size::new(SIDE, SIDE),
-                    0.0,
-                    0.0,
-                    imgproc::INTER_AREA,
-                )?;
-                let mut rgb = Mat::default();
-                imgproc::cvt_color_def(&resized, &mut rgb, imgproc::COLOR_BGR2RGB)?;
-                let mut f = Mat::default();
-                rgb.convert_to(&mut f, CV_32F, 1.0 / 127.5, -1.0)?;
-                let flat = f.reshape(1, 0)?;
-                dst[k * per..(k + 1) * per].copy_from_slice(flat.data_typed::<f32>()?);
-            }
-        }
-        let outs = self.net.run(&blob)?;
-        let probs = outs.first().map(|t| t.data.as_slice()).unwrap_or(&[]);
+        let mut blob = Mat::new_nd_with_default(&[1, SIDE, SIDE, 3], CV_32F, Scalar::all(0.0))?;
         let mut verdicts = Vec::with_capacity(faces.len());
-        let mut k = 0;
-        for r in &rects {
-            if r.is_none() || probs.len() < (k + 1) * 2 {
+        for r in faces.iter().map(|f| f.grown_rect(CROP_GROW, w, h)) {
+            let Some(r) = r else {
                 verdicts.push(None);
                 continue;
-            }
-            let (m, nm) = (probs[k * 2], probs[k * 2 + 1]);
-            k += 1;
-            verdicts.push(Some(if m >= nm {
-                MaskVerdict {
+            };
+            // NHWC, RGB, x/127.5 - 1: the Keras MobileNetV2 preprocessing the model was trained
+            // with.
+            let crop = Mat::roi(bgr, r)?;
+            let mut resized = Mat::default();
+            imgproc::resize(
+                &crop,
+                &mut resized,
+                Size::new(SIDE, SIDE),
+                0.0,
+                0.0,
+                imgproc::INTER_AREA,
+            )?;
+            let mut rgb = Mat::default();
+            imgproc::cvt_color_def(&resized, &mut rgb, imgproc::COLOR_BGR2RGB)?;
+            let mut f = Mat::default();
+            rgb.convert_to(&mut f, CV_32F, 1.0 / 127.5, -1.0)?;
+            blob.data_typed_mut::<f32>()?
+                .copy_from_slice(f.reshape(1, 0)?.data_typed::<f32>()?);
+            let outs = self.net.run(&blob)?;
+            let verdict = match outs.first().map(|t| t.data.as_slice()) {
+                Some(&[m, nm, ..]) if m >= nm => Some(MaskVerdict {
                     class: MaskClass::Mask,
                     score: m,
-                }
-            } else {
-                MaskVerdict {
+                }),
+                Some(&[_, nm, ..]) => Some(MaskVerdict {
                     class: MaskClass::NoMask,
                     score: nm,
-                }
-            }));
+                }),
+                _ => None,
+            };
+            verdicts.push(verdict);
         }
         Ok(verdicts)
     }
