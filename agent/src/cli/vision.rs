@@ -45,7 +45,7 @@ pub struct DetectArgs {
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Video frames in inference at once. 2 overlaps the stages between inferences (crops,
-    /// blur, JPEG) on a second core, for 20-120 MB more (a second copy of the detector's working
+    /// blur, JPEG) on a second core, for 60-115 MB more (a second copy of the detector's working
     /// memory).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub in_flight: u32,

@@ -102,7 +102,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let acc = &b.accuracy;
     println!(
-        "fogd anonymize: {} s of 1080p, one frame every {} s: {} frames ({} backend, {} models, {} frames in flight, models loaded in {:.2} s)",
+        "fogd anonymize: {} s of 1080p, one frame every {} s: {} frames ({} backend, {} detector, {} frame(s) in flight, models loaded in {:.2} s)",
         b.seconds, b.every_s, b.frames, b.backend, b.precision, b.in_flight, b.load_s
     );
     let walls: Vec<String> = b.walls.iter().map(|w| format!("{w:.3}")).collect();

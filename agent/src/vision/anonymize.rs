@@ -204,8 +204,8 @@ impl Anonymizer {
                 opts.models_dir.as_deref(),
                 opts.detector.backend,
                 opts.detector.threads,
-                // Its runs are short (about 20 ms for six faces): one session keeps up with two
-                // detector sessions, and a second would only cost memory.
+                // Its runs are short (a few ms a face): one session serves the frames in flight,
+                // and a second would only cost memory.
                 1,
             )?)
         } else {

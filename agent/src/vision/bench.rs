@@ -167,7 +167,7 @@ pub fn run(
     let load = Instant::now();
     let anon = Anonymizer::new(opts)?;
     let load_s = load.elapsed().as_secs_f64();
-    // Several runs, the median reported: one run on a shared 2-core VM varies by +-10%.
+    // Several runs, the median reported: one run on a shared 2-core VM varies by +-15%.
     let mut walls = Vec::new();
     let mut sum = InputSummary::default();
     for _ in 0..runs.max(1) {

@@ -137,7 +137,8 @@ impl Net {
         sessions: usize,
     ) -> Result<Net> {
         let (backend, why) = resolve(want);
-        // OpenCV 4.6's DNN cannot run per-channel QDQ int8 graphs: it gets the fp32 file.
+        // The int8 file is made for ONNX Runtime's QDQ kernels (and measured only there): OpenCV's
+        // DNN gets the fp32 file.
         let model = if backend == Backend::OpenCv {
             model.fp32()
         } else {
@@ -145,18 +146,14 @@ impl Net {
         };
         let path = models::locate(model, dir)?;
         let mut bytes = models::load_verified(model, &path)?;
-        let rewrite_err = |message: String| VisionError::ModelLoad {
-            path: path.clone(),
-            message,
-        };
-        if model == Model::CenterFace {
-            bytes = super::onnx::dynamic_spatial_dims(&bytes).map_err(rewrite_err)?;
-        }
-        bytes = super::onnx::constant_weights(&bytes).map_err(rewrite_err)?;
         let load_err = |message: String| VisionError::ModelLoad {
             path: path.clone(),
             message,
         };
+        if model == Model::CenterFace {
+            bytes = super::onnx::dynamic_spatial_dims(&bytes).map_err(load_err)?;
+        }
+        bytes = super::onnx::constant_weights(&bytes).map_err(load_err)?;
         let mut slots = Vec::new();
         for _ in 0..sessions.max(1) {
             let inner = match backend {
