@@ -51,6 +51,14 @@ fn ffmpeg(args: &[&str]) {
     assert!(o.status.success(), "ffmpeg {args:?}: {}", text(&o));
 }
 
+/// The frames written for a video, `img1.jpg`, `img2.jpg`, ... in `dir`, up to the first gap.
+fn written_frames(dir: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|i| dir.join(format!("img{i}.jpg")))
+        .take_while(|p| p.is_file())
+        .collect()
+}
+
 fn sidecar(p: &Path) -> FrameReport {
     serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap()).unwrap()
 }
@@ -167,10 +175,7 @@ fn generated_video_recall_residual_and_mask_accuracy() {
         }
         let o = fogd(&args);
         assert!(o.status.success(), "{}", text(&o));
-        let frames: Vec<PathBuf> = (1..)
-            .map(|i| out.join("clip").join(format!("img{i}.jpg")))
-            .take_while(|p| p.is_file())
-            .collect();
+        let frames = written_frames(&out.join("clip"));
         // Exact: 0..11 s. Keyframes (2 s GOP): the first keyframe in each second: 0, 2, 4, ...
         assert!(
             frames.len() >= if mode == "exact" { 12 } else { 6 },
@@ -403,9 +408,7 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
         assert!(t.contains(needle), "{name}: wanted '{needle}' in: {t}");
     }
     // The cut clip kept the frames before the cut, and said where it stopped.
-    let kept = (1..)
-        .take_while(|i| out.join("cut").join(format!("img{i}.jpg")).is_file())
-        .count();
+    let kept = written_frames(&out.join("cut")).len();
     assert!((2..12).contains(&kept), "cut.mp4: {kept} frames kept");
     // The same through keyframe sampling (libav in-process): the keyframes before the cut are
     // kept, and the message says where decoding stopped.
@@ -421,9 +424,7 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
     ]);
     let t = text(&o);
     assert!(o.status.success() && t.contains("stopped after"), "{t}");
-    let kept = (1..)
-        .take_while(|i| kout.join("cut").join(format!("img{i}.jpg")).is_file())
-        .count();
+    let kept = written_frames(&kout.join("cut")).len();
     assert!(
         (2..12).contains(&kept),
         "cut.mp4 --keyframes: {kept} frames kept: {t}"
@@ -446,7 +447,7 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
 
 #[test]
 fn a_corrupt_or_missing_model_is_a_clear_error_never_garbage_boxes() {
-    // The default (int8) file and the fp32 one.
+    // The int8 file and the default fp32 one.
     for (file, precision) in [("centerface-int8.onnx", "int8"), ("centerface.onnx", "fp32")] {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models");
@@ -658,9 +659,7 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
         let _ = server.kill();
         let _ = server.wait();
         assert!(o.status.success(), "{}", text(&o));
-        let frames = (1..)
-            .take_while(|i| out.join("live").join(format!("img{i}.jpg")).is_file())
-            .count();
+        let frames = written_frames(&out.join("live")).len();
         // 6 s, one a second (--keyframes does not apply to a live source: read as it comes).
         assert!(
             frames >= 5,

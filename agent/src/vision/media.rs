@@ -382,10 +382,10 @@ impl VideoReader {
             }
             // The keyframe alone, then drained and reset: a decoder holds pictures back for
             // reordering until it is told no more packets come.
-            let sent = decoder.send_packet(&packet).and_then(|()| decoder.send_eof());
+            let fed = decoder.send_packet(&packet).and_then(|()| decoder.send_eof());
             let mut frame = ffmpeg_next::frame::Video::empty();
             let mut got = None;
-            if let Err(e) = sent {
+            if let Err(e) = fed {
                 failure = Some(format!("keyframe at {t:.1} s: {e}"));
             }
             while decoder.receive_frame(&mut frame).is_ok() {
@@ -396,8 +396,9 @@ impl VideoReader {
                 failure.get_or_insert_with(|| format!("keyframe at {t:.1} s could not be decoded"));
                 continue;
             };
-            if scaler.is_none() {
-                scaler = Some(
+            let sc = match scaler.as_mut() {
+                Some(sc) => sc,
+                None => scaler.insert(
                     ffmpeg_next::software::scaling::Context::get(
                         frame.format(),
                         w,
@@ -408,12 +409,10 @@ impl VideoReader {
                         ffmpeg_next::software::scaling::Flags::BILINEAR,
                     )
                     .map_err(|e| av("pixel conversion", e))?,
-                );
-            }
+                ),
+            };
             let mut bgr = ffmpeg_next::frame::Video::empty();
-            if let Some(sc) = scaler.as_mut() {
-                sc.run(&frame, &mut bgr).map_err(|e| av("pixel conversion", e))?;
-            }
+            sc.run(&frame, &mut bgr).map_err(|e| av("pixel conversion", e))?;
             let image = bgr_mat(&bgr, w as i32, h as i32)?;
             index_out += 1;
             last_t = t;

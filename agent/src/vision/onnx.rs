@@ -84,6 +84,13 @@ fn fields(buf: &[u8]) -> Result<Vec<Field>, String> {
     Ok(out)
 }
 
+/// Appends a length-delimited field (wire type 2): tag, length, payload.
+fn put_bytes(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
+    put_varint(out, number << 3 | 2);
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
 type Rewriter<'a> = dyn FnMut(&Field, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
 
 /// What becomes of a length-delimited field.
@@ -115,11 +122,7 @@ fn edit(buf: &[u8], f: &mut Editor<'_>) -> Result<Vec<u8>, String> {
             Edit::Keep
         };
         match e {
-            Edit::Replace(p) => {
-                put_varint(&mut out, field.number << 3 | 2);
-                put_varint(&mut out, p.len() as u64);
-                out.extend_from_slice(&p);
-            }
+            Edit::Replace(p) => put_bytes(&mut out, field.number, &p),
             Edit::Keep => out.extend_from_slice(&buf[field.whole.clone()]),
             Edit::Drop => {}
         }
@@ -174,11 +177,9 @@ fn symbolic_shape(shape: &[u8], prefix: &str) -> Result<Vec<u8>, String> {
         if i == 1 {
             return Ok(None);
         }
-        let name = format!("{prefix}_{i}");
+        // Dimension.dim_param(2).
         let mut dim = Vec::new();
-        put_varint(&mut dim, 2 << 3 | 2);
-        put_varint(&mut dim, name.len() as u64);
-        dim.extend_from_slice(name.as_bytes());
+        put_bytes(&mut dim, 2, format!("{prefix}_{i}").as_bytes());
         Ok(Some(dim))
     })
 }
@@ -245,9 +246,7 @@ mod tests {
     fn message(fields: &[(u64, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (n, p) in fields {
-            put_varint(&mut out, n << 3 | 2);
-            put_varint(&mut out, p.len() as u64);
-            out.extend_from_slice(p);
+            put_bytes(&mut out, *n, p);
         }
         out
     }
