@@ -68,14 +68,8 @@ fn run_put_invoke_jobs_logs() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run");
-    let journal = dir.join("data/journal.sqlite");
-    let t0 = Instant::now();
-    while !journal.exists() && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-
     let hello = dir.join("hello.txt");
+    common::wait_registered(&dir.join("data"));
     let o = fogd(dir, &["put", "minio/words/in/", hello.to_str().unwrap_or("")]);
     assert!(
         text(&o).contains("minio.default/words/in/hello.txt (10 bytes): 1 invocation(s) queued"),

@@ -1,6 +1,8 @@
 //! Edge vision as a user runs it (`fogd anonymize`, `fogd detect-masks`, `fogd sample`), on the
 //! real photos, a generated video with known faces, the real models and ONNX Runtime.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -558,10 +560,7 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
-    while !d.join("data/journal.sqlite").exists() && t0.elapsed().as_secs() < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_registered(&d.join("data"));
     let o = fogd(&[
         "--config",
         cfg.to_str().unwrap(),
@@ -570,6 +569,7 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         clip.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 invocation(s) queued"), "{}", text(&o));
     let results = d.join("data/store/cameras/results/cam1");
     let anonymised = d.join("data/store/cameras/anonymised/cam1");
     // 11 s, one frame every 5 s: frames at 0, 5 and 10 s.
@@ -582,9 +582,10 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     let jobs = fogd(&["--config", cfg.to_str().unwrap(), "jobs"]);
     let _ = daemon.kill();
     let _ = daemon.wait();
+    let log = std::fs::read_to_string(d.join("daemon.log")).unwrap();
     for i in 1..=3 {
         let r = results.join(format!("img{i}.masks.json"));
-        assert!(r.is_file(), "no {}: {}", r.display(), text(&jobs));
+        assert!(r.is_file(), "no {}: {}\n{log}", r.display(), text(&jobs));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
         assert_eq!(v["from"], "sidecar");
         assert!(
@@ -595,7 +596,6 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     }
     assert!(!text(&jobs).contains("failed"), "{}", text(&jobs));
     // The scripts' `fogd anonymize` / `fogd detect-masks` ran in the daemon's warm worker.
-    let log = std::fs::read_to_string(d.join("daemon.log")).unwrap();
     assert!(log.contains("vision worker started"), "{log}");
     assert_eq!(log.matches("vision request served").count(), 4, "{log}");
 }

@@ -242,3 +242,25 @@ pub fn face_jpeg() -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/media/grace_hopper.jpg");
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
+
+/// Waits (up to 60 s) until the `fogd run` just spawned on `data` has registered its workflow:
+/// its journal appears before that, and a `fogd put` in between would trigger nothing.
+pub fn wait_registered(data: &Path) {
+    let t0 = Instant::now();
+    let journal = data.join("journal.sqlite");
+    loop {
+        let registered = journal.exists()
+            && fogd::journal::Journal::open(&journal, fogd::config::JournalSync::Normal)
+                .and_then(|j| j.workflows())
+                .is_ok_and(|w| !w.is_empty());
+        if registered {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{}: no workflow registered after 60 s",
+            journal.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -336,8 +336,20 @@ async fn put(cfg: Config, target: &str, file: PathBuf, workflows: &[PathBuf]) ->
     }
     let rt = Runtime::open(cfg, workflows)?;
     let (meta, invs) = rt.put(&provider, &key, &file).await?;
+    // A store is also plain storage (the OSCAR API reads it), so an object that triggers
+    // nothing is fine; say why, for the user who expected a run.
+    let why = if !invs.is_empty() {
+        String::new()
+    } else if rt.workflow().services.is_empty() {
+        format!(
+            " (no workflow is registered in {} yet: `fogd run FDL...` registers one)",
+            rt.cfg.data_dir.display()
+        )
+    } else {
+        " (no service watches this path)".to_string()
+    };
     println!(
-        "{provider}/{} ({} bytes): {} invocation(s) queued",
+        "{provider}/{} ({} bytes): {} invocation(s) queued{why}",
         meta.key,
         meta.size,
         invs.len()
