@@ -357,7 +357,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
     };
     let store_outputs = state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs);
     let outputs = if store_outputs {
-        match store_outputs_of(rt, &svc, &out_dir, &log_path).await {
+        match store_outputs_of(rt, inv.id, &svc, &out_dir, &log_path).await {
             Ok(n) => n,
             // The run's files stay where they are, for a retry or by hand.
             Err(e) => {
@@ -390,6 +390,7 @@ pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
 /// next services. Symbolic links in TMP_OUTPUT_DIR are not stored (noted in the log).
 async fn store_outputs_of(
     rt: &Runtime,
+    invocation: i64,
     svc: &crate::fdl::Service,
     out_dir: &Path,
     log_path: &Path,
@@ -419,7 +420,8 @@ async fn store_outputs_of(
                 // Remote stores are reached through the outbox: retried, paced, in order.
                 crate::store::check_key(&key)?;
                 let dst = crate::sync::spool(rt, &f.path, "out")?;
-                if let Err(e) = crate::sync::enqueue(rt, &provider.to_string(), &key, &dst) {
+                if let Err(e) = crate::sync::enqueue(rt, &provider.to_string(), &key, &dst, Some(invocation))
+                {
                     let _ = std::fs::remove_file(&dst);
                     return Err(e);
                 }

@@ -76,9 +76,16 @@ pub fn backoff(n: u32, cap: Duration) -> Duration {
     base.mul_f64(jitter).min(cap)
 }
 
-/// Queues `file` (already under `data/outbox/`) for `provider`/`key`. Refuses a file under the
-/// raw area, or with a raw item's exact content.
-pub fn enqueue(rt: &Runtime, provider: &str, key: &str, file: &Path) -> Result<Enqueued> {
+/// Queues `file` (already under `data/outbox/`) for `provider`/`key`, as an output of
+/// `invocation` when it is one. Refuses a file under the raw area, or with a raw item's exact
+/// content.
+pub fn enqueue(
+    rt: &Runtime,
+    provider: &str,
+    key: &str,
+    file: &Path,
+    invocation: Option<i64>,
+) -> Result<Enqueued> {
     let raw_area = rt.raw_area();
     if file.starts_with(&raw_area) {
         return Err(RuntimeError::Journal(JournalError::RawContent {
@@ -97,6 +104,7 @@ pub fn enqueue(rt: &Runtime, provider: &str, key: &str, file: &Path) -> Result<E
         checksum,
         md5,
         priority: rt.cfg.sync.priority_of(key),
+        invocation,
     };
     let r = rt
         .journal

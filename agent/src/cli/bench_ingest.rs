@@ -191,7 +191,7 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
         std::fs::write(&src, format!("{i:08}").repeat(a.upload_bytes / 8))?;
         let spooled = crate::sync::spool(&rt, &src, "bench")?;
         let key = format!("bench/out/cam{}/{i:08}.jpg", i % a.cameras.max(1));
-        crate::sync::enqueue(&rt, "minio.sw", &key, &spooled).context("enqueue")?;
+        crate::sync::enqueue(&rt, "minio.sw", &key, &spooled, None).context("enqueue")?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t0 = Instant::now();

@@ -431,7 +431,11 @@ fn jobs(cfg: &Config, service: Option<&str>, limit: usize, json: bool) -> anyhow
             i.outputs,
             duration(i),
             i.key,
-            i.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+            match (&i.error, i.uploading) {
+                (Some(e), _) => format!("  ({e})"),
+                (None, true) => "  (outputs waiting in the outbox)".into(),
+                (None, false) => String::new(),
+            }
         )?;
     }
     Ok(ExitCode::SUCCESS)

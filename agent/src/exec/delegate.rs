@@ -387,7 +387,7 @@ impl Delegator {
             let _ = std::fs::remove_file(&src.0);
         }
         let spooled = spooled?;
-        match crate::sync::enqueue(rt, &target, &key, &spooled) {
+        match crate::sync::enqueue(rt, &target, &key, &spooled, None) {
             Ok(Enqueued::Queued { .. } | Enqueued::AlreadyDone) => Ok(()),
             Ok(Enqueued::Rejected) => Err(member_err(m, "the outbox is full")),
             Err(e) => {

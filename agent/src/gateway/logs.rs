@@ -40,6 +40,9 @@ fn status(i: &Invocation) -> &'static str {
         JobState::Delegated if i.remote_job.is_some() => "Running",
         // Handed over (pushed into a remote's input): its outcome is the remote's.
         JobState::Delegated => "Delegated",
+        // OSCAR's pods upload before they end; a peer that follows this job (delegation) must
+        // not count it done while its outputs wait in the outbox (a crash then would hold them).
+        JobState::Succeeded if i.uploading => "Running",
         JobState::Succeeded => "Succeeded",
         JobState::Failed | JobState::TimedOut => "Failed",
     }
@@ -131,4 +134,37 @@ pub async fn delete_all(
     s.rt.service(&svc)?;
     s.rt.journal.delete_invocations(&svc, p.all)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_succeeded_job_is_running_for_peers_until_its_outputs_are_up() {
+        let mut i = Invocation {
+            id: 1,
+            uuid: "u".into(),
+            service: "s".into(),
+            event_id: 1,
+            state: JobState::Succeeded,
+            attempts: 1,
+            exit_code: Some(0),
+            error: None,
+            outputs: 2,
+            created_ms: 0,
+            started_ms: None,
+            spawned_us: None,
+            finished_ms: None,
+            key: "k".into(),
+            ran_on: None,
+            remote_job: None,
+            uploading: true,
+        };
+        assert_eq!(status(&i), "Running");
+        i.uploading = false;
+        assert_eq!(status(&i), "Succeeded");
+        i.state = JobState::TimedOut;
+        assert_eq!(status(&i), "Failed");
+    }
 }

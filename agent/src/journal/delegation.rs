@@ -99,7 +99,7 @@ impl Journal {
         self.rows(&sql, [], |r| {
             Ok(Followed {
                 inv: row(r)?,
-                contact_ms: r.get::<_, Option<i64>>(16)?.unwrap_or(0),
+                contact_ms: r.get::<_, Option<i64>>(17)?.unwrap_or(0),
             })
         })
     }
@@ -250,5 +250,41 @@ mod tests {
             4,
             "raw, sync, from_peer and the cut one"
         );
+    }
+
+    #[test]
+    fn a_job_is_uploading_while_its_outputs_wait_in_the_outbox() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
+        let id = event(&j, "work/in/1", "delegated");
+        let other = event(&j, "work/in/2", "delegated");
+        let out = |key: &str, inv| crate::journal::OutboxItem {
+            provider: "minio.shared".into(),
+            key: key.into(),
+            local_path: format!("/spool/{key}"),
+            size: 1,
+            checksum: key.into(),
+            md5: String::new(),
+            priority: 0,
+            invocation: inv,
+        };
+        let q = |item| match j
+            .outbox_enqueue(&item, 1 << 20, crate::config::FullPolicy::RejectNew)
+            .expect("enqueue")
+        {
+            crate::journal::Enqueued::Queued { id, .. } => id,
+            e => panic!("{e:?}"),
+        };
+        let a = q(out("results/1.a", Some(id)));
+        let b = q(out("results/1.b", Some(id)));
+        q(out("frames/x.jpg", None));
+        let uploading = |inv: i64| j.invocation(&inv.to_string()).expect("g").expect("r").uploading;
+        assert!(uploading(id));
+        assert!(!uploading(other), "an object of no invocation counts for none");
+        j.outbox_done(a).expect("done");
+        assert!(uploading(id), "one output still waits");
+        j.outbox_drop(b, "dropped", "by hand", "outbox_dropped_manual")
+            .expect("drop");
+        assert!(!uploading(id), "a dropped output no longer holds the job");
     }
 }

@@ -66,6 +66,8 @@ pub struct Invocation {
     pub ran_on: Option<String>,
     /// The job's name on `ran_on` while fogd follows it there.
     pub remote_job: Option<String>,
+    /// Some of its outputs wait in the outbox for their store.
+    pub uploading: bool,
 }
 
 /// How a run ended.
@@ -80,7 +82,8 @@ pub struct Outcome {
 
 pub(super) const COLUMNS: &str =
     "i.id, i.uuid, i.service, i.event_id, i.state, i.attempts, i.exit_code, i.error,
-    i.outputs, i.created_ms, i.started_ms, i.spawned_us, i.finished_ms, e.key, i.ran_on, i.remote_job";
+    i.outputs, i.created_ms, i.started_ms, i.spawned_us, i.finished_ms, e.key, i.ran_on, i.remote_job,
+    EXISTS(SELECT 1 FROM outbox o WHERE o.invocation_id = i.id AND o.state = 'pending')";
 
 pub(super) fn row(r: &Row) -> rusqlite::Result<Invocation> {
     Ok(Invocation {
@@ -100,6 +103,7 @@ pub(super) fn row(r: &Row) -> rusqlite::Result<Invocation> {
         key: r.get(13)?,
         ran_on: r.get(14)?,
         remote_job: r.get(15)?,
+        uploading: r.get(16)?,
     })
 }
 

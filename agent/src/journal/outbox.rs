@@ -21,6 +21,8 @@ pub struct OutboxItem {
     /// Content-MD5 (base64), checked by the receiving store.
     pub md5: String,
     pub priority: i64,
+    /// The invocation that wrote it (None: an ingested frame, a pushed input).
+    pub invocation: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,11 +156,12 @@ impl Journal {
         let group = item.key.rsplit_once('/').map_or("", |(g, _)| g);
         let id: i64 = tx
             .query_row(
-                "INSERT INTO outbox(provider, key, local_path, size, checksum, md5, priority, state, created_ms, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)
+                "INSERT INTO outbox(provider, key, local_path, size, checksum, md5, priority, state, created_ms, grp,
+                                    invocation_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10)
                  ON CONFLICT(provider, key) DO UPDATE SET local_path = ?3, size = ?4, checksum = ?5,
                     md5 = ?6, priority = ?7, state = 'pending', attempts = 0, next_try_ms = 0,
-                    error = NULL, created_ms = ?8, done_ms = NULL, done_seq = NULL
+                    error = NULL, created_ms = ?8, done_ms = NULL, done_seq = NULL, invocation_id = ?10
                  RETURNING id",
                 params![
                     item.provider,
@@ -169,7 +172,8 @@ impl Journal {
                     item.md5,
                     item.priority,
                     now_ms(),
-                    format!("{}/{group}", item.provider)
+                    format!("{}/{group}", item.provider),
+                    item.invocation
                 ],
                 |r| r.get(0),
             )
@@ -428,6 +432,7 @@ mod tests {
             checksum: sum.into(),
             md5: String::new(),
             priority: 0,
+            invocation: None,
         }
     }
 

@@ -122,6 +122,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE invocations4 RENAME TO invocations;
      CREATE INDEX invocations_queue ON invocations(state, service, id);
      CREATE INDEX invocations_event ON invocations(event_id);",
+    // 5: the invocation whose outputs an outbox row carries. A job is done for the tiers that
+    //    asked for it once its outputs are up, not when its script ends.
+    "ALTER TABLE outbox ADD COLUMN invocation_id INTEGER;
+     CREATE INDEX outbox_invocation ON outbox(invocation_id, state);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
