@@ -318,6 +318,8 @@ pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The shared `main` of both binaries: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
 pub fn main_with(run: fn(Cli) -> anyhow::Result<ExitCode>) -> ExitCode {
+    #[cfg(feature = "vision")]
+    crate::vision::tune_allocator();
     let args = Cli::parse();
     #[cfg(feature = "vision")]
     if matches!(args.command, Command::Demo(_)) && !args.verbose && std::env::var_os("FOGD_LOG").is_none() {

@@ -39,16 +39,16 @@ pub struct DetectArgs {
     /// Inference backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
-    /// CenterFace's precision: fp32 (the original) or int8 (quantized: detection 1.5x faster,
-    /// the same faces redacted; mask verdicts of borderline faces may flip). The OpenCV backend
-    /// always runs fp32.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    /// The models' precision: int8 (quantized CenterFace and mask classifier: faster, less
+    /// memory, the same faces and verdicts on the bench) or fp32 (the original files). The
+    /// OpenCV backend always runs fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Int8)]
     pub precision: Precision,
-    /// Video frames in inference at once. 2 overlaps the stages between inferences (crops,
-    /// blur, JPEG) on a second core, for 60-115 MB more (a second copy of the detector's working
-    /// memory).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
-    pub in_flight: u32,
+    /// Video frames in inference at once, each worker on cores / N threads (default: 2 where
+    /// there are 2 cores or more). 1 saves a second copy of the models' working memory (about
+    /// 50 MB) at 20-30% more time on a 2-core box.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub in_flight: Option<u32>,
     /// Folder of the model files (default: FOGD_MODELS, the install's share folder, ./models).
     #[arg(long)]
     pub models: Option<PathBuf>,
@@ -56,15 +56,18 @@ pub struct DetectArgs {
 
 impl DetectArgs {
     pub(super) fn options(&self) -> DetectorOptions {
+        let sessions = self
+            .in_flight
+            .map_or_else(crate::vision::default_in_flight, |n| n as usize);
         DetectorOptions {
             kind: self.detector,
             threshold: self.thresh,
             input_size: self.scale,
             backend: self.backend,
             precision: self.precision,
-            sessions: self.in_flight as usize,
+            sessions,
+            threads: (crate::vision::cores() / sessions).max(1),
             tiles: self.tiles,
-            ..DetectorOptions::default()
         }
     }
 }
@@ -319,8 +322,13 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                             ..a.detect.options()
                         };
                         let d = Detector::load(&opts, a.detect.models.as_deref())?;
-                        let c =
-                            MaskClassifier::load(a.detect.models.as_deref(), a.detect.backend, threads, 1)?;
+                        let c = MaskClassifier::load(
+                            a.detect.models.as_deref(),
+                            a.detect.backend,
+                            a.detect.precision,
+                            threads,
+                            1,
+                        )?;
                         Ok((d, c))
                     })?;
                     let min = d.count_min();

@@ -43,8 +43,18 @@ impl FaceBox {
     /// The box grown by `factor` around its centre and clipped to a `w` x `h` image, as whole
     /// pixels; None when nothing of it is inside.
     pub fn grown_rect(&self, factor: f32, w: i32, h: i32) -> Option<Rect> {
+        self.rect_around(self.width() * factor, self.height() * factor, w, h)
+    }
+
+    /// A square of side `factor` x the box's longer side around its centre, clipped likewise.
+    pub fn grown_square(&self, factor: f32, w: i32, h: i32) -> Option<Rect> {
+        let side = self.width().max(self.height()) * factor;
+        self.rect_around(side, side, w, h)
+    }
+
+    fn rect_around(&self, width: f32, height: f32, w: i32, h: i32) -> Option<Rect> {
         let (cx, cy) = ((self.x1 + self.x2) / 2.0, (self.y1 + self.y2) / 2.0);
-        let (hw, hh) = (self.width() * factor / 2.0, self.height() * factor / 2.0);
+        let (hw, hh) = (width / 2.0, height / 2.0);
         let x1 = ((cx - hw).floor() as i32).clamp(0, w);
         let y1 = ((cy - hh).floor() as i32).clamp(0, h);
         let x2 = ((cx + hw).ceil() as i32).clamp(0, w);
@@ -141,7 +151,7 @@ impl Default for DetectorOptions {
             input_size: 960,
             backend: Backend::Auto,
             precision: Precision::default(),
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: super::cores(),
             sessions: 1,
             tiles: 1,
         }
@@ -394,5 +404,7 @@ mod tests {
         assert_eq!((r.x, r.y), (0, 7));
         assert!(r.x + r.width <= 100);
         assert!(b(200., 200., 210., 210., 1.).grown_rect(1.3, 100, 100).is_none());
+        let s = b(40., 30., 60., 70., 1.).grown_square(1.1, 100, 100).unwrap();
+        assert_eq!((s.x, s.y, s.width, s.height), (28, 28, 44, 44));
     }
 }
