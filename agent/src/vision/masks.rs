@@ -50,10 +50,10 @@ impl Status {
 const SIDE: i32 = 224;
 
 /// The classifier was trained on the squarish boxes of an SSD face detector; CenterFace's boxes
-/// are tight and tall. A square of 1.1 x the longer side, on the 350 faces of the bench clip
-/// sampled every second: every verdict right with the fp32 and the int8 detector, none flipped by
-/// moving the box 2 px, 5 within 0.2 of the decision. The tall box grown by 1.2 (used before):
-/// 170/171 masked right, 7 flipped by 2 px, 44 within 0.2 (int8: 160/166).
+/// are tight and tall. A square of 1.1 x the longer side (`scripts/mask-crop-study`, ~350 faces
+/// of the bench clip): every verdict right with the fp32 and the int8 detector and classifier,
+/// none flipped by moving the box 2 px. The tall box grown by 1.2 (used before): 160-171 of
+/// 166-171 masked faces right, 10-12 flipped by 2 px.
 const CROP_GROW: f32 = 1.1;
 
 pub struct MaskClassifier {
