@@ -205,8 +205,8 @@ impl Anonymizer {
                 opts.detector.backend,
                 opts.detector.precision,
                 opts.detector.threads,
-                // One per frame in flight: shared, the workers queued for it (0.95-1.03 s against
-                // 0.85-0.93 s on the bench), for about 12 MB each.
+                // One per frame in flight: shared, the workers queued for it (bench medians in one
+                // series: 1.03 s against 0.86 s), for about 12 MB each.
                 opts.detector.sessions,
             )?)
         } else {

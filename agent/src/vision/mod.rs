@@ -59,9 +59,9 @@ pub fn cores() -> usize {
 }
 
 /// Video frames in inference at once unless told: two where there are two cores or more, each
-/// worker then running its models on `cores / 2` threads. On the 2-core bench box: 0.86-0.93 s
-/// against 1.09-1.24 s for one frame on both cores, whose short runs (the classifier's above
-/// all) leave a core waiting at every operator.
+/// worker then running its models on `cores / 2` threads. On the 2-core bench box (medians of
+/// interleaved invocations): 0.98-1.23 s against 1.11-1.53 s for one frame on both cores, whose
+/// short runs (the classifier's above all) leave a core waiting at every operator.
 pub fn default_in_flight() -> usize {
     cores().min(2)
 }
