@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use opencv::core::{Mat, Rect, Scalar, Size, CV_32F};
+use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::engine::{Backend, Net, Tensor};
@@ -168,6 +169,11 @@ pub struct Detector {
 
 const NMS_IOU: f32 = 0.3;
 
+thread_local! {
+    /// CenterFace's resized frame and input blob, reused by each thread's frames.
+    static INPUT: std::cell::RefCell<(Mat, Vec<f32>)> = std::cell::RefCell::new((Mat::default(), Vec::new()));
+}
+
 impl Detector {
     pub fn load(opts: &DetectorOptions, models_dir: Option<&Path>) -> Result<Detector> {
         let threshold = opts.threshold.unwrap_or(opts.kind.default_threshold());
@@ -260,16 +266,23 @@ impl Detector {
         let s = (self.input_size as f32 / longer).min(1.0);
         let round32 = |v: f32| (((v / 32.0).ceil() as i32) * 32).max(32);
         let (nw, nh) = (round32(w as f32 * s), round32(h as f32 * s));
-        let blob = opencv::dnn::blob_from_image(
-            bgr,
-            1.0,
-            Size::new(nw, nh),
-            Scalar::default(),
-            true,
-            false,
-            CV_32F,
-        )?;
-        let outs = self.net.run(&blob)?;
+        // What blobFromImage(swapRB) computes, into buffers each worker thread keeps: its
+        // version makes a 6 MB float copy of the frame and a new blob for every frame, fresh
+        // pages to fault in each time.
+        let outs = INPUT.with(|cell| -> Result<Vec<Tensor>> {
+            let (resized, blob) = &mut *cell.borrow_mut();
+            imgproc::resize(bgr, resized, Size::new(nw, nh), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+            let plane = (nw * nh) as usize;
+            blob.resize(3 * plane, 0.0);
+            let (r, rest) = blob.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            let pixels = resized.data_bytes()?.chunks_exact(3);
+            for (((px, r), g), b) in pixels.zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
+                (*b, *g, *r) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
+            }
+            // Landmarks (the fourth output) are not needed.
+            self.net.run_data(&[1, 3, nh as usize, nw as usize], blob, 3)
+        })?;
         let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
         let boxes =
             decode_centerface(&outs, self.threshold, nw as f32, nh as f32).map_err(VisionError::Other)?;

@@ -208,22 +208,27 @@ impl Net {
 
     /// Runs the model on one input blob (a continuous f32 Mat with the model's layout).
     pub fn run(&self, blob: &Mat) -> Result<Vec<Tensor>> {
+        let shape: Vec<usize> = blob.mat_size().iter().map(|&d| d as usize).collect();
+        self.run_data(&shape, blob.data_typed::<f32>()?, usize::MAX)
+    }
+
+    /// Runs the model on `data` laid out as `shape`, and returns its first `keep` outputs (the
+    /// others are not copied: CenterFace's landmarks are 1.3 MB a 1080p frame, never used).
+    pub fn run_data(&self, shape: &[usize], data: &[f32], keep: usize) -> Result<Vec<Tensor>> {
         let err = |message: String| VisionError::Inference {
             model: self.model.file_name().to_string(),
             message,
         };
-        let shape: Vec<usize> = blob.mat_size().iter().map(|&d| d as usize).collect();
-        let data = blob.data_typed::<f32>()?;
         let mut inner = self
             .session()
             .map_err(|()| err("a previous run panicked".into()))?;
         match &mut *inner {
             Inner::Ort(session) => {
-                let input =
-                    ort::value::TensorRef::from_array_view((shape, data)).map_err(|e| err(e.to_string()))?;
+                let input = ort::value::TensorRef::from_array_view((shape.to_vec(), data))
+                    .map_err(|e| err(e.to_string()))?;
                 let outputs = session.run(ort::inputs![input]).map_err(|e| err(e.to_string()))?;
-                let mut out = Vec::with_capacity(outputs.len());
-                for (_, v) in outputs.iter() {
+                let mut out = Vec::with_capacity(outputs.len().min(keep));
+                for (_, v) in outputs.iter().take(keep) {
                     let (s, d) = v.try_extract_tensor::<f32>().map_err(|e| err(e.to_string()))?;
                     out.push(Tensor {
                         shape: s.iter().map(|&x| x.max(0) as usize).collect(),
@@ -233,7 +238,10 @@ impl Net {
                 Ok(out)
             }
             Inner::Cv(net) => {
-                net.set_input(blob, "", 1.0, opencv::core::Scalar::default())?;
+                // OpenCV names its outputs in its own order: all are kept.
+                let dims: Vec<i32> = shape.iter().map(|&d| d as i32).collect();
+                let blob = Mat::from_slice(data)?.reshape_nd(1, &dims)?.try_clone()?;
+                net.set_input(&blob, "", 1.0, opencv::core::Scalar::default())?;
                 let names = net.get_unconnected_out_layers_names()?;
                 let mut outs = Vector::<Mat>::new();
                 net.forward(&mut outs, &names)?;

@@ -351,6 +351,8 @@ impl VideoReader {
             .map_err(|e| av(&format!("no decoder for codec '{}'", self.info.codec), e))?;
         let (w, h) = (decoder.width(), decoder.height());
         let mut scaler: Option<ffmpeg_next::software::scaling::Context> = None;
+        // The converted picture, reused: it is copied into each frame's own Mat.
+        let mut bgr = ffmpeg_next::frame::Video::empty();
         let (mut index_out, mut last_t, mut next_t) = (0usize, 0.0f64, 0.0f64);
         let mut failure: Option<String> = None;
         let mut read_errors = 0;
@@ -411,7 +413,6 @@ impl VideoReader {
                     .map_err(|e| av("pixel conversion", e))?,
                 ),
             };
-            let mut bgr = ffmpeg_next::frame::Video::empty();
             sc.run(&frame, &mut bgr).map_err(|e| av("pixel conversion", e))?;
             let image = bgr_mat(&bgr, w as i32, h as i32)?;
             index_out += 1;
