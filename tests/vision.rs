@@ -614,8 +614,8 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     assert_eq!(log.matches("vision request served").count(), 4, "{log}");
 }
 
-/// A live stream (no duration, no seeking): an MPEG-TS served over HTTP by ffmpeg, read as it
-/// comes, both ways of sampling.
+/// Live streams (no duration, no seeking), read as they come: an MPEG-TS served over HTTP by
+/// ffmpeg, and a camera-like RTSP server.
 #[test]
 fn a_live_stream_url_is_sampled_as_it_comes() {
     let dir = tempfile::tempdir().unwrap();
@@ -634,30 +634,39 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
         clip.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    for keyframes in [false, true] {
+    // An HTTP MPEG-TS stream both ways of sampling, and a real RTSP server (GStreamer's
+    // gst-rtsp-server, as cameras and NVRs serve) read over RTP/TCP.
+    for (scheme, keyframes) in [("http", false), ("http", true), ("rtsp", false)] {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let url = format!("http://127.0.0.1:{port}/live.ts");
-        let mut server = Command::new("ffmpeg")
-            .args([
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-                clip.to_str().unwrap(),
-                "-c",
-                "copy",
-                "-f",
-                "mpegts",
-            ])
-            .args(["-listen", "1", &url])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let out = dir.path().join(format!("out-{keyframes}"));
+        let (url, stem, mut server) = if scheme == "http" {
+            let url = format!("http://127.0.0.1:{port}/live.ts");
+            let server = Command::new("ffmpeg")
+                .args(["-loglevel", "error", "-re", "-i", clip.to_str().unwrap()])
+                .args(["-c", "copy", "-f", "mpegts", "-listen", "1", &url])
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            (url, "live", server)
+        } else {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rtsp/serve.py");
+            let mut server = Command::new("/usr/bin/python3")
+                .arg(script)
+                .arg(port.to_string())
+                .arg(&clip)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut ready = String::new();
+            let stdout = server.stdout.take().unwrap();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
+            assert_eq!(ready.trim(), "ready", "the RTSP server did not start (scripts/setup installs it)");
+            (format!("rtsp://127.0.0.1:{port}/cam"), "cam", server)
+        };
+        let out = dir.path().join(format!("out-{scheme}-{keyframes}"));
         let mut args = vec![
             "anonymize",
             url.as_str(),
@@ -672,16 +681,16 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
         let o = fogd(&args);
         let _ = server.kill();
         let _ = server.wait();
-        assert!(o.status.success(), "{}", text(&o));
-        let frames = written_frames(&out.join("live")).len();
+        assert!(o.status.success(), "{url}: {}", text(&o));
+        let frames = written_frames(&out.join(stem)).len();
         // 6 s, one a second (--keyframes does not apply to a live source: read as it comes).
         assert!(
             frames >= 5,
-            "keyframes={keyframes}: {frames} frames; {}",
+            "{url} keyframes={keyframes}: {frames} frames; {}",
             text(&o)
         );
-        let r = sidecar(&out.join("live/img2.jpg"));
-        assert!(r.timestamp_s.unwrap() > 0.5 && !r.faces.is_empty(), "{r:?}");
+        let r = sidecar(&out.join(stem).join("img2.jpg"));
+        assert!(r.timestamp_s.unwrap() > 0.5 && !r.faces.is_empty(), "{url}: {r:?}");
     }
 }
 
