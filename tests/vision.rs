@@ -663,7 +663,11 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
             let mut ready = String::new();
             let stdout = server.stdout.take().unwrap();
             std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
-            assert_eq!(ready.trim(), "ready", "the RTSP server did not start (scripts/setup installs it)");
+            assert_eq!(
+                ready.trim(),
+                "ready",
+                "the RTSP server did not start (scripts/setup installs it)"
+            );
             (format!("rtsp://127.0.0.1:{port}/cam"), "cam", server)
         };
         let out = dir.path().join(format!("out-{scheme}-{keyframes}"));
@@ -690,7 +694,10 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
             text(&o)
         );
         let r = sidecar(&out.join(stem).join("img2.jpg"));
-        assert!(r.timestamp_s.unwrap() > 0.5 && !r.faces.is_empty(), "{url}: {r:?}");
+        assert!(
+            r.timestamp_s.unwrap() > 0.5 && !r.faces.is_empty(),
+            "{url}: {r:?}"
+        );
     }
 }
 
