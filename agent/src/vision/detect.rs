@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use opencv::core::{Mat, Rect, Scalar, Size, CV_32F};
+use opencv::core::{Mat, Rect, Scalar, Size, CV_32F, CV_8UC3};
 use opencv::imgproc;
 use opencv::prelude::*;
 
@@ -269,6 +269,15 @@ impl Detector {
         // What blobFromImage(swapRB) computes, into buffers each worker thread keeps: its
         // version makes a 6 MB float copy of the frame and a new blob for every frame, fresh
         // pages to fault in each time.
+        if bgr.typ() != CV_8UC3 {
+            // Anything else would be read as the wrong pixels: an error, and the frame's
+            // fail-safe (dropped or redacted whole) applies.
+            return Err(VisionError::Other(format!(
+                "CenterFace takes 8-bit BGR frames, got {} channel(s) of depth {}",
+                bgr.channels(),
+                bgr.depth()
+            )));
+        }
         let outs = INPUT.with(|cell| -> Result<Vec<Tensor>> {
             let (resized, blob) = &mut *cell.borrow_mut();
             imgproc::resize(bgr, resized, Size::new(nw, nh), 0.0, 0.0, imgproc::INTER_LINEAR)?;
