@@ -378,11 +378,11 @@ impl Anonymizer {
         let truncated = std::thread::scope(|scope| -> Result<Option<Truncated>> {
             let (res_tx, res_rx) = std::sync::mpsc::channel::<FrameDone>();
             for _ in 0..workers {
-                let (job_rx, res_tx, dir) = (&job_rx, res_tx.clone(), &dir);
+                let (job_rx, res_tx, dir, pool) = (&job_rx, res_tx.clone(), &dir, reader.pool.clone());
                 scope.spawn(move || loop {
                     let next = job_rx.lock().ok().and_then(|rx| rx.recv().ok());
                     let Some(f) = next else { break };
-                    if res_tx.send(self.frame(input, dir, f)).is_err() {
+                    if res_tx.send(self.frame(input, dir, f, &pool)).is_err() {
                         break;
                     }
                 });
@@ -437,7 +437,14 @@ struct FrameDone {
 }
 
 impl Anonymizer {
-    fn frame(&self, input: &str, dir: &Path, mut f: media::SampledFrame) -> FrameDone {
+    /// Gives the frame's buffer back to `pool` once written.
+    fn frame(
+        &self,
+        input: &str,
+        dir: &Path,
+        mut f: media::SampledFrame,
+        pool: &media::FramePool,
+    ) -> FrameDone {
         let mut timings = Timings {
             decode: f.decode,
             ..Default::default()
@@ -456,6 +463,7 @@ impl Anonymizer {
                 Ok(None)
             }
         };
+        pool.give(f.image);
         FrameDone {
             index: f.index,
             timings,

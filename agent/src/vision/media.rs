@@ -147,6 +147,30 @@ pub struct VideoReader {
     source: String,
     cap: videoio::VideoCapture,
     pub info: VideoInfo,
+    /// Where the consumer of each frame gives its pixels back.
+    pub pool: FramePool,
+}
+
+/// Pixel buffers of frames already handled, for the decoder to fill again: a 1080p frame is
+/// 6 MB of fresh pages to fault in otherwise (`vision::tune_allocator` has glibc give large
+/// blocks back to the system when freed).
+#[derive(Clone, Default)]
+pub struct FramePool(std::sync::Arc<std::sync::Mutex<Vec<Mat>>>);
+
+impl FramePool {
+    /// Keeps a frame's buffer for a later frame (a few at most: one per frame in flight, one
+    /// being decoded). Nothing else may hold a view of it.
+    pub fn give(&self, m: Mat) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < 4 {
+                v.push(m);
+            }
+        }
+    }
+
+    fn take(&self) -> Mat {
+        self.0.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default()
+    }
 }
 
 fn fourcc_name(v: f64) -> String {
@@ -200,6 +224,7 @@ impl VideoReader {
             source: source.to_string(),
             cap,
             info,
+            pool: FramePool::default(),
         })
     }
 
@@ -254,7 +279,7 @@ impl VideoReader {
         let mut index = 0usize;
         let mut next_t = 0.0f64;
         let mut last_t = -1.0f64;
-        let mut frame = Mat::default();
+        let mut frame = self.pool.take();
         loop {
             if let Some(d) = self.info.duration_s {
                 if next_t >= d - 0.5 / fps {
@@ -301,7 +326,7 @@ impl VideoReader {
             let sent = tx.send(SampledFrame {
                 index,
                 timestamp_s: t,
-                image: std::mem::take(&mut frame),
+                image: std::mem::replace(&mut frame, self.pool.take()),
                 decode: started.elapsed(),
             });
             if sent.is_err() {
@@ -414,7 +439,7 @@ impl VideoReader {
                 ),
             };
             sc.run(&frame, &mut bgr).map_err(|e| av("pixel conversion", e))?;
-            let image = bgr_mat(&bgr, w as i32, h as i32)?;
+            let image = bgr_mat(&bgr, w as i32, h as i32, self.pool.take())?;
             index_out += 1;
             last_t = t;
             next_t = ((t / every_s).floor() + 1.0) * every_s;
@@ -457,10 +482,18 @@ impl VideoReader {
     }
 }
 
-/// A libav BGR24 picture as an OpenCV Mat (rows copied: libav pads its lines).
-fn bgr_mat(frame: &ffmpeg_next::frame::Video, w: i32, h: i32) -> Result<Mat> {
-    let mut image =
-        Mat::new_rows_cols_with_default(h, w, opencv::core::CV_8UC3, opencv::core::Scalar::all(0.0))?;
+/// A libav BGR24 picture as an OpenCV Mat (rows copied: libav pads its lines), into `reuse`
+/// when it has the size.
+fn bgr_mat(frame: &ffmpeg_next::frame::Video, w: i32, h: i32, reuse: Mat) -> Result<Mat> {
+    let fits = reuse.rows() == h
+        && reuse.cols() == w
+        && reuse.typ() == opencv::core::CV_8UC3
+        && reuse.is_continuous();
+    let mut image = if fits {
+        reuse
+    } else {
+        Mat::new_rows_cols_with_default(h, w, opencv::core::CV_8UC3, opencv::core::Scalar::all(0.0))?
+    };
     let stride = frame.stride(0);
     let src = frame.data(0);
     let row = w as usize * 3;
