@@ -546,7 +546,9 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
     let rows = loop {
         let rows = d.rt.journal.ingest_rows().expect("rows");
         let street = rows.iter().filter(|r| r.camera == "street").count();
-        if street >= 3 && rows.iter().any(|r| r.camera == "porch") {
+        // Both files of the folder handled (a scan may take them one interval apart).
+        let rejected = drop.join("porch/.rejected-notes.jpg").exists();
+        if street >= 3 && rows.iter().any(|r| r.camera == "porch") && rejected {
             break rows;
         }
         assert!(Instant::now() < deadline, "{rows:?}");
