@@ -55,10 +55,16 @@ pub struct DetectArgs {
 }
 
 impl DetectArgs {
+    /// With `--in-flight` (or its default) sessions.
     pub(super) fn options(&self) -> DetectorOptions {
-        let sessions = self
-            .in_flight
-            .map_or_else(crate::vision::default_in_flight, |n| n as usize);
+        self.options_for(
+            self.in_flight
+                .map_or_else(crate::vision::default_in_flight, |n| n as usize),
+        )
+    }
+
+    /// With `sessions` sessions, each on its share of the cores.
+    fn options_for(&self, sessions: usize) -> DetectorOptions {
         DetectorOptions {
             kind: self.detector,
             threshold: self.thresh,
@@ -279,7 +285,8 @@ pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let threads = a.detect.options().threads;
+    // One image at a time: one session of each model, on every core.
+    let opts = a.detect.options_for(1);
     let key = format!("{:?}", a.detect);
     let mut failed = 0;
     let mut results = Vec::new();
@@ -316,18 +323,13 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 (Some(r), _) => (sidecar_faces(&r), "sidecar"),
                 (None, Some(raw)) => {
                     let (d, c) = cached(&mut warm.detectors, key.clone(), || {
-                        // One image at a time: one session each.
-                        let opts = DetectorOptions {
-                            sessions: 1,
-                            ..a.detect.options()
-                        };
                         let d = Detector::load(&opts, a.detect.models.as_deref())?;
                         let c = MaskClassifier::load(
                             a.detect.models.as_deref(),
                             a.detect.backend,
                             a.detect.precision,
-                            threads,
-                            1,
+                            opts.threads,
+                            opts.sessions,
                         )?;
                         Ok((d, c))
                     })?;
