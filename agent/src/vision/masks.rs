@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use opencv::core::{Mat, Scalar, Size, CV_32F};
+use opencv::core::{Mat, Size, CV_32F};
 use opencv::imgproc;
 use opencv::prelude::*;
 
@@ -85,7 +85,6 @@ impl MaskClassifier {
     /// little for this network.
     pub fn classify(&self, bgr: &Mat, faces: &[FaceBox]) -> Result<Vec<Option<MaskVerdict>>> {
         let (w, h) = (bgr.cols(), bgr.rows());
-        let mut blob = Mat::new_nd_with_default(&[1, SIDE, SIDE, 3], CV_32F, Scalar::all(0.0))?;
         let mut verdicts = Vec::with_capacity(faces.len());
         for r in faces.iter().map(|f| f.grown_square(CROP_GROW, w, h)) {
             let Some(r) = r else {
@@ -108,9 +107,13 @@ impl MaskClassifier {
             imgproc::cvt_color_def(&resized, &mut rgb, imgproc::COLOR_BGR2RGB)?;
             let mut f = Mat::default();
             rgb.convert_to(&mut f, CV_32F, 1.0 / 127.5, -1.0)?;
-            blob.data_typed_mut::<f32>()?
-                .copy_from_slice(f.reshape(1, 0)?.data_typed::<f32>()?);
-            let outs = self.net.run(&blob)?;
+            // Continuous, HWC: the model's [1, 224, 224, 3] input as it is.
+            let input = f.reshape(1, 0)?;
+            let outs = self.net.run_data(
+                &[1, SIDE as usize, SIDE as usize, 3],
+                input.data_typed::<f32>()?,
+                1,
+            )?;
             let verdict = match outs.first().map(|t| t.data.as_slice()) {
                 Some(&[m, nm, ..]) if m >= nm => Some(MaskVerdict {
                     class: MaskClass::Mask,
