@@ -125,6 +125,11 @@ pub struct DelegationConfig {
     /// A remote that cannot be reached for this long gives its jobs back: they run here.
     #[serde(with = "humantime_serde_compat")]
     pub reclaim_after: Duration,
+    /// A job the remote still reports running (or still uploading its outputs) this long after
+    /// it took it is given back and runs here; the remote's run may still end, writing the same
+    /// keys. `0s`: no limit.
+    #[serde(with = "humantime_serde_compat")]
+    pub running_limit: Duration,
     /// Jobs in flight on one remote at most.
     pub max_in_flight: usize,
     /// Limit of one delegation call (OSCAR uses 20 s).
@@ -140,6 +145,8 @@ impl Default for DelegationConfig {
             after: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             reclaim_after: Duration::from_secs(60),
+            // Six times the default script timeout: room for a slow upload, not for a stuck one.
+            running_limit: Duration::from_secs(3600),
             max_in_flight: 64,
             call_timeout: Duration::from_secs(20),
         }

@@ -219,7 +219,9 @@ impl Delegator {
     /// (and runs here).
     pub async fn send(&self, rt: &Arc<Runtime>, inv: Invocation, svc: Service) {
         let Some(d) = svc.delegation.as_ref() else {
-            let _ = rt.journal.undelegate(inv.id, "service has no delegation members");
+            let _ = rt
+                .journal
+                .undelegate(inv.id, "service has no delegation members", false);
             return;
         };
         let mut errors = Vec::new();
@@ -263,7 +265,8 @@ impl Delegator {
         } else {
             format!("not delegated ({}); runs here", errors.join("; "))
         };
-        match rt.journal.undelegate(inv.id, &note) {
+        // A later claim may still send it out, once a member is back.
+        match rt.journal.undelegate(inv.id, &note, false) {
             Ok(_) => rt.wake.notify_one(),
             Err(e) => tracing::error!("{e}"),
         }
@@ -445,7 +448,14 @@ impl Delegator {
                         match states.get(job).map(String::as_str) {
                             Some("Succeeded") => self.ended(rt, &m, &remote, f, State::Succeeded).await,
                             Some("Failed") => self.ended(rt, &m, &remote, f, State::Failed).await,
-                            Some(_) => alive.push(f.inv.id),
+                            Some(state) => match held_too_long(rt, f) {
+                                Some(held) => self.give_back(
+                                    rt,
+                                    f,
+                                    &format!("`{member}` still reports it {state} after {}s", held.as_secs()),
+                                ),
+                                None => alive.push(f.inv.id),
+                            },
                             None => self.stale(rt, f, &format!("`{member}` does not know job `{job}`")),
                         }
                     }
@@ -479,7 +489,7 @@ impl Delegator {
             "given back from {}: {why}; runs here",
             f.inv.ran_on.as_deref().unwrap_or("?")
         );
-        match rt.journal.undelegate(f.inv.id, &note) {
+        match rt.journal.undelegate(f.inv.id, &note, true) {
             Ok(true) => {
                 tracing::warn!(service = %f.inv.service, job = %f.inv.uuid, "{note}");
                 rt.event(
@@ -679,4 +689,12 @@ async fn local_copy(
     let tmp = rt.cfg.data_dir.join(format!("push-{tag}.tmp"));
     store.get_file(key, &tmp).await.map_err(|e| e.to_string())?;
     Ok((tmp, true))
+}
+/// How long the remote has held a job, once that is over `delegation.running_limit` (a remote
+/// whose outbox cannot drain reports its jobs running for ever).
+fn held_too_long(rt: &Runtime, f: &crate::journal::Followed) -> Option<Duration> {
+    let limit = rt.cfg.delegation.running_limit;
+    let since = f.inv.started_ms?;
+    let held = Duration::from_millis((now_ms() - since).max(0) as u64);
+    (!limit.is_zero() && held >= limit).then_some(held)
 }

@@ -38,6 +38,7 @@ impl Journal {
                    remote_job = NULL, contact_ms = ?5, finished_ms = NULL
                  WHERE id IN (SELECT i.id FROM invocations i JOIN events e ON e.id = i.event_id
                               WHERE i.state = 'queued' AND i.service = ?1 AND i.created_ms <= ?2
+                                AND i.kept_here = 0
                                 AND e.source NOT IN ('run', 'delegated')
                                 AND substr(e.key, 1, length(?3)) != ?3
                               ORDER BY i.id LIMIT ?4)
@@ -75,17 +76,19 @@ impl Journal {
         Ok(())
     }
 
-    /// Back to the queue (no member would take it, or a remote stayed away): it runs here.
-    /// `note` is kept as the invocation's error until it finishes.
-    pub fn undelegate(&self, id: i64, note: &str) -> Result<bool> {
+    /// Back to the queue. `note` is kept as the invocation's error until it finishes. With
+    /// `keep_here` (a remote went silent on it, or held it too long) it is never delegated
+    /// again; without (no member would take it now), a later claim may send it out.
+    pub fn undelegate(&self, id: i64, note: &str, keep_here: bool) -> Result<bool> {
         let n = self
             .conn()
             .prepare_cached(
                 "UPDATE invocations SET state = 'queued', ran_on = NULL, remote_job = NULL,
-                   contact_ms = NULL, finished_ms = NULL, error = ?2
+                   contact_ms = NULL, finished_ms = NULL, error = ?2,
+                   kept_here = MAX(kept_here, ?3)
                  WHERE id = ?1 AND state = 'delegated'",
             )
-            .and_then(|mut st| st.execute(params![id, note]))
+            .and_then(|mut st| st.execute(params![id, note, keep_here]))
             .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
@@ -205,7 +208,7 @@ mod tests {
         j.delegated_to(ok, "cloud", Some("job-1")).expect("to");
         assert_eq!(j.in_flight("cloud").expect("n"), 1);
         assert_eq!(j.followed().expect("followed").len(), 1);
-        assert!(j.undelegate(ok, "cloud unreachable").expect("back"));
+        assert!(j.undelegate(ok, "no member free", false).expect("back"));
         let back = j.invocation(&ok.to_string()).expect("get").expect("row");
         assert_eq!((back.state, back.ran_on), (State::Queued, None));
         let again = j
@@ -250,6 +253,33 @@ mod tests {
             4,
             "raw, sync, from_peer and the cut one"
         );
+    }
+
+    #[test]
+    fn a_job_taken_back_from_a_remote_is_never_sent_out_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
+        let id = event(&j, "work/in/1", "put");
+        let later = now_ms() + 60_000;
+        assert_eq!(
+            j.claim_for_delegation("svc", later, "raw/", 1).expect("claim")[0].id,
+            id
+        );
+        j.delegated_to(id, "cloud", Some("job-1")).expect("to");
+        assert!(j
+            .undelegate(
+                id,
+                "given back from cloud: still Running after 3600s; runs here",
+                true
+            )
+            .expect("back"));
+        assert!(j
+            .claim_for_delegation("svc", later, "raw/", 10)
+            .expect("claim")
+            .is_empty());
+        let row = j.invocation(&id.to_string()).expect("get").expect("row");
+        assert_eq!(row.state, State::Queued);
+        assert_eq!(j.pending("svc").expect("pending"), 1, "it runs here");
     }
 
     #[test]

