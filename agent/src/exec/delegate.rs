@@ -690,6 +690,7 @@ async fn local_copy(
     store.get_file(key, &tmp).await.map_err(|e| e.to_string())?;
     Ok((tmp, true))
 }
+
 /// How long the remote has held a job, once that is over `delegation.running_limit` (a remote
 /// whose outbox cannot drain reports its jobs running for ever).
 fn held_too_long(rt: &Runtime, f: &crate::journal::Followed) -> Option<Duration> {
