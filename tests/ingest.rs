@@ -532,30 +532,62 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
     c.ingest.watch_dir = Some(drop.clone());
     c.ingest.watch_interval = Duration::from_millis(200);
     let d = Daemon::start(c, &[wf]);
+    // The same clip from a real RTSP server (GStreamer's gst-rtsp-server), as a camera serves.
+    let port = free_ports(1);
+    let mut rtsp = std::process::Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rtsp/serve.py"))
+        .arg(port.to_string())
+        .arg(&clip)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    let out = rtsp.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready).expect("read");
+    assert_eq!(
+        ready.trim(),
+        "ready",
+        "the RTSP server did not start (scripts/setup installs it)"
+    );
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let src = fogd::config::StreamSource {
-        camera: "street".into(),
-        url: clip.display().to_string(),
-        every: Duration::from_secs(1),
-    };
-    let stream = tokio::spawn(fogd::ingest::stream::run(d.rt.clone(), src, rx.clone()));
+    let mut streams = Vec::new();
+    for (camera, url) in [
+        ("street", clip.display().to_string()),
+        ("door", format!("rtsp://127.0.0.1:{port}/cam")),
+    ] {
+        let src = fogd::config::StreamSource {
+            camera: camera.into(),
+            url,
+            every: Duration::from_secs(1),
+        };
+        streams.push(tokio::spawn(fogd::ingest::stream::run(
+            d.rt.clone(),
+            src,
+            rx.clone(),
+        )));
+    }
     let dir = tokio::spawn(fogd::ingest::dir::run(d.rt.clone(), drop.clone(), rx));
     std::fs::write(drop.join("porch/visitor.jpg"), tagged_jpeg(&face_jpeg(), "porch")).expect("w");
     std::fs::write(drop.join("porch/notes.jpg"), b"not a picture").expect("w");
     let deadline = Instant::now() + Duration::from_secs(30);
     let rows = loop {
         let rows = d.rt.journal.ingest_rows().expect("rows");
-        let street = rows.iter().filter(|r| r.camera == "street").count();
+        let count = |camera: &str| rows.iter().filter(|r| r.camera == camera).count();
         // Both files of the folder handled (a scan may take them one interval apart).
         let rejected = drop.join("porch/.rejected-notes.jpg").exists();
-        if street >= 3 && rows.iter().any(|r| r.camera == "porch") && rejected {
+        if count("street") >= 3 && count("door") >= 2 && count("porch") >= 1 && rejected {
             break rows;
         }
         assert!(Instant::now() < deadline, "{rows:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let _ = stop.send(true);
-    let _ = tokio::join!(stream, dir);
+    for s in streams {
+        let _ = s.await;
+    }
+    let _ = dir.await;
+    let _ = rtsp.kill();
+    let _ = rtsp.wait();
     d.settle(30).await;
     // The folder's good file was taken (and removed), the bad one set aside and counted.
     assert!(!drop.join("porch/visitor.jpg").exists());
