@@ -7,7 +7,7 @@ use opencv::core::{Mat, Rect, Scalar, Size, CV_32F, CV_8UC3};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::engine::{Backend, Net, Tensor};
+use super::engine::{Backend, Input, Net, Tensor};
 use super::models::{Model, Precision};
 use super::{Result, VisionError};
 
@@ -169,9 +169,17 @@ pub struct Detector {
 
 const NMS_IOU: f32 = 0.3;
 
+/// CenterFace's resized frame and its input blob (8-bit for the int8 file, floats for the fp32
+/// one), kept by each worker thread for its next frame.
+#[derive(Default)]
+struct InputBuffers {
+    resized: Mat,
+    pixels: Vec<u8>,
+    floats: Vec<f32>,
+}
+
 thread_local! {
-    /// CenterFace's resized frame and input blob, reused by each thread's frames.
-    static INPUT: std::cell::RefCell<(Mat, Vec<f32>)> = std::cell::RefCell::new((Mat::default(), Vec::new()));
+    static INPUT: std::cell::RefCell<InputBuffers> = std::cell::RefCell::new(InputBuffers::default());
 }
 
 impl Detector {
@@ -279,18 +287,25 @@ impl Detector {
             )));
         }
         let outs = INPUT.with(|cell| -> Result<Vec<Tensor>> {
-            let (resized, blob) = &mut *cell.borrow_mut();
-            imgproc::resize(bgr, resized, Size::new(nw, nh), 0.0, 0.0, imgproc::INTER_LINEAR)?;
-            let plane = (nw * nh) as usize;
-            blob.resize(3 * plane, 0.0);
-            let (r, rest) = blob.split_at_mut(plane);
-            let (g, b) = rest.split_at_mut(plane);
-            let pixels = resized.data_bytes()?.chunks_exact(3);
-            for (((px, r), g), b) in pixels.zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
-                (*b, *g, *r) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
-            }
+            let buf = &mut *cell.borrow_mut();
+            imgproc::resize(
+                bgr,
+                &mut buf.resized,
+                Size::new(nw, nh),
+                0.0,
+                0.0,
+                imgproc::INTER_LINEAR,
+            )?;
+            let bgr = buf.resized.data_bytes()?;
+            let shape = [1, 3, nh as usize, nw as usize];
             // Landmarks (the fourth output) are not needed.
-            self.net.run_data(&[1, 3, nh as usize, nw as usize], blob, 3)
+            if self.net.takes_u8() {
+                planar_rgb(bgr, &mut buf.pixels, |v| v);
+                self.net.run_data(&shape, Input::U8(&buf.pixels), 3)
+            } else {
+                planar_rgb(bgr, &mut buf.floats, f32::from);
+                self.net.run_data(&shape, Input::F32(&buf.floats), 3)
+            }
         })?;
         let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
         let boxes =
@@ -348,6 +363,17 @@ impl Detector {
 
 /// CenterFace's outputs at 1/4 scale: heatmap [1,1,h,w], scale [1,2,h,w], offset [1,2,h,w]
 /// (then landmarks, unused). Boxes in the network input's pixels.
+/// Interleaved BGR pixels as three planes, R, G, B (CenterFace's layout), into `out`.
+fn planar_rgb<T: Copy + Default>(bgr: &[u8], out: &mut Vec<T>, conv: impl Fn(u8) -> T) {
+    let plane = bgr.len() / 3;
+    out.resize(3 * plane, T::default());
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (((px, r), g), b) in bgr.chunks_exact(3).zip(r).zip(g).zip(b) {
+        (*b, *g, *r) = (conv(px[0]), conv(px[1]), conv(px[2]));
+    }
+}
+
 fn decode_centerface(outs: &[Tensor], threshold: f32, in_w: f32, in_h: f32) -> Result<Vec<FaceBox>, String> {
     let channels = |t: &Tensor| t.shape.get(1).copied().unwrap_or(0);
     let heat = outs

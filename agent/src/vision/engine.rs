@@ -106,6 +106,13 @@ fn ort_session(
     b.commit_from_memory(bytes).map_err(|e| e.to_string())
 }
 
+/// A model's input: floats, or 8-bit pixels for a file that takes them (`Net::takes_u8`).
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8]),
+}
+
 /// One output of a model run, in the model's output order.
 #[derive(Debug, Clone)]
 pub struct Tensor {
@@ -209,12 +216,17 @@ impl Net {
     /// Runs the model on one input blob (a continuous f32 Mat with the model's layout).
     pub fn run(&self, blob: &Mat) -> Result<Vec<Tensor>> {
         let shape: Vec<usize> = blob.mat_size().iter().map(|&d| d as usize).collect();
-        self.run_data(&shape, blob.data_typed::<f32>()?, usize::MAX)
+        self.run_data(&shape, Input::F32(blob.data_typed::<f32>()?), usize::MAX)
+    }
+
+    /// Whether the loaded file takes 8-bit pixels (`Input::U8`) rather than floats.
+    pub fn takes_u8(&self) -> bool {
+        self.model.takes_u8()
     }
 
     /// Runs the model on `data` laid out as `shape`, and returns its first `keep` outputs (the
     /// others are not copied: CenterFace's landmarks are 1.3 MB a 1080p frame, never used).
-    pub fn run_data(&self, shape: &[usize], data: &[f32], keep: usize) -> Result<Vec<Tensor>> {
+    pub fn run_data(&self, shape: &[usize], data: Input<'_>, keep: usize) -> Result<Vec<Tensor>> {
         let err = |message: String| VisionError::Inference {
             model: self.model.file_name().to_string(),
             message,
@@ -224,8 +236,15 @@ impl Net {
             .map_err(|()| err("a previous run panicked".into()))?;
         match &mut *inner {
             Inner::Ort(session) => {
-                let input = ort::value::TensorRef::from_array_view((shape.to_vec(), data))
-                    .map_err(|e| err(e.to_string()))?;
+                let input = match data {
+                    Input::F32(d) => {
+                        ort::value::TensorRef::from_array_view((shape.to_vec(), d)).map(|t| t.into_dyn())
+                    }
+                    Input::U8(d) => {
+                        ort::value::TensorRef::from_array_view((shape.to_vec(), d)).map(|t| t.into_dyn())
+                    }
+                }
+                .map_err(|e| err(e.to_string()))?;
                 let outputs = session.run(ort::inputs![input]).map_err(|e| err(e.to_string()))?;
                 let mut out = Vec::with_capacity(outputs.len().min(keep));
                 for (_, v) in outputs.iter().take(keep) {
@@ -238,6 +257,10 @@ impl Net {
                 Ok(out)
             }
             Inner::Cv(net) => {
+                // OpenCV runs the fp32 files, which take floats.
+                let Input::F32(data) = data else {
+                    return Err(err("OpenCV's backend takes float input".into()));
+                };
                 // OpenCV names its outputs in its own order: all are kept.
                 let dims: Vec<i32> = shape.iter().map(|&d| d as i32).collect();
                 let blob = Mat::from_slice(data)?.reshape_nd(1, &dims)?.try_clone()?;

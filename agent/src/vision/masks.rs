@@ -8,7 +8,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::detect::FaceBox;
-use super::engine::{Backend, Net};
+use super::engine::{Backend, Input, Net};
 use super::models::{Model, Precision};
 use super::Result;
 
@@ -111,7 +111,7 @@ impl MaskClassifier {
             let input = f.reshape(1, 0)?;
             let outs = self.net.run_data(
                 &[1, SIDE as usize, SIDE as usize, 3],
-                input.data_typed::<f32>()?,
+                Input::F32(input.data_typed::<f32>()?),
                 1,
             )?;
             let verdict = match outs.first().map(|t| t.data.as_slice()) {

@@ -56,7 +56,7 @@ impl Model {
             Model::CenterFace => "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
             Model::UltraFace => "84483bcd328b3aa15b5c807cec9b825fa87f1864840dec067acc9588754d1712",
             Model::MaskClassifier => "a47c3d8ee4d9debd333e892dc11cda15637bb547afdad9f7f198cb0ef0d00f7f",
-            Model::CenterFaceInt8 => "09fbcd794561a73866a6dc2092f281f45c162ce5ff26b56ff85635ceaef763ab",
+            Model::CenterFaceInt8 => "0deaf61bb8c4c71e76b4e2fefe95c789fd6d582cae67a2441ac97ad30254d043",
             Model::MaskClassifierInt8 => "6bf0142d9c25eb971b5ecaea95ecbad543ff1e361911e1bd7b3bb8965a5252db",
         }
     }
@@ -68,6 +68,11 @@ impl Model {
             (Model::MaskClassifier, Precision::Int8) => Model::MaskClassifierInt8,
             (m, _) => m,
         }
+    }
+
+    /// Whether the file takes 8-bit pixels (0..255) rather than floats.
+    pub fn takes_u8(self) -> bool {
+        self == Model::CenterFaceInt8
     }
 
     /// The fp32 file this one was made from (itself when it is one).
