@@ -361,8 +361,6 @@ impl Detector {
     }
 }
 
-/// CenterFace's outputs at 1/4 scale: heatmap [1,1,h,w], scale [1,2,h,w], offset [1,2,h,w]
-/// (then landmarks, unused). Boxes in the network input's pixels.
 /// Interleaved BGR pixels as three planes, R, G, B (CenterFace's layout), into `out`.
 fn planar_rgb<T: Copy + Default>(bgr: &[u8], out: &mut Vec<T>, conv: impl Fn(u8) -> T) {
     let plane = bgr.len() / 3;
@@ -374,6 +372,8 @@ fn planar_rgb<T: Copy + Default>(bgr: &[u8], out: &mut Vec<T>, conv: impl Fn(u8)
     }
 }
 
+/// CenterFace's outputs at 1/4 scale: heatmap [1,1,h,w], scale [1,2,h,w], offset [1,2,h,w]
+/// (then landmarks, unused). Boxes in the network input's pixels.
 fn decode_centerface(outs: &[Tensor], threshold: f32, in_w: f32, in_h: f32) -> Result<Vec<FaceBox>, String> {
     let channels = |t: &Tensor| t.shape.get(1).copied().unwrap_or(0);
     let heat = outs
