@@ -447,6 +447,17 @@ mod tests {
     }
 
     #[test]
+    fn bgr_pixels_become_rgb_planes_as_bytes_or_floats() {
+        let bgr = [1u8, 2, 3, 10, 20, 30];
+        let mut bytes = vec![9u8; 10];
+        planar_rgb(&bgr, &mut bytes, |v| v);
+        assert_eq!(bytes, [3, 30, 2, 20, 1, 10]);
+        let mut floats = Vec::new();
+        planar_rgb(&bgr, &mut floats, f32::from);
+        assert_eq!(floats, [3.0, 30.0, 2.0, 20.0, 1.0, 10.0]);
+    }
+
+    #[test]
     fn grown_rect_is_clipped_to_the_image() {
         let r = b(-5., 10., 15., 30., 1.).grown_rect(1.3, 100, 100).unwrap();
         assert_eq!((r.x, r.y), (0, 7));
