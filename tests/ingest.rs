@@ -533,28 +533,10 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
     c.ingest.watch_interval = Duration::from_millis(200);
     let d = Daemon::start(c, &[wf]);
     // The same clip from a real RTSP server (GStreamer's gst-rtsp-server), as a camera serves.
-    let port = free_ports(1);
-    let mut rtsp = std::process::Command::new("/usr/bin/python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rtsp/serve.py"))
-        .arg(port.to_string())
-        .arg(&clip)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut ready = String::new();
-    let out = rtsp.stdout.take().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready).expect("read");
-    assert_eq!(
-        ready.trim(),
-        "ready",
-        "the RTSP server did not start (scripts/setup installs it)"
-    );
+    let rtsp = RtspServer::start(&clip);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let mut streams = Vec::new();
-    for (camera, url) in [
-        ("street", clip.display().to_string()),
-        ("door", format!("rtsp://127.0.0.1:{port}/cam")),
-    ] {
+    for (camera, url) in [("street", clip.display().to_string()), ("door", rtsp.url.clone())] {
         let src = fogd::config::StreamSource {
             camera: camera.into(),
             url,
@@ -586,8 +568,7 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
         let _ = s.await;
     }
     let _ = dir.await;
-    let _ = rtsp.kill();
-    let _ = rtsp.wait();
+    std::mem::drop(rtsp);
     d.settle(30).await;
     // The folder's good file was taken (and removed), the bad one set aside and counted.
     assert!(!drop.join("porch/visitor.jpg").exists());

@@ -637,38 +637,19 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
     // An HTTP MPEG-TS stream both ways of sampling, and a real RTSP server (GStreamer's
     // gst-rtsp-server, as cameras and NVRs serve) read over RTP/TCP.
     for (scheme, keyframes) in [("http", false), ("http", true), ("rtsp", false)] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (url, stem, mut server) = if scheme == "http" {
-            let url = format!("http://127.0.0.1:{port}/live.ts");
+        // The HTTP server is an ffmpeg child; the RTSP one stops when dropped.
+        let (url, stem, http, rtsp) = if scheme == "http" {
+            let url = format!("http://127.0.0.1:{}/live.ts", common::free_ports(1));
             let server = Command::new("ffmpeg")
                 .args(["-loglevel", "error", "-re", "-i", clip.to_str().unwrap()])
                 .args(["-c", "copy", "-f", "mpegts", "-listen", "1", &url])
                 .spawn()
                 .unwrap();
             std::thread::sleep(std::time::Duration::from_millis(500));
-            (url, "live", server)
+            (url, "live", Some(server), None)
         } else {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rtsp/serve.py");
-            let mut server = Command::new("/usr/bin/python3")
-                .arg(script)
-                .arg(port.to_string())
-                .arg(&clip)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut ready = String::new();
-            let stdout = server.stdout.take().unwrap();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
-            assert_eq!(
-                ready.trim(),
-                "ready",
-                "the RTSP server did not start (scripts/setup installs it)"
-            );
-            (format!("rtsp://127.0.0.1:{port}/cam"), "cam", server)
+            let server = common::RtspServer::start(&clip);
+            (server.url.clone(), "cam", None, Some(server))
         };
         let out = dir.path().join(format!("out-{scheme}-{keyframes}"));
         let mut args = vec![
@@ -683,8 +664,11 @@ fn a_live_stream_url_is_sampled_as_it_comes() {
             args.push("--keyframes");
         }
         let o = fogd(&args);
-        let _ = server.kill();
-        let _ = server.wait();
+        if let Some(mut server) = http {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        drop(rtsp);
         assert!(o.status.success(), "{url}: {}", text(&o));
         let frames = written_frames(&out.join(stem)).len();
         // 6 s, one a second (--keyframes does not apply to a live source: read as it comes).
