@@ -478,7 +478,7 @@ impl Delegator {
 
     /// Gives the job back when the remote has said nothing of it for `reclaim_after`.
     fn stale(&self, rt: &Runtime, f: &crate::journal::Followed, why: &str) {
-        let silent = Duration::from_millis((now_ms() - f.contact_ms).max(0) as u64);
+        let silent = since(f.contact_ms);
         if silent >= rt.cfg.delegation.reclaim_after {
             self.give_back(rt, f, &format!("{why} for {}s", silent.as_secs()));
         }
@@ -588,9 +588,7 @@ impl Delegator {
         };
         match rt.journal.finish_remote(f.inv.id, &outcome) {
             Ok(true) => {
-                let took = Duration::from_millis(
-                    (now_ms() - f.inv.started_ms.unwrap_or(f.inv.created_ms)).max(0) as u64,
-                );
+                let took = since(f.inv.started_ms.unwrap_or(f.inv.created_ms));
                 rt.metrics
                     .observe_invocation_at(&f.inv.service, state, &member, took);
                 rt.event(
@@ -695,7 +693,11 @@ async fn local_copy(
 /// whose outbox cannot drain reports its jobs running for ever).
 fn held_too_long(rt: &Runtime, f: &crate::journal::Followed) -> Option<Duration> {
     let limit = rt.cfg.delegation.running_limit;
-    let since = f.inv.started_ms?;
-    let held = Duration::from_millis((now_ms() - since).max(0) as u64);
+    let held = since(f.inv.started_ms?);
     (!limit.is_zero() && held >= limit).then_some(held)
+}
+
+/// Time since a journal timestamp (ms), zero if the clock went back.
+fn since(ms: i64) -> Duration {
+    Duration::from_millis((now_ms() - ms).max(0) as u64)
 }
