@@ -16,7 +16,7 @@ fn stdout(o: &Output) -> String {
 
 fn conformance(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/conformance/fdl")
+        .join("../tests/fixtures/fdl")
         .join(name)
         .to_string_lossy()
         .into_owned()

@@ -1,4 +1,4 @@
-//! Every real OSCAR/SCAR FDL file of `../shared/conformance/fdl/` loads, with the services and
+//! Every real OSCAR/SCAR FDL file of `tests/fixtures/fdl/` loads, with the services and
 //! providers that an independent reader (PyYAML, `tests/fixtures/conformance-expected.tsv`) finds.
 
 use std::collections::BTreeMap;
@@ -8,10 +8,10 @@ use fogd::fdl::graph::{self, Certainty};
 use fogd::fdl::{load_file, Dialect, LoadOptions, Platform, Report};
 
 fn conformance_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/fdl");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fdl");
     assert!(
         dir.join("MANIFEST.tsv").is_file(),
-        "the conformance files are expected in {} (shared/ beside the checkout)",
+        "the conformance files are expected in {}",
         dir.display()
     );
     dir
