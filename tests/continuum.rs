@@ -329,7 +329,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
     let observer = fogd::runtime::Runtime::open(common::cfg(&observer_dir), std::slice::from_ref(&edge_wf))
         .expect("observer");
     let store = observer
-        .store(&fogd::router::parse_provider("minio.shared").expect("p"))
+        .store(&fogd::fdl::ProviderRef::parse("minio.shared").expect("p"))
         .expect("store");
     let names: Vec<String> = (0..BURST)
         .flat_map(|i| [format!("h-{i:02}"), format!("k-{i:02}")])

@@ -213,7 +213,7 @@ async fn bad_input_is_counted_and_skipped_and_raw_never_leaves() {
     let sw_store = node
         .d
         .rt
-        .store(&fogd::router::parse_provider("minio.sw").expect("p"))
+        .store(&fogd::fdl::ProviderRef::parse("minio.sw").expect("p"))
         .expect("store");
     let objects = sw_store.list("anon/").await.expect("list");
     assert_eq!(objects.len(), 1, "{objects:?}");
@@ -300,7 +300,7 @@ async fn store_down_then_up_everything_syncs_in_order_and_stats_show_it() {
     let sw_store = node
         .d
         .rt
-        .store(&fogd::router::parse_provider("minio.sw").expect("p"))
+        .store(&fogd::fdl::ProviderRef::parse("minio.sw").expect("p"))
         .expect("store");
     let keys: BTreeSet<String> = sw_store
         .list("anon/frames/")
@@ -496,7 +496,7 @@ async fn large_objects_go_up_in_parts_under_the_bandwidth_cap() {
         t0.elapsed()
     );
     let store =
-        d.rt.store(&fogd::router::parse_provider("minio.sw").expect("p"))
+        d.rt.store(&fogd::fdl::ProviderRef::parse("minio.sw").expect("p"))
             .expect("s");
     let back = tmp.path().join("back");
     let meta = store.get_file("anon/big/big.bin", &back).await.expect("get");

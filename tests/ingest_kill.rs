@@ -19,6 +19,10 @@ use fogd::journal::Journal;
 use fogd::store::content_hash;
 use rand::{Rng, SeedableRng};
 
+fn fogd_bin() -> std::path::PathBuf {
+    workspace_bin("fogd")
+}
+
 const ANON: &str = "cam=$(echo \"$STORAGE_OBJECT_KEY\" | cut -d/ -f2)\n\
 exec \"$FOGD_BIN\" anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR/$cam\" --classify-masks\n";
 
@@ -34,7 +38,7 @@ impl Drop for Fogd {
 
 fn start(dir: &Path) -> Fogd {
     Fogd(
-        Command::new(env!("CARGO_BIN_EXE_fogd"))
+        Command::new(fogd_bin())
             .arg("--config")
             .arg(dir.join("fogd.yaml"))
             .arg("run")
@@ -74,7 +78,7 @@ async fn round(r: usize, frames: usize, broker: &Mosquitto, sw: &SeaweedFs) -> R
       output: [{{storage_provider: minio.sw, path: anon/r{r}}}]
       environment: {{variables: {{FOGD_BIN: '{bin}'}}}}
 {sw}",
-        bin = env!("CARGO_BIN_EXE_fogd"),
+        bin = fogd_bin().display(),
         sw = sw.provider_yaml("sw", S3_KEY, S3_SECRET)
     );
     workflow(dir, &fdl, &[("anon.sh", ANON)]);
@@ -184,7 +188,7 @@ async fn round(r: usize, frames: usize, broker: &Mosquitto, sw: &SeaweedFs) -> R
     )
     .expect("probe");
     let store = rt
-        .store(&fogd::router::parse_provider("minio.sw").expect("p"))
+        .store(&fogd::fdl::ProviderRef::parse("minio.sw").expect("p"))
         .expect("s");
     let objects = store.list(&format!("anon/r{r}/")).await.expect("list");
     let keys: BTreeSet<String> = objects.iter().map(|o| o.key.clone()).collect();

@@ -3,25 +3,27 @@
 
 mod common;
 
+/// The agent's binary, beside this package's `fogd-vision` in the target folder.
+fn fogd_bin() -> PathBuf {
+    common::workspace_bin("fogd")
+}
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fogd::vision::anonymize::FrameReport;
-use fogd::vision::detect::{Detector, DetectorOptions, FaceBox};
-use fogd::vision::masks::MaskClass;
-use fogd::vision::media;
-use fogd::vision::models::Precision;
-use fogd::vision::sample::{self, MaskTally, Recall, Truth};
+use fogd_vision::anonymize::FrameReport;
+use fogd_vision::detect::{Detector, DetectorOptions, FaceBox};
+use fogd_vision::masks::MaskClass;
+use fogd_vision::media;
+use fogd_vision::models::Precision;
+use fogd_vision::sample::{self, MaskTally, Recall, Truth};
 
 fn fogd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fogd"))
-        .args(args)
-        .output()
-        .expect("run fogd")
+    Command::new(fogd_bin()).args(args).output().expect("run fogd")
 }
 
 fn fogd_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fogd"))
+    Command::new(fogd_bin())
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -37,7 +39,7 @@ fn text(o: &Output) -> String {
 }
 
 fn media_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/media")
+    common::repo().join("examples/camera-ingest/media")
 }
 
 fn photo(name: &str) -> String {
@@ -66,7 +68,7 @@ fn sidecar(p: &Path) -> FrameReport {
 }
 
 fn boxes(r: &FrameReport) -> Vec<FaceBox> {
-    fogd::vision::anonymize::sidecar_faces(r)
+    fogd_vision::anonymize::sidecar_faces(r)
         .into_iter()
         .map(|(b, _)| b)
         .collect()
@@ -456,7 +458,7 @@ fn a_corrupt_or_missing_model_is_a_clear_error_never_garbage_boxes() {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models");
         std::fs::create_dir_all(&models).unwrap();
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let shipped = common::repo().join("models");
         let classifier = file.starts_with("mask");
         if classifier {
             std::fs::copy(
@@ -536,16 +538,13 @@ fn the_opencv_backend_is_the_fallback_and_finds_the_same_faces() {
 fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_fogd"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let bin_dir = fogd_bin().parent().unwrap().to_path_buf();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/workflow.yaml");
+    let example = common::repo().join("examples/camera-ingest/workflow.yaml");
     std::fs::write(d.join("fogd.yaml"), "data_dir: data\ngateway: {enabled: false}\n").unwrap();
     let clip = d.join("cam1.mp4");
     let o = fogd(&[
@@ -562,7 +561,7 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     assert!(o.status.success(), "{}", text(&o));
     let cfg = d.join("fogd.yaml");
     let log = std::fs::File::create(d.join("daemon.log")).unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_fogd"))
+    let mut daemon = Command::new(fogd_bin())
         .args([
             "--config",
             cfg.to_str().unwrap(),

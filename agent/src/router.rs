@@ -22,13 +22,6 @@ pub fn route<'a>(services: &'a [Service], provider: &ProviderRef, key: &str) -> 
         .collect()
 }
 
-/// `minio` -> `minio.default`, `s3.x` -> `s3.x`; `None` for an unknown type.
-pub fn parse_provider(s: &str) -> Option<ProviderRef> {
-    let (kind, id) = s.split_once('.').unwrap_or((s, "default"));
-    let kind = crate::fdl::ProviderKind::parse(kind)?;
-    (!id.is_empty()).then(|| ProviderRef::new(kind, id))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -67,7 +60,7 @@ mod tests {
             },
         );
         let wf = r.workflow.expect("wf");
-        let minio = parse_provider("minio").expect("p");
+        let minio = ProviderRef::parse("minio").expect("p");
         assert_eq!(route(&wf.services, &minio, "v/in/a.mp4"), ["frames"]);
         assert_eq!(route(&wf.services, &minio, "v/in/sub/a.mp4"), ["frames"]);
         assert_eq!(route(&wf.services, &minio, "v/out/a.jpg"), ["jpegs"]);
@@ -85,7 +78,7 @@ mod tests {
             route(&wf.services, &minio, "v/in").is_empty(),
             "the folder itself"
         );
-        let other = parse_provider("s3.x").expect("p");
+        let other = ProviderRef::parse("s3.x").expect("p");
         assert!(
             route(&wf.services, &other, "v/in/a.mp4").is_empty(),
             "other provider"

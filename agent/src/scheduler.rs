@@ -16,7 +16,6 @@ use crate::exec::kube;
 use crate::exec::local::{self, ScriptSpec, ScriptStatus};
 use crate::fdl::ProviderRef;
 use crate::journal::{Invocation, Outcome, State};
-use crate::router::parse_provider;
 use crate::runtime::{Result, Runtime, RuntimeError};
 
 /// How often the journal is looked at for work queued by other processes (`fogd put`).
@@ -234,8 +233,8 @@ pub(crate) fn settle_raw(rt: &Runtime, event_id: i64) {
 pub async fn execute(rt: &Runtime, inv: &Invocation) -> Result<Outcome> {
     let svc = rt.service(&inv.service)?;
     let ev = rt.journal.event(inv.event_id)?;
-    let provider =
-        parse_provider(&ev.provider).ok_or_else(|| RuntimeError::UnknownProvider(ev.provider.clone()))?;
+    let provider = crate::fdl::ProviderRef::parse(&ev.provider)
+        .ok_or_else(|| RuntimeError::UnknownProvider(ev.provider.clone()))?;
     let dir = rt.work_dir(&inv.uuid);
     let (in_dir, out_dir) = (dir.join("input"), dir.join("output"));
     if inv.attempts > 1 {

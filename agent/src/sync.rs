@@ -14,7 +14,6 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::journal::{now_ms, Enqueued, JournalError, OutboxItem, OutboxRow};
-use crate::router::parse_provider;
 use crate::runtime::{stopped, Result, Runtime, RuntimeError};
 use crate::store::{file_digests, PutOptions, StoreError, TokenBucket};
 
@@ -282,7 +281,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
         let _ = std::fs::remove_file(&path);
         return None;
     }
-    let result = match parse_provider(&row.provider).map(|p| rt.store(&p)) {
+    let result = match crate::fdl::ProviderRef::parse(&row.provider).map(|p| rt.store(&p)) {
         Some(Ok(store)) => {
             let opts = PutOptions {
                 multipart_threshold: rt.cfg.sync.multipart_threshold,
@@ -333,7 +332,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
             );
             // An object landing in a store: services watching it run (chaining across tiers).
             // Nothing watches most uploads: no event row for those (one journal commit less).
-            if let Some(p) = parse_provider(&row.provider) {
+            if let Some(p) = crate::fdl::ProviderRef::parse(&row.provider) {
                 let watched = !crate::router::route(&rt.workflow().services, &p, &row.key).is_empty();
                 if watched {
                     if let Err(e) = rt.emit(&p, &meta, "output") {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use fogd::fdl::{graph, load_bytes, LoadOptions};
+use fogd_fdl::{graph, load_bytes, LoadOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,7 +11,7 @@ use fogd::journal::{Invocation, State};
 use fogd::runtime::Runtime;
 
 #[allow(unused_imports)]
-pub use fogd::testkit::*;
+pub use fogd_testkit::*;
 
 /// A runtime on `fdl` with its data under `dir`, and its scheduler running until dropped.
 pub struct Daemon {
@@ -239,7 +239,7 @@ pub fn tagged_jpeg(jpeg: &[u8], tag: &str) -> Vec<u8> {
 
 /// The shared test photo with a face.
 pub fn face_jpeg() -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/media/grace_hopper.jpg");
+    let p = repo().join("examples/camera-ingest/media/grace_hopper.jpg");
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

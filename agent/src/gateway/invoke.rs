@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use super::{auth, ApiError, State};
 use crate::fdl::{ProviderKind, ProviderRef};
 use crate::journal::State as JobState;
-use crate::router::parse_provider;
 use crate::store::{check_key, ObjectMeta};
 
 enum Input {
@@ -47,7 +46,7 @@ fn parse(body: &[u8]) -> Result<Input, ApiError> {
         v.get("storage_provider").and_then(Value::as_str),
         v.get("event").and_then(Value::as_str),
     ) {
-        let provider = parse_provider(p)
+        let provider = crate::fdl::ProviderRef::parse(p)
             .ok_or_else(|| ApiError::bad_request(format!("storage_provider `{p}` is not a provider")))?;
         return match parse(ev.as_bytes())? {
             Input::Object { key, etag, size, .. } => Ok(Input::Object {

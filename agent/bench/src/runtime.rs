@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::fdl::{ProviderKind, ProviderRef};
-use crate::journal::State;
-use crate::runtime::{Result, Runtime, RuntimeError};
-use crate::store::ObjectMeta;
+use fogd::config::Config;
+use fogd::fdl::{ProviderKind, ProviderRef};
+use fogd::journal::State;
+use fogd::runtime::{Result, Runtime, RuntimeError};
+use fogd::store::ObjectMeta;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RuntimeBench {
@@ -61,7 +61,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> Result<Ru
     let concurrency = cfg.concurrency();
     let rt = Arc::new(Runtime::open(cfg, &[wf])?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(crate::scheduler::run(rt.clone(), async {
+    let daemon = tokio::spawn(fogd::scheduler::run(rt.clone(), async {
         let _ = stop_rx.await;
     }));
     let minio = ProviderRef::new(ProviderKind::Minio, "default");
@@ -121,7 +121,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> Result<Ru
     })
 }
 
-async fn wait_final(rt: &Runtime, id: i64) -> Result<crate::journal::Invocation> {
+async fn wait_final(rt: &Runtime, id: i64) -> Result<fogd::journal::Invocation> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(i) = rt.journal.invocation(&id.to_string())? {
@@ -144,4 +144,27 @@ async fn wait_final(rt: &Runtime, id: i64) -> Result<crate::journal::Invocation>
 /// Where scratch data goes: the system's temporary folder.
 pub fn scratch_dir() -> PathBuf {
     std::env::temp_dir()
+}
+
+/// `fogd bench runtime`: runs the bench in a scratch folder and prints its numbers.
+pub async fn print(latency: usize, throughput: usize, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let b = runtime(&scratch_dir(), latency, throughput).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "fogd bench runtime ({cores} cores, concurrency {})",
+        b.concurrency
+    );
+    println!(
+        "  object landed -> script started: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples; target p50 <= 5 ms, p99 <= 20 ms)",
+        b.latency_p50_ms, b.latency_p99_ms, b.latency_max_ms, b.latency_samples
+    );
+    println!(
+        "  trivial invocations through the journal: {:.0} per second ({} invocations; target >= 500/s)",
+        b.throughput_per_s, b.throughput_invocations
+    );
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::Ctx;
-use crate::fdl::model::{self, EnvValue, OneOrMany, Scalar, Sp, StorageIo};
-use crate::fdl::quantity::{parse_cpu_millis, parse_memory_bytes};
-use crate::fdl::workflow::*;
-use crate::fdl::Severity;
+use crate::model::{self, EnvValue, OneOrMany, Scalar, Sp, StorageIo};
+use crate::quantity::{parse_cpu_millis, parse_memory_bytes};
+use crate::workflow::*;
+use crate::Severity;
 
 const LOG_LEVELS: [&str; 6] = ["NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 

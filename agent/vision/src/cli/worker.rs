@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::vision::{anonymize_with, detect_masks_with};
-use crate::vision::masks::MaskClassifier;
-use crate::vision::{Anonymizer, Detector};
+use super::commands::{anonymize_with, detect_masks_with};
+use crate::masks::MaskClassifier;
+use crate::{Anonymizer, Detector};
 
 /// Models kept loaded between requests of `fogd-vision serve`, keyed by the options they were
 /// made with (a workflow calls with the same arguments every time).

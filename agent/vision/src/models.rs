@@ -107,7 +107,7 @@ pub fn search_path(explicit: Option<&Path>) -> Vec<PathBuf> {
     dirs.push(PathBuf::from("/usr/local/share/fogd/models"));
     dirs.push(PathBuf::from("/usr/share/fogd/models"));
     dirs.push(PathBuf::from("models"));
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
     dirs
 }
 

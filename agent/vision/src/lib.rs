@@ -5,6 +5,7 @@
 
 pub mod anonymize;
 pub mod bench;
+pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod masks;

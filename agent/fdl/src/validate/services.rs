@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use super::fields::*;
 use super::{declare_providers, Ctx, Located};
-use crate::fdl::model;
-use crate::fdl::workflow::*;
-use crate::fdl::Severity;
+use crate::model;
+use crate::workflow::*;
+use crate::Severity;
 
 /// OSCAR's limit (the name becomes a Kubernetes label and a bucket name).
 const MAX_OSCAR_NAME: usize = 39;
@@ -325,7 +325,7 @@ pub(super) fn delegation(cx: &mut Ctx, s: &model::OscarService, path: &str) -> O
             }
             // fogd's own: hand the input to the remote tier's input folder (through NAT).
             "push" => match &m.storage_provider {
-                Some(sp) if crate::router::parse_provider(&sp.value).is_none() => cx.error(
+                Some(sp) if crate::ProviderRef::parse(&sp.value).is_none() => cx.error(
                     sp,
                     &format!("{p}.storage_provider"),
                     format!("`{}` is not a storage provider (like minio.cloud)", sp.value),

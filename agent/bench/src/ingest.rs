@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use crate::config::{Config, MqttConfig};
-use crate::runtime::Runtime;
-use crate::testkit::{Mosquitto, SeaweedFs, S3_KEY, S3_SECRET};
+use fogd::config::{Config, MqttConfig};
+use fogd::runtime::Runtime;
+use fogd_testkit::{Mosquitto, SeaweedFs, S3_KEY, S3_SECRET};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchIngestArgs {
@@ -31,8 +31,8 @@ pub struct BenchIngestArgs {
     json: bool,
 }
 
-pub(super) async fn bench(a: BenchIngestArgs) -> anyhow::Result<ExitCode> {
-    let root = crate::bench::scratch_dir().join(format!("fogd-bench-ingest-{}", uuid::Uuid::new_v4()));
+pub async fn bench(a: BenchIngestArgs) -> anyhow::Result<ExitCode> {
+    let root = crate::runtime::scratch_dir().join(format!("fogd-bench-ingest-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&root)?;
     let r = run(&a, &root).await;
     let _ = std::fs::remove_dir_all(&root);
@@ -78,7 +78,7 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
     {
         bail!("mosquitto is not installed (scripts/setup installs it)");
     }
-    let weed = crate::testkit::weed_bin();
+    let weed = fogd_testkit::weed_bin();
     if a.uploads > 0 && !weed.exists() && std::process::Command::new(&weed).arg("version").output().is_err() {
         bail!(
             "SeaweedFS (`weed`) is not in .venv or on PATH (scripts/setup installs it); or pass --uploads 0"
@@ -98,10 +98,10 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
     });
     let rt = Arc::new(Runtime::open(cfg.clone(), &[])?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ingest = tokio::spawn(crate::ingest::mqtt::run(rt.clone(), stop_rx.clone()));
+    let ingest = tokio::spawn(fogd::ingest::mqtt::run(rt.clone(), stop_rx.clone()));
     // Connected and subscribed before the first publish.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !crate::ingest::status::connected() {
+    while !fogd::ingest::status::connected() {
         if Instant::now() > deadline {
             bail!("fogd did not connect to the bench's Mosquitto");
         }
@@ -189,13 +189,13 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
         // A new file each time: the spool hard-links it.
         let _ = std::fs::remove_file(&src);
         std::fs::write(&src, format!("{i:08}").repeat(a.upload_bytes / 8))?;
-        let spooled = crate::sync::spool(&rt, &src, "bench")?;
+        let spooled = fogd::sync::spool(&rt, &src, "bench")?;
         let key = format!("bench/out/cam{}/{i:08}.jpg", i % a.cameras.max(1));
-        crate::sync::enqueue(&rt, "minio.sw", &key, &spooled, None).context("enqueue")?;
+        fogd::sync::enqueue(&rt, "minio.sw", &key, &spooled, None).context("enqueue")?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t0 = Instant::now();
-    let task = tokio::spawn(crate::sync::run(rt.clone(), stop_rx));
+    let task = tokio::spawn(fogd::sync::run(rt.clone(), stop_rx));
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let (n, _) = rt.journal.outbox_totals()?;
@@ -239,7 +239,7 @@ async fn idle_rss(root: &std::path::Path, broker: &Mosquitto) -> anyhow::Result<
         .spawn()?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = child.id().context("fogd run exited")?;
-    let rss = crate::ingest::status::rss_bytes_of(&pid.to_string()).context("no VmRSS")?;
+    let rss = fogd::ingest::status::rss_bytes_of(&pid.to_string()).context("no VmRSS")?;
     let _ = child.kill().await;
     Ok(rss)
 }

@@ -468,10 +468,10 @@ impl FogdNode {
     }
 
     /// The node's journal, opened beside the running process (SQLite WAL allows it).
-    pub fn journal(&self) -> crate::journal::Journal {
-        crate::journal::Journal::open(
+    pub fn journal(&self) -> fogd::journal::Journal {
+        fogd::journal::Journal::open(
             &self.dir.join("data/journal.sqlite"),
-            crate::config::JournalSync::Normal,
+            fogd::config::JournalSync::Normal,
         )
         .expect("journal")
     }
@@ -507,4 +507,28 @@ impl Drop for FogdNode {
             let _ = c.wait();
         }
     }
+}
+
+/// A binary of the workspace (`fogd`, `fogd-vision`, `fogd-bench`) from the target folder the
+/// running test was built into: a test of one package can run another package's binary (cargo
+/// builds them all before it runs a test of `cargo test --workspace`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("target folder");
+    assert!(
+        bin.is_file(),
+        "{} is not built: run `cargo build --workspace --bins` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository's root (examples, models and fixtures the tests read live under it).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

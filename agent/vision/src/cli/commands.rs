@@ -10,14 +10,14 @@ use opencv::core::{Mat, Point, Rect, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::vision_worker::{cached, Out, Warm};
-use crate::vision::anonymize::{sidecar_faces, FrameReport};
-use crate::vision::detect::{DetectorKind, DetectorOptions};
-use crate::vision::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
-use crate::vision::media::{self, Sampling};
-use crate::vision::models::Precision;
-use crate::vision::redact::{Mode, RedactOptions, Shape};
-use crate::vision::{AnonymizeOptions, Anonymizer, Backend, Detector, FaceBox, OnFailure};
+use super::worker::{cached, Out, Warm};
+use crate::anonymize::{sidecar_faces, FrameReport};
+use crate::detect::{DetectorKind, DetectorOptions};
+use crate::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
+use crate::media::{self, Sampling};
+use crate::models::Precision;
+use crate::redact::{Mode, RedactOptions, Shape};
+use crate::{AnonymizeOptions, Anonymizer, Backend, Detector, FaceBox, OnFailure};
 
 #[derive(Debug, clap::Args)]
 pub struct DetectArgs {
@@ -59,7 +59,7 @@ impl DetectArgs {
     pub(super) fn options(&self) -> DetectorOptions {
         self.options_for(
             self.in_flight
-                .map_or_else(crate::vision::default_in_flight, |n| n as usize),
+                .map_or_else(crate::default_in_flight, |n| n as usize),
         )
     }
 
@@ -72,7 +72,7 @@ impl DetectArgs {
             backend: self.backend,
             precision: self.precision,
             sessions,
-            threads: (crate::vision::cores() / sessions).max(1),
+            threads: (crate::cores() / sessions).max(1),
             tiles: self.tiles,
         }
     }
@@ -275,8 +275,8 @@ struct MaskResult {
     annotated: Option<PathBuf>,
     /// "sidecar" when the faces came from the anonymiser's sidecar (judged before blurring).
     from: &'static str,
-    faces: Vec<crate::vision::anonymize::FaceReport>,
-    counts: crate::vision::anonymize::Counts,
+    faces: Vec<crate::anonymize::FaceReport>,
+    counts: crate::anonymize::Counts,
     status: Status,
 }
 
@@ -342,13 +342,13 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
             };
             let reports: Vec<_> = faces
                 .iter()
-                .map(|(b, m)| crate::vision::anonymize::FaceReport {
+                .map(|(b, m)| crate::anonymize::FaceReport {
                     bbox: b.as_array(),
                     score: b.score,
                     mask: *m,
                 })
                 .collect();
-            let counts = crate::vision::anonymize::Counts::of(&reports);
+            let counts = crate::anonymize::Counts::of(&reports);
             let status = Status::of(counts.mask, counts.no_mask);
             let stem = image.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
             let annotated = match img.as_mut() {
@@ -433,7 +433,7 @@ pub(crate) fn text(
 fn annotate(
     img: &mut Mat,
     faces: &[(FaceBox, Option<MaskVerdict>)],
-    counts: &crate::vision::anonymize::Counts,
+    counts: &crate::anonymize::Counts,
     status: Status,
 ) -> anyhow::Result<()> {
     let (green, red, amber) = (

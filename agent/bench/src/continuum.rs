@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::journal::{Invocation, State};
-use crate::testkit::FogdNode;
+use fogd::journal::{Invocation, State};
+use fogd_testkit::FogdNode;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchContinuumArgs {
@@ -189,7 +189,9 @@ async fn one_run(
 }
 
 pub async fn bench(a: &BenchContinuumArgs) -> anyhow::Result<ExitCode> {
-    let bin = std::env::current_exe().context("where is fogd?")?;
+    let bin = std::env::current_exe()
+        .context("where is fogd-bench?")?
+        .with_file_name("fogd");
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
     let work = a.out.join("work");
     eprintln!(

@@ -1,0 +1,97 @@
+//! `fogd-bench`: `fogd bench runtime|ingest|continuum`, in a binary of its own because these
+//! start test servers (Mosquitto, SeaweedFS, other fogd nodes) from the test kit, which the
+//! product never links. `fogd bench ...` hands its command line over to this binary.
+
+mod continuum;
+mod ingest;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The same command lines as `fogd bench ...`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fogd",
+    version,
+    about = "fogd's benchmarks of the runtime, ingest and delegation"
+)]
+struct Cli {
+    /// More logging (or set FOGD_LOG).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Accepted for `fogd`'s command lines; each bench makes its own nodes.
+    #[arg(long, global = true, hide = true)]
+    config: Option<std::path::PathBuf>,
+    #[arg(long, global = true, hide = true)]
+    data_dir: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Measure fogd on this machine and print the numbers.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Latency from an object landing to its script starting (p50, p99), and throughput of
+    /// trivial invocations through the journal.
+    Runtime {
+        #[arg(long, default_value_t = 300)]
+        latency_samples: usize,
+        #[arg(long, default_value_t = 2000)]
+        throughput: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// MQTT ingest into the durable spool and journal (JPEG frames, anonymisation off), through a
+    /// Mosquitto started for it; and small-object uploads from the outbox to a SeaweedFS
+    /// started for it; and fogd's idle memory.
+    Ingest(ingest::BenchIngestArgs),
+    /// Two fogd nodes on loopback (an edge and a cloud): makespan against the number of videos,
+    /// edge only versus delegating to the cloud (the shape of the paper's Fig. 9); a table, a
+    /// CSV and a PNG.
+    Continuum(continuum::BenchContinuumArgs),
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.verbose { "debug" } else { "warn" }));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let Top::Bench { what } = cli.command;
+    let run = async move {
+        match what {
+            Bench::Runtime {
+                latency_samples,
+                throughput,
+                json,
+            } => runtime::print(latency_samples, throughput, json).await,
+            Bench::Ingest(a) => ingest::bench(a).await,
+            Bench::Continuum(a) => continuum::bench(&a).await,
+        }
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fogd: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

