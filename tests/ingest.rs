@@ -74,8 +74,6 @@ fn node_cfg(dir: &Path, broker: &Mosquitto, id: &str) -> Config {
 
 struct Node {
     d: Daemon,
-    stop: tokio::sync::watch::Sender<bool>,
-    mqtt: tokio::task::JoinHandle<Result<(), fogd::ingest::mqtt::MqttError>>,
 }
 
 impl Node {
@@ -84,15 +82,12 @@ impl Node {
             .with_test_writer()
             .with_env_filter(std::env::var("FOGD_LOG").unwrap_or_else(|_| "fogd=warn".into()))
             .try_init();
-        let d = Daemon::start(cfg, &[fdl.to_path_buf()]);
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let mqtt = tokio::spawn(fogd::ingest::mqtt::run(d.rt.clone(), rx));
-        Node { d, stop, mqtt }
+        // The daemon starts the MQTT source that the config names.
+        let d = Daemon::start(cfg, &[fdl.to_path_buf()]).await;
+        Node { d }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.mqtt.await;
         self.d.stop().await;
     }
 
@@ -472,7 +467,7 @@ async fn large_objects_go_up_in_parts_under_the_bandwidth_cap() {
     c.sync.multipart_threshold = 6 << 20;
     c.sync.part_bytes = 5 << 20;
     c.sync.bandwidth_bytes = 6_000_000;
-    let d = Daemon::start(c, &[wf]);
+    let d = Daemon::start(c, &[wf]).await;
     let big = tmp.path().join("big.bin");
     let bytes: Vec<u8> = (0..12_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
@@ -529,9 +524,9 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
     let drop = tmp.path().join("drop");
     std::fs::create_dir_all(drop.join("porch")).expect("mkdir");
     let mut c = cfg(tmp.path());
-    c.ingest.watch_dir = Some(drop.clone());
+    // The sources are started by hand below (not from the config), to stop them before settling.
     c.ingest.watch_interval = Duration::from_millis(200);
-    let d = Daemon::start(c, &[wf]);
+    let d = Daemon::start(c, &[wf]).await;
     // The same clip from a real RTSP server (GStreamer's gst-rtsp-server), as a camera serves.
     let rtsp = RtspServer::start(&clip);
     let (stop, rx) = tokio::sync::watch::channel(false);

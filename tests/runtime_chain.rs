@@ -74,7 +74,7 @@ async fn two_stage_chain_fans_out_and_keeps_relative_paths() {
         MASK_FDL,
         &[("split.sh", SPLIT), ("detect.sh", DETECT)],
     );
-    let d = Daemon::start(cfg(tmp.path()), &[fdl]);
+    let d = Daemon::start(cfg(tmp.path()), &[fdl]).await;
     let videos = ["cam1.mp4", "cam 2 ü.mp4"];
     for v in videos {
         let src = tmp.path().join(v);
@@ -142,7 +142,7 @@ async fn outputs_are_routed_by_prefix_and_suffix() {
 ";
     let sort = "cd \"$TMP_OUTPUT_DIR\"; echo 1 > a.jpg; echo 2 > b.png; echo 3 > meta_a.json; echo 4 > other.json; echo 5 > c.txt; mkdir -p sub; echo 6 > sub/d.jpg\n";
     let fdl = workflow(tmp.path(), fdl, &[("sort.sh", sort), ("touch.sh", ":\n")]);
-    let d = Daemon::start(cfg(tmp.path()), &[fdl]);
+    let d = Daemon::start(cfg(tmp.path()), &[fdl]).await;
     let src = tmp.path().join("x.bin");
     std::fs::write(&src, b"x").expect("w");
     d.rt.put(&minio(), "in/box/x.bin", &src).await.expect("put");
@@ -226,7 +226,7 @@ async fn bad_keys_escaping_scripts_timeouts_big_outputs_and_failures() {
     let mut c = cfg(tmp.path());
     c.timeout = Duration::from_secs(2);
     c.log_cap_bytes = 1000;
-    let d = Daemon::start(c, &[fdl]);
+    let d = Daemon::start(c, &[fdl]).await;
     let src = tmp.path().join("in.bin");
     std::fs::write(&src, b"in").expect("w");
 
@@ -381,7 +381,7 @@ async fn seaweedfs_chain_watch_folder_markers_and_bad_credentials() {
     let up = "cp \"$INPUT_FILE_PATH\" \"$TMP_OUTPUT_DIR/$(basename \"$INPUT_FILE_PATH\").up\"\n";
     let down = "{ echo down; cat \"$INPUT_FILE_PATH\"; } > \"$TMP_OUTPUT_DIR/$(basename \"$INPUT_FILE_PATH\").down\"\n";
     let fdl = workflow(tmp.path(), &fdl, &[("up.sh", up), ("down.sh", down)]);
-    let d = Daemon::start(cfg(tmp.path()), &[fdl]);
+    let d = Daemon::start(cfg(tmp.path()), &[fdl]).await;
     let src = tmp.path().join("frame 1.jpg");
     std::fs::write(&src, b"pixels").expect("w");
     d.rt.put(&minio(), "local/in/frame 1.jpg", &src)

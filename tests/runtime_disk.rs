@@ -64,7 +64,7 @@ async fn disk_full_refuses_new_work_and_loses_nothing() {
     std::fs::write(&src, vec![7u8; 100_000]).expect("w");
 
     // 1. Past min_free_bytes, `put` is refused with a message that says why and where.
-    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl));
+    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
     let mut refused = None;
     for i in 0..100 {
         match d.rt.put(&minio, &format!("d/in/{i}.bin"), &src).await {
@@ -115,7 +115,7 @@ async fn disk_full_refuses_new_work_and_loses_nothing() {
     let _ = std::fs::remove_dir_all(data.join("store/d/out"));
     let mut c2 = c.clone();
     c2.min_free_bytes = 0;
-    let d = Daemon::start(c2, &[fdl]);
+    let d = Daemon::start(c2, &[fdl]).await;
     let all = d.settle(60).await;
     let states: Vec<State> = all.iter().map(|i| i.state).collect();
     assert!(states.iter().all(|s| s.is_final()), "{states:?}");

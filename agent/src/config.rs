@@ -39,6 +39,11 @@ pub struct Config {
     /// How often S3 inputs are listed for new objects.
     #[serde(with = "humantime_serde_compat")]
     pub s3_poll_interval: Duration,
+    /// On stop (SIGTERM, Ctrl-C), how long running invocations may take to finish. Past it their
+    /// scripts are killed and the invocations are queued again at the next start (default 60s:
+    /// under systemd's 90 s stop timeout).
+    #[serde(with = "humantime_serde_compat")]
+    pub drain_timeout: Duration,
     /// Below this much free space in `data_dir`, fogd takes no new work.
     pub min_free_bytes: u64,
     /// `full` (default: fsync every commit, nothing lost on power loss) or `normal` (WAL without
@@ -402,6 +407,7 @@ impl Default for Config {
             workflows: Vec::new(),
             concurrency: None,
             timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(60),
             log_cap_bytes: 1 << 20,
             max_output_bytes: 1 << 30,
             store_failed_outputs: true,

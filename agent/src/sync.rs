@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -63,16 +62,6 @@ impl Links {
         });
         f(l)
     }
-}
-
-/// The wait before try `n` (1-based): doubling from 1 s, capped, with ±20% jitter so that many
-/// boxes that lost the same link do not come back at the same instant.
-pub fn backoff(n: u32, cap: Duration) -> Duration {
-    let base = Duration::from_secs(1)
-        .saturating_mul(1u32 << n.saturating_sub(1).min(20))
-        .min(cap);
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    base.mul_f64(jitter).min(cap)
 }
 
 /// Queues `file` (already under `data/outbox/`) for `provider`/`key`, as an output of
@@ -351,7 +340,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
                     l.online = false;
                     l.offline_since_ms = Some(now);
                 }
-                let wait = backoff(l.failures, cap);
+                let wait = crate::backoff::Policy::new(Duration::from_secs(1), cap).delay(l.failures);
                 l.next_probe_ms = now + wait.as_millis() as i64;
                 l.last_error = Some(msg.clone());
                 (wait, first)
@@ -371,7 +360,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
         }
         Err(e) => {
             let msg = e.to_string();
-            let wait = backoff(row.attempts + 1, cap);
+            let wait = crate::backoff::Policy::new(Duration::from_secs(1), cap).delay(row.attempts + 1);
             tracing::warn!(key = %row.key, attempts = row.attempts + 1, retry_in = ?wait, "upload failed: {msg}");
             // The store answered: it is up, whatever it thinks of this object.
             rt.links.with(&row.provider, |l| {
@@ -424,21 +413,6 @@ fn housekeeping(rt: &Runtime) {
     if let Ok(rows) = rt.journal.ingest_expired(now - keep) {
         for r in rows {
             rt.delete_raw(&r);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_is_capped_and_jittered() {
-        let cap = Duration::from_secs(300);
-        for n in 1..40 {
-            let d = backoff(n, cap);
-            let base = 2f64.powi(n as i32 - 1).min(300.0);
-            assert!(d.as_secs_f64() >= base * 0.8 - 1e-9 && d <= cap, "{n}: {d:?}");
         }
     }
 }

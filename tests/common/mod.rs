@@ -13,39 +13,29 @@ use fogd::runtime::Runtime;
 #[allow(unused_imports)]
 pub use fogd_testkit::*;
 
-/// A runtime on `fdl` with its data under `dir`, and its scheduler running until dropped.
+/// A node on `fdl` with its data under `dir`, started through the library's `Daemon` (the same
+/// wiring as `fogd run`: scheduler, outbox loop, and the sources and gateway its config names).
 pub struct Daemon {
     pub rt: Arc<Runtime>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<fogd::runtime::Result<()>>>,
-    sync_stop: tokio::sync::watch::Sender<bool>,
+    inner: fogd::daemon::Daemon,
 }
 
 impl Daemon {
-    pub fn start(cfg: Config, fdl: &[PathBuf]) -> Daemon {
-        let rt = Arc::new(Runtime::open(cfg, fdl).expect("runtime"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(fogd::scheduler::run(rt.clone(), async {
-            let _ = rx.await;
-        }));
-        let (sync_stop, sync_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(fogd::sync::run(rt.clone(), sync_rx));
+    pub async fn start(cfg: Config, fdl: &[PathBuf]) -> Daemon {
+        let inner = fogd::daemon::Daemon::start(cfg, fdl).await.expect("daemon");
         Daemon {
-            rt,
-            stop: Some(tx),
-            task: Some(task),
-            sync_stop,
+            rt: inner.runtime().clone(),
+            inner,
         }
     }
 
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.expect("join").expect("scheduler");
-        }
-        let _ = self.sync_stop.send(true);
+    pub async fn stop(self) {
+        let drained = self
+            .inner
+            .shutdown(Duration::from_secs(60))
+            .await
+            .expect("scheduler");
+        assert_eq!(drained, fogd::daemon::Drained::Clean);
     }
 
     /// Is the outbox drained (or is every object left in it failing, with its error)?

@@ -306,14 +306,16 @@ fn inference(r: &mut Report) {
         .unwrap_or_else(|_| PathBuf::from("fogd-vision"));
     let out = match std::process::Command::new(&vision).arg("vision-check").output() {
         Ok(o) => o,
-        Err(e) => return r.line(
-            Level::Warn,
-            "inference",
-            format!(
+        Err(e) => {
+            return r.line(
+                Level::Warn,
+                "inference",
+                format!(
                 "{}: {e}: fogd-vision is not installed beside fogd, so anonymize and detect-masks are absent",
                 vision.display()
             ),
-        ),
+            )
+        }
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut f = line.splitn(3, '\t');

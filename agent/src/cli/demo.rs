@@ -5,14 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::config::Config;
+use crate::daemon::Daemon;
 use crate::fdl::{ProviderKind, ProviderRef};
-use crate::runtime::Runtime;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -96,13 +95,9 @@ pub async fn demo(a: &DemoArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     }
     cfg.data_dir = data.clone();
     cfg.gateway.enabled = false;
-    let rt = Arc::new(Runtime::open(cfg, &[wf])?);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = super::runtime::vision_worker(&rt, stop_rx.clone());
-    let mut stop = stop_rx.clone();
-    let scheduler = tokio::spawn(crate::scheduler::run(rt.clone(), async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
+    let drain = cfg.drain_timeout;
+    let daemon = Daemon::start(cfg, &[wf]).await?;
+    let rt = daemon.runtime().clone();
 
     let started = Instant::now();
     let name = video
@@ -132,11 +127,7 @@ pub async fn demo(a: &DemoArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let wall = started.elapsed();
-    let _ = stop_tx.send(true);
-    let _ = scheduler.await;
-    if let Some(w) = worker {
-        let _ = w.await;
-    }
+    daemon.shutdown(drain).await?;
     summary(&data, &name, &invocations, wall)
 }
 

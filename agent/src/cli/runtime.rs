@@ -3,15 +3,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::Command;
 use crate::config::Config;
+use crate::daemon::{Daemon, Drained};
 use crate::journal::{Invocation, Journal};
-use crate::runtime::{stopped, Runtime};
+use crate::runtime::Runtime;
 
 pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -39,217 +39,28 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
     }
 }
 
+/// `fogd run`: the node until SIGTERM or Ctrl-C, then a drain of up to `drain_timeout`.
 async fn run(cfg: Config, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
-    let files = if files.is_empty() {
-        cfg.workflows.clone()
-    } else {
-        files
-    };
-    let rt = Arc::new(Runtime::open(cfg, &files)?);
-    if rt.workflow().services.is_empty() && !rt.cfg.gateway.enabled {
-        bail!("no workflow to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml");
-    }
-    let recorded: Vec<PathBuf> = files
-        .iter()
-        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
-        .collect();
-    if !recorded.is_empty() {
-        rt.journal.set_workflows(&recorded)?;
-    }
-    for (p, store) in rt.stores() {
-        match store {
-            Some(s) => tracing::info!(provider = %p, store = s.name(), local = s.is_local(), "store ready"),
-            None => {
-                tracing::warn!(provider = %p, "{}", rt.store(&p).err().map(|e| e.to_string()).unwrap_or_default())
-            }
-        }
-    }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let vision = vision_worker(&rt, stop_rx.clone());
-    let gateway = if rt.cfg.gateway.enabled {
-        Some(start_gateway(rt.clone(), stop_rx.clone()).await?)
-    } else {
-        None
-    };
-    match crate::ingest::sweep_orphans(&rt).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            removed = n,
-            "raw items of an ingest cut short by a crash removed (their sources deliver them again)"
-        ),
-        Err(e) => tracing::warn!("{e}"),
-    }
-    let mut side = Vec::new();
-    side.push(tokio::spawn(crate::sync::run(rt.clone(), stop_rx.clone())));
-    if rt.cfg.mqtt.is_some() {
-        let (rt, stop) = (rt.clone(), stop_rx.clone());
-        side.push(tokio::spawn(async move {
-            if let Err(e) = crate::ingest::mqtt::run(rt, stop).await {
-                tracing::error!("{e}");
-            }
-        }));
-    }
-    for src in rt.cfg.ingest.streams.clone() {
-        side.push(tokio::spawn(crate::ingest::stream::run(
-            rt.clone(),
-            src,
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(dir) = rt.cfg.ingest.watch_dir.clone() {
-        side.push(tokio::spawn(crate::ingest::dir::run(
-            rt.clone(),
-            dir,
-            stop_rx.clone(),
-        )));
-    }
-    let mut stop = stop_rx.clone();
+    let drain = cfg.drain_timeout;
+    let mut daemon = Daemon::start(cfg, &files).await?;
+    let stop = daemon.stopper();
     let signal = tokio::spawn(async move {
         shutdown_signal().await;
-        let _ = stop_tx.send(true);
+        let _ = stop.send(true);
     });
-    let heartbeat = Arc::new(std::sync::atomic::AtomicI64::new(crate::journal::now_ms()));
-    let watchdog = systemd_watchdog(heartbeat.clone());
     // systemd (Type=notify): ready once the gateway listens and the scheduler starts.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    crate::scheduler::run_with_heartbeat(
-        rt,
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        },
-        Some(heartbeat),
-    )
-    .await?;
+    daemon.stopped().await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signal.abort();
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    if let Some(g) = gateway {
-        let _ = g.await;
-    }
-    if let Some(v) = vision {
-        let _ = v.await;
-    }
-    for t in side {
-        let _ = t.await;
+    match daemon.shutdown(drain).await? {
+        Drained::Clean => {}
+        Drained::DeadlinePassed => tracing::warn!(
+            ?drain,
+            "stopped with invocations still running after drain_timeout: they run again at the next start"
+        ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Does a service call the vision built-ins (a script running `fogd anonymize` or
-/// `fogd detect-masks`, or a `fogd/builtin:` image)?
-fn uses_vision(svc: &crate::fdl::Service) -> bool {
-    let script = match &svc.script {
-        Some(crate::fdl::Script::File(p)) => std::fs::read_to_string(p).unwrap_or_default(),
-        Some(crate::fdl::Script::Inline(s)) => s.clone(),
-        _ => String::new(),
-    };
-    svc.image
-        .as_deref()
-        .is_some_and(|i| i.starts_with("fogd/builtin:"))
-        || script.contains("fogd anonymize")
-        || script.contains("fogd detect-masks")
-}
-
-/// Starts `fogd-vision vision-serve` when a workflow uses the vision built-ins and the binary is
-/// next to this one, and keeps it running (restarted after a crash, stopped with the daemon).
-/// Scripts reach it through FOGD_VISION_SOCKET; when it is down they run `fogd-vision` themselves.
-pub(super) fn vision_worker(
-    rt: &Arc<Runtime>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let bin = std::env::current_exe().ok()?.with_file_name("fogd-vision");
-    if !bin.is_file() || !rt.workflow().services.iter().any(uses_vision) {
-        return None;
-    }
-    let socket = rt.cfg.data_dir.join("vision.sock");
-    let _ = rt.vision_socket.set(socket.clone());
-    Some(tokio::spawn(async move {
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            let mut cmd = tokio::process::Command::new(&bin);
-            // SAFETY: prctl is async-signal-safe. The worker dies with fogd even on kill -9,
-            // instead of living on with its models loaded.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd
-                .arg("vision-serve")
-                .arg("--socket")
-                .arg(&socket)
-                .kill_on_drop(true)
-                .spawn();
-            let mut child = match child {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(bin = %bin.display(), error = %e, "vision worker did not start");
-                    return;
-                }
-            };
-            tracing::info!(pid = child.id(), "vision worker started");
-            let started = std::time::Instant::now();
-            tokio::select! {
-                status = child.wait() => {
-                    tracing::warn!(?status, "vision worker exited; scripts run fogd-vision themselves meanwhile");
-                }
-                _ = stopped(&mut stop) => {
-                    let _ = child.kill().await;
-                    let _ = std::fs::remove_file(&socket);
-                    return;
-                }
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                backoff = Duration::from_secs(1);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stopped(&mut stop) => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(60));
-        }
-    }))
-}
-
-/// Binds the OSCAR API; on first start makes the admin password and shows it once.
-async fn start_gateway(
-    rt: Arc<Runtime>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use crate::gateway::{auth::Admin, AppState};
-    let g = &rt.cfg.gateway;
-    let (admin, fresh) = Admin::load_or_create(&rt.cfg.data_dir, &g.admin_user)?;
-    if let Some(pw) = fresh {
-        eprintln!(
-            "fogd: gateway admin `{}`, password `{pw}` (shown once; stored hashed in {}; `fogd admin reset-password` makes a new one)",
-            admin.user,
-            crate::gateway::auth::password_file(&rt.cfg.data_dir).display()
-        );
-    }
-    let listener = std::net::TcpListener::bind(&g.listen)
-        .with_context(|| format!("gateway: cannot listen on {}", g.listen))?;
-    let tls = match &g.tls {
-        Some(t) => Some(
-            axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
-                .await
-                .with_context(|| format!("gateway TLS: {} / {}", t.cert.display(), t.key.display()))?,
-        ),
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(listen = %listener.local_addr()?, scheme, "OSCAR API ready");
-    let state = Arc::new(AppState { rt, admin });
-    Ok(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = crate::gateway::serve(state, listener, tls, shutdown).await {
-            tracing::error!("gateway: {e}");
-        }
-    }))
 }
 
 async fn reset_password(cfg: &Config, password: Option<String>) -> anyhow::Result<ExitCode> {
@@ -264,24 +75,6 @@ async fn reset_password(cfg: &Config, password: Option<String>) -> anyhow::Resul
         admin.user
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// When systemd asks for watchdog pings (WatchdogSec=), pings at half its interval, and only
-/// while the scheduler's loop is turning: a stuck fogd is restarted by systemd.
-fn systemd_watchdog(heartbeat: Arc<std::sync::atomic::AtomicI64>) -> Option<tokio::task::JoinHandle<()>> {
-    let period = sd_notify::watchdog_enabled().filter(|p| !p.is_zero())?;
-    tracing::info!(?period, "systemd watchdog on");
-    Some(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(period / 2).await;
-            let age = crate::journal::now_ms() - heartbeat.load(std::sync::atomic::Ordering::Relaxed);
-            if age < period.as_millis() as i64 {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            } else {
-                tracing::error!(age_ms = age, "scheduler loop stalled: no watchdog ping");
-            }
-        }
-    }))
 }
 
 /// Ctrl-C or SIGTERM (systemd, Kubernetes).

@@ -121,7 +121,7 @@ impl Delegator {
                 return None;
             }
             s.failures += 1;
-            let wait = crate::sync::backoff(s.failures, cap);
+            let wait = crate::backoff::Policy::new(Duration::from_secs(1), cap).delay(s.failures);
             s.down_until = Some(now + wait);
             Some((s.failures, wait))
         });

@@ -230,11 +230,12 @@ impl Kube {
             msg: e.to_string(),
         })?;
         let script = script_text(r.svc)?;
-        let mut wait = Duration::from_secs(1);
+        let mut backoff =
+            crate::backoff::Policy::new(Duration::from_secs(1), Duration::from_secs(30)).start();
         let started = Instant::now();
         // Until the Job exists (created now, or found from a run before a restart).
         loop {
-            match self.submit(r.cfg, r.svc, &job, &script).await {
+            let wait = match self.submit(r.cfg, r.svc, &job, &script).await {
                 Ok(adopted) => {
                     if adopted {
                         tracing::info!(
@@ -245,15 +246,16 @@ impl Kube {
                     break;
                 }
                 Err(KubeError::Unreachable(e)) => {
+                    let wait = backoff.next();
                     tracing::warn!(job = r.job, retry_in = ?wait, "kube: API server unreachable ({e}); the invocation waits");
+                    wait
                 }
                 Err(e) => return Err(e),
-            }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = crate::runtime::stopped(&mut stopping) => return Err(KubeError::Interrupted(r.job.to_string())),
             }
-            wait = (wait * 2).min(Duration::from_secs(30));
         }
         let spawned_us = crate::journal::now_us();
         let client = self.client(r.cfg).await?;

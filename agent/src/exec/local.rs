@@ -104,6 +104,8 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let spawned_us = crate::journal::now_us();
     let pgid = child.id().map(|p| p as i32);
+    // Dropped before the script ends (the daemon's drain deadline passed): its whole group dies.
+    let mut group = GroupKill(pgid);
     let log = tokio::fs::File::create(spec.log_path)
         .await
         .map_err(io(spec.log_path))?;
@@ -145,7 +147,22 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
             ScriptStatus::TimedOut
         }
     };
+    group.0 = None;
     Ok((status, spawned_us))
+}
+
+/// Kills a process group when dropped, unless disarmed (`.0 = None`).
+struct GroupKill(Option<i32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pg) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
+            unsafe {
+                libc::kill(-pg, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Copies stdout and stderr into the log until `cap` bytes, then drains and counts the rest.

@@ -10,6 +10,7 @@ pub mod stream;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::fdl::{ProviderKind, ProviderRef};
 use crate::journal::Spooled;
@@ -282,6 +283,30 @@ pub fn refuse(rt: &Runtime, source: &str, what: &str, why: &Reject) {
     if let Err(e) = rt.journal.count(why.counter(), 1) {
         tracing::error!("{e}");
     }
+}
+
+/// Starts every source the config names (the MQTT broker, each stream, the watched folder),
+/// each a task that runs until `stop` and logs its own errors.
+pub fn start_sources(
+    rt: &Arc<Runtime>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if rt.cfg.mqtt.is_some() {
+        let (rt, stop) = (rt.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = mqtt::run(rt, stop).await {
+                tracing::error!("{e}");
+            }
+        }));
+    }
+    for src in rt.cfg.ingest.streams.clone() {
+        tasks.push(tokio::spawn(stream::run(rt.clone(), src, stop.clone())));
+    }
+    if let Some(dir) = rt.cfg.ingest.watch_dir.clone() {
+        tasks.push(tokio::spawn(dir::run(rt.clone(), dir, stop.clone())));
+    }
+    tasks
 }
 
 /// Removes raw files with no journal row: written by a batch that a crash cut short before its

@@ -103,7 +103,8 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
         stop.clone(),
     ));
     let mut stop2 = stop.clone();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff =
+        crate::backoff::Policy::new(Duration::from_millis(500), Duration::from_secs(30)).start();
     let mut connected = false;
     let mut warned = false;
     loop {
@@ -118,7 +119,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 connected = true;
                 warned = false;
                 super::status::set_connected(true);
@@ -132,6 +133,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
             }
             Ok(_) => {}
             Err(e) => {
+                let wait = backoff.next();
                 let refused = matches!(e, rumqttc::ConnectionError::ConnectionRefused(_));
                 if connected {
                     tracing::warn!(broker = %m.broker, "mqtt: connection lost: {e}; reconnecting");
@@ -139,18 +141,17 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
                     super::status::set_connected(false);
                 } else if refused {
                     // Not a network hiccup: say so every time, with what to check.
-                    tracing::error!(broker = %m.broker, "mqtt: the broker refused the connection ({e}): check mqtt.username and mqtt.password, and the broker's ACL; retrying in {backoff:?}");
+                    tracing::error!(broker = %m.broker, "mqtt: the broker refused the connection ({e}): check mqtt.username and mqtt.password, and the broker's ACL; retrying in {wait:?}");
                 } else if !warned {
                     tracing::warn!(broker = %m.broker, "mqtt: cannot connect: {e}; retrying with backoff (items wait at the broker or the cameras)");
                 } else {
-                    tracing::debug!(broker = %m.broker, "mqtt: {e}; retrying in {backoff:?}");
+                    tracing::debug!(broker = %m.broker, "mqtt: {e}; retrying in {wait:?}");
                 }
                 warned = true;
                 tokio::select! {
                     _ = crate::runtime::stopped(&mut stop2) => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }

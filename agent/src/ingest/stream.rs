@@ -17,24 +17,30 @@ const MAX_FRAME: usize = 32 << 20;
 
 /// Reads `src` until `stop`, restarting FFmpeg when the stream ends or fails.
 pub async fn run(rt: Arc<Runtime>, src: StreamSource, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = crate::backoff::Policy::new(Duration::from_secs(1), Duration::from_secs(60)).start();
     loop {
         let started = std::time::Instant::now();
-        tokio::select! {
+        let r = tokio::select! {
             _ = stopped(&mut stop) => return,
-            r = read_once(&rt, &src) => match r {
-                Ok(n) => tracing::warn!(camera = %src.camera, url = %src.url, frames = n, "stream ended; reconnecting"),
-                Err(e) => tracing::warn!(camera = %src.camera, url = %src.url, "stream: {e}; retrying in {backoff:?}"),
-            },
-        }
+            r = read_once(&rt, &src) => r,
+        };
+        // A stream that ran a minute was up: its next drop starts the waits again.
         if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
+            backoff.reset();
+        }
+        let wait = backoff.next();
+        match r {
+            Ok(n) => {
+                tracing::warn!(camera = %src.camera, url = %src.url, frames = n, "stream ended; reconnecting in {wait:?}")
+            }
+            Err(e) => {
+                tracing::warn!(camera = %src.camera, url = %src.url, "stream: {e}; retrying in {wait:?}")
+            }
         }
         tokio::select! {
             _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

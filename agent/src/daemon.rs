@@ -1,0 +1,348 @@
+//! Starts and stops the node: the scheduler, the outbox loop, every source (MQTT, the watched
+//! folder, streams; the S3 watch runs under the scheduler), the gateway and the vision worker.
+//! `fogd run`, `fogd demo`, the benches and the tests all start a node through `Daemon::start`
+//! and stop it through `shutdown`: one stop signal, one deadline.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::runtime::{stopped, Runtime, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(
+        "no workflow to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml"
+    )]
+    NothingToRun,
+    #[error("gateway: cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("gateway: {0}")]
+    Gateway(String),
+    #[error("gateway TLS: {} / {}: {source}", cert.display(), key.display())]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the scheduler task ended abnormally: {0}")]
+    Join(String),
+}
+
+pub type Result<T> = std::result::Result<T, DaemonError>;
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every running invocation finished before the deadline.
+    Clean,
+    /// The deadline passed: the scripts still running were killed (their process groups) and
+    /// their invocations left `running`, which the next start queues again (as after a crash,
+    /// one attempt counted).
+    DeadlinePassed,
+}
+
+/// A running node.
+pub struct Daemon {
+    rt: Arc<Runtime>,
+    stop: watch::Sender<bool>,
+    scheduler: Option<JoinHandle<crate::runtime::Result<()>>>,
+    /// Everything else the node runs (sources, outbox loop, gateway, vision worker); they all
+    /// end on the stop signal.
+    tasks: Vec<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
+    heartbeat: Arc<AtomicI64>,
+    gateway_addr: Option<std::net::SocketAddr>,
+}
+
+impl Daemon {
+    /// Opens the journal, the workflows (`workflows`, else the config's, else those the daemon
+    /// last ran) and the stores, then starts every part the config asks for.
+    pub async fn start(cfg: Config, workflows: &[PathBuf]) -> Result<Daemon> {
+        let files = if workflows.is_empty() {
+            cfg.workflows.clone()
+        } else {
+            workflows.to_vec()
+        };
+        let rt = Arc::new(Runtime::open(cfg, &files)?);
+        if rt.workflow().services.is_empty() && !rt.cfg.gateway.enabled {
+            return Err(DaemonError::NothingToRun);
+        }
+        let recorded: Vec<PathBuf> = files
+            .iter()
+            .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+            .collect();
+        if !recorded.is_empty() {
+            rt.journal.set_workflows(&recorded).map_err(RuntimeError::from)?;
+        }
+        for (p, store) in rt.stores() {
+            match store {
+                Some(s) => {
+                    tracing::info!(provider = %p, store = s.name(), local = s.is_local(), "store ready")
+                }
+                None => {
+                    tracing::warn!(provider = %p, "{}", rt.store(&p).err().map(|e| e.to_string()).unwrap_or_default())
+                }
+            }
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.extend(vision_worker(&rt, stop_rx.clone()));
+        let mut gateway_addr = None;
+        if rt.cfg.gateway.enabled {
+            let (task, addr) = start_gateway(rt.clone(), stop_rx.clone()).await?;
+            tasks.push(task);
+            gateway_addr = Some(addr);
+        }
+        match crate::ingest::sweep_orphans(&rt).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                "raw items of an ingest cut short by a crash removed (their sources deliver them again)"
+            ),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tasks.push(tokio::spawn(crate::sync::run(rt.clone(), stop_rx.clone())));
+        tasks.extend(crate::ingest::start_sources(&rt, &stop_rx));
+        let heartbeat = Arc::new(AtomicI64::new(crate::journal::now_ms()));
+        let watchdog = systemd_watchdog(heartbeat.clone());
+        let scheduler = {
+            let (rt, hb, mut stop) = (rt.clone(), heartbeat.clone(), stop_rx);
+            tokio::spawn(async move {
+                let until_stop = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                crate::scheduler::run_with_heartbeat(rt, until_stop, Some(hb)).await
+            })
+        };
+        Ok(Daemon {
+            rt,
+            stop,
+            scheduler: Some(scheduler),
+            tasks,
+            watchdog,
+            heartbeat,
+            gateway_addr,
+        })
+    }
+
+    /// The node's shared state (journal, stores, workflows).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    /// Where the gateway listens, when it runs.
+    pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway_addr
+    }
+
+    /// The time (ms since the epoch) of the scheduler loop's last turn.
+    pub fn heartbeat_ms(&self) -> i64 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// A handle that stops the node when sent `true` (a signal handler holds one).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Returns once a stop was asked for, or the scheduler ended by itself (an error).
+    pub async fn stopped(&mut self) {
+        let mut rx = self.stop.subscribe();
+        match self.scheduler.as_mut() {
+            Some(s) if !s.is_finished() => {
+                tokio::select! {
+                    _ = stopped(&mut rx) => {}
+                    _ = s => {
+                        // Its result is taken by `shutdown`; the handle is spent.
+                        self.scheduler = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stops taking work, lets the running invocations finish for up to `deadline`, then stops
+    /// every part. See `Drained` for what happens to invocations still running at the deadline.
+    pub async fn shutdown(mut self, deadline: Duration) -> Result<Drained> {
+        let _ = self.stop.send(true);
+        let mut drained = Drained::Clean;
+        let mut result = Ok(());
+        if let Some(mut s) = self.scheduler.take() {
+            match tokio::time::timeout(deadline, &mut s).await {
+                Ok(Ok(r)) => result = r.map_err(DaemonError::from),
+                Ok(Err(e)) => result = Err(DaemonError::Join(e.to_string())),
+                Err(_) => {
+                    tracing::warn!(
+                        ?deadline,
+                        "drain deadline passed: killing the scripts still running; their invocations run again at the next start"
+                    );
+                    // Dropping the invocation tasks kills their process groups (exec::local).
+                    s.abort();
+                    let _ = s.await;
+                    drained = Drained::DeadlinePassed;
+                }
+            }
+        }
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
+        for t in self.tasks.drain(..) {
+            // Every part watches the stop signal; a part that does not end in time is cut.
+            if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+                tracing::warn!("a part of the node did not stop within 10 s; abandoned");
+            }
+        }
+        result.map(|()| drained)
+    }
+}
+
+/// Does a service call the vision built-ins (a script running `fogd anonymize` or
+/// `fogd detect-masks`, or a `fogd/builtin:` image)?
+fn uses_vision(svc: &crate::fdl::Service) -> bool {
+    let script = match &svc.script {
+        Some(crate::fdl::Script::File(p)) => std::fs::read_to_string(p).unwrap_or_default(),
+        Some(crate::fdl::Script::Inline(s)) => s.clone(),
+        _ => String::new(),
+    };
+    svc.image
+        .as_deref()
+        .is_some_and(|i| i.starts_with("fogd/builtin:"))
+        || script.contains("fogd anonymize")
+        || script.contains("fogd detect-masks")
+}
+
+/// Starts `fogd-vision vision-serve` when a workflow uses the vision built-ins and the binary is
+/// next to this one, and keeps it running (restarted after a crash, stopped with the daemon).
+/// Scripts reach it through FOGD_VISION_SOCKET; when it is down they run `fogd-vision` themselves.
+fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    let bin = std::env::current_exe().ok()?.with_file_name("fogd-vision");
+    if !bin.is_file() || !rt.workflow().services.iter().any(uses_vision) {
+        return None;
+    }
+    let socket = rt.cfg.data_dir.join("vision.sock");
+    let _ = rt.vision_socket.set(socket.clone());
+    Some(tokio::spawn(async move {
+        let mut backoff =
+            crate::backoff::Policy::new(Duration::from_secs(1), Duration::from_secs(60)).start();
+        loop {
+            let mut child = match spawn_worker(&bin, &socket) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(bin = %bin.display(), error = %e, "vision worker did not start");
+                    return;
+                }
+            };
+            tracing::info!(pid = child.id(), "vision worker started");
+            let started = std::time::Instant::now();
+            tokio::select! {
+                status = child.wait() => {
+                    tracing::warn!(?status, "vision worker exited; scripts run fogd-vision themselves meanwhile");
+                }
+                _ = stopped(&mut stop) => {
+                    let _ = child.kill().await;
+                    let _ = std::fs::remove_file(&socket);
+                    return;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff.reset();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next()) => {}
+                _ = stopped(&mut stop) => return,
+            }
+        }
+    }))
+}
+
+fn spawn_worker(bin: &Path, socket: &Path) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(bin);
+    // SAFETY: prctl is async-signal-safe. The worker dies with fogd even on kill -9, instead of
+    // living on with its models loaded.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.arg("vision-serve")
+        .arg("--socket")
+        .arg(socket)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Binds the OSCAR API; on first start makes the admin password and shows it once.
+async fn start_gateway(
+    rt: Arc<Runtime>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, std::net::SocketAddr)> {
+    use crate::gateway::{auth::Admin, AppState};
+    let g = &rt.cfg.gateway;
+    let (admin, fresh) = Admin::load_or_create(&rt.cfg.data_dir, &g.admin_user)
+        .map_err(|e| DaemonError::Gateway(e.to_string()))?;
+    if let Some(pw) = fresh {
+        eprintln!(
+            "fogd: gateway admin `{}`, password `{pw}` (shown once; stored hashed in {}; `fogd admin reset-password` makes a new one)",
+            admin.user,
+            crate::gateway::auth::password_file(&rt.cfg.data_dir).display()
+        );
+    }
+    let listen = |source| DaemonError::Listen {
+        addr: g.listen.clone(),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(&g.listen).map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
+    let tls = match &g.tls {
+        Some(t) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
+                .await
+                .map_err(|source| DaemonError::Tls {
+                    cert: t.cert.clone(),
+                    key: t.key.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %addr, scheme, "OSCAR API ready");
+    let state = Arc::new(AppState { rt, admin });
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::gateway::serve(state, listener, tls, shutdown).await {
+            tracing::error!("gateway: {e}");
+        }
+    });
+    Ok((task, addr))
+}
+
+/// When systemd asks for watchdog pings (WatchdogSec=), pings at half its interval, and only
+/// while the scheduler's loop is turning: a stuck fogd is restarted by systemd.
+fn systemd_watchdog(heartbeat: Arc<AtomicI64>) -> Option<JoinHandle<()>> {
+    let period = sd_notify::watchdog_enabled().filter(|p| !p.is_zero())?;
+    tracing::info!(?period, "systemd watchdog on");
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period / 2).await;
+            let age = crate::journal::now_ms() - heartbeat.load(Ordering::Relaxed);
+            if age < period.as_millis() as i64 {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!(age_ms = age, "scheduler loop stalled: no watchdog ping");
+            }
+        }
+    }))
+}
