@@ -473,9 +473,9 @@ async fn large_objects_go_up_in_parts_under_the_bandwidth_cap() {
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     std::fs::write(&big, &bytes).expect("w");
-    let spooled = fogd::sync::spool(&d.rt, &big, "test").expect("spool");
+    let spooled = fogd::outbox::spool(&d.rt, &big, "test").expect("spool");
     let t0 = Instant::now();
-    fogd::sync::enqueue(&d.rt, "minio.sw", "anon/big/big.bin", &spooled, None).expect("enqueue");
+    fogd::outbox::enqueue(&d.rt, "minio.sw", "anon/big/big.bin", &spooled, None).expect("enqueue");
     while d.rt.journal.outbox_totals().expect("t").0 > 0 {
         assert!(
             t0.elapsed() < Duration::from_secs(60),

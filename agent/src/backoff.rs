@@ -50,7 +50,7 @@ impl Policy {
     }
 }
 
-/// A loop's place in its policy: `next()` after each failure, `reset()` after a success.
+/// A loop's place in its policy: `next_wait()` after each failure, `reset()` after a success.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: Policy,
@@ -59,7 +59,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The wait before the next try; each call waits about twice as long, up to the cap.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
         self.policy.delay(self.attempt)
     }
@@ -108,11 +108,11 @@ mod tests {
             ..Policy::new(Duration::from_secs(1), Duration::from_secs(5))
         };
         let mut b = p.start();
-        let waits: Vec<u64> = (0..5).map(|_| b.next().as_secs()).collect();
+        let waits: Vec<u64> = (0..5).map(|_| b.next_wait().as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 5, 5]);
         assert_eq!(b.failures(), 5);
         b.reset();
-        assert_eq!(b.next(), Duration::from_secs(1));
+        assert_eq!(b.next_wait(), Duration::from_secs(1));
     }
 
     #[test]
@@ -120,6 +120,6 @@ mod tests {
         let p = Policy::new(Duration::from_secs(u64::MAX / 4), Duration::MAX);
         assert!(p.delay(u32::MAX) <= Duration::MAX);
         let mut b = Policy::new(Duration::ZERO, Duration::ZERO).start();
-        assert_eq!(b.next(), Duration::ZERO);
+        assert_eq!(b.next_wait(), Duration::ZERO);
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::exec::Executors;
 use crate::runtime::{stopped, Runtime, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +110,13 @@ impl Daemon {
             ),
             Err(e) => tracing::warn!("{e}"),
         }
-        tasks.push(tokio::spawn(crate::sync::run(rt.clone(), stop_rx.clone())));
-        tasks.extend(crate::ingest::start_sources(&rt, &stop_rx));
+        tasks.push(tokio::spawn(crate::outbox::run(rt.clone(), stop_rx.clone())));
+        let exec = Arc::new(Executors::new(&rt.cfg));
+        let members: crate::ingest::status::Members = {
+            let exec = exec.clone();
+            Arc::new(move || serde_json::to_value(exec.delegator.health()).unwrap_or_default())
+        };
+        tasks.extend(crate::ingest::start_sources(&rt, members, &stop_rx));
         let heartbeat = Arc::new(AtomicI64::new(crate::journal::now_ms()));
         let watchdog = systemd_watchdog(heartbeat.clone());
         let scheduler = {
@@ -119,7 +125,7 @@ impl Daemon {
                 let until_stop = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                crate::scheduler::run_with_heartbeat(rt, until_stop, Some(hb)).await
+                crate::scheduler::run(rt, exec, until_stop, hb).await
             })
         };
         Ok(Daemon {
@@ -228,7 +234,7 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<J
     if !bin.is_file() || !rt.workflow().services.iter().any(uses_vision) {
         return None;
     }
-    let socket = rt.cfg.data_dir.join("vision.sock");
+    let socket = rt.data.vision_socket();
     let _ = rt.vision_socket.set(socket.clone());
     Some(tokio::spawn(async move {
         let mut backoff =
@@ -257,7 +263,7 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<J
                 backoff.reset();
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff.next()) => {}
+                _ = tokio::time::sleep(backoff.next_wait()) => {}
                 _ = stopped(&mut stop) => return,
             }
         }

@@ -213,7 +213,7 @@ impl Metrics {
                 .get_or_create(&StateLabel { state })
                 .set(v as i64);
         }
-        if let Some(free) = crate::runtime::free_bytes(data_dir) {
+        if let Some(free) = crate::paths::free_bytes(data_dir) {
             self.free_bytes.set(free as i64);
         }
         let mut text = String::new();

@@ -8,9 +8,9 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::exec::local::ExecError;
 use crate::fdl::{self, LoadOptions, ProviderRef, Service, Workflow};
 use crate::journal::{Journal, JournalError, NewEvent};
+use crate::paths::DataDir;
 use crate::store::{AnyStore, ObjectMeta, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +21,6 @@ pub enum RuntimeError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    #[error(transparent)]
-    Kube(#[from] crate::exec::kube::KubeError),
     #[error("no storage provider `{0}` in the loaded workflows")]
     UnknownProvider(String),
     #[error("no service `{0}` in the loaded workflows")]
@@ -41,6 +37,8 @@ type Stores = BTreeMap<ProviderRef, std::result::Result<Arc<AnyStore>, String>>;
 
 pub struct Runtime {
     pub cfg: Config,
+    /// The data folder's layout (absolute).
+    pub data: DataDir,
     pub node: String,
     pub journal: Arc<Journal>,
     /// The workflows of the FDL files.
@@ -59,15 +57,11 @@ pub struct Runtime {
     /// Wakes the sync loop when an object entered the outbox.
     pub outbox_wake: Arc<Notify>,
     /// The remote stores' links, as the sync loop sees them.
-    pub links: crate::sync::Links,
+    pub links: crate::store::Links,
     /// Node events (`invocation_done`, `upload_done`, `mask_result`, ...) for the MQTT
     /// status topic; dropped when nobody listens.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub started: std::time::Instant,
-    /// Sends invocations to other tiers and follows them there.
-    pub delegator: crate::exec::delegate::Delegator,
-    /// The k3s / Kubernetes executor's client (made on first use).
-    pub kube: crate::exec::kube::Kube,
     /// True once the scheduler stops: work that would wait for a cluster leaves off instead.
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -85,7 +79,10 @@ impl Runtime {
         cfg.data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
         let data = &cfg.data_dir;
         restrict(data);
-        let journal = Arc::new(Journal::open(&data.join("journal.sqlite"), cfg.journal_sync)?);
+        let journal = Arc::new(Journal::open(
+            &DataDir::new(data.clone()).journal(),
+            cfg.journal_sync,
+        )?);
         let files: Vec<PathBuf> = if fdl_files.is_empty() {
             journal.workflows()?
         } else {
@@ -107,9 +104,9 @@ impl Runtime {
             workflows.extend(r.workflow);
         }
         let fdl = Workflow::merge(workflows);
-        let delegator = crate::exec::delegate::Delegator::new(cfg.delegation.call_timeout);
         let rt = Runtime {
             node: cfg.node_name(),
+            data: DataDir::new(cfg.data_dir.clone()),
             cfg,
             journal,
             workflow: RwLock::new(Arc::new(Workflow::merge(Vec::new()))),
@@ -122,8 +119,6 @@ impl Runtime {
             links: Default::default(),
             events: tokio::sync::broadcast::channel(4096).0,
             started: std::time::Instant::now(),
-            delegator,
-            kube: Default::default(),
             stopping: tokio::sync::watch::channel(false).0,
         };
         for problem in rt.reload()? {
@@ -319,10 +314,7 @@ impl Runtime {
         source: &str,
         job_id: Option<&str>,
     ) -> Result<i64> {
-        let tmp = self
-            .cfg
-            .data_dir
-            .join(format!("upload-{}.tmp", uuid::Uuid::new_v4()));
+        let tmp = self.data.upload_tmp(&uuid::Uuid::new_v4().to_string());
         tokio::fs::write(&tmp, bytes)
             .await
             .map_err(|source| RuntimeError::Io {
@@ -336,15 +328,12 @@ impl Runtime {
 
     /// The embedded local store (`minio.default` without an endpoint).
     pub fn local_store(&self) -> AnyStore {
-        AnyStore::Local(crate::store::LocalStore::new(
-            "minio.default",
-            self.cfg.data_dir.join("store"),
-        ))
+        AnyStore::Local(crate::store::LocalStore::new("minio.default", self.data.store()))
     }
 
     /// Refuses new work when the data folder is nearly full.
     pub fn check_disk(&self) -> Result<()> {
-        match free_bytes(&self.cfg.data_dir) {
+        match self.data.free_bytes() {
             Some(free) if free < self.cfg.min_free_bytes => Err(RuntimeError::LowDisk {
                 path: self.cfg.data_dir.clone(),
                 free,
@@ -370,10 +359,7 @@ impl Runtime {
     /// The raw area: the local store's folder where camera items land. Nothing under it may
     /// leave the node.
     pub fn raw_area(&self) -> PathBuf {
-        self.cfg
-            .data_dir
-            .join("store")
-            .join(self.cfg.ingest.path.trim_end_matches('/'))
+        self.data.raw_area(&self.cfg.ingest.path)
     }
 
     /// Deletes a processed raw item (its row stays, to know a redelivery by its content).
@@ -392,15 +378,11 @@ impl Runtime {
     }
 
     pub fn work_dir(&self, uuid: &str) -> PathBuf {
-        self.cfg.data_dir.join("work").join(uuid)
+        self.data.work_of(uuid)
     }
 
     pub fn log_path(&self, service: &str, uuid: &str) -> PathBuf {
-        self.cfg
-            .data_dir
-            .join("logs")
-            .join(service)
-            .join(format!("{uuid}.log"))
+        self.data.log(service, uuid)
     }
 }
 
@@ -408,23 +390,6 @@ impl Runtime {
 fn restrict(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-}
-
-/// Free bytes for unprivileged users on the filesystem of `path`.
-pub fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by statvfs before use.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled the struct.
-    let st = unsafe { st.assume_init() };
-    // The field types differ between targets (32 bits on armhf).
-    #[allow(clippy::unnecessary_cast)]
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// Waits until `stop` is set (the guard of the value is not held across awaits).

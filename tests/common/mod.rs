@@ -84,12 +84,15 @@ pub fn summary(all: &[Invocation]) -> Vec<String> {
 }
 
 pub fn cfg(dir: &Path) -> Config {
-    Config {
+    let mut c = Config {
         data_dir: dir.join("data"),
         node_name: Some("test-node".into()),
         s3_poll_interval: Duration::from_millis(200),
         ..Config::default()
-    }
+    };
+    // The daemon starts the gateway too: on a port of its own, as tests run side by side.
+    c.gateway.listen = "127.0.0.1:0".into();
+    c
 }
 
 /// Writes an FDL file and its scripts into `dir`; returns the FDL's path.

@@ -98,7 +98,11 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
     });
     let rt = Arc::new(Runtime::open(cfg.clone(), &[])?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ingest = tokio::spawn(fogd::ingest::mqtt::run(rt.clone(), stop_rx.clone()));
+    let ingest = tokio::spawn(fogd::ingest::mqtt::run(
+        rt.clone(),
+        fogd::ingest::status::no_members(),
+        stop_rx.clone(),
+    ));
     // Connected and subscribed before the first publish.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !fogd::ingest::status::connected() {
@@ -189,13 +193,13 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
         // A new file each time: the spool hard-links it.
         let _ = std::fs::remove_file(&src);
         std::fs::write(&src, format!("{i:08}").repeat(a.upload_bytes / 8))?;
-        let spooled = fogd::sync::spool(&rt, &src, "bench")?;
+        let spooled = fogd::outbox::spool(&rt, &src, "bench")?;
         let key = format!("bench/out/cam{}/{i:08}.jpg", i % a.cameras.max(1));
-        fogd::sync::enqueue(&rt, "minio.sw", &key, &spooled, None).context("enqueue")?;
+        fogd::outbox::enqueue(&rt, "minio.sw", &key, &spooled, None).context("enqueue")?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t0 = Instant::now();
-    let task = tokio::spawn(fogd::sync::run(rt.clone(), stop_rx));
+    let task = tokio::spawn(fogd::outbox::run(rt.clone(), stop_rx));
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let (n, _) = rt.journal.outbox_totals()?;

@@ -2,7 +2,6 @@
 //! throughput of trivial invocations through the journal, on this machine.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fogd::config::Config;
@@ -39,7 +38,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
 }
 
 /// Runs both measurements in a scratch folder under `dir` (removed afterwards).
-pub async fn runtime(dir: &Path, latency_n: usize, throughput_n: usize) -> Result<RuntimeBench> {
+pub async fn runtime(dir: &Path, latency_n: usize, throughput_n: usize) -> anyhow::Result<RuntimeBench> {
     let root = dir.join(format!("fogd-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&root).map_err(io(&root))?;
     let result = run_in(&root, latency_n, throughput_n).await;
@@ -47,23 +46,22 @@ pub async fn runtime(dir: &Path, latency_n: usize, throughput_n: usize) -> Resul
     result
 }
 
-async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> Result<RuntimeBench> {
+async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::Result<RuntimeBench> {
     let wf = root.join("wf.yaml");
     std::fs::write(&wf, WORKFLOW).map_err(io(&wf))?;
     let script = root.join("noop.sh");
     std::fs::write(&script, ":\n").map_err(io(&script))?;
     let input = root.join("frame.jpg");
     std::fs::write(&input, vec![0u8; 1024]).map_err(io(&input))?;
-    let cfg = Config {
+    let mut cfg = Config {
         data_dir: root.join("data"),
         ..Config::default()
     };
+    cfg.gateway.enabled = false;
     let concurrency = cfg.concurrency();
-    let rt = Arc::new(Runtime::open(cfg, &[wf])?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(fogd::scheduler::run(rt.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    // The node as `fogd run` starts it (scheduler, outbox loop), on the embedded default.
+    let daemon = fogd::daemon::Daemon::start(cfg, &[wf]).await?;
+    let rt = daemon.runtime().clone();
     let minio = ProviderRef::new(ProviderKind::Minio, "default");
 
     // Latency: one object at a time, from the event's record (the object has landed) to the
@@ -108,8 +106,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> Result<Ru
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
-    let _ = stop_tx.send(());
-    let _ = daemon.await;
+    daemon.shutdown(Duration::from_secs(60)).await?;
     Ok(RuntimeBench {
         latency_samples: lat.len(),
         latency_p50_ms: pct(0.50),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::fdl::{self, LoadOptions};
 use crate::journal::Journal;
-use crate::runtime::free_bytes;
+use crate::paths::free_bytes;
 use crate::store::AnyStore;
 
 enum Level {

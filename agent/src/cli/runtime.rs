@@ -172,7 +172,7 @@ async fn invoke(
 }
 
 pub(super) fn open_journal(cfg: &Config) -> anyhow::Result<Journal> {
-    let path = cfg.data_dir.join("journal.sqlite");
+    let path = crate::paths::DataDir::new(cfg.data_dir.clone()).journal();
     if !path.exists() {
         bail!(
             "{}: no journal (has `fogd run` used this data folder?)",
@@ -249,12 +249,7 @@ fn logs(cfg: &Config, service: &str, job: Option<&str>) -> anyhow::Result<ExitCo
         inv.state.as_str(),
         inv.error.as_deref().unwrap_or("")
     );
-    print_log(
-        &cfg.data_dir
-            .join("logs")
-            .join(service)
-            .join(format!("{}.log", inv.uuid)),
-    );
+    print_log(&crate::paths::DataDir::new(cfg.data_dir.clone()).log(service, &inv.uuid));
     Ok(ExitCode::SUCCESS)
 }
 

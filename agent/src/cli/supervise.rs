@@ -42,7 +42,7 @@ pub fn supervise() -> anyhow::Result<ExitCode> {
         .status()
         .with_context(|| format!("/bin/sh {}", script.display()))?;
     let code = status.code().unwrap_or(1);
-    let (files, skipped) = crate::exec::local::collect_outputs(&out_dir, u64::MAX)?;
+    let (files, skipped) = crate::exec::outputs::collect(&out_dir, u64::MAX)?;
     for s in skipped {
         eprintln!("[fogd supervise] not sent: {s}");
     }

@@ -196,6 +196,26 @@ pub fn job_spec(
     })
 }
 
+/// A Job pod's environment: the contract's variables (`contract`, for the folders the pod sees)
+/// and what its supervisor needs to reach the gateway: the URL, the job, its token, the script.
+pub fn pod_environment(
+    rt: &crate::runtime::Runtime,
+    job: &str,
+    mut contract: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, crate::runtime::RuntimeError> {
+    let token = job_token(rt.data.root(), job).map_err(|source| crate::runtime::RuntimeError::Io {
+        path: rt.data.kube_token_key(),
+        source,
+    })?;
+    contract.extend([
+        ("FOGD_GATEWAY".to_string(), rt.cfg.kube.gateway_url.clone()),
+        ("FOGD_JOB".to_string(), job.to_string()),
+        ("FOGD_JOB_TOKEN".to_string(), token),
+        ("FOGD_SCRIPT".to_string(), format!("{SCRIPT_DIR}/script.sh")),
+    ]);
+    Ok(contract)
+}
+
 /// One invocation on the cluster. `stopping` resolves when fogd stops: the Job is left to run
 /// and the invocation stays `running` (followed again at the next start).
 pub struct KubeRun<'a> {
@@ -246,7 +266,7 @@ impl Kube {
                     break;
                 }
                 Err(KubeError::Unreachable(e)) => {
-                    let wait = backoff.next();
+                    let wait = backoff.next_wait();
                     tracing::warn!(job = r.job, retry_in = ?wait, "kube: API server unreachable ({e}); the invocation waits");
                     wait
                 }

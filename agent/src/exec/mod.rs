@@ -4,5 +4,56 @@
 
 pub mod contract;
 pub mod delegate;
+mod invocation;
 pub mod kube;
 pub mod local;
+pub mod outputs;
+
+pub use invocation::execute;
+
+use crate::config::Config;
+use crate::journal::JournalError;
+use crate::runtime::RuntimeError;
+use crate::store::StoreError;
+
+/// Why an invocation could not run to its end (a script that fails is an `Outcome`, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Script(#[from] local::ExecError),
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
+    #[error(transparent)]
+    Output(#[from] crate::exec::outputs::OutputError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Runtime(e.into())
+    }
+}
+
+impl From<JournalError> for Error {
+    fn from(e: JournalError) -> Self {
+        Error::Runtime(e.into())
+    }
+}
+
+/// The executors' long-lived handles: the delegation client (sends and follows jobs on other
+/// tiers) and the Kubernetes client (made on first use). The scheduler owns them; the status
+/// topic reads the members' health.
+pub struct Executors {
+    pub delegator: delegate::Delegator,
+    pub kube: kube::Kube,
+}
+
+impl Executors {
+    pub fn new(cfg: &Config) -> Executors {
+        Executors {
+            delegator: delegate::Delegator::new(cfg.delegation.call_timeout),
+            kube: kube::Kube::default(),
+        }
+    }
+}

@@ -164,7 +164,7 @@ async fn enqueue(s: &State, h: &HeaderMap, svc: &str, body: &[u8], source: &str)
             size,
         } => {
             if provider == ProviderRef::new(ProviderKind::Minio, "default") {
-                let path = s.rt.cfg.data_dir.join("store").join(&key);
+                let path = s.rt.data.store_object(&key);
                 if !path.is_file() {
                     return Err(ApiError::not_found(format!("no object `{key}` in minio.default")));
                 }
@@ -253,7 +253,7 @@ pub async fn run(
 /// The FaaS Supervisor's sync answer: one output file as base64; several as a base64 zip; none:
 /// the log.
 fn response_body(out: &FsPath, log: &FsPath) -> std::io::Result<String> {
-    let files = crate::exec::local::collect_outputs(out, u64::MAX)
+    let files = crate::exec::outputs::collect(out, u64::MAX)
         .map(|(f, _)| f)
         .unwrap_or_default();
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);

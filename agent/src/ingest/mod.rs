@@ -5,6 +5,7 @@
 
 pub mod dir;
 pub mod mqtt;
+pub mod s3watch;
 pub mod status;
 pub mod stream;
 
@@ -12,6 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use crate::config::TopicPattern;
 use crate::fdl::{ProviderKind, ProviderRef};
 use crate::journal::Spooled;
 use crate::runtime::{Result, Runtime};
@@ -22,44 +24,6 @@ use crate::store::{content_hash, sync_filesystem};
 pub enum Kind {
     Frame,
     Clip,
-}
-
-/// A topic pattern with one `{camera}` segment, e.g. `fogd/cameras/{camera}/frame`.
-#[derive(Debug, Clone)]
-pub struct TopicPattern {
-    prefix: String,
-    suffix: String,
-}
-
-impl TopicPattern {
-    pub fn parse(p: &str) -> std::result::Result<TopicPattern, String> {
-        let Some((prefix, suffix)) = p.split_once("{camera}") else {
-            return Err(format!("mqtt topic `{p}` has no `{{camera}}` segment"));
-        };
-        if suffix.contains("{camera}") || p.contains('+') || p.contains('#') {
-            return Err(format!(
-                "mqtt topic `{p}`: one `{{camera}}` and no MQTT wildcards"
-            ));
-        }
-        if !(prefix.is_empty() || prefix.ends_with('/')) || !(suffix.is_empty() || suffix.starts_with('/')) {
-            return Err(format!("mqtt topic `{p}`: `{{camera}}` must be a whole level"));
-        }
-        Ok(TopicPattern {
-            prefix: prefix.to_string(),
-            suffix: suffix.to_string(),
-        })
-    }
-
-    /// The subscription: everything under the prefix, so that a topic whose camera part is
-    /// malformed (`a/b`, `..`) arrives, and is counted and refused, rather than never seen.
-    pub fn filter(&self) -> String {
-        format!("{}#", self.prefix)
-    }
-
-    /// The camera part of `topic` when the topic has this pattern's shape.
-    pub fn camera<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        topic.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)
-    }
 }
 
 /// Why an item was refused; the names are the counters' (`ingest_rejected_<reason>`).
@@ -104,26 +68,10 @@ impl std::fmt::Display for Reject {
 
 /// A camera name is one path segment fogd can use as a folder and an object key part.
 pub fn check_camera(name: &str) -> std::result::Result<(), Reject> {
-    let bad = |why: &str| Err(Reject::BadCamera(format!("`{}` {why}", name.escape_debug())));
-    if name.is_empty() {
-        return bad("is empty");
+    match crate::config::camera_problem(name) {
+        Some(why) => Err(Reject::BadCamera(why)),
+        None => Ok(()),
     }
-    if name.contains('/') {
-        return bad("contains `/`");
-    }
-    if name == "." || name == ".." || name.starts_with('.') {
-        return bad("starts with `.`");
-    }
-    if name.len() > 128 {
-        return bad("is longer than 128 bytes");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-    {
-        return bad("has characters other than letters, digits, `-`, `_`, `.`, `@`");
-    }
-    Ok(())
 }
 
 /// Checks a payload; returns the file extension it will be stored with.
@@ -194,7 +142,7 @@ pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
     rt.check_disk()?;
     let t0 = std::time::Instant::now();
     let mut report = BatchReport::default();
-    let root = rt.cfg.data_dir.join("store");
+    let root = rt.data.store();
     let base = rt.cfg.ingest.path.trim_end_matches('/');
     let mut seen = BTreeSet::new();
     let mut dirs = BTreeSet::new();
@@ -285,17 +233,19 @@ pub fn refuse(rt: &Runtime, source: &str, what: &str, why: &Reject) {
     }
 }
 
-/// Starts every source the config names (the MQTT broker, each stream, the watched folder),
-/// each a task that runs until `stop` and logs its own errors.
+/// Starts every source the config and the workflows name (the MQTT broker, each stream, the
+/// watched folder, each S3 input folder), each a task that runs until `stop` and logs its own
+/// errors. `members` is what the status topic reports of the delegation members.
 pub fn start_sources(
     rt: &Arc<Runtime>,
+    members: status::Members,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
+    let mut tasks = s3watch::spawn_watchers(rt, stop);
     if rt.cfg.mqtt.is_some() {
         let (rt, stop) = (rt.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = mqtt::run(rt, stop).await {
+            if let Err(e) = mqtt::run(rt, members, stop).await {
                 tracing::error!("{e}");
             }
         }));
@@ -322,6 +272,24 @@ pub async fn sweep_orphans(rt: &Runtime) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Once every invocation on a raw camera item succeeded, the item is processed: deleted now
+/// (or after `ingest.raw_retention`).
+pub fn settle_raw(rt: &Runtime, event_id: i64) {
+    match rt.journal.ingest_settle(event_id) {
+        Ok(Some(row)) => {
+            rt.event(
+                "frame_anonymised",
+                serde_json::json!({"camera": row.camera, "key": row.key}),
+            );
+            if rt.cfg.ingest.raw_retention.is_zero() {
+                rt.delete_raw(&row);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("{e}"),
+    }
 }
 
 #[cfg(test)]

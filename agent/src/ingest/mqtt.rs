@@ -58,7 +58,11 @@ pub fn status_base(m: &MqttConfig, node: &str) -> String {
 }
 
 /// Connects and runs until `stop`: ingest, acknowledgements, status. Returns when stopped.
-pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), MqttError> {
+pub async fn run(
+    rt: Arc<Runtime>,
+    members: super::status::Members,
+    stop: watch::Receiver<bool>,
+) -> Result<(), MqttError> {
     let Some(m) = rt.cfg.mqtt.clone() else {
         return Ok(());
     };
@@ -97,6 +101,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
     ));
     let status = tokio::spawn(super::status::publish(
         rt.clone(),
+        members,
         client.clone(),
         base.clone(),
         m.stats_interval,
@@ -133,7 +138,7 @@ pub async fn run(rt: Arc<Runtime>, stop: watch::Receiver<bool>) -> Result<(), Mq
             }
             Ok(_) => {}
             Err(e) => {
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 let refused = matches!(e, rumqttc::ConnectionError::ConnectionRefused(_));
                 if connected {
                     tracing::warn!(broker = %m.broker, "mqtt: connection lost: {e}; reconnecting");

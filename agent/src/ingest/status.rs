@@ -23,8 +23,17 @@ pub fn set_connected(up: bool) {
     }
 }
 
+/// What the stats report of the delegation members (their health, as JSON): given by whoever
+/// runs the delegator, so that ingest needs no handle on the executors.
+pub type Members = Arc<dyn Fn() -> Value + Send + Sync>;
+
+/// No delegation members to report (a node without the scheduler, a bench).
+pub fn no_members() -> Members {
+    Arc::new(|| json!([]))
+}
+
 /// The stats document.
-pub fn stats(rt: &Runtime) -> Value {
+pub fn stats(rt: &Runtime, members: &Members) -> Value {
     let j = &rt.journal;
     let map = |v: Vec<(String, u64)>| -> BTreeMap<String, u64> { v.into_iter().collect() };
     let counters = map(j.counters().unwrap_or_default());
@@ -72,7 +81,7 @@ pub fn stats(rt: &Runtime) -> Value {
         }))).collect::<serde_json::Map<String, Value>>(),
         "delegation": {
             "ran_on": ran_on(j),
-            "members": rt.delegator.health(),
+            "members": members(),
         },
     })
 }
@@ -104,6 +113,7 @@ pub fn rss_bytes_of(pid: &str) -> Option<u64> {
 /// Publishes stats every `every` and each node event as it happens, until `stop`.
 pub async fn publish(
     rt: Arc<Runtime>,
+    members: Members,
     client: AsyncClient,
     base: String,
     every: Duration,
@@ -116,8 +126,8 @@ pub async fn publish(
             _ = crate::runtime::stopped(&mut stop) => return,
             _ = tick.tick() => {
                 let doc = {
-                    let rt = rt.clone();
-                    tokio::task::spawn_blocking(move || stats(&rt)).await
+                    let (rt, members) = (rt.clone(), members.clone());
+                    tokio::task::spawn_blocking(move || stats(&rt, &members)).await
                 };
                 if let Ok(doc) = doc {
                     let _ = client.try_publish(format!("{base}/stats"), QoS::AtMostOnce, false, doc.to_string());

@@ -28,7 +28,7 @@ pub async fn run(rt: Arc<Runtime>, src: StreamSource, mut stop: tokio::sync::wat
         if started.elapsed() > Duration::from_secs(60) {
             backoff.reset();
         }
-        let wait = backoff.next();
+        let wait = backoff.next_wait();
         match r {
             Ok(n) => {
                 tracing::warn!(camera = %src.camera, url = %src.url, frames = n, "stream ended; reconnecting in {wait:?}")

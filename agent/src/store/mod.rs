@@ -1,11 +1,13 @@
 //! Object stores, named as FDL providers name them: `local` (a directory; the embedded
 //! `minio.default`) and `s3` (S3, MinIO, SeaweedFS). Keys are `bucket/folder/.../file`.
 
+mod links;
 mod local;
 mod s3;
 
 use std::path::{Path, PathBuf};
 
+pub use links::{Link, Links};
 pub use local::{content_hash, file_digests, sync_filesystem, LocalStore};
 pub use s3::S3Store;
 

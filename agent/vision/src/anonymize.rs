@@ -9,10 +9,11 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 
 use super::detect::{Detector, DetectorOptions, FaceBox};
-use super::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
+use super::masks::{MaskClassifier, Status};
 use super::media::{self, Sampling, Truncated, VideoReader};
 use super::redact::{self, RedactOptions};
 use super::{Result, VisionError};
+pub use crate::report::{sidecar_faces, Counts, FaceReport, FrameReport, InputSummary, StageMs, Timings};
 
 /// What happens to a frame whose detection failed: it is never written as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
@@ -50,144 +51,6 @@ impl Default for AnonymizeOptions {
             models_dir: None,
         }
     }
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct FaceReport {
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-    pub score: f32,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub mask: Option<MaskVerdict>,
-}
-
-impl FaceReport {
-    pub fn face_box(&self) -> FaceBox {
-        FaceBox::from_array(self.bbox, self.score)
-    }
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Counts {
-    /// Faces redacted.
-    pub faces: usize,
-    /// Faces judged (the surer detections), by class.
-    pub mask: usize,
-    pub no_mask: usize,
-    /// no_mask / (mask + no_mask); 0 without classified faces.
-    pub no_mask_share: f32,
-}
-
-impl Counts {
-    pub fn of(faces: &[FaceReport]) -> Counts {
-        let mask = faces
-            .iter()
-            .filter(|f| f.mask.is_some_and(|m| m.class == MaskClass::Mask))
-            .count();
-        let no_mask = faces
-            .iter()
-            .filter(|f| f.mask.is_some_and(|m| m.class == MaskClass::NoMask))
-            .count();
-        Counts {
-            faces: faces.len(),
-            mask,
-            no_mask,
-            no_mask_share: if mask + no_mask == 0 {
-                0.0
-            } else {
-                no_mask as f32 / (mask + no_mask) as f32
-            },
-        }
-    }
-}
-
-/// The JSON sidecar written next to each frame.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct FrameReport {
-    pub source: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub frame: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub timestamp_s: Option<f64>,
-    pub width: i32,
-    pub height: i32,
-    pub detector: String,
-    pub backend: String,
-    /// "ok", or "redacted-whole" when detection failed and the frame was redacted entirely.
-    pub status: String,
-    pub faces: Vec<FaceReport>,
-    pub counts: Counts,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub mask_status: Option<Status>,
-    /// What this frame cost, per stage, in milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub timings_ms: Option<StageMs>,
-}
-
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
-pub struct StageMs {
-    pub decode: f64,
-    pub detect: f64,
-    pub classify: f64,
-    pub redact: f64,
-    pub encode: f64,
-}
-
-impl From<&Timings> for StageMs {
-    fn from(t: &Timings) -> StageMs {
-        let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
-        StageMs {
-            decode: ms(t.decode),
-            detect: ms(t.detect),
-            classify: ms(t.classify),
-            redact: ms(t.redact),
-            encode: ms(t.encode),
-        }
-    }
-}
-
-/// Time per stage, summed over frames (seconds in JSON).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Timings {
-    #[serde(serialize_with = "secs")]
-    pub decode: Duration,
-    #[serde(serialize_with = "secs")]
-    pub detect: Duration,
-    #[serde(serialize_with = "secs")]
-    pub classify: Duration,
-    #[serde(serialize_with = "secs")]
-    pub redact: Duration,
-    #[serde(serialize_with = "secs")]
-    pub encode: Duration,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-impl Timings {
-    fn add(&mut self, o: &Timings) {
-        self.decode += o.decode;
-        self.detect += o.detect;
-        self.classify += o.classify;
-        self.redact += o.redact;
-        self.encode += o.encode;
-    }
-}
-
-/// What one input gave.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct InputSummary {
-    pub input: String,
-    pub frames_written: usize,
-    pub frames_dropped: usize,
-    pub faces: usize,
-    pub mask: usize,
-    pub no_mask: usize,
-    pub outputs: Vec<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub truncated: Option<Truncated>,
-    pub timings: Timings,
 }
 
 pub struct Anonymizer {
@@ -470,21 +333,6 @@ impl Anonymizer {
             result,
         }
     }
-}
-
-impl InputSummary {
-    fn add_frame(&mut self, r: &FrameReport, dest: PathBuf) {
-        self.frames_written += 1;
-        self.faces += r.counts.faces;
-        self.mask += r.counts.mask;
-        self.no_mask += r.counts.no_mask;
-        self.outputs.push(dest);
-    }
-}
-
-/// Boxes of a sidecar, as detector boxes.
-pub fn sidecar_faces(r: &FrameReport) -> Vec<(FaceBox, Option<MaskVerdict>)> {
-    r.faces.iter().map(|f| (f.face_box(), f.mask)).collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod media;
 pub mod models;
 mod onnx;
 pub mod redact;
+pub mod report;
 pub mod sample;
 
 use std::path::PathBuf;

@@ -2,162 +2,22 @@
 //! when large, under a bandwidth cap; objects of one folder go up one after another in order.
 //! A store that does not answer is marked offline and probed with a capped exponential backoff
 //! (with jitter); an object the store refuses backs off on its own. Past their TTL objects are
-//! dropped, and counted. `enqueue` is how outputs enter: never a raw camera item.
+//! dropped, and counted. `spool::enqueue` is how outputs enter: never a raw camera item.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::journal::{now_ms, Enqueued, JournalError, OutboxItem, OutboxRow};
-use crate::runtime::{stopped, Result, Runtime, RuntimeError};
+use crate::journal::{now_ms, OutboxRow};
+use crate::runtime::{stopped, Runtime, RuntimeError};
 use crate::store::{file_digests, PutOptions, StoreError, TokenBucket};
 
-/// What fogd knows of a remote store's link, for the stats.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Link {
-    pub online: bool,
-    /// Since when it has not answered (ms since the epoch).
-    pub offline_since_ms: Option<i64>,
-    /// Time spent offline since fogd started, closed spells and the current one.
-    pub offline_ms_total: i64,
-    /// Failed probes in a row.
-    #[serde(skip)]
-    failures: u32,
-    #[serde(skip)]
-    next_probe_ms: i64,
-    pub last_error: Option<String>,
-}
+mod spool;
 
-/// The links of every remote store, shared with the status publisher.
-#[derive(Default)]
-pub struct Links(Mutex<BTreeMap<String, Link>>);
-
-impl Links {
-    pub fn snapshot(&self) -> BTreeMap<String, Link> {
-        let now = now_ms();
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for l in m.values_mut() {
-            if let Some(s) = l.offline_since_ms {
-                l.offline_ms_total += now - s;
-            }
-        }
-        m
-    }
-
-    /// Not known to be down (a store never tried counts as up).
-    pub fn is_online(&self, provider: &str) -> bool {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(provider).is_none_or(|l| l.online)
-    }
-
-    fn with<T>(&self, provider: &str, f: impl FnOnce(&mut Link) -> T) -> T {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let l = m.entry(provider.to_string()).or_insert_with(|| Link {
-            online: true,
-            ..Link::default()
-        });
-        f(l)
-    }
-}
-
-/// Queues `file` (already under `data/outbox/`) for `provider`/`key`, as an output of
-/// `invocation` when it is one. Refuses a file under the raw area, or with a raw item's exact
-/// content.
-pub fn enqueue(
-    rt: &Runtime,
-    provider: &str,
-    key: &str,
-    file: &Path,
-    invocation: Option<i64>,
-) -> Result<Enqueued> {
-    let raw_area = rt.raw_area();
-    if file.starts_with(&raw_area) {
-        return Err(RuntimeError::Journal(JournalError::RawContent {
-            provider: provider.to_string(),
-            key: key.to_string(),
-            raw: file.display().to_string(),
-            camera: "?".into(),
-        }));
-    }
-    let (size, checksum, md5) = file_digests(file)?;
-    let item = OutboxItem {
-        provider: provider.to_string(),
-        key: key.to_string(),
-        local_path: file.display().to_string(),
-        size,
-        checksum,
-        md5,
-        priority: rt.cfg.sync.priority_of(key),
-        invocation,
-    };
-    let r = rt
-        .journal
-        .outbox_enqueue(&item, rt.cfg.sync.quota_bytes, rt.cfg.sync.full_policy)?;
-    match &r {
-        Enqueued::Queued { id, freed } => {
-            // Behind a store known to be down: say so on the new object at once.
-            let down = rt
-                .links
-                .with(provider, |l| (!l.online).then(|| l.last_error.clone()).flatten());
-            if let Some(msg) = down {
-                let _ = rt.journal.outbox_later(*id, 0, &msg, false);
-            }
-            for p in freed {
-                let _ = std::fs::remove_file(p);
-            }
-            if !freed.is_empty() {
-                tracing::warn!(
-                    dropped = freed.len(),
-                    quota = rt.cfg.sync.quota_bytes,
-                    "outbox full: dropped the oldest objects (full_policy: drop_oldest)"
-                );
-                rt.event(
-                    "upload_dropped",
-                    serde_json::json!({"reason": "quota", "objects": freed.len()}),
-                );
-            }
-        }
-        Enqueued::AlreadyDone => {
-            let _ = std::fs::remove_file(file);
-        }
-        Enqueued::Rejected => {
-            let _ = std::fs::remove_file(file);
-            tracing::warn!(%provider, %key, quota = rt.cfg.sync.quota_bytes, "outbox full: object dropped (full_policy: reject_new)");
-            rt.event(
-                "upload_dropped",
-                serde_json::json!({"reason": "quota", "provider": provider, "key": key}),
-            );
-        }
-    }
-    rt.outbox_wake.notify_one();
-    Ok(r)
-}
-
-/// Copies an output into the outbox's spool (a hard link when it can: same filesystem) and
-/// makes it durable, so that the journal row never points at a missing file.
-pub fn spool(rt: &Runtime, src: &Path, tag: &str) -> Result<PathBuf> {
-    let dir = rt.cfg.data_dir.join("outbox");
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| RuntimeError::Io { path: p, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let dst = dir.join(format!("{tag}-{}", uuid::Uuid::new_v4()));
-    if std::fs::hard_link(src, &dst).is_err() {
-        std::fs::copy(src, &dst).map_err(io(&dst))?;
-    }
-    std::fs::File::open(&dst)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&dst))?;
-    std::fs::File::open(&dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&dir))?;
-    Ok(dst)
-}
+pub use spool::{enqueue, spool};
 
 /// Runs until `stop` is set.
 pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -407,7 +267,7 @@ fn housekeeping(rt: &Runtime) {
     let _ = rt.journal.outbox_forget_done(now - 24 * 3600 * 1000);
     // Raw items whose last invocation finished just before a crash were never settled.
     for event_id in rt.journal.ingest_unsettled().unwrap_or_default() {
-        crate::scheduler::settle_raw(rt, event_id);
+        crate::ingest::settle_raw(rt, event_id);
     }
     let keep = rt.cfg.ingest.raw_retention.as_millis() as i64;
     if let Ok(rows) = rt.journal.ingest_expired(now - keep) {

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod ingest;
+
+pub use ingest::{camera_problem, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -154,137 +158,6 @@ impl Default for DelegationConfig {
             running_limit: Duration::from_secs(3600),
             max_in_flight: 64,
             call_timeout: Duration::from_secs(20),
-        }
-    }
-}
-
-/// `mqtt:` in fogd.yaml. Topic patterns name the camera with `{camera}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MqttConfig {
-    /// `host:port` or `mqtt://host:port`.
-    pub broker: String,
-    /// Default `fogd-<node>`. Fixed, so that the broker keeps the session (and queues messages)
-    /// while fogd is down.
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Topics carrying one JPEG frame each.
-    pub frame_topics: Vec<String>,
-    /// Topics carrying one video file each.
-    pub clip_topics: Vec<String>,
-    pub max_frame_bytes: usize,
-    pub max_clip_bytes: usize,
-    /// Status topics: `<prefix>/<node>/available|stats|events`.
-    pub status_prefix: String,
-    #[serde(with = "humantime_serde_compat")]
-    pub stats_interval: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub keep_alive: Duration,
-    /// TLS to the broker (also implied by an `mqtts://` broker).
-    pub tls: Option<MqttTls>,
-}
-
-impl Default for MqttConfig {
-    fn default() -> Self {
-        MqttConfig {
-            broker: "127.0.0.1:1883".into(),
-            client_id: None,
-            username: None,
-            password: None,
-            frame_topics: vec!["fogd/cameras/{camera}/frame".into()],
-            clip_topics: vec!["fogd/cameras/{camera}/clip".into()],
-            max_frame_bytes: 8 << 20,
-            max_clip_bytes: 64 << 20,
-            status_prefix: "fogd".into(),
-            stats_interval: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(30),
-            tls: None,
-        }
-    }
-}
-
-impl MqttConfig {
-    /// (host, port, TLS) of `broker`: `host:port`, `mqtt://host:port` (plain TCP, default port
-    /// 1883) or `mqtts://host:port` (TLS, default port 8883).
-    pub fn host_port(&self) -> Result<(String, u16, bool), String> {
-        let b = self.broker.trim();
-        let (rest, tls) = if let Some(r) = b.strip_prefix("mqtts://").or_else(|| b.strip_prefix("ssl://")) {
-            (r, true)
-        } else {
-            (
-                b.strip_prefix("mqtt://")
-                    .or_else(|| b.strip_prefix("tcp://"))
-                    .unwrap_or(b),
-                self.tls.is_some(),
-            )
-        };
-        if rest.contains("://") {
-            return Err(format!("mqtt.broker `{b}`: use mqtt:// or mqtts://"));
-        }
-        let default = if tls { 8883 } else { 1883 };
-        match rest.rsplit_once(':') {
-            Some((h, p)) => p
-                .parse::<u16>()
-                .map(|p| (h.to_string(), p, tls))
-                .map_err(|_| format!("mqtt.broker `{b}`: `{p}` is not a port")),
-            None => Ok((rest.to_string(), default, tls)),
-        }
-    }
-}
-
-/// `mqtt.tls`: the CA that signed the broker's certificate (PEM), and a client certificate and
-/// key (PEM) where the broker asks for one (AWS IoT, mosquitto with `require_certificate`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttTls {
-    /// Default: the system's CA bundle.
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-/// `ingest:` in fogd.yaml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestConfig {
-    /// The folder (`bucket/folder`) of the local store where items land, as
-    /// `<path>/<camera>/<name>`: the raw area. Workflows take their input from here (an FDL
-    /// input path of `<path>` gets every camera, `<path>/<camera>` one); nothing under it can
-    /// enter the outbox.
-    pub path: String,
-    /// Keep a raw item this long after every invocation on it succeeded (default: delete at once).
-    #[serde(with = "humantime_serde_compat")]
-    pub raw_retention: Duration,
-    /// A folder whose new files are ingested (then removed): `<dir>/<camera>/<file>`.
-    pub watch_dir: Option<PathBuf>,
-    #[serde(with = "humantime_serde_compat")]
-    pub watch_interval: Duration,
-    /// Camera streams (RTSP, HTTP, files: anything FFmpeg reads), one frame every `every`.
-    pub streams: Vec<StreamSource>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamSource {
-    pub camera: String,
-    pub url: String,
-    #[serde(with = "humantime_serde_compat", default = "five_seconds")]
-    pub every: Duration,
-}
-
-fn five_seconds() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            path: "cameras/incoming".into(),
-            raw_retention: Duration::ZERO,
-            watch_dir: None,
-            watch_interval: Duration::from_secs(1),
-            streams: Vec::new(),
         }
     }
 }
@@ -493,7 +366,7 @@ impl Config {
                 }
             }
             for t in m.frame_topics.iter().chain(&m.clip_topics) {
-                crate::ingest::TopicPattern::parse(t)?;
+                TopicPattern::parse(t)?;
             }
         }
         let p = cfg.ingest.path.trim_end_matches('/');
@@ -503,7 +376,9 @@ impl Config {
             ));
         }
         for st in &cfg.ingest.streams {
-            crate::ingest::check_camera(&st.camera).map_err(|e| format!("ingest.streams: {e}"))?;
+            if let Some(why) = camera_problem(&st.camera) {
+                return Err(format!("ingest.streams: bad camera name: {why}"));
+            }
             if st.every.is_zero() {
                 return Err(format!(
                     "ingest.streams `{}`: every must be more than 0",

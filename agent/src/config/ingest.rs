@@ -1,0 +1,203 @@
+//! The ingest part of `fogd.yaml` (`mqtt:`, `ingest:`), and the grammar of what it names: MQTT
+//! topic patterns and camera names.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::humantime_serde_compat;
+
+/// `mqtt:` in fogd.yaml. Topic patterns name the camera with `{camera}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `host:port` or `mqtt://host:port`.
+    pub broker: String,
+    /// Default `fogd-<node>`. Fixed, so that the broker keeps the session (and queues messages)
+    /// while fogd is down.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Topics carrying one JPEG frame each.
+    pub frame_topics: Vec<String>,
+    /// Topics carrying one video file each.
+    pub clip_topics: Vec<String>,
+    pub max_frame_bytes: usize,
+    pub max_clip_bytes: usize,
+    /// Status topics: `<prefix>/<node>/available|stats|events`.
+    pub status_prefix: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub stats_interval: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub keep_alive: Duration,
+    /// TLS to the broker (also implied by an `mqtts://` broker).
+    pub tls: Option<MqttTls>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: "127.0.0.1:1883".into(),
+            client_id: None,
+            username: None,
+            password: None,
+            frame_topics: vec!["fogd/cameras/{camera}/frame".into()],
+            clip_topics: vec!["fogd/cameras/{camera}/clip".into()],
+            max_frame_bytes: 8 << 20,
+            max_clip_bytes: 64 << 20,
+            status_prefix: "fogd".into(),
+            stats_interval: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// (host, port, TLS) of `broker`: `host:port`, `mqtt://host:port` (plain TCP, default port
+    /// 1883) or `mqtts://host:port` (TLS, default port 8883).
+    pub fn host_port(&self) -> Result<(String, u16, bool), String> {
+        let b = self.broker.trim();
+        let (rest, tls) = if let Some(r) = b.strip_prefix("mqtts://").or_else(|| b.strip_prefix("ssl://")) {
+            (r, true)
+        } else {
+            (
+                b.strip_prefix("mqtt://")
+                    .or_else(|| b.strip_prefix("tcp://"))
+                    .unwrap_or(b),
+                self.tls.is_some(),
+            )
+        };
+        if rest.contains("://") {
+            return Err(format!("mqtt.broker `{b}`: use mqtt:// or mqtts://"));
+        }
+        let default = if tls { 8883 } else { 1883 };
+        match rest.rsplit_once(':') {
+            Some((h, p)) => p
+                .parse::<u16>()
+                .map(|p| (h.to_string(), p, tls))
+                .map_err(|_| format!("mqtt.broker `{b}`: `{p}` is not a port")),
+            None => Ok((rest.to_string(), default, tls)),
+        }
+    }
+}
+
+/// `mqtt.tls`: the CA that signed the broker's certificate (PEM), and a client certificate and
+/// key (PEM) where the broker asks for one (AWS IoT, mosquitto with `require_certificate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// Default: the system's CA bundle.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `ingest:` in fogd.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The folder (`bucket/folder`) of the local store where items land, as
+    /// `<path>/<camera>/<name>`: the raw area. Workflows take their input from here (an FDL
+    /// input path of `<path>` gets every camera, `<path>/<camera>` one); nothing under it can
+    /// enter the outbox.
+    pub path: String,
+    /// Keep a raw item this long after every invocation on it succeeded (default: delete at once).
+    #[serde(with = "humantime_serde_compat")]
+    pub raw_retention: Duration,
+    /// A folder whose new files are ingested (then removed): `<dir>/<camera>/<file>`.
+    pub watch_dir: Option<PathBuf>,
+    #[serde(with = "humantime_serde_compat")]
+    pub watch_interval: Duration,
+    /// Camera streams (RTSP, HTTP, files: anything FFmpeg reads), one frame every `every`.
+    pub streams: Vec<StreamSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSource {
+    pub camera: String,
+    pub url: String,
+    #[serde(with = "humantime_serde_compat", default = "five_seconds")]
+    pub every: Duration,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            path: "cameras/incoming".into(),
+            raw_retention: Duration::ZERO,
+            watch_dir: None,
+            watch_interval: Duration::from_secs(1),
+            streams: Vec::new(),
+        }
+    }
+}
+
+/// A topic pattern with one `{camera}` segment, e.g. `fogd/cameras/{camera}/frame`.
+#[derive(Debug, Clone)]
+pub struct TopicPattern {
+    prefix: String,
+    suffix: String,
+}
+
+impl TopicPattern {
+    pub fn parse(p: &str) -> std::result::Result<TopicPattern, String> {
+        let Some((prefix, suffix)) = p.split_once("{camera}") else {
+            return Err(format!("mqtt topic `{p}` has no `{{camera}}` segment"));
+        };
+        if suffix.contains("{camera}") || p.contains('+') || p.contains('#') {
+            return Err(format!(
+                "mqtt topic `{p}`: one `{{camera}}` and no MQTT wildcards"
+            ));
+        }
+        if !(prefix.is_empty() || prefix.ends_with('/')) || !(suffix.is_empty() || suffix.starts_with('/')) {
+            return Err(format!("mqtt topic `{p}`: `{{camera}}` must be a whole level"));
+        }
+        Ok(TopicPattern {
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// The subscription: everything under the prefix, so that a topic whose camera part is
+    /// malformed (`a/b`, `..`) arrives, and is counted and refused, rather than never seen.
+    pub fn filter(&self) -> String {
+        format!("{}#", self.prefix)
+    }
+
+    /// The camera part of `topic` when the topic has this pattern's shape.
+    pub fn camera<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)
+    }
+}
+
+/// What is wrong with a camera name, if anything: it must be one path segment fogd can use as a
+/// folder and an object key part.
+pub fn camera_problem(name: &str) -> Option<String> {
+    let bad = |why: &str| Some(format!("`{}` {why}", name.escape_debug()));
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.contains('/') {
+        return bad("contains `/`");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return bad("starts with `.`");
+    }
+    if name.len() > 128 {
+        return bad("is longer than 128 bytes");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return bad("has characters other than letters, digits, `-`, `_`, `.`, `@`");
+    }
+    None
+}

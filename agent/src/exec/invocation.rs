@@ -1,0 +1,157 @@
+//! One invocation from start to end: its work folder, the input fetched, the script run where
+//! the config says (a local process or a Kubernetes Job), the outputs stored.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::local::{self, ScriptSpec, ScriptStatus};
+use super::{contract, kube, Error, Executors};
+use crate::journal::{Invocation, Outcome, State};
+use crate::runtime::{Runtime, RuntimeError};
+
+/// One invocation: fetch the input, run the script, store the outputs.
+pub async fn execute(rt: &Runtime, exec: &Executors, inv: &Invocation) -> Result<Outcome, Error> {
+    let svc = rt.service(&inv.service)?;
+    let ev = rt.journal.event(inv.event_id)?;
+    let provider = crate::fdl::ProviderRef::parse(&ev.provider)
+        .ok_or_else(|| RuntimeError::UnknownProvider(ev.provider.clone()))?;
+    let dir = rt.work_dir(&inv.uuid);
+    let (in_dir, out_dir) = (dir.join("input"), dir.join("output"));
+    if inv.attempts > 1 {
+        let killed = local::kill_leftovers(&dir);
+        if killed > 0 {
+            tracing::warn!(job = %inv.uuid, killed, "processes of the interrupted run killed before the rerun");
+        }
+    }
+    // A Job adopted after a restart may have sent outputs already: its folder stays.
+    let adopting = inv.attempts > 1 && rt.cfg.executor_of(&inv.service) == crate::config::ExecutorKind::Kube;
+    if !adopting {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    for d in [&in_dir, &out_dir] {
+        tokio::fs::create_dir_all(d)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                path: d.clone(),
+                source,
+            })?;
+    }
+    let log_path = rt.log_path(&svc.name, &inv.uuid);
+    if let Some(parent) = log_path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    let input_file = if svc.file_stage_in {
+        None
+    } else {
+        let f = in_dir.join(contract::input_file_name(&ev.key));
+        rt.store(&provider)?.get_file(&ev.key, &f).await?;
+        Some(f)
+    };
+    // The contract's variables, for the folders the script will see.
+    let contract_env = |tmp_input_dir: &Path, tmp_output_dir: &Path, input_file: Option<&Path>| {
+        contract::environment(&contract::Invocation {
+            service: &svc,
+            job_uuid: &inv.uuid,
+            node: &rt.node,
+            provider: &ev.provider,
+            key: &ev.key,
+            size: ev.size,
+            etag: &ev.etag,
+            event_time: &ev.event_time,
+            tmp_input_dir,
+            tmp_output_dir,
+            input_file,
+        })
+    };
+    let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
+    if let Some(sock) = rt.vision_socket.get() {
+        env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
+    }
+    let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
+    let (status, spawned_us) = if rt.cfg.executor_of(&svc.name) == crate::config::ExecutorKind::Kube {
+        // The pod sees the contract's folders inside it; its supervisor fetches the input from
+        // `in_dir` and sends the outputs into `out_dir` through the gateway.
+        let name = input_file
+            .as_ref()
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_owned());
+        let pod_input = name.map(|n| Path::new(kube::POD_INPUT_DIR).join(n));
+        let env = kube::pod_environment(
+            rt,
+            &inv.uuid,
+            contract_env(
+                Path::new(kube::POD_INPUT_DIR),
+                Path::new(kube::POD_OUTPUT_DIR),
+                pod_input.as_deref(),
+            ),
+        )?;
+        let run = kube::KubeRun {
+            cfg: &rt.cfg.kube,
+            svc: &svc,
+            job: &inv.uuid,
+            node: &rt.node,
+            env,
+            timeout,
+            log_path: &log_path,
+        };
+        exec.kube.run(run, rt.stopping.subscribe()).await?
+    } else {
+        local::run_script(ScriptSpec {
+            script: svc.script.as_ref(),
+            dir: &dir,
+            env,
+            timeout,
+            log_path: &log_path,
+            log_cap: rt.cfg.log_cap_bytes,
+        })
+        .await?
+    };
+    let (state, exit_code, error) = match status {
+        ScriptStatus::Exited(0) => (State::Succeeded, Some(0), None),
+        ScriptStatus::Exited(c) => (
+            State::Failed,
+            Some(c),
+            Some(format!("script exited with status {c}")),
+        ),
+        ScriptStatus::Signalled(s) => (State::Failed, None, Some(format!("script killed by signal {s}"))),
+        ScriptStatus::TimedOut => (
+            State::TimedOut,
+            None,
+            Some(format!("script still running after {timeout:?}; killed")),
+        ),
+    };
+    let store_outputs = state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs);
+    let outputs = if store_outputs {
+        match crate::exec::outputs::store(rt, inv.id, &svc, &out_dir, &log_path).await {
+            Ok(n) => n,
+            // The run's files stay where they are, for a retry or by hand.
+            Err(e) => {
+                return Ok(Outcome {
+                    state: State::Failed,
+                    exit_code,
+                    error: Some(format!("{e}; outputs kept in {}", out_dir.display())),
+                    outputs: 0,
+                    spawned_us: Some(spawned_us),
+                })
+            }
+        }
+    } else {
+        0
+    };
+    // A synchronous run (`/run`) answers with the output files: the gateway removes them.
+    if ev.source != "run" {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    Ok(Outcome {
+        state,
+        exit_code,
+        error,
+        outputs,
+        spawned_us: Some(spawned_us),
+    })
+}

@@ -1,0 +1,157 @@
+//! An invocation's outputs: every regular file under TMP_OUTPUT_DIR, stored at each output path
+//! whose prefix and suffix match (the local store at once, which chains the next services;
+//! remote stores through the outbox). Stored JSON results with mask counts become events.
+
+use std::path::{Path, PathBuf};
+
+use super::contract;
+use crate::runtime::{Runtime, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("output `{rel}` is {size} bytes, over max_output_bytes ({max}); nothing of this run was stored")]
+    TooLarge { rel: String, size: u64, max: u64 },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl From<crate::store::StoreError> for OutputError {
+    fn from(e: crate::store::StoreError) -> Self {
+        OutputError::Runtime(e.into())
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Stores every output file at each matching output path and emits the events that chain the
+/// next services. Symbolic links in TMP_OUTPUT_DIR are not stored (noted in the log).
+pub async fn store(
+    rt: &Runtime,
+    invocation: i64,
+    svc: &crate::fdl::Service,
+    out_dir: &Path,
+    log_path: &Path,
+) -> Result<u32, OutputError> {
+    let (out, max) = (out_dir.to_path_buf(), rt.cfg.max_output_bytes);
+    let (files, skipped) = tokio::task::spawn_blocking(move || collect(&out, max))
+        .await
+        .map_err(|e| OutputError::Io {
+            path: out_dir.to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
+    if !skipped.is_empty() {
+        let note = format!(
+            "\n[fogd] not stored (not regular files): {}\n",
+            skipped.join(", ")
+        );
+        append(log_path, &note).await;
+    }
+    let mut stored = 0u32;
+    for f in &files {
+        for (provider, key) in contract::output_targets(&svc.outputs, &f.rel) {
+            let store = rt.store(&provider)?;
+            if store.is_local() {
+                let meta = store.put_file(&key, &f.path).await?;
+                rt.emit(&provider, &meta, "output")?;
+            } else {
+                // Remote stores are reached through the outbox: retried, paced, in order.
+                crate::store::check_key(&key).map_err(RuntimeError::from)?;
+                let dst = crate::outbox::spool(rt, &f.path, "out")?;
+                if let Err(e) =
+                    crate::outbox::enqueue(rt, &provider.to_string(), &key, &dst, Some(invocation))
+                {
+                    let _ = std::fs::remove_file(&dst);
+                    return Err(e.into());
+                }
+            }
+            if key.ends_with(".json") {
+                mask_event(rt, &key, &f.path);
+            }
+            stored += 1;
+        }
+    }
+    Ok(stored)
+}
+
+/// A stored JSON result with mask counts (the anonymiser's sidecar, `fogd detect-masks`'
+/// result) becomes a `mask_result` event.
+fn mask_event(rt: &Runtime, key: &str, path: &Path) {
+    if rt.events.receiver_count() == 0 {
+        return;
+    }
+    let Ok(text) = std::fs::read(path) else { return };
+    if text.len() > 1 << 20 {
+        return;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return;
+    };
+    let counts = &v["counts"];
+    if counts["no_mask"].is_u64() {
+        rt.event(
+            "mask_result",
+            serde_json::json!({"key": key, "faces": counts["faces"], "mask": counts["mask"],
+                "no_mask": counts["no_mask"], "no_mask_share": counts["no_mask_share"],
+                "status": v["status"]}),
+        );
+    }
+}
+
+async fn append(path: &Path, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    if let Ok(mut f) = tokio::fs::OpenOptions::new().append(true).open(path).await {
+        let _ = f.write_all(text.as_bytes()).await;
+    }
+}
+
+/// An output file: its path relative to TMP_OUTPUT_DIR (`/`-separated) and on disk.
+#[derive(Debug, Clone)]
+pub struct OutputFile {
+    pub rel: String,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Every regular file under `out_dir`. Symbolic links are not followed and not stored (a script
+/// could point one outside TMP_OUTPUT_DIR); each is named in `skipped`.
+pub fn collect(out_dir: &Path, max_bytes: u64) -> Result<(Vec<OutputFile>, Vec<String>), OutputError> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    let mut stack = vec![out_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(io(&path))?;
+            let rel = path
+                .strip_prefix(out_dir)
+                .map(|r| r.to_string_lossy().replace('\n', ""))
+                .unwrap_or_default();
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let size = entry.metadata().map_err(io(&path))?.len();
+                if size > max_bytes {
+                    return Err(OutputError::TooLarge {
+                        rel,
+                        size,
+                        max: max_bytes,
+                    });
+                }
+                files.push(OutputFile { rel, path, size });
+            } else {
+                skipped.push(rel);
+            }
+        }
+    }
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    skipped.sort();
+    Ok((files, skipped))
+}

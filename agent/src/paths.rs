@@ -1,0 +1,124 @@
+//! The data folder's layout in one place: every path fogd keeps under `data_dir`, and the free
+//! space of its filesystem. Pure but for `statvfs`.
+
+use std::path::{Path, PathBuf};
+
+/// `data_dir` and what lives in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir(root.into())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+
+    /// The journal (SQLite, WAL).
+    pub fn journal(&self) -> PathBuf {
+        self.0.join("journal.sqlite")
+    }
+
+    /// The embedded local store (`minio.default`): `store/<bucket>/<key>`.
+    pub fn store(&self) -> PathBuf {
+        self.0.join("store")
+    }
+
+    /// A key's file in the local store.
+    pub fn store_object(&self, key: &str) -> PathBuf {
+        self.store().join(key)
+    }
+
+    /// Where camera items land (`<ingest.path>` in the local store). Nothing under it may leave
+    /// the node.
+    pub fn raw_area(&self, ingest_path: &str) -> PathBuf {
+        self.store().join(ingest_path.trim_end_matches('/'))
+    }
+
+    /// Invocations' work folders.
+    pub fn work(&self) -> PathBuf {
+        self.0.join("work")
+    }
+
+    /// One invocation's work folder.
+    pub fn work_of(&self, uuid: &str) -> PathBuf {
+        self.work().join(uuid)
+    }
+
+    /// One invocation's log (stdout and stderr).
+    pub fn log(&self, service: &str, uuid: &str) -> PathBuf {
+        self.0.join("logs").join(service).join(format!("{uuid}.log"))
+    }
+
+    /// Files spooled for the next tier.
+    pub fn outbox(&self) -> PathBuf {
+        self.0.join("outbox")
+    }
+
+    /// The vision worker's socket.
+    pub fn vision_socket(&self) -> PathBuf {
+        self.0.join("vision.sock")
+    }
+
+    /// The key that signs the kube executor's per-job tokens.
+    pub fn kube_token_key(&self) -> PathBuf {
+        self.0.join("kube-token-key")
+    }
+
+    /// A temporary file for an upload being received (removed once stored).
+    pub fn upload_tmp(&self, tag: &str) -> PathBuf {
+        self.0.join(format!("upload-{tag}.tmp"))
+    }
+
+    /// Free bytes for unprivileged users on the data folder's filesystem.
+    pub fn free_bytes(&self) -> Option<u64> {
+        free_bytes(&self.0)
+    }
+}
+
+/// Free bytes for unprivileged users on the filesystem of `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by statvfs before use.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (32 bits on armhf).
+    #[allow(clippy::unnecessary_cast)]
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_under_the_root() {
+        let d = DataDir::new("/var/lib/fogd");
+        for p in [
+            d.journal(),
+            d.store_object("b/k.jpg"),
+            d.raw_area("cameras/incoming/"),
+            d.work_of("u"),
+            d.log("svc", "u"),
+            d.outbox(),
+            d.vision_socket(),
+            d.kube_token_key(),
+            d.upload_tmp("x"),
+        ] {
+            assert!(p.starts_with("/var/lib/fogd"), "{}", p.display());
+        }
+        assert_eq!(
+            d.raw_area("cameras/incoming/"),
+            Path::new("/var/lib/fogd/store/cameras/incoming")
+        );
+        assert!(free_bytes(Path::new("/")).is_some());
+    }
+}
