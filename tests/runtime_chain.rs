@@ -318,12 +318,13 @@ async fn the_same_event_twice_makes_one_invocation_and_folders_trigger_nothing()
     };
     assert_eq!(
         rt.emit(&minio(), &meta, "watch")
+            .await
             .expect("emit")
             .map(|(_, i)| i.len()),
         Some(1)
     );
     assert_eq!(
-        rt.emit(&minio(), &meta, "watch").expect("emit"),
+        rt.emit(&minio(), &meta, "watch").await.expect("emit"),
         None,
         "second delivery"
     );
@@ -332,7 +333,7 @@ async fn the_same_event_twice_makes_one_invocation_and_folders_trigger_nothing()
         ..meta.clone()
     };
     assert!(
-        rt.emit(&minio(), &changed, "watch").expect("emit").is_some(),
+        rt.emit(&minio(), &changed, "watch").await.expect("emit").is_some(),
         "a new version is a new event"
     );
     let folder = fogd::store::ObjectMeta {
@@ -341,6 +342,7 @@ async fn the_same_event_twice_makes_one_invocation_and_folders_trigger_nothing()
     };
     assert_eq!(
         rt.emit(&minio(), &folder, "watch")
+            .await
             .expect("emit")
             .map(|(_, i)| i.len()),
         Some(0)

@@ -198,20 +198,23 @@ impl Runtime {
 
     /// Routes an object that landed in `provider` and journals the event with its invocations
     /// (one transaction). Returns `None` when the same object was already an event.
-    pub fn emit(
+    pub async fn emit(
         &self,
         provider: &ProviderRef,
         meta: &ObjectMeta,
         source: &str,
     ) -> Result<Option<(i64, Vec<i64>)>> {
         let wf = self.workflow();
-        let services = crate::router::route(&wf.services, provider, &meta.key);
-        self.record(provider, meta, source, &services, None)
+        let services: Vec<String> = crate::router::route(&wf.services, provider, &meta.key)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        self.record(provider, meta, source, services, None).await
     }
 
     /// Queues `service` alone on an object (an event POSTed to `/job`), named `job_id` when
     /// given. `None` when the same event was delivered before.
-    pub fn enqueue(
+    pub async fn enqueue(
         &self,
         provider: &ProviderRef,
         meta: &ObjectMeta,
@@ -222,16 +225,18 @@ impl Runtime {
         self.service(service)?;
         self.check_disk()?;
         Ok(self
-            .record(provider, meta, source, &[service], job_id)?
+            .record(provider, meta, source, vec![service.to_string()], job_id)
+            .await?
             .and_then(|(_, ids)| ids.first().copied()))
     }
 
-    fn record(
+    /// The event and its invocations, one transaction (on the blocking pool: it fsyncs).
+    async fn record(
         &self,
         provider: &ProviderRef,
         meta: &ObjectMeta,
         source: &str,
-        services: &[&str],
+        services: Vec<String>,
         job_id: Option<&str>,
     ) -> Result<Option<(i64, Vec<i64>)>> {
         let ev = NewEvent {
@@ -243,7 +248,13 @@ impl Runtime {
             source: source.to_string(),
             job_id: job_id.map(str::to_string),
         };
-        let r = self.journal.record_event(&ev, services)?;
+        let r = self
+            .journal
+            .call(move |j| {
+                let names: Vec<&str> = services.iter().map(String::as_str).collect();
+                j.record_event(&ev, &names)
+            })
+            .await?;
         if r.as_ref().is_some_and(|(_, inv)| !inv.is_empty()) {
             self.wake.notify_one();
         }
@@ -256,7 +267,8 @@ impl Runtime {
         let store = self.store(provider)?;
         let meta = store.put_file(key, src).await?;
         let invs = self
-            .emit(provider, &meta, "put")?
+            .emit(provider, &meta, "put")
+            .await?
             .map(|(_, i)| i)
             .unwrap_or_default();
         Ok((meta, invs))
@@ -296,7 +308,10 @@ impl Runtime {
         let folder = job_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
         let key = format!("fogd-invoke/{folder}/{name}");
         let meta = store.put_file(&key, src).await?;
-        match self.record(&provider, &meta, source, &[service], job_id)? {
+        match self
+            .record(&provider, &meta, source, vec![service.to_string()], job_id)
+            .await?
+        {
             Some((_, ids)) => Ok(ids.first().copied().unwrap_or_default()),
             None => job_id
                 .and_then(|j| self.journal.invocation(j).ok().flatten())

@@ -26,7 +26,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     heartbeat: Arc<std::sync::atomic::AtomicI64>,
 ) -> Result<()> {
-    let (requeued, failed) = rt.journal.recover(rt.cfg.max_attempts)?;
+    let max_attempts = rt.cfg.max_attempts;
+    let (requeued, failed) = rt.journal.call(move |j| j.recover(max_attempts)).await?;
     if let crate::store::AnyStore::Local(local) = rt.local_store() {
         let swept = tokio::task::spawn_blocking(move || local.sweep_temporary(Duration::from_secs(600)))
             .await
@@ -60,7 +61,7 @@ pub async fn run(
     );
     loop {
         heartbeat.store(crate::journal::now_ms(), std::sync::atomic::Ordering::Relaxed);
-        dispatch(&rt, &exec, &mut sems, &mut tasks, &mut warned);
+        dispatch(&rt, &exec, &mut sems, &mut tasks, &mut warned).await;
         tokio::select! {
             _ = &mut shutdown => break,
             _ = rt.wake.notified() => {}
@@ -79,7 +80,7 @@ pub async fn run(
     Ok(())
 }
 
-fn dispatch(
+async fn dispatch(
     rt: &Arc<Runtime>,
     exec: &Arc<Executors>,
     sems: &mut BTreeMap<String, Arc<Semaphore>>,
@@ -93,7 +94,7 @@ fn dispatch(
         return;
     }
     warned.remove("disk");
-    let services = match rt.journal.queued_services() {
+    let services = match rt.journal.call(|j| j.queued_services()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -112,7 +113,12 @@ fn dispatch(
             .entry(svc.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(rt.cfg.concurrency())));
         let free = sem.available_permits();
-        let claimed = match rt.journal.claim(&svc, free) {
+        let name = svc.clone();
+        let claim = match free {
+            0 => Ok(Vec::new()),
+            _ => rt.journal.call(move |j| j.claim(&name, free)).await,
+        };
+        let claimed = match claim {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("{e}");
@@ -148,7 +154,8 @@ fn dispatch(
                     None => tracing::debug!(service = %inv.service, job = %inv.uuid, outputs = outcome.outputs, "done"),
                 }
                 rt.metrics.observe_invocation(&inv.service, outcome.state, started.elapsed());
-                if let Err(e) = rt.journal.finish(inv.id, &outcome) {
+                let (id, done) = (inv.id, outcome.clone());
+                if let Err(e) = rt.journal.call(move |j| j.finish(id, &done)).await {
                     tracing::error!("{e}");
                 }
                 drop(permit);
@@ -160,19 +167,20 @@ fn dispatch(
                 );
                 let raw = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
                 if inv.key.starts_with(&raw) {
-                    crate::ingest::settle_raw(&rt, inv.event_id);
+                    let (rt, event) = (rt.clone(), inv.event_id);
+                    crate::journal::boundary::offload(move || crate::ingest::settle_raw(&rt, event)).await;
                 }
             });
         }
         if busy {
-            delegate(rt, exec, &svc, tasks);
+            delegate(rt, exec, &svc, tasks).await;
         }
     }
 }
 
 /// No slot is free here: the invocations that waited longer than the threshold go to the
 /// service's delegation members, as many as they have room for.
-fn delegate(rt: &Arc<Runtime>, exec: &Arc<Executors>, svc: &str, tasks: &mut JoinSet<()>) {
+async fn delegate(rt: &Arc<Runtime>, exec: &Arc<Executors>, svc: &str, tasks: &mut JoinSet<()>) {
     if !rt.cfg.delegation.enabled {
         return;
     }
@@ -180,21 +188,28 @@ fn delegate(rt: &Arc<Runtime>, exec: &Arc<Executors>, svc: &str, tasks: &mut Joi
     let Some(d) = service.delegation.as_ref() else {
         return;
     };
-    let room = exec.delegator.room(rt, d);
-    if room == 0 {
-        return;
-    }
     let after = d
         .rescheduler_threshold_s
         .map_or(rt.cfg.delegation.after, Duration::from_secs);
     let cutoff = crate::journal::now_ms() - after.as_millis() as i64;
     let raw = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
-    let claimed = match rt.journal.claim_for_delegation(svc, cutoff, &raw, room) {
-        Ok(c) => c,
-        Err(e) => {
+    // The members' room and the claim read and write the journal: off the async workers.
+    let (rt2, exec2, d, name) = (rt.clone(), exec.clone(), d.clone(), svc.to_string());
+    let claimed = crate::journal::boundary::offload(move || {
+        let room = exec2.delegator.room(&rt2, &d);
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        rt2.journal.claim_for_delegation(&name, cutoff, &raw, room)
+    })
+    .await;
+    let claimed = match claimed {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             tracing::error!("{e}");
             return;
         }
+        None => return,
     };
     for inv in claimed {
         let (rt, exec, service) = (rt.clone(), exec.clone(), service.clone());

@@ -97,7 +97,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
             etag: format!("{}-{}", m.etag, m.key),
             ..m.clone()
         };
-        if let Some((_, ids)) = rt.emit(&minio, &meta, "bench")? {
+        if let Some((_, ids)) = rt.emit(&minio, &meta, "bench").await? {
             last = ids.last().copied().unwrap_or(last);
         }
     }

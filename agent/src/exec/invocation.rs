@@ -2,6 +2,7 @@
 //! the config says (a local process or a Kubernetes Job), the outputs stored.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::local::{self, ScriptSpec, ScriptStatus};
@@ -10,9 +11,10 @@ use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
 /// One invocation: fetch the input, run the script, store the outputs.
-pub async fn execute(rt: &Runtime, exec: &Executors, inv: &Invocation) -> Result<Outcome, Error> {
+pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> Result<Outcome, Error> {
     let svc = rt.service(&inv.service)?;
-    let ev = rt.journal.event(inv.event_id)?;
+    let event_id = inv.event_id;
+    let ev = rt.journal.call(move |j| j.event(event_id)).await?;
     let provider = crate::fdl::ProviderRef::parse(&ev.provider)
         .ok_or_else(|| RuntimeError::UnknownProvider(ev.provider.clone()))?;
     let dir = rt.work_dir(&inv.uuid);

@@ -3,6 +3,7 @@
 //! remote stores through the outbox). Stored JSON results with mask counts become events.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::contract;
 use crate::runtime::{Runtime, RuntimeError};
@@ -33,7 +34,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 /// Stores every output file at each matching output path and emits the events that chain the
 /// next services. Symbolic links in TMP_OUTPUT_DIR are not stored (noted in the log).
 pub async fn store(
-    rt: &Runtime,
+    rt: &Arc<Runtime>,
     invocation: i64,
     svc: &crate::fdl::Service,
     out_dir: &Path,
@@ -59,17 +60,23 @@ pub async fn store(
             let store = rt.store(&provider)?;
             if store.is_local() {
                 let meta = store.put_file(&key, &f.path).await?;
-                rt.emit(&provider, &meta, "output")?;
+                rt.emit(&provider, &meta, "output").await?;
             } else {
                 // Remote stores are reached through the outbox: retried, paced, in order.
                 crate::store::check_key(&key).map_err(RuntimeError::from)?;
-                let dst = crate::outbox::spool(rt, &f.path, "out")?;
-                if let Err(e) =
-                    crate::outbox::enqueue(rt, &provider.to_string(), &key, &dst, Some(invocation))
-                {
-                    let _ = std::fs::remove_file(&dst);
-                    return Err(e.into());
-                }
+                // Copying into the spool and journalling it fsync: off the async workers.
+                let (rt2, src, p, k) = (rt.clone(), f.path.clone(), provider.to_string(), key.clone());
+                crate::journal::boundary::offload(move || {
+                    let dst = crate::outbox::spool(&rt2, &src, "out")?;
+                    crate::outbox::enqueue(&rt2, &p, &k, &dst, Some(invocation)).inspect_err(|_| {
+                        let _ = std::fs::remove_file(&dst);
+                    })
+                })
+                .await
+                .ok_or_else(|| OutputError::Io {
+                    path: f.path.clone(),
+                    source: std::io::Error::other("fogd is stopping"),
+                })??;
             }
             if key.ends_with(".json") {
                 mask_event(rt, &key, &f.path);

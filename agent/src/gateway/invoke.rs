@@ -180,7 +180,7 @@ async fn enqueue(s: &State, h: &HeaderMap, svc: &str, body: &[u8], source: &str)
                 size,
                 etag: format!("{source}:{svc}:{etag}"),
             };
-            match s.rt.enqueue(&provider, &meta, source, svc, job_id)? {
+            match s.rt.enqueue(&provider, &meta, source, svc, job_id).await? {
                 Some(id) => Ok(id),
                 None => Ok(job_id
                     .and_then(|j| s.rt.journal.invocation(j).ok().flatten())

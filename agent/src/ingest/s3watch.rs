@@ -70,7 +70,7 @@ pub async fn poll_once(rt: &Runtime, provider: &ProviderRef, prefix: &str) -> Re
         if meta.key.ends_with('/') || rt.journal.has_event(&name, &meta.key, &meta.etag)? {
             continue;
         }
-        if rt.emit(provider, &meta, "watch")?.is_some() {
+        if rt.emit(provider, &meta, "watch").await?.is_some() {
             new += 1;
         }
     }

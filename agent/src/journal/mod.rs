@@ -2,6 +2,7 @@
 //! fogd shares between its parts and between processes (`fogd put` and `fogd run`); every state
 //! change is one function here that runs one transaction.
 
+pub mod boundary;
 mod delegation;
 mod ingest;
 mod invocations;
@@ -10,7 +11,7 @@ mod schema;
 mod services;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -32,6 +33,8 @@ pub enum JournalError {
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("journal: no invocation {0}")]
     NoInvocation(String),
+    #[error("journal: the call was cut short ({0}): fogd is stopping")]
+    Stopped(String),
     #[error("{key}: refused for {provider}: it is byte for byte the raw item `{raw}` from camera `{camera}`; raw frames never leave this node")]
     RawContent {
         provider: String,
@@ -120,9 +123,26 @@ impl Journal {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
+        boundary::note_use();
         // A panic while holding the lock cannot leave SQLite half-written (the transaction rolls
         // back), so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on tokio's blocking pool. The journal blocks (on its lock, and on the fsync of
+    /// every commit with `synchronous=FULL`): async code calls it through here, so that no
+    /// async worker thread waits for a disk.
+    pub async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Journal) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let j = self.clone();
+        tokio::task::spawn_blocking(move || boundary::blocking(|| f(&j)))
+            .await
+            .unwrap_or_else(|e| match e.try_into_panic() {
+                Ok(p) => std::panic::resume_unwind(p),
+                Err(e) => Err(JournalError::Stopped(e.to_string())),
+            })
     }
 
     /// Every row of a query, mapped by `f`.

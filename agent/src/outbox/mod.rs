@@ -29,11 +29,13 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
         let now = now_ms();
         if now - last_housekeeping > 10_000 {
             last_housekeeping = now;
-            housekeeping(&rt);
+            let rt = rt.clone();
+            crate::journal::boundary::offload(move || housekeeping(&rt)).await;
         }
         let free = rt.cfg.sync.parallel.saturating_sub(tasks.len());
         if free > 0 {
-            match rt.journal.outbox_due(now, rt.cfg.sync.parallel * 4) {
+            let n = rt.cfg.sync.parallel * 4;
+            match rt.journal.call(move |j| j.outbox_due(now, n)).await {
                 Ok(due) => {
                     let mut started = 0;
                     for row in due {
@@ -67,7 +69,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
         }
         let nap = rt
             .journal
-            .outbox_next_due()
+            .call(|j| j.outbox_next_due())
+            .await
             .ok()
             .flatten()
             .map_or(Duration::from_secs(5), |t| {
@@ -88,7 +91,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
         let uploaded: Vec<&Uploaded> = finished.iter().filter_map(|(_, u)| u.as_ref()).collect();
         if !uploaded.is_empty() {
             let ids: Vec<i64> = uploaded.iter().map(|u| u.id).collect();
-            match rt.journal.outbox_done_many(&ids) {
+            match rt.journal.call(move |j| j.outbox_done_many(&ids)).await {
                 Ok(()) => {
                     for u in &uploaded {
                         let _ = std::fs::remove_file(&u.path);
@@ -126,7 +129,11 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
             _ => format!("{}: content no longer matches its checksum", path.display()),
         };
         tracing::error!(key = %row.key, "outbox: {why}; not sent");
-        let _ = rt.journal.outbox_drop(row.id, "corrupt", &why, "outbox_corrupt");
+        let (id, w) = (row.id, why.clone());
+        let _ = rt
+            .journal
+            .call(move |j| j.outbox_drop(id, "corrupt", &w, "outbox_corrupt"))
+            .await;
         let _ = std::fs::remove_file(&path);
         return None;
     }
@@ -184,7 +191,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
             if let Some(p) = crate::fdl::ProviderRef::parse(&row.provider) {
                 let watched = !crate::router::route(&rt.workflow().services, &p, &row.key).is_empty();
                 if watched {
-                    if let Err(e) = rt.emit(&p, &meta, "output") {
+                    if let Err(e) = rt.emit(&p, &meta, "output").await {
                         tracing::warn!("{e}");
                     }
                 }
@@ -205,7 +212,8 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
                 l.last_error = Some(msg.clone());
                 (wait, first)
             });
-            let _ = rt.journal.outbox_note_provider(&row.provider, &msg);
+            let (p, m) = (row.provider.clone(), msg.clone());
+            let _ = rt.journal.call(move |j| j.outbox_note_provider(&p, &m)).await;
             if first {
                 tracing::warn!(provider = %row.provider, "{msg}; offline: objects wait in the outbox");
                 rt.event(

@@ -366,7 +366,7 @@ impl Delegator {
     }
 
     /// `push` members: the input goes into the remote's input folder through the outbox.
-    async fn push(&self, rt: &Runtime, inv: &Invocation, m: &Member) -> Result<(), DelegateError> {
+    async fn push(&self, rt: &Arc<Runtime>, inv: &Invocation, m: &Member) -> Result<(), DelegateError> {
         let target = m.storage_provider.clone().unwrap_or_default();
         if crate::fdl::ProviderRef::parse(&target).is_none_or(|p| rt.store(&p).is_err()) {
             return Err(member_err(
@@ -386,18 +386,24 @@ impl Delegator {
         let src = local_copy(rt, &ev.provider, &ev.key, &inv.uuid)
             .await
             .map_err(|e| member_err(m, e))?;
-        let spooled = crate::outbox::spool(rt, &src.0, "push").map_err(|e| member_err(m, e.to_string()));
-        if src.1 {
-            let _ = std::fs::remove_file(&src.0);
-        }
-        let spooled = spooled?;
-        match crate::outbox::enqueue(rt, &target, &key, &spooled, None) {
-            Ok(Enqueued::Queued { .. } | Enqueued::AlreadyDone) => Ok(()),
-            Ok(Enqueued::Rejected) => Err(member_err(m, "the outbox is full")),
-            Err(e) => {
-                let _ = std::fs::remove_file(&spooled);
-                Err(member_err(m, e.to_string()))
+        // The spool copy and the journal commit fsync: off the async workers.
+        let rt2 = rt.clone();
+        let queued = crate::journal::boundary::offload(move || {
+            let spooled = crate::outbox::spool(&rt2, &src.0, "push");
+            if src.1 {
+                let _ = std::fs::remove_file(&src.0);
             }
+            let spooled = spooled?;
+            crate::outbox::enqueue(&rt2, &target, &key, &spooled, None).inspect_err(|_| {
+                let _ = std::fs::remove_file(&spooled);
+            })
+        })
+        .await;
+        match queued {
+            Some(Ok(Enqueued::Queued { .. } | Enqueued::AlreadyDone)) => Ok(()),
+            Some(Ok(Enqueued::Rejected)) => Err(member_err(m, "the outbox is full")),
+            Some(Err(e)) => Err(member_err(m, e.to_string())),
+            None => Err(member_err(m, "fogd is stopping")),
         }
     }
 }
