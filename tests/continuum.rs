@@ -238,7 +238,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         .expect("one delegated");
     let cj = cloud.journal();
     let there = cj
-        .invocation(&delegated.uuid)
+        .job(&delegated.uuid)
         .expect("cloud journal")
         .expect("same job name there");
     assert_eq!(there.state, State::Succeeded);
@@ -608,7 +608,7 @@ clusters:\n  cloud: {{endpoint: '{}', auth_user: oscar, auth_password: '{}', ssl
     // The cloud still has it running: the limit is the edge's, it cancels nothing there.
     let there = cloud
         .journal()
-        .invocation(&back.uuid)
+        .job(&back.uuid)
         .expect("cloud")
         .expect("job there");
     assert_eq!(there.state, State::Running);

@@ -114,7 +114,7 @@ async fn wait_state(node: &FogdNode, job: &str, want: State) -> fogd::journal::I
     let j = node.journal();
     let t0 = Instant::now();
     loop {
-        if let Some(i) = j.invocation(job).expect("journal") {
+        if let Some(i) = j.job(job).expect("journal") {
             if i.state == want {
                 return i;
             }
@@ -390,7 +390,7 @@ async fn jobs_on_kmock_golden_spec_states_409_and_api_down() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let still = j.invocation(&waiting.uuid).expect("journal").expect("row");
+    let still = j.job(&waiting.uuid).expect("journal").expect("row");
     assert_eq!(still.state, State::Running, "{:?}", still.error);
     let log = std::fs::read_to_string(dir.join("fogd.log")).unwrap_or_default();
     assert!(log.contains("API server unreachable"), "{log}");

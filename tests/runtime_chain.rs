@@ -333,7 +333,10 @@ async fn the_same_event_twice_makes_one_invocation_and_folders_trigger_nothing()
         ..meta.clone()
     };
     assert!(
-        rt.emit(&minio(), &changed, "watch").await.expect("emit").is_some(),
+        rt.emit(&minio(), &changed, "watch")
+            .await
+            .expect("emit")
+            .is_some(),
         "a new version is a new event"
     );
     let folder = fogd::store::ObjectMeta {

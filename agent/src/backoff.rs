@@ -38,7 +38,10 @@ impl Policy {
         } else {
             1.0
         };
-        base.mul_f64(factor).min(self.max)
+        // In float seconds: a wait near Duration::MAX times 1.2 must not overflow.
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor)
+            .unwrap_or(self.max)
+            .min(self.max)
     }
 
     /// A fresh sequence of waits under this policy.

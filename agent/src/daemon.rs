@@ -72,7 +72,12 @@ impl Daemon {
         } else {
             workflows.to_vec()
         };
-        let rt = Arc::new(Runtime::open(cfg, &files)?);
+        // Opening migrates the journal and reads the workflows: blocking work, off the workers.
+        let opened = {
+            let files = files.clone();
+            crate::journal::boundary::offload(move || Runtime::open(cfg, &files)).await
+        };
+        let rt = Arc::new(opened.ok_or(DaemonError::Join("the runtime is shutting down".into()))??);
         if rt.workflow().services.is_empty() && !rt.cfg.gateway.enabled {
             return Err(DaemonError::NothingToRun);
         }
@@ -81,7 +86,10 @@ impl Daemon {
             .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
             .collect();
         if !recorded.is_empty() {
-            rt.journal.set_workflows(&recorded).map_err(RuntimeError::from)?;
+            rt.journal
+                .call(move |j| j.set_workflows(&recorded))
+                .await
+                .map_err(RuntimeError::from)?;
         }
         for (p, store) in rt.stores() {
             match store {

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::fdl::{self, LoadOptions, ProviderRef, Service, Workflow};
-use crate::journal::{Journal, JournalError, NewEvent};
+use crate::journal::{InvocationId, Journal, JournalError, NewEvent};
 use crate::paths::DataDir;
 use crate::store::{AnyStore, ObjectMeta, StoreError};
 
@@ -54,6 +54,8 @@ pub struct Runtime {
     /// The vision worker's socket, when `fogd run` started one: scripts get it as
     /// FOGD_VISION_SOCKET, so their `fogd anonymize` runs with the models kept loaded.
     pub vision_socket: std::sync::OnceLock<PathBuf>,
+    /// Each invocation that ends here, by id (`/run` waits on it).
+    pub finished: tokio::sync::broadcast::Sender<InvocationId>,
     /// Wakes the sync loop when an object entered the outbox.
     pub outbox_wake: Arc<Notify>,
     /// The remote stores' links, as the sync loop sees them.
@@ -118,6 +120,7 @@ impl Runtime {
             outbox_wake: Arc::new(Notify::new()),
             links: Default::default(),
             events: tokio::sync::broadcast::channel(4096).0,
+            finished: tokio::sync::broadcast::channel(1024).0,
             started: std::time::Instant::now(),
             stopping: tokio::sync::watch::channel(false).0,
         };
@@ -203,7 +206,7 @@ impl Runtime {
         provider: &ProviderRef,
         meta: &ObjectMeta,
         source: &str,
-    ) -> Result<Option<(i64, Vec<i64>)>> {
+    ) -> Result<Option<(i64, Vec<InvocationId>)>> {
         let wf = self.workflow();
         let services: Vec<String> = crate::router::route(&wf.services, provider, &meta.key)
             .into_iter()
@@ -221,7 +224,7 @@ impl Runtime {
         source: &str,
         service: &str,
         job_id: Option<&str>,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<InvocationId>> {
         self.service(service)?;
         self.check_disk()?;
         Ok(self
@@ -238,7 +241,7 @@ impl Runtime {
         source: &str,
         services: Vec<String>,
         job_id: Option<&str>,
-    ) -> Result<Option<(i64, Vec<i64>)>> {
+    ) -> Result<Option<(i64, Vec<InvocationId>)>> {
         let ev = NewEvent {
             provider: provider.to_string(),
             key: meta.key.clone(),
@@ -262,7 +265,12 @@ impl Runtime {
     }
 
     /// Puts a file into a store, which triggers the services watching that path.
-    pub async fn put(&self, provider: &ProviderRef, key: &str, src: &Path) -> Result<(ObjectMeta, Vec<i64>)> {
+    pub async fn put(
+        &self,
+        provider: &ProviderRef,
+        key: &str,
+        src: &Path,
+    ) -> Result<(ObjectMeta, Vec<InvocationId>)> {
         self.check_disk()?;
         let store = self.store(provider)?;
         let meta = store.put_file(key, src).await?;
@@ -276,7 +284,7 @@ impl Runtime {
 
     /// Runs one service on a file (or on nothing), whatever its input paths: the file is kept
     /// under the local store's `fogd-invoke/` bucket and routed to that service alone.
-    pub async fn invoke(&self, service: &str, file: Option<&Path>) -> Result<i64> {
+    pub async fn invoke(&self, service: &str, file: Option<&Path>) -> Result<InvocationId> {
         let name = file
             .and_then(|f| f.file_name())
             .map(|n| n.to_string_lossy().into_owned());
@@ -300,7 +308,7 @@ impl Runtime {
         src: &Path,
         source: &str,
         job_id: Option<&str>,
-    ) -> Result<i64> {
+    ) -> Result<InvocationId> {
         self.service(service)?;
         self.check_disk()?;
         let provider = ProviderRef::new(fdl::ProviderKind::Minio, "default");
@@ -314,7 +322,7 @@ impl Runtime {
         {
             Some((_, ids)) => Ok(ids.first().copied().unwrap_or_default()),
             None => job_id
-                .and_then(|j| self.journal.invocation(j).ok().flatten())
+                .and_then(|j| self.journal.job(j).ok().flatten())
                 .map(|i| i.id)
                 .ok_or_else(|| RuntimeError::UnknownService(service.to_string())),
         }
@@ -328,7 +336,7 @@ impl Runtime {
         bytes: &[u8],
         source: &str,
         job_id: Option<&str>,
-    ) -> Result<i64> {
+    ) -> Result<InvocationId> {
         let tmp = self.data.upload_tmp(&uuid::Uuid::new_v4().to_string());
         tokio::fs::write(&tmp, bytes)
             .await

@@ -158,6 +158,7 @@ async fn dispatch(
                 if let Err(e) = rt.journal.call(move |j| j.finish(id, &done)).await {
                     tracing::error!("{e}");
                 }
+                let _ = rt.finished.send(id);
                 drop(permit);
                 rt.event(
                     "invocation_done",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use fogd::config::Config;
 use fogd::fdl::{ProviderKind, ProviderRef};
-use fogd::journal::State;
+use fogd::journal::{InvocationId, State};
 use fogd::runtime::{Result, Runtime, RuntimeError};
 use fogd::store::ObjectMeta;
 
@@ -91,7 +91,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
         metas.push(store.put_file(&format!("bench/in/tp/{i}.jpg"), &input).await?);
     }
     let t0 = Instant::now();
-    let mut last = 0;
+    let mut last = InvocationId::default();
     for m in &metas {
         let meta = ObjectMeta {
             etag: format!("{}-{}", m.etag, m.key),
@@ -118,10 +118,10 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
     })
 }
 
-async fn wait_final(rt: &Runtime, id: i64) -> Result<fogd::journal::Invocation> {
+async fn wait_final(rt: &Runtime, id: InvocationId) -> Result<fogd::journal::Invocation> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(i) = rt.journal.invocation(&id.to_string())? {
+        if let Some(i) = rt.journal.invocation(id)? {
             if i.state.is_final() {
                 if i.state != State::Succeeded {
                     tracing::warn!(job = %i.uuid, "bench invocation ended {}", i.state.as_str());

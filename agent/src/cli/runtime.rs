@@ -145,14 +145,14 @@ async fn invoke(
     let id = rt.invoke(service, file.as_deref()).await?;
     let inv = rt
         .journal
-        .invocation(&id.to_string())?
+        .invocation(id)?
         .context("the invocation just queued is gone")?;
     println!("{}: queued", inv.uuid);
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
     let inv = loop {
-        match rt.journal.invocation(&inv.uuid)? {
+        match rt.journal.job(&inv.uuid)? {
             Some(i) if i.state.is_final() => break i,
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -229,7 +229,7 @@ fn duration(i: &Invocation) -> String {
 fn logs(cfg: &Config, service: &str, job: Option<&str>) -> anyhow::Result<ExitCode> {
     let j = open_journal(cfg)?;
     let inv = match job {
-        Some(job) => j.invocation(job)?.with_context(|| format!("no job `{job}`"))?,
+        Some(job) => j.job(job)?.with_context(|| format!("no job `{job}`"))?,
         None => j
             .invocations(Some(service), 1)?
             .into_iter()

@@ -35,7 +35,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 /// next services. Symbolic links in TMP_OUTPUT_DIR are not stored (noted in the log).
 pub async fn store(
     rt: &Arc<Runtime>,
-    invocation: i64,
+    invocation: crate::journal::InvocationId,
     svc: &crate::fdl::Service,
     out_dir: &Path,
     log_path: &Path,

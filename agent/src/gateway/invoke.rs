@@ -100,11 +100,10 @@ fn delegated(h: &HeaderMap) -> Result<Delegated, ApiError> {
     };
     let job_id = get("x-delegated-job-id")?;
     if let Some(j) = &job_id {
-        let ok = j.len() <= 128
+        let ok = !j.is_empty()
+            && j.len() <= 128
             && j.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && !j.starts_with('.')
-            // All digits would read as an invocation's number.
-            && !j.chars().all(|c| c.is_ascii_digit());
+            && !j.starts_with('.');
         if !ok {
             return Err(ApiError::bad_request(format!(
                 "X-Delegated-Job-ID `{j}` is not a job name (letters, digits, - _ . ; at most 128)"
@@ -127,14 +126,22 @@ fn delegated(h: &HeaderMap) -> Result<Delegated, ApiError> {
 }
 
 /// Checks the caller and queues the service on the request's input. Returns the invocation id.
-async fn enqueue(s: &State, h: &HeaderMap, svc: &str, body: &[u8], source: &str) -> Result<i64, ApiError> {
+async fn enqueue(
+    s: &State,
+    h: &HeaderMap,
+    svc: &str,
+    body: &[u8],
+    source: &str,
+) -> Result<crate::journal::InvocationId, ApiError> {
     s.rt.service(svc)?;
-    let token = s.rt.journal.service_token(svc)?;
+    let name = svc.to_string();
+    let token = s.rt.journal.call(move |j| j.service_token(&name)).await?;
     auth::require_service(&s.admin, &token, h)?;
     let d = delegated(h)?;
     // The same delegated job sent again (the origin retried after a lost answer): one job.
     if let Some(j) = &d.job_id {
-        if let Some(inv) = s.rt.journal.invocation(j)? {
+        let name = j.clone();
+        if let Some(inv) = s.rt.journal.call(move |jl| jl.job(&name)).await? {
             if inv.service != svc {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -182,10 +189,13 @@ async fn enqueue(s: &State, h: &HeaderMap, svc: &str, body: &[u8], source: &str)
             };
             match s.rt.enqueue(&provider, &meta, source, svc, job_id).await? {
                 Some(id) => Ok(id),
-                None => Ok(job_id
-                    .and_then(|j| s.rt.journal.invocation(j).ok().flatten())
-                    .map(|i| i.id)
-                    .unwrap_or_default()),
+                None => {
+                    let Some(name) = job_id.map(str::to_string) else {
+                        return Ok(Default::default());
+                    };
+                    let inv = s.rt.journal.call(move |j| j.job(&name)).await.ok().flatten();
+                    Ok(inv.map(|i| i.id).unwrap_or_default())
+                }
             }
         }
     }
@@ -201,7 +211,8 @@ pub async fn job(
     let id = enqueue(&s, &h, &svc, &body, "job").await?;
     let uuid =
         s.rt.journal
-            .invocation(&id.to_string())?
+            .call(move |j| j.invocation(id))
+            .await?
             .map(|i| i.uuid)
             .unwrap_or_default();
     s.rt.metrics.observe_request("/job", started.elapsed());
@@ -218,8 +229,11 @@ pub async fn run(
     let id = enqueue(&s, &h, &svc, &body, "run").await?;
     let service = s.rt.service(&svc)?;
     let limit = service.timeout_s.map_or(s.rt.cfg.timeout, Duration::from_secs) + Duration::from_secs(30);
+    // Woken when an invocation of this node finishes (its id on `finished`); the journal is
+    // read only then, or once a second (a job finished by another process, a lagging channel).
+    let mut finished = s.rt.finished.subscribe();
     let inv = loop {
-        match s.rt.journal.invocation(&id.to_string())? {
+        match s.rt.journal.call(move |j| j.invocation(id)).await? {
             Some(i) if i.state.is_final() => break i,
             Some(_) if started.elapsed() > limit => {
                 return Err(ApiError::new(
@@ -227,7 +241,20 @@ pub async fn run(
                     format!("job {id} still running after {limit:?}"),
                 ))
             }
-            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Some(_) => {
+                let wait = async {
+                    loop {
+                        match finished.recv().await {
+                            Ok(done) if done != id => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
+                            _ => return,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+            }
             None => return Err(ApiError::new(StatusCode::GONE, format!("job {id} was deleted"))),
         }
     };

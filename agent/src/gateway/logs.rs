@@ -98,7 +98,7 @@ pub async fn read(
     auth::require_admin(&s.admin, &h)?;
     let inv =
         s.rt.journal
-            .invocation(&job)?
+            .job(&job)?
             .filter(|i| i.service == svc)
             .ok_or_else(|| ApiError::not_found(format!("no job `{job}` of service `{svc}`")))?;
     Ok(std::fs::read_to_string(s.rt.log_path(&svc, &inv.uuid)).unwrap_or_default())
@@ -110,9 +110,21 @@ pub async fn delete(
     Path((svc, job)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth::require_admin(&s.admin, &h)?;
-    let inv = s.rt.journal.invocation(&job)?.filter(|i| i.service == svc);
+    let name = job.clone();
+    let inv =
+        s.rt.journal
+            .call(move |j| j.job(&name))
+            .await?
+            .filter(|i| i.service == svc);
+    let deleted = match &inv {
+        Some(i) => {
+            let (sv, u) = (svc.clone(), i.uuid.clone());
+            s.rt.journal.call(move |j| j.delete_invocation(&sv, &u)).await?
+        }
+        None => false,
+    };
     match inv {
-        Some(i) if s.rt.journal.delete_invocation(&svc, &i.uuid)? => {
+        Some(i) if deleted => {
             let _ = std::fs::remove_file(s.rt.log_path(&svc, &i.uuid));
             Ok(StatusCode::NO_CONTENT)
         }
@@ -132,7 +144,10 @@ pub async fn delete_all(
 ) -> Result<impl IntoResponse, ApiError> {
     auth::require_admin(&s.admin, &h)?;
     s.rt.service(&svc)?;
-    s.rt.journal.delete_invocations(&svc, p.all)?;
+    let all = p.all;
+    s.rt.journal
+        .call(move |j| j.delete_invocations(&svc, all))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,7 +158,7 @@ mod tests {
     #[test]
     fn a_succeeded_job_is_running_for_peers_until_its_outputs_are_up() {
         let mut i = Invocation {
-            id: 1,
+            id: crate::journal::InvocationId(1),
             uuid: "u".into(),
             service: "s".into(),
             event_id: 1,

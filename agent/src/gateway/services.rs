@@ -97,13 +97,20 @@ pub async fn create(s: State, h: HeaderMap, body: axum::body::Bytes) -> Result<i
             format!("service `{name}` already exists"),
         ));
     }
-    if !s.rt.journal.put_api_service(&name, &value.to_string(), true)? {
+    let (n, v) = (name.clone(), value.to_string());
+    if !s
+        .rt
+        .journal
+        .call(move |j| j.put_api_service(&n, &v, true))
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("service `{name}` already exists"),
         ));
     }
-    s.rt.journal.rotate_service_token(&name)?;
+    let n = name.clone();
+    s.rt.journal.call(move |j| j.rotate_service_token(&n)).await?;
     s.rt.reload()?;
     tracing::info!(service = %name, "service created through the API");
     Ok(StatusCode::CREATED)
@@ -118,10 +125,17 @@ pub async fn update(s: State, h: HeaderMap, body: axum::body::Bytes) -> Result<i
             format!("service `{name}` comes from an FDL file given to `fogd run`; change the file"),
         ));
     }
-    if !s.rt.journal.put_api_service(&name, &value.to_string(), false)? {
+    let (n, v) = (name.clone(), value.to_string());
+    if !s
+        .rt
+        .journal
+        .call(move |j| j.put_api_service(&n, &v, false))
+        .await?
+    {
         return Err(ApiError::not_found(format!("no service `{name}`")));
     }
-    s.rt.journal.rotate_service_token(&name)?;
+    let n = name.clone();
+    s.rt.journal.call(move |j| j.rotate_service_token(&n)).await?;
     s.rt.reload()?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -134,7 +148,8 @@ pub async fn delete(s: State, h: HeaderMap, Path(name): Path<String>) -> Result<
             format!("service `{name}` comes from an FDL file given to `fogd run`; remove it there"),
         ));
     }
-    if !s.rt.journal.delete_api_service(&name)? {
+    let n = name.clone();
+    if !s.rt.journal.call(move |j| j.delete_api_service(&n)).await? {
         return Err(ApiError::not_found(format!("no service `{name}`")));
     }
     s.rt.reload()?;

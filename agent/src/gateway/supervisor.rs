@@ -25,7 +25,7 @@ fn running_job(s: &State, h: &HeaderMap, job: &str) -> Result<crate::journal::In
     }
     let inv =
         s.rt.journal
-            .invocation(job)?
+            .job(job)?
             .ok_or_else(|| ApiError::not_found(format!("no job `{job}`")))?;
     if inv.state != JobState::Running {
         return Err(ApiError::new(

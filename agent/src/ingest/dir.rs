@@ -17,9 +17,10 @@ pub async fn run(rt: Arc<Runtime>, dir: PathBuf, mut stop: tokio::sync::watch::R
         let rt2 = rt.clone();
         let d = dir.clone();
         let prev = std::mem::take(&mut last);
-        last = tokio::task::spawn_blocking(move || scan(&rt2, &d, prev))
-            .await
-            .unwrap_or_default();
+        last =
+            tokio::task::spawn_blocking(move || crate::journal::boundary::blocking(|| scan(&rt2, &d, prev)))
+                .await
+                .unwrap_or_default();
         tokio::select! {
             _ = crate::runtime::stopped(&mut stop) => return,
             _ = tokio::time::sleep(rt.cfg.ingest.watch_interval) => {}

@@ -226,6 +226,7 @@ async fn process(
             }
         }
         let mut items = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         for p in &batch {
             let checked = topics.classify(&p.topic).and_then(|(camera, kind)| {
                 let max = match kind {
@@ -242,15 +243,27 @@ async fn process(
                     ext,
                     payload: p.payload.to_vec(),
                 }),
-                Err(why) => refuse(&rt, "mqtt", &p.topic, &why),
+                Err(why) => refused.push((p.topic.clone(), why)),
             }
+        }
+        if !refused.is_empty() {
+            // Counted in the journal: off the async workers.
+            let rt2 = rt.clone();
+            crate::journal::boundary::offload(move || {
+                for (topic, why) in &refused {
+                    refuse(&rt2, "mqtt", topic, why);
+                }
+            })
+            .await;
         }
         // Until this succeeds nothing is acknowledged: the broker keeps (and redelivers) it.
         loop {
             let rt2 = rt.clone();
             let r = tokio::task::spawn_blocking(move || {
-                let r = spool_batch(&rt2, &items);
-                (r, items)
+                crate::journal::boundary::blocking(|| {
+                    let r = spool_batch(&rt2, &items);
+                    (r, items)
+                })
             })
             .await;
             let Ok((r, back)) = r else { return };

@@ -127,7 +127,7 @@ pub async fn publish(
             _ = tick.tick() => {
                 let doc = {
                     let (rt, members) = (rt.clone(), members.clone());
-                    tokio::task::spawn_blocking(move || stats(&rt, &members)).await
+                    tokio::task::spawn_blocking(move || crate::journal::boundary::blocking(|| stats(&rt, &members))).await
                 };
                 if let Ok(doc) = doc {
                     let _ = client.try_publish(format!("{base}/stats"), QoS::AtMostOnce, false, doc.to_string());

@@ -93,7 +93,11 @@ async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usi
                 payload: jpeg,
             };
             let rt2 = rt.clone();
-            match tokio::task::spawn_blocking(move || spool_batch(&rt2, &[item])).await {
+            match tokio::task::spawn_blocking(move || {
+                crate::journal::boundary::blocking(|| spool_batch(&rt2, &[item]))
+            })
+            .await
+            {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(camera = %src.camera, "stream frame not spooled: {e}"),
                 Err(e) => tracing::error!("{e}"),

@@ -1,8 +1,8 @@
 //! The journal's async boundary, measured: every use of the SQLite connection from a thread of
 //! a tokio runtime that is not inside `blocking` (an async worker, where a disk wait stalls
-//! every task on that thread) is counted. The daemon's paths go through `Journal::call` or
-//! `blocking`; `fogd bench runtime` and `fogd bench ingest` print the count, and the tests of
-//! the daemon's wiring check that it stays 0.
+//! every task on that thread) is counted. The daemon's paths go through `Journal::call`,
+//! `offload` or `blocking`; `tests/journal_boundary.rs` drives a node (a chain, `/job`, `/run`,
+//! shutdown) and checks that the count stays 0.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,7 +5,7 @@
 use rusqlite::params;
 
 use super::invocations::{row, COLUMNS};
-use super::{now_ms, Invocation, Journal, JournalError, Outcome, Result};
+use super::{now_ms, Invocation, InvocationId, Journal, JournalError, Outcome, Result};
 
 /// A job followed on a remote.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl Journal {
 
     /// The remote took it. With `remote_job`, fogd follows the job there; without (a push into
     /// the remote's input folder, or a plain endpoint), it is handed over and ends here.
-    pub fn delegated_to(&self, id: i64, member: &str, remote_job: Option<&str>) -> Result<()> {
+    pub fn delegated_to(&self, id: InvocationId, member: &str, remote_job: Option<&str>) -> Result<()> {
         let now = now_ms();
         let n = self
             .conn()
@@ -79,7 +79,7 @@ impl Journal {
     /// Back to the queue. `note` is kept as the invocation's error until it finishes. With
     /// `keep_here` (a remote went silent on it, or held it too long) it is never delegated
     /// again; without (no member would take it now), a later claim may send it out.
-    pub fn undelegate(&self, id: i64, note: &str, keep_here: bool) -> Result<bool> {
+    pub fn undelegate(&self, id: InvocationId, note: &str, keep_here: bool) -> Result<bool> {
         let n = self
             .conn()
             .prepare_cached(
@@ -108,7 +108,7 @@ impl Journal {
     }
 
     /// The remote answered about these jobs (still running there).
-    pub fn remote_contact(&self, ids: &[i64]) -> Result<()> {
+    pub fn remote_contact(&self, ids: &[InvocationId]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         {
@@ -124,7 +124,7 @@ impl Journal {
     }
 
     /// The remote says how the job ended. False when it is no longer followed (given back).
-    pub fn finish_remote(&self, id: i64, o: &Outcome) -> Result<bool> {
+    pub fn finish_remote(&self, id: InvocationId, o: &Outcome) -> Result<bool> {
         let n = self
             .conn()
             .prepare_cached(
@@ -165,7 +165,7 @@ mod tests {
     use crate::config::JournalSync;
     use crate::journal::{NewEvent, State};
 
-    fn event(j: &Journal, key: &str, source: &str) -> i64 {
+    fn event(j: &Journal, key: &str, source: &str) -> InvocationId {
         let ev = NewEvent {
             provider: "minio.default".into(),
             key: key.into(),
@@ -192,10 +192,7 @@ mod tests {
             .expect("claim");
         assert_eq!(got.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ok]);
         for id in [raw, sync, from_peer] {
-            assert_eq!(
-                j.invocation(&id.to_string()).expect("get").expect("row").state,
-                State::Queued
-            );
+            assert_eq!(j.invocation(id).expect("get").expect("row").state, State::Queued);
         }
         // Too young for the threshold: stays.
         let young = event(&j, "work/in/2", "put");
@@ -209,7 +206,7 @@ mod tests {
         assert_eq!(j.in_flight("cloud").expect("n"), 1);
         assert_eq!(j.followed().expect("followed").len(), 1);
         assert!(j.undelegate(ok, "no member free", false).expect("back"));
-        let back = j.invocation(&ok.to_string()).expect("get").expect("row");
+        let back = j.invocation(ok).expect("get").expect("row");
         assert_eq!((back.state, back.ran_on), (State::Queued, None));
         let again = j
             .claim_for_delegation("svc", later, "cameras/incoming/", 1)
@@ -225,7 +222,7 @@ mod tests {
         };
         assert!(j.finish_remote(ok, &done).expect("finish"));
         assert!(!j.finish_remote(ok, &done).expect("twice"), "ends once");
-        let row = j.invocation(&ok.to_string()).expect("get").expect("row");
+        let row = j.invocation(ok).expect("get").expect("row");
         assert_eq!(
             (row.state, row.ran_on.as_deref()),
             (State::Succeeded, Some("cloud"))
@@ -242,11 +239,8 @@ mod tests {
             .expect("claim");
         j.delegated_to(pushed, "minio.cloud:in", None).expect("pushed");
         j.recover(3).expect("recover");
-        assert_eq!(
-            j.invocation(&cut.to_string()).expect("g").expect("r").state,
-            State::Queued
-        );
-        let p = j.invocation(&pushed.to_string()).expect("g").expect("r");
+        assert_eq!(j.invocation(cut).expect("g").expect("r").state, State::Queued);
+        let p = j.invocation(pushed).expect("g").expect("r");
         assert_eq!((p.state, p.finished_ms.is_some()), (State::Delegated, true));
         assert_eq!(
             j.pending("svc").expect("pending"),
@@ -277,7 +271,7 @@ mod tests {
             .claim_for_delegation("svc", later, "raw/", 10)
             .expect("claim")
             .is_empty());
-        let row = j.invocation(&id.to_string()).expect("get").expect("row");
+        let row = j.invocation(id).expect("get").expect("row");
         assert_eq!(row.state, State::Queued);
         assert_eq!(j.pending("svc").expect("pending"), 1, "it runs here");
     }
@@ -308,7 +302,7 @@ mod tests {
         let a = q(out("results/1.a", Some(id)));
         let b = q(out("results/1.b", Some(id)));
         q(out("frames/x.jpg", None));
-        let uploading = |inv: i64| j.invocation(&inv.to_string()).expect("g").expect("r").uploading;
+        let uploading = |inv: InvocationId| j.invocation(inv).expect("g").expect("r").uploading;
         assert!(uploading(id));
         assert!(!uploading(other), "an object of no invocation counts for none");
         j.outbox_done(a).expect("done");

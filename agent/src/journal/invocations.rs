@@ -44,9 +44,35 @@ impl State {
     }
 }
 
+/// An invocation's number in the journal (its row id). A job's name (`uuid`, or the name a
+/// delegating peer gave it) is a string and is looked up with `Journal::job`, never confused
+/// with this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[serde(transparent)]
+pub struct InvocationId(pub i64);
+
+impl std::fmt::Display for InvocationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl rusqlite::ToSql for InvocationId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for InvocationId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(v).map(InvocationId)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Invocation {
-    pub id: i64,
+    pub id: InvocationId,
+    /// The job's name (a UUID, or the name its delegating peer gave it).
     pub uuid: String,
     pub service: String,
     pub event_id: i64,
@@ -148,7 +174,7 @@ impl Journal {
         Ok(out)
     }
 
-    pub fn finish(&self, id: i64, o: &Outcome) -> Result<()> {
+    pub fn finish(&self, id: InvocationId, o: &Outcome) -> Result<()> {
         let n = self
             .conn()
             .prepare_cached(
@@ -211,11 +237,16 @@ impl Journal {
     }
 
     /// By uuid (JOB_UUID) or by numeric id.
-    pub fn invocation(&self, job: &str) -> Result<Option<Invocation>> {
-        let (cond, arg): (&str, rusqlite::types::Value) = match job.parse::<i64>() {
-            Ok(id) => ("i.id = ?1", id.into()),
-            Err(_) => ("i.uuid = ?1", job.to_string().into()),
-        };
+    pub fn invocation(&self, id: InvocationId) -> Result<Option<Invocation>> {
+        self.invocation_where("i.id = ?1", id.0.into())
+    }
+
+    /// The invocation named `job` (its uuid, or a delegated job's name).
+    pub fn job(&self, job: &str) -> Result<Option<Invocation>> {
+        self.invocation_where("i.uuid = ?1", job.to_string().into())
+    }
+
+    fn invocation_where(&self, cond: &str, arg: rusqlite::types::Value) -> Result<Option<Invocation>> {
         let conn = self.conn();
         let mut st = conn
             .prepare_cached(&format!(

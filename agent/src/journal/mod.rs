@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use delegation::Followed;
 pub use ingest::{IngestRow, Spooled};
-pub use invocations::{Invocation, Outcome, State};
+pub use invocations::{Invocation, InvocationId, Outcome, State};
 pub use outbox::{Enqueued, OutboxItem, OutboxRow};
 pub use services::random_hex;
 
@@ -171,7 +171,7 @@ impl Journal {
     /// Records an event and, in the same transaction, one queued invocation per service it
     /// routes to. Returns `None` when the same event (provider, key, etag) was recorded before:
     /// a second delivery creates nothing.
-    pub fn record_event(&self, ev: &NewEvent, services: &[&str]) -> Result<Option<(i64, Vec<i64>)>> {
+    pub fn record_event(&self, ev: &NewEvent, services: &[&str]) -> Result<Option<(i64, Vec<InvocationId>)>> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = now_ms();

@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{now_ms, Journal, JournalError, Result};
+use super::{now_ms, InvocationId, Journal, JournalError, Result};
 use crate::config::FullPolicy;
 
 /// An object to queue.
@@ -22,7 +22,7 @@ pub struct OutboxItem {
     pub md5: String,
     pub priority: i64,
     /// The invocation that wrote it (None: an ingested frame, a pushed input).
-    pub invocation: Option<i64>,
+    pub invocation: Option<InvocationId>,
 }
 
 #[derive(Debug, Clone, Serialize)]

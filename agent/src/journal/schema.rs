@@ -188,7 +188,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
-        let inv = j.invocation("svc-1").expect("get").expect("kept");
+        let inv = j.job("svc-1").expect("get").expect("kept");
         assert_eq!(
             (inv.state, inv.key.as_str(), inv.ran_on),
             (State::Queued, "work/in/a", None)

@@ -15,7 +15,7 @@ pub fn enqueue(
     provider: &str,
     key: &str,
     file: &Path,
-    invocation: Option<i64>,
+    invocation: Option<crate::journal::InvocationId>,
 ) -> Result<Enqueued> {
     let raw_area = rt.raw_area();
     if file.starts_with(&raw_area) {

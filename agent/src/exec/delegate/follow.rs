@@ -20,7 +20,7 @@ impl Delegator {
     }
 
     async fn follow_once(&self, rt: &Arc<Runtime>) -> crate::runtime::Result<()> {
-        let followed = rt.journal.followed()?;
+        let followed = rt.journal.call(|j| j.followed()).await?;
         if followed.is_empty() {
             return Ok(());
         }
@@ -42,7 +42,8 @@ impl Delegator {
                         rt,
                         f,
                         &format!("member `{member}` is no longer in the FDL of `{service}`"),
-                    );
+                    )
+                    .await;
                 }
                 continue;
             };
@@ -57,17 +58,26 @@ impl Delegator {
                             Some("Succeeded") => self.ended(rt, &m, &remote, f, State::Succeeded).await,
                             Some("Failed") => self.ended(rt, &m, &remote, f, State::Failed).await,
                             Some(state) => match held_too_long(rt, f) {
-                                Some(held) => self.give_back(
-                                    rt,
-                                    f,
-                                    &format!("`{member}` still reports it {state} after {}s", held.as_secs()),
-                                ),
+                                Some(held) => {
+                                    self.give_back(
+                                        rt,
+                                        f,
+                                        &format!(
+                                            "`{member}` still reports it {state} after {}s",
+                                            held.as_secs()
+                                        ),
+                                    )
+                                    .await
+                                }
                                 None => alive.push(f.inv.id),
                             },
-                            None => self.stale(rt, f, &format!("`{member}` does not know job `{job}`")),
+                            None => {
+                                self.stale(rt, f, &format!("`{member}` does not know job `{job}`"))
+                                    .await
+                            }
                         }
                     }
-                    rt.journal.remote_contact(&alive)?;
+                    rt.journal.call(move |j| j.remote_contact(&alive)).await?;
                 }
                 Err(e) => {
                     self.failed(
@@ -76,7 +86,7 @@ impl Delegator {
                         rt.cfg.sync.max_backoff.min(Duration::from_secs(60)),
                     );
                     for f in &jobs {
-                        self.stale(rt, f, &format!("`{member}` unreachable ({e})"));
+                        self.stale(rt, f, &format!("`{member}` unreachable ({e})")).await;
                     }
                 }
             }
@@ -85,19 +95,21 @@ impl Delegator {
     }
 
     /// Gives the job back when the remote has said nothing of it for `reclaim_after`.
-    fn stale(&self, rt: &Runtime, f: &crate::journal::Followed, why: &str) {
+    async fn stale(&self, rt: &Runtime, f: &crate::journal::Followed, why: &str) {
         let silent = since(f.contact_ms);
         if silent >= rt.cfg.delegation.reclaim_after {
-            self.give_back(rt, f, &format!("{why} for {}s", silent.as_secs()));
+            self.give_back(rt, f, &format!("{why} for {}s", silent.as_secs()))
+                .await;
         }
     }
 
-    fn give_back(&self, rt: &Runtime, f: &crate::journal::Followed, why: &str) {
+    async fn give_back(&self, rt: &Runtime, f: &crate::journal::Followed, why: &str) {
         let note = format!(
             "given back from {}: {why}; runs here",
             f.inv.ran_on.as_deref().unwrap_or("?")
         );
-        match rt.journal.undelegate(f.inv.id, &note, true) {
+        let (id, n) = (f.inv.id, note.clone());
+        match rt.journal.call(move |j| j.undelegate(id, &n, true)).await {
             Ok(true) => {
                 tracing::warn!(service = %f.inv.service, job = %f.inv.uuid, "{note}");
                 rt.event(
@@ -194,8 +206,10 @@ impl Delegator {
             outputs: 0,
             spawned_us: None,
         };
-        match rt.journal.finish_remote(f.inv.id, &outcome) {
+        let (id, o) = (f.inv.id, outcome.clone());
+        match rt.journal.call(move |j| j.finish_remote(id, &o)).await {
             Ok(true) => {
+                let _ = rt.finished.send(id);
                 let took = since(f.inv.started_ms.unwrap_or(f.inv.created_ms));
                 rt.metrics
                     .observe_invocation_at(&f.inv.service, state, &member, took);

@@ -236,7 +236,12 @@ impl Delegator {
             match r {
                 Ok(remote_job) => {
                     self.succeeded(&name);
-                    if let Err(e) = rt.journal.delegated_to(inv.id, &name, remote_job.as_deref()) {
+                    let (id, n, r) = (inv.id, name.clone(), remote_job.clone());
+                    if let Err(e) = rt
+                        .journal
+                        .call(move |j| j.delegated_to(id, &n, r.as_deref()))
+                        .await
+                    {
                         tracing::error!("{e}");
                     }
                     tracing::debug!(service = %svc.name, job = %inv.uuid, member = %name, "delegated");
@@ -267,7 +272,8 @@ impl Delegator {
             format!("not delegated ({}); runs here", errors.join("; "))
         };
         // A later claim may still send it out, once a member is back.
-        match rt.journal.undelegate(inv.id, &note, false) {
+        let id = inv.id;
+        match rt.journal.call(move |j| j.undelegate(id, &note, false)).await {
             Ok(_) => rt.wake.notify_one(),
             Err(e) => tracing::error!("{e}"),
         }
