@@ -4,7 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{job_uuid, now_ms, now_us, Journal, Result};
+use super::{job_uuid, now_ms, now_us, InvocationId, Journal, Result};
 
 /// An item written to the raw area, about to be journalled.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl Journal {
         items: &[Spooled],
         event_time: &str,
         services: &[Vec<String>],
-    ) -> Result<Vec<Option<Vec<i64>>>> {
+    ) -> Result<Vec<Option<Vec<InvocationId>>>> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = now_ms();

@@ -6,6 +6,8 @@ pub mod boundary;
 mod delegation;
 mod ingest;
 mod invocations;
+#[cfg(test)]
+mod model;
 mod outbox;
 mod schema;
 mod services;
