@@ -103,7 +103,9 @@ impl Daemon {
         }
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        tasks.extend(vision_worker(&rt, stop_rx.clone()));
+        let vision = vision_worker(&rt, stop_rx.clone());
+        let vision_socket = vision.as_ref().map(|(_, socket)| socket.clone());
+        tasks.extend(vision.map(|(task, _)| task));
         let mut gateway_addr = None;
         if rt.cfg.gateway.enabled {
             let (task, addr) = start_gateway(rt.clone(), stop_rx.clone()).await?;
@@ -119,7 +121,7 @@ impl Daemon {
             Err(e) => tracing::warn!("{e}"),
         }
         tasks.push(tokio::spawn(crate::outbox::run(rt.clone(), stop_rx.clone())));
-        let exec = Arc::new(Executors::new(&rt.cfg));
+        let exec = Arc::new(Executors::new(&rt.cfg, vision_socket));
         let members: crate::ingest::status::Members = {
             let exec = exec.clone();
             Arc::new(move || serde_json::to_value(exec.delegator.health()).unwrap_or_default())
@@ -237,14 +239,14 @@ fn uses_vision(svc: &crate::fdl::Service) -> bool {
 /// Starts `fogd-vision vision-serve` when a workflow uses the vision built-ins and the binary is
 /// next to this one, and keeps it running (restarted after a crash, stopped with the daemon).
 /// Scripts reach it through FOGD_VISION_SOCKET; when it is down they run `fogd-vision` themselves.
-fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<(JoinHandle<()>, PathBuf)> {
     let bin = std::env::current_exe().ok()?.with_file_name("fogd-vision");
     if !bin.is_file() || !rt.workflow().services.iter().any(uses_vision) {
         return None;
     }
     let socket = rt.data.vision_socket();
-    let _ = rt.vision_socket.set(socket.clone());
-    Some(tokio::spawn(async move {
+    let path = socket.clone();
+    let task = tokio::spawn(async move {
         let mut backoff =
             crate::backoff::Policy::new(Duration::from_secs(1), Duration::from_secs(60)).start();
         loop {
@@ -275,7 +277,8 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<J
                 _ = stopped(&mut stop) => return,
             }
         }
-    }))
+    });
+    Some((task, path))
 }
 
 fn spawn_worker(bin: &Path, socket: &Path) -> std::io::Result<tokio::process::Child> {

@@ -51,9 +51,6 @@ pub struct Runtime {
     /// Wakes the scheduler when this process queued work.
     pub wake: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The vision worker's socket, when `fogd run` started one: scripts get it as
-    /// FOGD_VISION_SOCKET, so their `fogd anonymize` runs with the models kept loaded.
-    pub vision_socket: std::sync::OnceLock<PathBuf>,
     /// Each invocation that ends here, by id (`/run` waits on it).
     pub finished: tokio::sync::broadcast::Sender<InvocationId>,
     /// Wakes the sync loop when an object entered the outbox.
@@ -64,8 +61,6 @@ pub struct Runtime {
     /// status topic; dropped when nobody listens.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub started: std::time::Instant,
-    /// True once the scheduler stops: work that would wait for a cluster leaves off instead.
-    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -116,13 +111,11 @@ impl Runtime {
             stores: RwLock::new(BTreeMap::new()),
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(crate::metrics::Metrics::default()),
-            vision_socket: std::sync::OnceLock::new(),
             outbox_wake: Arc::new(Notify::new()),
             links: Default::default(),
             events: tokio::sync::broadcast::channel(4096).0,
             finished: tokio::sync::broadcast::channel(1024).0,
             started: std::time::Instant::now(),
-            stopping: tokio::sync::watch::channel(false).0,
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");

@@ -74,7 +74,7 @@ pub async fn run(
         }
     }
     follower.abort();
-    rt.stopping.send_replace(true);
+    exec.stopping.send_replace(true);
     tracing::info!(running = tasks.len(), "stopping: waiting for running invocations");
     while tasks.join_next().await.is_some() {}
     Ok(())

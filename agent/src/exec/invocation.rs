@@ -71,7 +71,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         })
     };
     let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
-    if let Some(sock) = rt.vision_socket.get() {
+    if let Some(sock) = &exec.vision_socket {
         env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
     }
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
@@ -101,7 +101,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             timeout,
             log_path: &log_path,
         };
-        exec.kube.run(run, rt.stopping.subscribe()).await?
+        exec.kube.run(run, exec.stopping.subscribe()).await?
     } else {
         local::run_script(ScriptSpec {
             script: svc.script.as_ref(),

@@ -47,13 +47,20 @@ impl From<JournalError> for Error {
 pub struct Executors {
     pub delegator: delegate::Delegator,
     pub kube: kube::Kube,
+    /// The vision worker's socket, when the daemon started one: scripts get it as
+    /// FOGD_VISION_SOCKET, so their `fogd anonymize` runs with the models kept loaded.
+    pub vision_socket: Option<std::path::PathBuf>,
+    /// True once the scheduler stops: work that would wait for a cluster leaves off instead.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Executors {
-    pub fn new(cfg: &Config) -> Executors {
+    pub fn new(cfg: &Config, vision_socket: Option<std::path::PathBuf>) -> Executors {
         Executors {
             delegator: delegate::Delegator::new(cfg.delegation.call_timeout),
             kube: kube::Kube::default(),
+            vision_socket,
+            stopping: tokio::sync::watch::channel(false).0,
         }
     }
 }
