@@ -1,0 +1,348 @@
+//! Edge vision as a user runs it: bad inputs, the example workflow under `fogd run`, a live
+//! stream, `fogd demo`.
+
+mod common;
+mod vision_support;
+
+use vision_support::*;
+
+#[test]
+fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    let p = |n: &str| d.join(n).to_string_lossy().into_owned();
+    std::fs::write(d.join("empty.mp4"), b"").unwrap();
+    std::fs::write(
+        d.join("notes.mp4"),
+        b"this is a text file, not a video\n".repeat(50),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("noise.jpg"),
+        (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    // A clip with its index first, cut in half: the frames before the cut can be read.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=12",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-movflags",
+        "+faststart",
+        &p("full.mp4"),
+    ]);
+    let full = std::fs::read(d.join("full.mp4")).unwrap();
+    std::fs::write(d.join("cut.mp4"), &full[..full.len() / 2]).unwrap();
+    // A codec nobody decodes: an AVI whose FourCC names no codec.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=5:duration=2",
+        "-c:v",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        &p("raw.avi"),
+    ]);
+    let mut avi = std::fs::read(d.join("raw.avi")).unwrap();
+    for i in 0..avi.len().saturating_sub(4) {
+        if &avi[i..i + 4] == b"vids" {
+            // strh's fccHandler follows fccType.
+            avi[i + 4..i + 8].copy_from_slice(b"QQQQ");
+        }
+        if i + 4 <= avi.len() && &avi[i..i + 4] == b"strf" {
+            // BITMAPINFOHEADER.biCompression at offset 16 of the chunk data (8-byte header).
+            avi[i + 8 + 16..i + 8 + 20].copy_from_slice(b"QQQQ");
+        }
+    }
+    std::fs::write(d.join("unknown.avi"), &avi).unwrap();
+    // Odd but valid images: 8K, RGBA with transparency, grayscale.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=7680x4320",
+        "-i",
+        &photo("grace_hopper.jpg"),
+        "-filter_complex",
+        "[0][1]overlay=3000:2000",
+        "-frames:v",
+        "1",
+        &p("8k.jpg"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &photo("astronaut.png"),
+        "-vf",
+        "format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(lt(X,40),0,255)'",
+        &p("alpha.png"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &photo("grace_hopper.jpg"),
+        "-vf",
+        "format=gray",
+        &p("gray.png"),
+    ]);
+
+    let cases: &[(&str, bool, &str)] = &[
+        ("empty.mp4", false, "zero bytes"),
+        ("notes.mp4", false, "could not open"),
+        ("noise.jpg", false, "not an image"),
+        ("unknown.avi", false, "unknown.avi"),
+        ("missing.jpg", false, "No such file"),
+        ("cut.mp4", true, "truncated"),
+        ("8k.jpg", true, ""),
+        ("alpha.png", true, ""),
+        ("gray.png", true, ""),
+    ];
+    for (name, ok, needle) in cases {
+        let o = fogd(&[
+            "anonymize",
+            &p(name),
+            "--out",
+            out.to_str().unwrap(),
+            "--every",
+            "1s",
+        ]);
+        let t = text(&o);
+        assert!(!t.contains("panicked"), "{name}: {t}");
+        assert_eq!(o.status.success(), *ok, "{name}: {t}");
+        if !ok {
+            assert!(t.contains(name), "{name}: the message names the file: {t}");
+        }
+        assert!(t.contains(needle), "{name}: wanted '{needle}' in: {t}");
+    }
+    // The cut clip kept the frames before the cut, and said where it stopped.
+    let kept = written_frames(&out.join("cut")).len();
+    assert!((2..12).contains(&kept), "cut.mp4: {kept} frames kept");
+    // The same through keyframe sampling (libav in-process): the keyframes before the cut are
+    // kept, and the message says where decoding stopped.
+    let kout = d.join("out-keyframes");
+    let o = fogd(&[
+        "anonymize",
+        &p("cut.mp4"),
+        "--out",
+        kout.to_str().unwrap(),
+        "--every",
+        "1s",
+        "--keyframes",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("stopped after"), "{t}");
+    let kept = written_frames(&kout.join("cut")).len();
+    assert!(
+        (2..12).contains(&kept),
+        "cut.mp4 --keyframes: {kept} frames kept: {t}"
+    );
+    for n in ["8k.jpg", "alpha.png", "gray.png"] {
+        let r = sidecar(&out.join(n));
+        assert!(!r.faces.is_empty(), "{n}: the face was not found");
+    }
+    // Several inputs, one bad: the good one is done, the exit status says one failed.
+    let o = fogd(&[
+        "anonymize",
+        &p("empty.mp4"),
+        &photo("astronaut.png"),
+        "--out",
+        d.join("mixed").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(d.join("mixed/astronaut.png").is_file(), "{}", text(&o));
+}
+
+/// The example workflow (examples/camera-ingest) under `fogd run`: a video lands in
+/// cameras/incoming, anon-and-split writes blurred frames and sidecars, mask-detector judges each
+/// frame from its sidecar. Nothing raw reaches the output paths.
+#[test]
+fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin_dir = fogd_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let example = common::repo().join("examples/camera-ingest/workflow.yaml");
+    std::fs::write(d.join("fogd.yaml"), "data_dir: data\ngateway: {enabled: false}\n").unwrap();
+    let clip = d.join("cam1.mp4");
+    let o = fogd(&[
+        "sample",
+        "--seconds",
+        "11",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--out",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg = d.join("fogd.yaml");
+    let log = std::fs::File::create(d.join("daemon.log")).unwrap();
+    let mut daemon = Command::new(fogd_bin())
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            example.to_str().unwrap(),
+        ])
+        .env("PATH", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    common::wait_registered(&d.join("data"));
+    let o = fogd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "put",
+        "minio/cameras/incoming/",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 invocation(s) queued"), "{}", text(&o));
+    let results = d.join("data/store/cameras/results/cam1");
+    let anonymised = d.join("data/store/cameras/anonymised/cam1");
+    // 11 s, one frame every 5 s: frames at 0, 5 and 10 s.
+    let t0 = std::time::Instant::now();
+    while t0.elapsed().as_secs() < 90
+        && (1..=3).any(|i| !results.join(format!("img{i}.masks.json")).is_file())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let jobs = fogd(&["--config", cfg.to_str().unwrap(), "jobs"]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let log = std::fs::read_to_string(d.join("daemon.log")).unwrap();
+    for i in 1..=3 {
+        let r = results.join(format!("img{i}.masks.json"));
+        assert!(r.is_file(), "no {}: {}\n{log}", r.display(), text(&jobs));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
+        assert_eq!(v["from"], "sidecar");
+        assert!(
+            v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 4,
+            "{v}"
+        );
+        assert!(anonymised.join(format!("img{i}.jpg")).is_file());
+    }
+    assert!(!text(&jobs).contains("failed"), "{}", text(&jobs));
+    // The scripts' `fogd anonymize` / `fogd detect-masks` ran in the daemon's warm worker.
+    assert!(log.contains("vision worker started"), "{log}");
+    assert_eq!(log.matches("vision request served").count(), 4, "{log}");
+}
+
+/// Live streams (no duration, no seeking), read as they come: an MPEG-TS served over HTTP by
+/// ffmpeg, and a camera-like RTSP server.
+#[test]
+fn a_live_stream_url_is_sampled_as_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("cam.mp4");
+    let o = fogd(&[
+        "sample",
+        "--seconds",
+        "6",
+        "--width",
+        "640",
+        "--height",
+        "360",
+        "--fps",
+        "10",
+        "--out",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // An HTTP MPEG-TS stream both ways of sampling, and a real RTSP server (GStreamer's
+    // gst-rtsp-server, as cameras and NVRs serve) read over RTP/TCP.
+    for (scheme, keyframes) in [("http", false), ("http", true), ("rtsp", false)] {
+        // The HTTP server is an ffmpeg child; the RTSP one stops when dropped.
+        let (url, stem, http, rtsp) = if scheme == "http" {
+            let url = format!("http://127.0.0.1:{}/live.ts", common::free_ports(1));
+            let server = Command::new("ffmpeg")
+                .args(["-loglevel", "error", "-re", "-i", clip.to_str().unwrap()])
+                .args(["-c", "copy", "-f", "mpegts", "-listen", "1", &url])
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            (url, "live", Some(server), None)
+        } else {
+            let server = common::RtspServer::start(&clip);
+            (server.url.clone(), "cam", None, Some(server))
+        };
+        let out = dir.path().join(format!("out-{scheme}-{keyframes}"));
+        let mut args = vec![
+            "anonymize",
+            url.as_str(),
+            "--out",
+            out.to_str().unwrap(),
+            "--every",
+            "1s",
+        ];
+        if keyframes {
+            args.push("--keyframes");
+        }
+        let o = fogd(&args);
+        if let Some(mut server) = http {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        drop(rtsp);
+        assert!(o.status.success(), "{url}: {}", text(&o));
+        let frames = written_frames(&out.join(stem)).len();
+        // 6 s, one a second (--keyframes does not apply to a live source: read as it comes).
+        assert!(
+            frames >= 5,
+            "{url} keyframes={keyframes}: {frames} frames; {}",
+            text(&o)
+        );
+        let r = sidecar(&out.join(stem).join("img2.jpg"));
+        assert!(
+            r.timestamp_s.unwrap() > 0.5 && !r.faces.is_empty(),
+            "{url}: {r:?}"
+        );
+    }
+}
+
+/// `fogd demo` (the README's main job): a generated video through the paper's two functions on
+/// the embedded default, and the summary table.
+#[test]
+fn demo_runs_the_use_case_and_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let o = fogd(&["demo", "--seconds", "11", "--dir", demo.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for want in [
+        "img1",
+        "img2",
+        "img3",
+        "total",
+        "time per frame",
+        "anon-and-split: 1 run(s), 1 succeeded",
+    ] {
+        assert!(t.contains(want), "no '{want}' in:\n{t}");
+    }
+    assert!(t.contains("mask-detector: 3 run(s), 3 succeeded"), "{t}");
+    assert!(
+        !t.contains(" INFO "),
+        "the demo's output is the summary, not logs:\n{t}"
+    );
+    assert!(demo
+        .join("data/store/cameras/results/cam1-11s/img3.masks.json")
+        .is_file());
+    // A second run starts from clean data and reuses the video.
+    let o = fogd(&["demo", "--seconds", "11", "--dir", demo.to_str().unwrap()]);
+    assert!(
+        o.status.success() && !text(&o).contains("making a"),
+        "{}",
+        text(&o)
+    );
+}

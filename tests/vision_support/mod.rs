@@ -1,0 +1,108 @@
+//! What the vision tests share: running the binaries, the sample media, reading sidecars.
+#![allow(dead_code, unused_imports)]
+
+/// The agent's binary, beside this package's `fogd-vision` in the target folder.
+pub fn fogd_bin() -> PathBuf {
+    crate::common::workspace_bin("fogd")
+}
+
+pub use std::path::{Path, PathBuf};
+pub use std::process::{Command, Output};
+
+pub use fogd_vision::anonymize::FrameReport;
+pub use fogd_vision::detect::{Detector, DetectorOptions, FaceBox};
+pub use fogd_vision::masks::MaskClass;
+pub use fogd_vision::media;
+pub use fogd_vision::models::Precision;
+pub use fogd_vision::sample::{self, MaskTally, Recall, Truth};
+
+pub fn fogd(args: &[&str]) -> Output {
+    Command::new(fogd_bin()).args(args).output().expect("run fogd")
+}
+
+pub fn fogd_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(fogd_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run fogd")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn media_dir() -> PathBuf {
+    crate::common::repo().join("examples/camera-ingest/media")
+}
+
+pub fn photo(name: &str) -> String {
+    media_dir().join(name).to_string_lossy().into_owned()
+}
+
+pub fn ffmpeg(args: &[&str]) {
+    let o = Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", text(&o));
+}
+
+/// The frames written for a video, `img1.jpg`, `img2.jpg`, ... in `dir`, up to the first gap.
+pub fn written_frames(dir: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|i| dir.join(format!("img{i}.jpg")))
+        .take_while(|p| p.is_file())
+        .collect()
+}
+
+pub fn sidecar(p: &Path) -> FrameReport {
+    serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap()).unwrap()
+}
+
+pub fn boxes(r: &FrameReport) -> Vec<FaceBox> {
+    fogd_vision::anonymize::sidecar_faces(r)
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect()
+}
+
+/// The labelled box of a photo (faces-xyxy.json); a masked variant has its plain photo's box.
+pub fn labelled(name: &str) -> FaceBox {
+    let all: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(media_dir().join("faces-xyxy.json")).unwrap()).unwrap();
+    let plain = if name.starts_with("astronaut") {
+        "astronaut.png"
+    } else {
+        "grace_hopper.jpg"
+    };
+    let v: Vec<f32> = all[plain][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    FaceBox {
+        x1: v[0],
+        y1: v[1],
+        x2: v[2],
+        y2: v[3],
+        score: 1.0,
+    }
+}
+
+/// The reference detector that checks outputs: the original fp32 CenterFace (the int8 file
+/// scores blurred heads a little higher, 0.12-0.16, just over the 0.1 threshold).
+pub fn detector() -> Detector {
+    let opts = DetectorOptions {
+        precision: Precision::Fp32,
+        sessions: 1,
+        ..DetectorOptions::default()
+    };
+    Detector::load(&opts, None).unwrap()
+}
