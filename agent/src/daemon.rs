@@ -20,7 +20,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(
-        "no workflow to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml"
+        "nothing to run: give FDL files (fogd run FILE...) or list them under `workflows` in fogd.yaml, or enable the gateway or a source (mqtt, ingest.watch_dir, ingest.streams)"
     )]
     NothingToRun,
     #[error("gateway: cannot listen on {addr}: {source}")]
@@ -78,7 +78,10 @@ impl Daemon {
             crate::journal::boundary::offload(move || Runtime::open(cfg, &files)).await
         };
         let rt = Arc::new(opened.ok_or(DaemonError::Join("the runtime is shutting down".into()))??);
-        if rt.workflow().services.is_empty() && !rt.cfg.gateway.enabled {
+        // A node with only sources (an ingest-only box that spools camera frames) is fine.
+        let c = &rt.cfg;
+        let sources = c.mqtt.is_some() || c.ingest.watch_dir.is_some() || !c.ingest.streams.is_empty();
+        if rt.workflow().services.is_empty() && !c.gateway.enabled && !sources {
             return Err(DaemonError::NothingToRun);
         }
         let recorded: Vec<PathBuf> = files

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use fogd::config::{Config, MqttConfig};
+use fogd::daemon::Daemon;
 use fogd::runtime::Runtime;
 use fogd_testkit::{Mosquitto, SeaweedFs, S3_KEY, S3_SECRET};
 
@@ -96,13 +97,9 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
         broker: broker.url(),
         ..MqttConfig::default()
     });
-    let rt = Arc::new(Runtime::open(cfg.clone(), &[])?);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ingest = tokio::spawn(fogd::ingest::mqtt::run(
-        rt.clone(),
-        fogd::ingest::status::no_members(),
-        stop_rx.clone(),
-    ));
+    // The node as `fogd run` starts it: the MQTT source, the outbox loop, the scheduler.
+    let daemon = Daemon::start(cfg.clone(), &[]).await?;
+    let rt = daemon.runtime().clone();
     // Connected and subscribed before the first publish.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !fogd::ingest::status::connected() {
@@ -154,8 +151,7 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
     let secs = t0.elapsed().as_secs_f64();
     let _ = client.disconnect().await;
     poller.abort();
-    let _ = stop_tx.send(true);
-    let _ = ingest.await;
+    daemon.shutdown(Duration::from_secs(30)).await?;
 
     let upload_per_s = if a.uploads > 0 {
         Some(uploads(a, root).await?)
@@ -182,11 +178,12 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
     );
     std::fs::write(dir.join("wf.yaml"), fdl)?;
     std::fs::write(dir.join("sink.sh"), ":\n")?;
-    let cfg = Config {
+    let mut cfg = Config {
         data_dir: dir.join("data"),
         ..Config::default()
     };
-    let rt = Arc::new(Runtime::open(cfg, &[dir.join("wf.yaml")])?);
+    cfg.gateway.enabled = false;
+    let rt = Arc::new(Runtime::open(cfg.clone(), &[dir.join("wf.yaml")])?);
     let src = dir.join("object");
     // Enqueued first, then timed: the drain alone.
     for i in 0..a.uploads {
@@ -197,9 +194,11 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
         let key = format!("bench/out/cam{}/{i:08}.jpg", i % a.cameras.max(1));
         fogd::outbox::enqueue(&rt, "minio.sw", &key, &spooled, None).context("enqueue")?;
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    drop(rt);
+    // A node started on that data folder drains what its outbox holds.
     let t0 = Instant::now();
-    let task = tokio::spawn(fogd::outbox::run(rt.clone(), stop_rx));
+    let daemon = Daemon::start(cfg, &[dir.join("wf.yaml")]).await?;
+    let rt = daemon.runtime().clone();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let (n, _) = rt.journal.outbox_totals()?;
@@ -212,8 +211,7 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let _ = task.await;
+    daemon.shutdown(Duration::from_secs(30)).await?;
     let failed = rt.journal.outbox_list(Some("corrupt"), 10)?.len();
     if failed > 0 {
         bail!("{failed} objects corrupt");
