@@ -463,3 +463,24 @@ async fn seaweedfs_chain_watch_folder_markers_and_bad_credentials() {
         .await
         .expect("input kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_data_folder_refuses_naming_the_first() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fdl = workflow(
+        tmp.path(),
+        MASK_FDL,
+        &[("split.sh", SPLIT), ("detect.sh", DETECT)],
+    );
+    let first = Daemon::start(cfg(tmp.path()), std::slice::from_ref(&fdl)).await;
+    let second = fogd::daemon::Daemon::start(cfg(tmp.path()), std::slice::from_ref(&fdl)).await;
+    let msg = second.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        msg.contains("in use by another fogd") && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    first.stop().await;
+    // Stopped, the folder is free again.
+    let again = Daemon::start(cfg(tmp.path()), &[fdl]).await;
+    again.stop().await;
+}

@@ -33,6 +33,10 @@ pub enum DaemonError {
         key: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: the data folder is in use by another fogd (pid {pid}); stop it first, or give this one another data_dir", path.display())]
+    Locked { path: PathBuf, pid: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the scheduler task ended abnormally: {0}")]
     Join(String),
 }
@@ -61,6 +65,8 @@ pub struct Daemon {
     watchdog: Option<JoinHandle<()>>,
     heartbeat: Arc<AtomicI64>,
     gateway_addr: Option<std::net::SocketAddr>,
+    /// Held while the node runs: a second daemon on the same data folder refuses to start.
+    _lock: std::fs::File,
 }
 
 impl Daemon {
@@ -72,6 +78,7 @@ impl Daemon {
         } else {
             workflows.to_vec()
         };
+        let lock = lock_data_dir(&cfg.data_dir)?;
         // Opening migrates the journal and reads the workflows: blocking work, off the workers.
         let opened = {
             let files = files.clone();
@@ -149,6 +156,7 @@ impl Daemon {
             watchdog,
             heartbeat,
             gateway_addr,
+            _lock: lock,
         })
     }
 
@@ -222,6 +230,40 @@ impl Daemon {
         }
         result.map(|()| drained)
     }
+}
+
+/// Takes `<data_dir>/fogd.pid` with an exclusive `flock` (released by the kernel when the process
+/// ends, even on `kill -9`) and writes this process's pid into it. A second daemon on the same
+/// folder would delete the first one's vision socket and "recover" its running invocations.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::io::AsRawFd;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DaemonError::Io { path, source }
+    };
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let path = data_dir.join("fogd.pid");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(&path))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is touched.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        return Err(DaemonError::Locked {
+            path: data_dir.to_path_buf(),
+            pid: pid.trim().to_string(),
+        });
+    }
+    f.set_len(0).map_err(io(&path))?;
+    f.rewind().map_err(io(&path))?;
+    writeln!(f, "{}", std::process::id()).map_err(io(&path))?;
+    Ok(f)
 }
 
 /// Does a service call the vision built-ins (a script running `fogd anonymize` or

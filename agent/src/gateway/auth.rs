@@ -159,7 +159,10 @@ fn credentials(headers: &HeaderMap) -> Credentials {
     let Ok(v) = v.to_str() else {
         return Credentials::Malformed;
     };
-    if let Some(b) = v.strip_prefix("Basic ") {
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BASIC` are the same.
+    let (scheme, rest) = v.trim_start().split_once(' ').unwrap_or((v, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let b = rest;
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
             return Credentials::Malformed;
         };
@@ -171,8 +174,8 @@ fn credentials(headers: &HeaderMap) -> Credentials {
             None => Credentials::Malformed,
         };
     }
-    if let Some(t) = v.strip_prefix("Bearer ") {
-        return Credentials::Bearer(t.trim().to_string());
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Credentials::Bearer(rest.trim().to_string());
     }
     Credentials::Malformed
 }
@@ -193,5 +196,33 @@ pub fn require_service(admin: &Admin, token: &str, headers: &HeaderMap) -> Resul
         Credentials::Bearer(t) if bool::from(t.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
         Credentials::Basic(u, p) if admin.verify(&u, &p) => Ok(()),
         _ => Err(ApiError::forbidden("wrong token for this service")),
+    }
+}
+
+#[cfg(test)]
+mod scheme_tests {
+    use super::*;
+
+    fn with(v: &str) -> Credentials {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::AUTHORIZATION, v.parse().expect("header"));
+        credentials(&h)
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc "] {
+            assert!(matches!(with(v), Credentials::Bearer(t) if t == "abc"), "{v}");
+        }
+        let basic = base64::engine::general_purpose::STANDARD.encode("oscar:pw");
+        for scheme in ["Basic", "basic", "BASIC"] {
+            let v = format!("{scheme} {basic}");
+            assert!(
+                matches!(with(&v), Credentials::Basic(u, p) if u == "oscar" && p == "pw"),
+                "{v}"
+            );
+        }
+        assert!(matches!(with("Token abc"), Credentials::Malformed));
+        assert!(matches!(with("Bearer"), Credentials::Bearer(t) if t.is_empty()));
     }
 }

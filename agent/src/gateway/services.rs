@@ -43,11 +43,39 @@ fn service_json(s: &State, svc: &Service) -> Result<Value, ApiError> {
         Some(json) => serde_json::from_str(&json).unwrap_or_else(|_| json!({})),
         None => from_fdl(svc),
     };
+    redact_secrets(&mut v);
     if let Some(o) = v.as_object_mut() {
         o.insert("token".into(), json!(token));
         o.entry("cluster_id").or_insert(json!(s.rt.node));
     }
     Ok(v)
+}
+
+/// Secret values never leave through the API: the service's `environment.secrets` keep their
+/// keys with empty values (as OSCAR returns them), and so do the storage providers' secret keys,
+/// passwords and tokens.
+fn redact_secrets(v: &mut Value) {
+    let blank = |m: &mut serde_json::Map<String, Value>, only: Option<&[&str]>| {
+        for (k, val) in m.iter_mut() {
+            if only.is_none_or(|keys| keys.contains(&k.to_ascii_lowercase().as_str())) && !val.is_null() {
+                *val = json!("");
+            }
+        }
+    };
+    if let Some(m) = v
+        .pointer_mut("/environment/secrets")
+        .and_then(Value::as_object_mut)
+    {
+        blank(m, None);
+    }
+    // storage_providers.<type>.<id>.{secret_key, password, token}
+    if let Some(types) = v.get_mut("storage_providers").and_then(Value::as_object_mut) {
+        for ids in types.values_mut().filter_map(Value::as_object_mut) {
+            for p in ids.values_mut().filter_map(Value::as_object_mut) {
+                blank(p, Some(&["secret_key", "password", "token"]));
+            }
+        }
+    }
 }
 
 /// An FDL service in the API's shape (the script's text inline, as OSCAR stores it).
@@ -154,4 +182,31 @@ pub async fn delete(s: State, h: HeaderMap, Path(name): Path<String>) -> Result<
     }
     s.rt.reload()?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_blanked_keys_and_the_rest_kept() {
+        let mut v = json!({
+            "name": "s",
+            "environment": {"variables": {"A": "1"}, "secrets": {"DB_PASSWORD": "hunter2", "KEY": "k"}},
+            "storage_providers": {"s3": {"aws": {"access_key": "AK", "secret_key": "SK", "region": "r"}},
+                                  "webdav": {"dcache": {"login": "u", "password": "pw"}}}
+        });
+        redact_secrets(&mut v);
+        assert_eq!(v["environment"]["secrets"], json!({"DB_PASSWORD": "", "KEY": ""}));
+        assert_eq!(v["environment"]["variables"], json!({"A": "1"}));
+        assert_eq!(
+            v["storage_providers"]["s3"]["aws"],
+            json!({"access_key": "AK", "secret_key": "", "region": "r"})
+        );
+        assert_eq!(
+            v["storage_providers"]["webdav"]["dcache"],
+            json!({"login": "u", "password": ""})
+        );
+        assert!(!v.to_string().contains("hunter2") && !v.to_string().contains("SK\""));
+    }
 }
