@@ -30,6 +30,22 @@ struct Model {
     outbox: BTreeMap<String, (i64, String, String)>,
 }
 
+impl Model {
+    /// The invocations an event made: one queued per service, in order.
+    fn queued(&mut self, event: i64, ids: &[InvocationId], services: &[String]) {
+        assert_eq!(ids.len(), services.len(), "one invocation per routed service");
+        for (id, s) in ids.iter().zip(services) {
+            let inv = Inv {
+                service: s.clone(),
+                event,
+                state: State::Queued,
+                attempts: 0,
+            };
+            self.invocations.insert(*id, inv);
+        }
+    }
+}
+
 const SERVICES: [&str; 2] = ["a", "b"];
 
 fn outcome(state: State) -> Outcome {
@@ -77,18 +93,7 @@ fn step(j: &Journal, m: &mut Model, rng: &mut StdRng) -> String {
                 assert_eq!(got, None, "a second delivery of {key}@{etag} makes nothing");
             } else {
                 let (event, ids) = got.expect("a new event");
-                assert_eq!(ids.len(), svcs.len());
-                for (id, s) in ids.iter().zip(&svcs) {
-                    m.invocations.insert(
-                        *id,
-                        Inv {
-                            service: s.clone(),
-                            event,
-                            state: State::Queued,
-                            attempts: 0,
-                        },
-                    );
-                }
+                m.queued(event, &ids, &svcs);
             }
             format!("record {key}@{etag} for {svcs:?}")
         }
@@ -125,17 +130,7 @@ fn step(j: &Journal, m: &mut Model, rng: &mut StdRng) -> String {
                     .expect("event");
                 m.raw.insert(event, false);
                 m.events.insert((key.clone(), content.clone()));
-                for (id, s) in ids.iter().zip(&svcs) {
-                    m.invocations.insert(
-                        *id,
-                        Inv {
-                            service: s.clone(),
-                            event,
-                            state: State::Queued,
-                            attempts: 0,
-                        },
-                    );
-                }
+                m.queued(event, &ids, &svcs);
             }
             format!("ingest {camera}/{content} for {svcs:?}")
         }
