@@ -14,6 +14,8 @@ pub enum OutputError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("output `{rel}` is {size} bytes, over max_output_bytes ({max}); nothing of this run was stored")]
     TooLarge { rel: String, size: u64, max: u64 },
+    #[error("output `{rel}`: a file name that is not UTF-8 or holds a control character (a newline, a TAB) has no object key of its own; rename it in the script. Nothing of this run was stored")]
+    BadName { rel: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -137,10 +139,19 @@ pub fn collect(out_dir: &Path, max_bytes: u64) -> Result<(Vec<OutputFile>, Vec<S
             let entry = entry.map_err(io(&dir))?;
             let path = entry.path();
             let ft = entry.file_type().map_err(io(&path))?;
-            let rel = path
-                .strip_prefix(out_dir)
-                .map(|r| r.to_string_lossy().replace('\n', ""))
-                .unwrap_or_default();
+            let rel_path = path.strip_prefix(out_dir).unwrap_or(&path);
+            // A name that is not UTF-8 or holds a control character (a newline, a TAB) has no
+            // object key of its own: mapped lossily, two files would share one key and one
+            // output overwrite the other. Refused before anything of the run is stored.
+            let rel = match rel_path.to_str() {
+                Some(r) if !r.chars().any(char::is_control) => r.to_string(),
+                _ if ft.is_symlink() => rel_path.to_string_lossy().escape_debug().to_string(),
+                _ => {
+                    return Err(OutputError::BadName {
+                        rel: rel_path.to_string_lossy().escape_debug().to_string(),
+                    })
+                }
+            };
             if ft.is_dir() {
                 stack.push(path);
             } else if ft.is_file() {
@@ -161,4 +172,37 @@ pub fn collect(out_dir: &Path, max_bytes: u64) -> Result<(Vec<OutputFile>, Vec<S
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     skipped.sort();
     Ok((files, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_without_a_key_of_their_own_are_refused_naming_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path();
+        std::fs::write(out.join("ab.txt"), "1").expect("w");
+        std::fs::write(out.join("a\nb.txt"), "2").expect("w");
+        let err = collect(out, u64::MAX).expect_err("a newline in a name");
+        assert!(err.to_string().contains("`a\\nb.txt`"), "{err}");
+        std::fs::remove_file(out.join("a\nb.txt")).expect("rm");
+        std::fs::write(out.join("tab\there.txt"), "3").expect("w");
+        assert!(matches!(collect(out, u64::MAX), Err(OutputError::BadName { .. })));
+        std::fs::remove_file(out.join("tab\there.txt")).expect("rm");
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let name = std::ffi::OsStr::from_bytes(b"latin1-\xe9.txt");
+            std::fs::write(out.join(name), "4").expect("w");
+            assert!(matches!(collect(out, u64::MAX), Err(OutputError::BadName { .. })));
+            std::fs::remove_file(out.join(name)).expect("rm");
+        }
+        // What is left maps 1:1 (UTF-8 names are fine).
+        std::fs::create_dir(out.join("caméra 2")).expect("mkdir");
+        std::fs::write(out.join("caméra 2/img1.jpg"), "5").expect("w");
+        let (files, skipped) = collect(out, u64::MAX).expect("collect");
+        let names: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(names, ["ab.txt", "caméra 2/img1.jpg"]);
+        assert!(skipped.is_empty());
+    }
 }
