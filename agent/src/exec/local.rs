@@ -112,8 +112,15 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let capture = capture(out, err, log, spec.log_cap);
     let waited = tokio::time::timeout(spec.timeout, async {
-        let (status, captured) = tokio::join!(child.wait(), capture);
-        (status, captured)
+        let ended = async {
+            let status = child.wait().await;
+            // The script is the invocation's main process, as in OSCAR's pod: what it left
+            // running in its group (`helper &`, `nohup helper &`) ends with it, and so closes
+            // the output pipes it inherited (which would hold the slot until the timeout).
+            kill_group(pgid);
+            status
+        };
+        tokio::join!(ended, capture)
     })
     .await;
     let status = match waited {
@@ -129,13 +136,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         }
         Err(_) => {
             // The whole group: a script's children must not outlive it.
-            if let Some(pg) = pgid {
-                // SAFETY: kill(2) with a negative pid signals that process group; no memory is
-                // touched.
-                unsafe {
-                    libc::kill(-pg, libc::SIGKILL);
-                }
-            }
+            kill_group(pgid);
             let _ = child.wait().await;
             let mut f = tokio::fs::OpenOptions::new()
                 .append(true)
@@ -156,11 +157,16 @@ struct GroupKill(Option<i32>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
-        if let Some(pg) = self.0 {
-            // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
-            unsafe {
-                libc::kill(-pg, libc::SIGKILL);
-            }
+        kill_group(self.0);
+    }
+}
+
+/// SIGKILL to a script's process group (its pid: scripts lead their own group).
+fn kill_group(pgid: Option<i32>) {
+    if let Some(pg) = pgid.filter(|p| *p > 1) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
+        unsafe {
+            libc::kill(-pg, libc::SIGKILL);
         }
     }
 }
@@ -203,4 +209,55 @@ async fn capture(
     drop(tx);
     let (_, _, w) = tokio::join!(pump(out, tx2.clone()), pump(err, tx2), writer);
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: &str) -> bool {
+        // A killed child of the script may linger as a zombie until its new parent reaps it.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            !st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[tokio::test]
+    async fn what_a_script_leaves_running_ends_with_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        // One helper holds the inherited stdout, one is nohup'ed with its output elsewhere.
+        let script = Script::Inline(
+            "sleep 30 & echo $! > bg.pid\nnohup sleep 30 > /dev/null 2>&1 &\necho $! > nohup.pid\necho done\n".into(),
+        );
+        let started = std::time::Instant::now();
+        let (status, _) = run_script(ScriptSpec {
+            script: Some(&script),
+            dir: d,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            timeout: Duration::from_secs(20),
+            log_path: &d.join("log"),
+            log_cap: 1 << 20,
+        })
+        .await
+        .expect("run");
+        assert_eq!(
+            status,
+            ScriptStatus::Exited(0),
+            "ended with its script, not timed out"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(std::fs::read_to_string(d.join("log")).expect("log"), "done\n");
+        std::thread::sleep(Duration::from_millis(200));
+        for f in ["bg.pid", "nohup.pid"] {
+            let pid = std::fs::read_to_string(d.join(f)).expect("pid");
+            assert!(!alive(pid.trim()), "{f}: {} still runs", pid.trim());
+        }
+    }
 }
