@@ -59,6 +59,8 @@ pub struct Daemon {
     rt: Arc<Runtime>,
     stop: watch::Sender<bool>,
     scheduler: Option<JoinHandle<crate::runtime::Result<()>>>,
+    /// The scheduler's result when it ended by itself (seen by `stopped`), for `shutdown`.
+    ended: Option<Result<()>>,
     /// Everything else the node runs (sources, outbox loop, gateway, vision worker); they all
     /// end on the stop signal.
     tasks: Vec<JoinHandle<()>>,
@@ -152,6 +154,7 @@ impl Daemon {
             rt,
             stop,
             scheduler: Some(scheduler),
+            ended: None,
             tasks,
             watchdog,
             heartbeat,
@@ -187,8 +190,9 @@ impl Daemon {
             Some(s) if !s.is_finished() => {
                 tokio::select! {
                     _ = stopped(&mut rx) => {}
-                    _ = s => {
-                        // Its result is taken by `shutdown`; the handle is spent.
+                    r = s => {
+                        // The handle is spent: `shutdown` reports this result.
+                        self.ended = Some(joined(r));
                         self.scheduler = None;
                     }
                 }
@@ -202,11 +206,10 @@ impl Daemon {
     pub async fn shutdown(mut self, deadline: Duration) -> Result<Drained> {
         let _ = self.stop.send(true);
         let mut drained = Drained::Clean;
-        let mut result = Ok(());
+        let mut result = self.ended.take().unwrap_or(Ok(()));
         if let Some(mut s) = self.scheduler.take() {
             match tokio::time::timeout(deadline, &mut s).await {
-                Ok(Ok(r)) => result = r.map_err(DaemonError::from),
-                Ok(Err(e)) => result = Err(DaemonError::Join(e.to_string())),
+                Ok(r) => result = joined(r),
                 Err(_) => {
                     tracing::warn!(
                         ?deadline,
@@ -229,6 +232,14 @@ impl Daemon {
             }
         }
         result.map(|()| drained)
+    }
+}
+
+/// The scheduler task's end as the daemon's result.
+fn joined(r: std::result::Result<crate::runtime::Result<()>, tokio::task::JoinError>) -> Result<()> {
+    match r {
+        Ok(r) => r.map_err(DaemonError::from),
+        Err(e) => Err(DaemonError::Join(e.to_string())),
     }
 }
 
