@@ -346,3 +346,35 @@ fn demo_runs_the_use_case_and_prints_the_summary() {
         text(&o)
     );
 }
+
+/// A 4 KB JPEG whose header declares 30000x30000 is refused from its header, before any pixel is
+/// allocated: under a 2.5 GB address-space limit (decoding it takes 2.7 GB) the message is the
+/// size refusal, not an allocation failure.
+#[test]
+fn a_jpeg_bomb_is_refused_from_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut jpeg = std::fs::read(media_dir().join("grace_hopper.jpg")).unwrap();
+    // Walk the markers to the frame header (SOF0..SOF2) and make it declare 30000x30000.
+    let mut i = 2;
+    while !(0xC0..=0xC2).contains(&jpeg[i + 1]) {
+        i += 2 + (usize::from(jpeg[i + 2]) << 8 | usize::from(jpeg[i + 3]));
+    }
+    jpeg[i + 5..i + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
+    jpeg.truncate(4000);
+    let bomb = dir.path().join("bomb.jpg");
+    std::fs::write(&bomb, &jpeg).unwrap();
+    let o = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 2500000; exec "$0" anonymize "$1" --out "$2""#)
+        .arg(env!("CARGO_BIN_EXE_fogd-vision"))
+        .arg(&bomb)
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("bomb.jpg: 30000x30000 (from its header) is over the limit"),
+        "{t}"
+    );
+}

@@ -50,8 +50,22 @@ pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<Mat> {
     if bytes.is_empty() {
         return Err(bad(path, "zero bytes: not an image"));
     }
+    // The header first: a huge image is refused before its pixels are allocated (a 4 KB JPEG
+    // declaring 30000x30000 took 2.7 GB to decode). A format whose header this does not read
+    // is bounded only by OpenCV's own limit (2^30 pixels, read when the library loads).
+    if let Ok(size) = imagesize::blob_size(bytes) {
+        let px = size.width as i64 * size.height as i64;
+        if px > MAX_PIXELS {
+            return Err(bad(
+                path,
+                format!(
+                    "{}x{} (from its header) is over the limit of {MAX_PIXELS} pixels; not decoded",
+                    size.width, size.height
+                ),
+            ));
+        }
+    }
     let buf = Vector::<u8>::from_slice(bytes);
-    // Look at the header first, so a huge image is refused before its pixels are allocated.
     let img = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
         .map_err(|e| bad(path, format!("not an image OpenCV can decode: {}", e.message)))?;
     if img.empty() {
