@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod detect;
 pub mod engine;
+pub mod image;
 pub mod masks;
 pub mod media;
 pub mod models;

@@ -2,28 +2,18 @@
 //! URLs). Every failure names the file and what went wrong; a video that breaks off keeps the
 //! frames before the break and says where it stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
-use opencv::core::{Mat, Vector};
+use opencv::core::Mat;
 use opencv::prelude::*;
-use opencv::{imgcodecs, videoio};
+use opencv::videoio;
 
 use super::{io_err, Result, VisionError};
 
-/// Images above this many pixels are refused (a 16K panorama; 8K is 33 Mpx and fine).
-pub const MAX_PIXELS: i64 = 150_000_000;
-
-const IMAGE_EXTS: &[&str] = &[
-    "jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pnm",
-];
-
-pub fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
-}
+use crate::image::bad;
+pub use crate::image::{decode_image, is_image, read_image, write_atomic, write_image, MAX_PIXELS};
 
 pub fn is_stream_url(s: &str) -> bool {
     [
@@ -31,96 +21,6 @@ pub fn is_stream_url(s: &str) -> bool {
     ]
     .iter()
     .any(|p| s.starts_with(p))
-}
-
-fn bad(path: &Path, reason: impl Into<String>) -> VisionError {
-    VisionError::BadInput {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
-/// An image as 8-bit BGR, whatever it was (grayscale, alpha, 16-bit).
-pub fn read_image(path: &Path) -> Result<Mat> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    decode_image(path, &bytes)
-}
-
-pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<Mat> {
-    if bytes.is_empty() {
-        return Err(bad(path, "zero bytes: not an image"));
-    }
-    // The header first: a huge image is refused before its pixels are allocated (a 4 KB JPEG
-    // declaring 30000x30000 took 2.7 GB to decode). A format whose header this does not read
-    // is bounded only by OpenCV's own limit (2^30 pixels, read when the library loads).
-    if let Ok(size) = imagesize::blob_size(bytes) {
-        let px = size.width as i64 * size.height as i64;
-        if px > MAX_PIXELS {
-            return Err(bad(
-                path,
-                format!(
-                    "{}x{} (from its header) is over the limit of {MAX_PIXELS} pixels; not decoded",
-                    size.width, size.height
-                ),
-            ));
-        }
-    }
-    let buf = Vector::<u8>::from_slice(bytes);
-    let img = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
-        .map_err(|e| bad(path, format!("not an image OpenCV can decode: {}", e.message)))?;
-    if img.empty() {
-        return Err(bad(
-            path,
-            "not an image OpenCV can decode (unknown format or corrupt)",
-        ));
-    }
-    let px = img.cols() as i64 * img.rows() as i64;
-    if px > MAX_PIXELS {
-        return Err(bad(
-            path,
-            format!(
-                "{}x{} is over the limit of {MAX_PIXELS} pixels",
-                img.cols(),
-                img.rows()
-            ),
-        ));
-    }
-    Ok(img)
-}
-
-/// Writes an image atomically (temp + rename), so a watcher never sees half a file.
-pub fn write_image(path: &Path, img: &Mat, jpeg_quality: i32) -> Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("jpg")
-        .to_ascii_lowercase();
-    let mut params = Vector::<i32>::new();
-    if ext == "jpg" || ext == "jpeg" {
-        params.push(imgcodecs::IMWRITE_JPEG_QUALITY);
-        params.push(jpeg_quality);
-    }
-    let mut buf = Vector::<u8>::new();
-    if !imgcodecs::imencode(&format!(".{ext}"), img, &mut buf, &params)? {
-        return Err(bad(path, "OpenCV could not encode the image"));
-    }
-    write_atomic(path, buf.as_slice())
-}
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{name}.fogd-tmp"));
-    let written = std::fs::write(&tmp, bytes)
-        .map_err(io_err(&tmp))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
-    if written.is_err() {
-        // A half-written temp file in TMP_OUTPUT_DIR would be collected as an output.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
