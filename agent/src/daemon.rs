@@ -363,11 +363,12 @@ async fn start_gateway(
     let g = &rt.cfg.gateway;
     let (admin, fresh) = Admin::load_or_create(&rt.cfg.data_dir, &g.admin_user)
         .map_err(|e| DaemonError::Gateway(e.to_string()))?;
-    if let Some(pw) = fresh {
-        eprintln!(
-            "fogd: gateway admin `{}`, password `{pw}` (shown once; stored hashed in {}; `fogd admin reset-password` makes a new one)",
+    if let Some(handed) = fresh {
+        // The path only: logs (journald) are read by more people than the data folder.
+        tracing::warn!(
+            "gateway admin `{}`: a password was generated and written to {} (readable by this user only; note it, then delete the file; `fogd admin reset-password` makes a new one)",
             admin.user,
-            crate::gateway::auth::password_file(&rt.cfg.data_dir).display()
+            handed.display()
         );
     }
     let listen = |source| DaemonError::Listen {

@@ -37,5 +37,5 @@ ort=/usr/local/lib/fogd/onnxruntime/$arch/libonnxruntime.so
 install -m 0644 "$here/fogd.service" /etc/systemd/system/fogd.service
 systemctl daemon-reload
 systemctl enable --now fogd.service
-echo "install: fogd running; its admin password is in: journalctl -u fogd | grep 'shown once'"
+echo "install: fogd running; its generated admin password: sudo cat /var/lib/fogd/gateway-admin-password (then delete that file)"
 echo "install: check with: sudo -u fogd fogd --config /etc/fogd/fogd.yaml check"

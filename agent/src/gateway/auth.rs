@@ -36,10 +36,17 @@ pub fn password_file(data_dir: &Path) -> PathBuf {
     data_dir.join("gateway-admin")
 }
 
+/// Where the password generated at the first start is handed to the operator (0600, never
+/// logged); any later change of password removes it.
+pub fn initial_password_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("gateway-admin-password")
+}
+
 impl Admin {
-    /// Reads the stored admin; on first start makes one with a random password, which is
-    /// returned (to be shown once) and never stored in clear.
-    pub fn load_or_create(data_dir: &Path, user: &str) -> Result<(Admin, Option<String>), AuthError> {
+    /// Reads the stored admin; on first start makes one with a random password, written for the
+    /// operator to `initial_password_file` (0600), whose path is returned. The password itself
+    /// never goes into a log.
+    pub fn load_or_create(data_dir: &Path, user: &str) -> Result<(Admin, Option<PathBuf>), AuthError> {
         let path = password_file(data_dir);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -63,7 +70,14 @@ impl Admin {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let password = crate::journal::random_hex(16);
                 let admin = Self::store(data_dir, user, &password)?;
-                Ok((admin, Some(password)))
+                let handed = initial_password_file(data_dir);
+                write_private(&handed, format!("{password}\n").as_bytes()).map_err(|source| {
+                    AuthError::Io {
+                        path: handed.clone(),
+                        source,
+                    }
+                })?;
+                Ok((admin, Some(handed)))
             }
             Err(source) => Err(AuthError::Io { path, source }),
         }
@@ -71,8 +85,6 @@ impl Admin {
 
     /// Writes a new password (hashed), replacing the old one.
     pub fn store(data_dir: &Path, user: &str, password: &str) -> Result<Admin, AuthError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = password_file(data_dir);
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         let hash = Argon2::default()
@@ -87,17 +99,9 @@ impl Admin {
             source,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(format!("{user}\n{hash}\n").as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        write_private(&path, format!("{user}\n{hash}\n").as_bytes()).map_err(io)?;
+        // A password handed out earlier is no longer the password.
+        let _ = std::fs::remove_file(initial_password_file(data_dir));
         Ok(Admin {
             user: user.to_string(),
             hash,
@@ -199,6 +203,22 @@ pub fn require_service(admin: &Admin, token: &str, headers: &HeaderMap) -> Resul
     }
 }
 
+/// Writes `bytes` to `path` readable by this user only (temp file, fsync, rename).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod scheme_tests {
     use super::*;
@@ -224,5 +244,28 @@ mod scheme_tests {
         }
         assert!(matches!(with("Token abc"), Credentials::Malformed));
         assert!(matches!(with("Bearer"), Credentials::Bearer(t) if t.is_empty()));
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_first_password_is_handed_over_in_a_private_file_and_removed_when_changed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (admin, handed) = Admin::load_or_create(dir.path(), "oscar").expect("create");
+        let handed = handed.expect("a fresh password");
+        assert_eq!(handed, initial_password_file(dir.path()));
+        let mode = std::fs::metadata(&handed).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let pw = std::fs::read_to_string(&handed).expect("read");
+        assert!(admin.verify("oscar", pw.trim()));
+        // Started again: the same admin, nothing new handed out.
+        let (again, none) = Admin::load_or_create(dir.path(), "oscar").expect("load");
+        assert!(none.is_none() && again.verify("oscar", pw.trim()));
+        Admin::store(dir.path(), "oscar", "a-new-password").expect("reset");
+        assert!(!handed.exists(), "a stale password file is removed");
     }
 }
