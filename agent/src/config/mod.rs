@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 mod ingest;
 
-pub use ingest::{camera_problem, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern};
+pub use ingest::{
+    camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

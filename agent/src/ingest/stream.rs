@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::{spool_batch, Item};
-use crate::config::StreamSource;
+use crate::config::{redact_credentials, StreamSource};
 use crate::runtime::{stopped, Runtime};
 
 /// Frames larger than this are cut streams or garbage, not camera frames.
@@ -31,10 +31,10 @@ pub async fn run(rt: Arc<Runtime>, src: StreamSource, mut stop: tokio::sync::wat
         let wait = backoff.next_wait();
         match r {
             Ok(n) => {
-                tracing::warn!(camera = %src.camera, url = %src.url, frames = n, "stream ended; reconnecting in {wait:?}")
+                tracing::warn!(camera = %src.camera, url = %redact_credentials(&src.url), frames = n, "stream ended; reconnecting in {wait:?}")
             }
             Err(e) => {
-                tracing::warn!(camera = %src.camera, url = %src.url, "stream: {e}; retrying in {wait:?}")
+                tracing::warn!(camera = %src.camera, url = %redact_credentials(&src.url), "stream: {e}; retrying in {wait:?}")
             }
         }
         tokio::select! {
@@ -88,7 +88,7 @@ async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usi
             let item = Item {
                 source: "stream",
                 camera: src.camera.clone(),
-                topic: src.url.clone(),
+                topic: redact_credentials(&src.url),
                 ext: "jpg",
                 payload: jpeg,
             };
@@ -110,7 +110,8 @@ async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usi
     let status = child.wait().await?;
     let msg = errors.await.unwrap_or_default();
     if !status.success() && frames == 0 {
-        let last = msg.lines().last().unwrap_or("no message").to_string();
+        // FFmpeg names the URL it failed on, credentials included.
+        let last = redact_credentials(msg.lines().last().unwrap_or("no message"));
         return Err(std::io::Error::other(format!(
             "ffmpeg exited with {status}: {last}"
         )));
