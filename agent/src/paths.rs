@@ -78,6 +78,21 @@ impl DataDir {
     }
 }
 
+/// Creates (or truncates) `path` readable by this user only (0600), writes `bytes` and makes them
+/// durable. Callers write a temporary name and then rename or link it into place.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Free bytes for unprivileged users on the filesystem of `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;

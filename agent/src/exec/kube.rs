@@ -89,18 +89,9 @@ pub fn job_token(data_dir: &Path, job: &str) -> std::io::Result<String> {
     use hmac::Mac;
     let path = data_dir.join("kube-token-key");
     if !path.exists() {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let key: [u8; 32] = rand::random();
         let tmp = data_dir.join(format!("kube-token-key.{}.tmp", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()?;
+        crate::paths::write_private(&tmp, &key)?;
         // A link never replaces: when two processes make one at once, both use the first.
         let _ = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);

@@ -205,17 +205,8 @@ pub fn require_service(admin: &Admin, token: &str, headers: &HeaderMap) -> Resul
 
 /// Writes `bytes` to `path` readable by this user only (temp file, fsync, rename).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    crate::paths::write_private(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 
