@@ -74,12 +74,9 @@ impl Runtime {
         std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
         // Scripts run in their own folders: every path they are given must be absolute.
         cfg.data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
-        let data = &cfg.data_dir;
-        restrict(data);
-        let journal = Arc::new(Journal::open(
-            &DataDir::new(data.clone()).journal(),
-            cfg.journal_sync,
-        )?);
+        let data = DataDir::new(cfg.data_dir.clone());
+        restrict(data.root());
+        let journal = Arc::new(Journal::open(&data.journal(), cfg.journal_sync)?);
         let files: Vec<PathBuf> = if fdl_files.is_empty() {
             journal.workflows()?
         } else {
@@ -103,7 +100,7 @@ impl Runtime {
         let fdl = Workflow::merge(workflows);
         let rt = Runtime {
             node: cfg.node_name(),
-            data: DataDir::new(cfg.data_dir.clone()),
+            data,
             cfg,
             journal,
             workflow: RwLock::new(Arc::new(Workflow::merge(Vec::new()))),

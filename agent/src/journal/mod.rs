@@ -139,12 +139,9 @@ impl Journal {
         f: impl FnOnce(&Journal) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let j = self.clone();
-        tokio::task::spawn_blocking(move || boundary::blocking(|| f(&j)))
+        boundary::offload(move || f(&j))
             .await
-            .unwrap_or_else(|e| match e.try_into_panic() {
-                Ok(p) => std::panic::resume_unwind(p),
-                Err(e) => Err(JournalError::Stopped(e.to_string())),
-            })
+            .unwrap_or_else(|| Err(JournalError::Stopped("the blocking pool is shutting down".into())))
     }
 
     /// Every row of a query, mapped by `f`.
