@@ -391,6 +391,7 @@ async fn start_gateway(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %addr, scheme, "OSCAR API ready");
+    let admin = admin.with_max_failures(g.max_auth_failures_per_minute);
     let state = Arc::new(AppState { rt, admin });
     let task = tokio::spawn(async move {
         let shutdown = async move {

@@ -2,10 +2,11 @@
 //! FaaS Supervisor understands: a MinIO/S3 bucket event, OSCAR's delegated-event wrapper, or any
 //! other body, which becomes the input file (base64-decoded when it is not JSON).
 
-use std::io::Write;
-use std::path::Path as FsPath;
+use std::io::{Read, Write};
+use std::path::{Path as FsPath, PathBuf};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -13,7 +14,8 @@ use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{auth, ApiError, State};
+use super::body::TempFile;
+use super::{ApiError, State};
 use crate::fdl::{ProviderKind, ProviderRef};
 use crate::journal::State as JobState;
 use crate::store::{check_key, ObjectMeta};
@@ -28,6 +30,84 @@ enum Input {
     },
     /// The body is the input.
     Body(Vec<u8>),
+    /// The body (base64-decoded when it was base64) is the input, in this file.
+    File(TempFile),
+}
+
+/// Bodies up to this size are looked at as a whole (events are small); larger ones are inputs.
+const EVENT_MAX: u64 = 1 << 20;
+
+/// What the spooled body is: an event, or the input (base64-decoded into `decoded` when it is
+/// base64), without holding a large body in memory.
+fn classify(spooled: TempFile, decoded: PathBuf) -> Result<Input, ApiError> {
+    let io = |p: &FsPath, e: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", p.display()))
+    };
+    let size = std::fs::metadata(&spooled.0)
+        .map_err(|e| io(&spooled.0, e))?
+        .len();
+    if size <= EVENT_MAX {
+        let bytes = std::fs::read(&spooled.0).map_err(|e| io(&spooled.0, e))?;
+        return parse(&bytes);
+    }
+    let decoded = TempFile(decoded);
+    let ok = (|| -> std::io::Result<bool> {
+        let src = std::fs::File::open(&spooled.0)?;
+        let mut head = [0u8; 4096];
+        let n = (&src).take(4096).read(&mut head)?;
+        let looks_base64 = head[..n]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b) || b.is_ascii_whitespace());
+        if !looks_base64 {
+            return Ok(false);
+        }
+        let src = std::fs::File::open(&spooled.0)?;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut reader =
+            base64::read::DecoderReader::new(NoWhitespace(std::io::BufReader::new(src)), &engine);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&decoded.0)?);
+        match std::io::copy(&mut reader, &mut out) {
+            Ok(_) => {
+                out.flush()?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(false),
+            Err(e) => Err(e),
+        }
+    })()
+    .map_err(|e| {
+        let status = if crate::paths::is_disk_full(&e) {
+            StatusCode::INSUFFICIENT_STORAGE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(status, format!("{}: {e}", decoded.0.display()))
+    })?;
+    Ok(Input::File(if ok { decoded } else { spooled }))
+}
+
+/// Base64 as clients send it, wrapped in lines: the whitespace is not data.
+struct NoWhitespace<R>(R);
+
+impl<R: Read> Read for NoWhitespace<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.0.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut w = 0;
+            for i in 0..n {
+                if !buf[i].is_ascii_whitespace() {
+                    buf[w] = buf[i];
+                    w += 1;
+                }
+            }
+            if w > 0 {
+                return Ok(w);
+            }
+        }
+    }
 }
 
 fn parse(body: &[u8]) -> Result<Input, ApiError> {
@@ -55,7 +135,7 @@ fn parse(body: &[u8]) -> Result<Input, ApiError> {
                 etag,
                 size,
             }),
-            body => Ok(body),
+            other => Ok(other),
         };
     }
     let rec = &v["Records"][0];
@@ -125,18 +205,16 @@ fn delegated(h: &HeaderMap) -> Result<Delegated, ApiError> {
     })
 }
 
-/// Checks the caller and queues the service on the request's input. Returns the invocation id.
+/// Queues the service on the request's input (the caller was checked by the gate). Returns the
+/// invocation id.
 async fn enqueue(
     s: &State,
     h: &HeaderMap,
     svc: &str,
-    body: &[u8],
+    body: Body,
     source: &str,
 ) -> Result<crate::journal::InvocationId, ApiError> {
     s.rt.service(svc)?;
-    let name = svc.to_string();
-    let token = s.rt.journal.call(move |j| j.service_token(&name)).await?;
-    auth::require_service(&s.admin, &token, h)?;
     let d = delegated(h)?;
     // The same delegated job sent again (the origin retried after a lost answer): one job.
     if let Some(j) = &d.job_id {
@@ -159,11 +237,17 @@ async fn enqueue(
         None => source,
     };
     let job_id = d.job_id.as_deref();
-    match parse(body)? {
-        Input::Body(bytes) => {
-            let name = d.input_name.as_deref().unwrap_or("event-file");
-            Ok(s.rt.submit_bytes(svc, name, &bytes, source, job_id).await?)
-        }
+    s.rt.check_disk()?;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let spooled = super::body::spool(h, body, &s.rt.data.upload_tmp(&tag), s.body_limits()).await?;
+    let decoded = s.rt.data.upload_tmp(&format!("{tag}.decoded"));
+    let input = tokio::task::spawn_blocking(move || classify(spooled, decoded))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let name = d.input_name.as_deref().unwrap_or("event-file");
+    match input {
+        Input::Body(bytes) => Ok(s.rt.submit_bytes(svc, name, &bytes, source, job_id).await?),
+        Input::File(file) => Ok(s.rt.submit(svc, name, &file.0, source, job_id).await?),
         Input::Object {
             provider,
             key,
@@ -205,10 +289,10 @@ pub async fn job(
     s: State,
     h: HeaderMap,
     Path(svc): Path<String>,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let started = Instant::now();
-    let id = enqueue(&s, &h, &svc, &body, "job").await?;
+    let id = enqueue(&s, &h, &svc, body, "job").await?;
     let uuid =
         s.rt.journal
             .call(move |j| j.invocation(id))
@@ -223,10 +307,10 @@ pub async fn run(
     s: State,
     h: HeaderMap,
     Path(svc): Path<String>,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let started = Instant::now();
-    let id = enqueue(&s, &h, &svc, &body, "run").await?;
+    let id = enqueue(&s, &h, &svc, body, "run").await?;
     let service = s.rt.service(&svc)?;
     let limit = service.timeout_s.map_or(s.rt.cfg.timeout, Duration::from_secs) + Duration::from_secs(30);
     // Woken when an invocation of this node finishes (its id on `finished`); the journal is
@@ -259,44 +343,84 @@ pub async fn run(
         }
     };
     let dir = s.rt.work_dir(&inv.uuid);
-    let out = dir.join("output");
-    let body = tokio::task::spawn_blocking({
-        let (out, log) = (out.clone(), s.rt.log_path(&svc, &inv.uuid));
-        move || response_body(&out, &log)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let log = s.rt.log_path(&svc, &inv.uuid);
     s.rt.metrics.observe_request("/run", started.elapsed());
     let status = if inv.state == JobState::Succeeded {
         StatusCode::OK
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    Ok((status, body))
+    Ok((status, response_body(dir, log)))
 }
 
-/// The FaaS Supervisor's sync answer: one output file as base64; several as a base64 zip; none:
-/// the log.
-fn response_body(out: &FsPath, log: &FsPath) -> std::io::Result<String> {
-    let files = crate::exec::outputs::collect(out, u64::MAX)
+/// Base64 is written in chunks of this many input bytes (a multiple of 3: no padding between).
+const ENCODE_CHUNK: usize = 3 << 18;
+
+/// The FaaS Supervisor's sync answer, streamed: one output file as base64; several as a base64
+/// zip; none: the log. The work folder is removed once it is sent (or the client is gone).
+fn response_body(dir: PathBuf, log: PathBuf) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = send_response(&dir, &log, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }))
+}
+
+fn send_response(
+    dir: &FsPath,
+    log: &FsPath,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
+    let files = crate::exec::outputs::collect(&dir.join("output"), u64::MAX)
         .map(|(f, _)| f)
         .unwrap_or_default();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let send = |b: Bytes| {
+        tx.blocking_send(Ok(b))
+            .map_err(|_| std::io::Error::other("client gone"))
+    };
     match files.as_slice() {
-        [] => Ok(std::fs::read_to_string(log).unwrap_or_default()),
-        [one] => Ok(b64(&std::fs::read(&one.path)?)),
+        [] => send(Bytes::from(std::fs::read(log).unwrap_or_default())),
+        [one] => send_base64(&one.path, send),
         many => {
-            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            let opts = zip::write::SimpleFileOptions::default();
+            let zip_path = dir.join("response.zip");
+            let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path)?);
+            let opts = zip::write::SimpleFileOptions::default().large_file(true);
             for f in many {
                 zip.start_file(f.rel.as_str(), opts)
                     .map_err(std::io::Error::other)?;
-                zip.write_all(&std::fs::read(&f.path)?)?;
+                std::io::copy(&mut std::fs::File::open(&f.path)?, &mut zip)?;
             }
-            let cursor = zip.finish().map_err(std::io::Error::other)?;
-            Ok(b64(&cursor.into_inner()))
+            zip.finish().map_err(std::io::Error::other)?;
+            send_base64(&zip_path, send)
+        }
+    }
+}
+
+fn send_base64(path: &FsPath, send: impl Fn(Bytes) -> std::io::Result<()>) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; ENCODE_CHUNK];
+    loop {
+        // Fill the chunk whole, so that only the last one is padded.
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        send(Bytes::from(
+            base64::engine::general_purpose::STANDARD.encode(&buf[..n]),
+        ))?;
+        if n < buf.len() {
+            return Ok(());
         }
     }
 }

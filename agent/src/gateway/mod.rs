@@ -2,6 +2,8 @@
 //! and `/metrics` for Prometheus. It only reads and writes through the runtime and the journal.
 
 pub mod auth;
+mod body;
+pub mod guard;
 mod invoke;
 mod logs;
 mod services;
@@ -10,7 +12,6 @@ mod system;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +25,16 @@ pub struct AppState {
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
+
+impl AppState {
+    fn body_limits(&self) -> body::Limits {
+        let g = &self.rt.cfg.gateway;
+        body::Limits {
+            max: g.max_body_bytes as u64,
+            idle: g.body_timeout,
+        }
+    }
+}
 
 /// An error answered as `{"error": "..."}` with its status.
 #[derive(Debug)]
@@ -89,7 +100,6 @@ impl From<crate::journal::JournalError> for ApiError {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let max = state.rt.cfg.gateway.max_body_bytes;
     Router::new()
         .route("/health", get(|| async { "Ok" }))
         .route("/system/info", get(system::info))
@@ -113,8 +123,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/fogd/jobs/{job}/outputs/{*rel}",
             axum::routing::put(supervisor::output),
         )
+        // Routes only: an unknown path is 404 for anyone, as in OSCAR.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::gate))
         .fallback(|| async { ApiError::not_found("no such path in the OSCAR API") })
-        .layer(DefaultBodyLimit::max(max))
         .with_state(state)
 }
 
@@ -131,27 +142,60 @@ async fn metrics(s: State) -> impl IntoResponse {
 }
 
 /// Serves (HTTPS when `tls` is given) until `shutdown` completes; running requests finish.
+/// HTTP/1.1 only (what OSCAR's clients speak), with every connection bounded: a slot among
+/// `max_connections` (at most half the open-files limit) and `max_connections_per_ip`, and
+/// `header_timeout` for each request head, the first and every keep-alive one.
 pub async fn serve(
     state: Arc<AppState>,
     listener: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let g = state.rt.cfg.gateway.clone();
+    let nofile = guard::raise_nofile_limit();
+    let max = g.max_connections.min((nofile / 2) as usize);
+    if max < g.max_connections {
+        tracing::warn!(
+            nofile,
+            max,
+            "gateway.max_connections held to half the open-files limit (raise LimitNOFILE)"
+        );
+    }
+    let limits = guard::Limits::new(max, g.max_connections_per_ip);
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
         h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
-    let app = router(state).into_make_service();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     listener.set_nonblocking(true)?;
+    let mut server = axum_server::from_tcp(listener)?
+        .handle(handle)
+        .http1_only()
+        .first_request_timeout(g.header_timeout);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(g.header_timeout);
     match tls {
         Some(cfg) => {
-            axum_server::from_tcp_rustls(listener, cfg)?
-                .handle(handle)
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(cfg)
+                .acceptor(axum_server::accept::DefaultAcceptor::new())
+                .handshake_timeout(g.header_timeout);
+            server
+                .acceptor(guard::LimitAcceptor { limits, inner: tls })
                 .serve(app)
                 .await
         }
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+        None => {
+            server
+                .acceptor(guard::LimitAcceptor {
+                    limits,
+                    inner: axum_server::accept::DefaultAcceptor::new(),
+                })
+                .serve(app)
+                .await
+        }
     }
 }

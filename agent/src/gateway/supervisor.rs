@@ -3,26 +3,16 @@
 //! /fogd/jobs/{job}/outputs/{rel}`), with the job's own token. fogd then stores the outputs as
 //! it does for a local run. Only a running invocation answers.
 
+use axum::body::Body;
 use axum::extract::Path;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use subtle::ConstantTimeEq;
 
 use super::{ApiError, State};
 use crate::journal::State as JobState;
 
-/// The job's invocation, when the bearer token is its token and it is running.
-fn running_job(s: &State, h: &HeaderMap, job: &str) -> Result<crate::journal::Invocation, ApiError> {
-    let given = h
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthorized)?;
-    let want = crate::exec::kube::job_token(&s.rt.cfg.data_dir, job)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    if !bool::from(given.trim().as_bytes().ct_eq(want.as_bytes())) {
-        return Err(ApiError::forbidden("wrong token for this job"));
-    }
+/// The job's invocation, when it is running (the gate checked the job's token).
+fn running_job(s: &State, job: &str) -> Result<crate::journal::Invocation, ApiError> {
     let inv =
         s.rt.journal
             .job(job)?
@@ -36,8 +26,8 @@ fn running_job(s: &State, h: &HeaderMap, job: &str) -> Result<crate::journal::In
     Ok(inv)
 }
 
-pub async fn input(s: State, h: HeaderMap, Path(job): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let inv = running_job(&s, &h, &job)?;
+pub async fn input(s: State, Path(job): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let inv = running_job(&s, &job)?;
     let dir = s.rt.work_dir(&inv.uuid).join("input");
     // The one file fogd fetched for this run (none with `file_stage_in`).
     let file = std::fs::read_dir(&dir)
@@ -52,22 +42,22 @@ pub async fn input(s: State, h: HeaderMap, Path(job): Path<String>) -> Result<im
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let bytes = tokio::fs::read(&file).await.map_err(|e| {
+    let f = tokio::fs::File::open(&file).await.map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{}: {e}", file.display()),
         )
     })?;
-    Ok(([("x-fogd-input-name", name)], bytes))
+    Ok(([("x-fogd-input-name", name)], super::body::file_stream(f)))
 }
 
 pub async fn output(
     s: State,
     h: HeaderMap,
     Path((job, rel)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let inv = running_job(&s, &h, &job)?;
+    let inv = running_job(&s, &job)?;
     // A relative path below the output folder, never out of it.
     let bad = rel.is_empty()
         || rel.starts_with('/')
@@ -76,15 +66,6 @@ pub async fn output(
         return Err(ApiError::bad_request(format!(
             "output path `{rel}` is not a relative path below TMP_OUTPUT_DIR"
         )));
-    }
-    if body.len() as u64 > s.rt.cfg.max_output_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "output `{rel}` is over max_output_bytes ({})",
-                s.rt.cfg.max_output_bytes
-            ),
-        ));
     }
     let path = s.rt.work_dir(&inv.uuid).join("output").join(&rel);
     let io = |e: std::io::Error| {
@@ -96,6 +77,20 @@ pub async fn output(
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(io)?;
     }
-    tokio::fs::write(&path, &body).await.map_err(io)?;
+    let limits = super::body::Limits {
+        max: s.rt.cfg.max_output_bytes,
+        idle: s.rt.cfg.gateway.body_timeout,
+    };
+    let tmp = path.with_file_name(format!(".fogd-upload-{}", uuid::Uuid::new_v4()));
+    let spooled = super::body::spool(&h, body, &tmp, limits)
+        .await
+        .map_err(|e| match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                e.status,
+                format!("output `{rel}` is over max_output_bytes ({})", limits.max),
+            ),
+            _ => e,
+        })?;
+    tokio::fs::rename(&spooled.0, &path).await.map_err(io)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,7 +46,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> StoreError {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
+        if crate::paths::is_disk_full(&source) {
             return StoreError::DiskFull {
                 path: path.to_path_buf(),
             };

@@ -75,6 +75,11 @@ impl FogdNode {
         }
     }
 
+    /// The process id of `fogd run` (for its RSS and descriptors in /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9`: no goodbye, as a power cut or a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
