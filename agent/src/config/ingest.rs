@@ -25,6 +25,10 @@ pub struct MqttConfig {
     pub clip_topics: Vec<String>,
     pub max_frame_bytes: usize,
     pub max_clip_bytes: usize,
+    /// Payload bytes received and not yet spooled at most; past it, messages are left with the
+    /// broker (not acknowledged) and fetched again once the spool caught up. The broker's queue
+    /// is the buffer, not fogd's memory.
+    pub max_buffer_bytes: usize,
     /// Status topics: `<prefix>/<node>/available|stats|events`.
     pub status_prefix: String,
     #[serde(with = "humantime_serde_compat")]
@@ -46,6 +50,7 @@ impl Default for MqttConfig {
             clip_topics: vec!["fogd/cameras/{camera}/clip".into()],
             max_frame_bytes: 8 << 20,
             max_clip_bytes: 64 << 20,
+            max_buffer_bytes: 64 << 20,
             status_prefix: "fogd".into(),
             stats_interval: Duration::from_secs(30),
             keep_alive: Duration::from_secs(30),

@@ -31,11 +31,26 @@ pub enum Kind {
 pub enum Reject {
     BadCamera(String),
     Empty,
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
     NotJpeg,
+    /// The JPEG's header says more pixels than a camera frame has (a decompression bomb).
+    TooManyPixels {
+        width: usize,
+        height: usize,
+        max: u64,
+    },
+    /// No end-of-image marker: the frame was cut off.
+    Truncated,
     NotVideo,
     UnknownTopic,
 }
+
+/// A frame's pixels at most (8K UHD is 33 Mpx): what the header declares is checked before
+/// anything decodes it.
+pub const MAX_FRAME_PIXELS: u64 = 40_000_000;
 
 impl Reject {
     pub fn counter(&self) -> &'static str {
@@ -44,6 +59,8 @@ impl Reject {
             Reject::Empty => "ingest_rejected_empty",
             Reject::TooLarge { .. } => "ingest_rejected_too_large",
             Reject::NotJpeg => "ingest_rejected_not_jpeg",
+            Reject::TooManyPixels { .. } => "ingest_rejected_too_many_pixels",
+            Reject::Truncated => "ingest_rejected_truncated",
             Reject::NotVideo => "ingest_rejected_not_video",
             Reject::UnknownTopic => "ingest_rejected_unknown_topic",
         }
@@ -56,7 +73,15 @@ impl std::fmt::Display for Reject {
             Reject::BadCamera(why) => write!(f, "bad camera name: {why}"),
             Reject::Empty => write!(f, "empty payload"),
             Reject::TooLarge { size, max } => write!(f, "payload of {size} bytes, over the limit of {max}"),
-            Reject::NotJpeg => write!(f, "payload is not a JPEG image (no FF D8 FF start)"),
+            Reject::NotJpeg => write!(
+                f,
+                "payload is not a JPEG image (no FF D8 FF start, or no readable header)"
+            ),
+            Reject::TooManyPixels { width, height, max } => write!(
+                f,
+                "JPEG header declares {width}x{height} pixels, over the limit of {max}"
+            ),
+            Reject::Truncated => write!(f, "JPEG is cut off (no end-of-image marker)"),
             Reject::NotVideo => write!(
                 f,
                 "payload is not a video file (MP4/MOV, Matroska/WebM, MPEG-TS or AVI)"
@@ -86,10 +111,30 @@ pub fn check_payload(kind: Kind, bytes: &[u8], max: usize) -> std::result::Resul
         });
     }
     match kind {
-        Kind::Frame if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) => Ok("jpg"),
-        Kind::Frame => Err(Reject::NotJpeg),
+        Kind::Frame => check_jpeg(bytes).map(|()| "jpg"),
         Kind::Clip => video_extension(bytes).ok_or(Reject::NotVideo),
     }
+}
+
+/// A whole JPEG of sane size: its header read (not its pixels), its end marker present.
+fn check_jpeg(bytes: &[u8]) -> std::result::Result<(), Reject> {
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(Reject::NotJpeg);
+    }
+    let size = imagesize::blob_size(bytes).map_err(|_| Reject::NotJpeg)?;
+    if (size.width as u64) * (size.height as u64) > MAX_FRAME_PIXELS {
+        return Err(Reject::TooManyPixels {
+            width: size.width,
+            height: size.height,
+            max: MAX_FRAME_PIXELS,
+        });
+    }
+    // Some cameras pad after the marker: look for it near the end.
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return Err(Reject::Truncated);
+    }
+    Ok(())
 }
 
 /// The container of a video file by its first bytes.
@@ -297,6 +342,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jpeg_headers_are_read_before_anything_decodes_them() {
+        let photo = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/camera-ingest/media/grace_hopper.jpg"),
+        )
+        .expect("photo");
+        assert_eq!(check_payload(Kind::Frame, &photo, 1 << 24), Ok("jpg"));
+        // 300 bytes that declare 30000x30000 (finding 3: 2.7 GB once decoded).
+        let mut bomb = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+        bomb.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+        bomb.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08, 0x75, 0x30, 0x75, 0x30, 3]);
+        bomb.extend_from_slice(&[1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        bomb.resize(298, 0);
+        bomb.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(matches!(
+            check_payload(Kind::Frame, &bomb, 1 << 24),
+            Err(Reject::TooManyPixels {
+                width: 30000,
+                height: 30000,
+                ..
+            })
+        ));
+        // Cut off half-way: no end marker.
+        let cut = &photo[..photo.len() / 2];
+        assert_eq!(check_payload(Kind::Frame, cut, 1 << 24), Err(Reject::Truncated));
+        assert_eq!(
+            check_payload(Kind::Frame, &[0xFF, 0xD8, 0xFF, 0xE0], 1 << 24),
+            Err(Reject::NotJpeg)
+        );
+    }
+
+    #[test]
     fn topics_and_cameras() {
         let t = TopicPattern::parse("fogd/cameras/{camera}/frame").expect("parse");
         assert_eq!(t.filter(), "fogd/cameras/#");
@@ -313,10 +390,6 @@ mod tests {
 
     #[test]
     fn payloads() {
-        assert_eq!(
-            check_payload(Kind::Frame, &[0xFF, 0xD8, 0xFF, 0xE0], 10),
-            Ok("jpg")
-        );
         assert_eq!(check_payload(Kind::Frame, b"", 10), Err(Reject::Empty));
         assert_eq!(check_payload(Kind::Frame, b"GIF89a", 10), Err(Reject::NotJpeg));
         assert!(matches!(

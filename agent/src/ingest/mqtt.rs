@@ -3,6 +3,7 @@
 //! (`<prefix>/<node>/available` with a last will, `stats`, `events`). Reconnects with backoff; the
 //! broker keeps what arrives meanwhile.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,56 @@ use crate::runtime::Runtime;
 /// Largest batch spooled at once.
 const BATCH_ITEMS: usize = 512;
 const BATCH_BYTES: usize = 64 << 20;
+/// MQTT's largest packet: the client reads any message the broker sends, so that one over
+/// `max_clip_bytes` is refused and acknowledged instead of failing the connection (and coming
+/// back at every reconnect). The broker's `message_size_limit` bounds it lower.
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// Payload bytes received and not yet acknowledged, against `max_buffer_bytes`.
+struct Budget {
+    held: AtomicUsize,
+    max: usize,
+    drained: tokio::sync::Notify,
+}
+
+impl Budget {
+    /// Takes `n` bytes when they fit (or when nothing is held: one message always passes).
+    fn take(&self, n: usize) -> bool {
+        let mut cur = self.held.load(Ordering::Acquire);
+        loop {
+            if cur != 0 && cur + n > self.max {
+                return false;
+            }
+            match self
+                .held
+                .compare_exchange(cur, cur + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::AcqRel);
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until `n` bytes fit.
+    async fn take_when_room(&self, n: usize) {
+        loop {
+            let room = self.drained.notified();
+            if self.take(n) {
+                return;
+            }
+            room.await;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held.load(Ordering::Acquire) == 0
+    }
+}
 
 pub struct Topics {
     pub patterns: Vec<(TopicPattern, Kind)>,
@@ -74,7 +125,7 @@ pub async fn run(
     opts.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(m.keep_alive)
-        .set_max_packet_size(m.max_frame_bytes.max(m.max_clip_bytes) + (1 << 16), 1 << 20)
+        .set_max_packet_size(MQTT_MAX_PACKET, 1 << 20)
         .set_inflight(100)
         .set_request_channel_capacity(16_384)
         .set_last_will(LastWill::new(
@@ -91,11 +142,17 @@ pub async fn run(
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 16_384);
     let (tx, rx) = mpsc::channel::<Publish>(16_384);
+    let budget = Arc::new(Budget {
+        held: AtomicUsize::new(0),
+        max: m.max_buffer_bytes.max(1),
+        drained: tokio::sync::Notify::new(),
+    });
     let worker = tokio::spawn(process(
         rt.clone(),
         topics.clone(),
         client.clone(),
         rx,
+        budget.clone(),
         m.clone(),
         stop.clone(),
     ));
@@ -112,17 +169,48 @@ pub async fn run(
         crate::backoff::Policy::new(Duration::from_millis(500), Duration::from_secs(30)).start();
     let mut connected = false;
     let mut warned = false;
+    // Messages left unacknowledged at the broker because the budget stayed full; once the
+    // spool has caught up, a reconnect makes the broker send them again (MQTT 3.1.1 redelivers
+    // unacknowledged messages on a resumed session, not before).
+    let mut deferred = 0u64;
+    let mut cycling = false;
     loop {
         let ev = tokio::select! {
             _ = crate::runtime::stopped(&mut stop2) => break,
+            _ = budget.drained.notified(), if deferred > 0 && !cycling => {
+                if budget.is_empty() {
+                    tracing::debug!(deferred, "mqtt: spool caught up; reconnecting for the messages left at the broker");
+                    cycling = true;
+                    let _ = client.try_disconnect();
+                }
+                continue;
+            }
             ev = eventloop.poll() => ev,
         };
         match ev {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                let n = p.payload.len();
+                // Not reading meanwhile leaves the messages in the broker's queue (TCP pushes
+                // back). Half the keep-alive at most: the broker drops a client silent for 1.5x.
+                let room = !cycling
+                    && tokio::select! {
+                        _ = crate::runtime::stopped(&mut stop2) => break,
+                        r = tokio::time::timeout(m.keep_alive / 2, budget.take_when_room(n)) => r.is_ok(),
+                    };
+                if !room {
+                    // The spool is stuck (a full disk): the message stays with the broker.
+                    deferred += 1;
+                    if !cycling && budget.is_empty() {
+                        cycling = true;
+                        let _ = client.try_disconnect();
+                    }
+                    continue;
+                }
                 if tx.send(p).await.is_err() {
                     break;
                 }
             }
+
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
                 connected = true;
@@ -137,6 +225,14 @@ pub async fn run(
                 let _ = client.try_publish(format!("{base}/available"), QoS::AtLeastOnce, true, "online");
             }
             Ok(_) => {}
+            Err(_) if cycling => {
+                // The broker closed the session we left on purpose: polling again resumes it
+                // at once, and it sends the deferred messages again.
+                deferred = 0;
+                cycling = false;
+                connected = false;
+                super::status::set_connected(false);
+            }
             Err(e) => {
                 let wait = backoff.next_wait();
                 let refused = matches!(e, rumqttc::ConnectionError::ConnectionRefused(_));
@@ -210,6 +306,7 @@ async fn process(
     topics: Arc<Topics>,
     client: AsyncClient,
     mut rx: mpsc::Receiver<Publish>,
+    budget: Arc<Budget>,
     m: MqttConfig,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -295,6 +392,7 @@ async fn process(
                 tracing::warn!("mqtt: ack: {e}");
             }
         }
+        budget.give_back(batch.iter().map(|p| p.payload.len()).sum());
     }
 }
 
