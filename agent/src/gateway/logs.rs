@@ -44,7 +44,7 @@ fn status(i: &Invocation) -> &'static str {
         // not count it done while its outputs wait in the outbox (a crash then would hold them).
         JobState::Succeeded if i.uploading => "Running",
         JobState::Succeeded => "Succeeded",
-        JobState::Failed | JobState::TimedOut => "Failed",
+        JobState::Failed | JobState::TimedOut | JobState::Cancelled => "Failed",
     }
 }
 
@@ -54,19 +54,22 @@ pub async fn list(
     Query(p): Query<Paging>,
 ) -> Result<Json<Value>, ApiError> {
     s.rt.service(&svc)?;
-    let offset: usize = if p.page.is_empty() {
-        0
+    // The page token is the id of the last job of the previous page: each page is read by the
+    // index, never the whole table (a busy service has hundreds of thousands of jobs).
+    let before = if p.page.is_empty() {
+        None
     } else {
-        p.page
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("page `{}` is not a page token", p.page)))?
+        Some(crate::journal::InvocationId(p.page.parse().map_err(|_| {
+            ApiError::bad_request(format!("page `{}` is not a page token", p.page))
+        })?))
     };
-    let rows = s.rt.journal.invocations(Some(&svc), usize::MAX >> 1)?;
-    let total = rows.len();
+    let name = svc.clone();
+    let (rows, remaining) =
+        s.rt.journal
+            .call(move |j| j.invocations_page(&name, before, PAGE))
+            .await?;
     let jobs: BTreeMap<String, Value> = rows
         .iter()
-        .skip(offset)
-        .take(PAGE)
         .map(|i| {
             (
                 i.uuid.clone(),
@@ -80,11 +83,14 @@ pub async fn list(
             )
         })
         .collect();
-    let next = offset + PAGE;
+    let next = match rows.last() {
+        Some(last) if remaining > 0 => last.id.to_string(),
+        _ => String::new(),
+    };
     Ok(Json(json!({
         "jobs": jobs,
-        "next_page": if next < total { next.to_string() } else { String::new() },
-        "remaining_jobs": total.saturating_sub(next),
+        "next_page": next,
+        "remaining_jobs": remaining,
     })))
 }
 

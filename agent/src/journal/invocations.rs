@@ -1,5 +1,5 @@
 //! Invocation state transitions: queued -> running | delegated -> succeeded | failed | timed_out,
-//! and the recovery of runs that a crash interrupted.
+//! queued -> cancelled (its service deleted), and the recovery of runs that a crash interrupted.
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
@@ -16,6 +16,8 @@ pub enum State {
     Succeeded,
     Failed,
     TimedOut,
+    /// Never ran: its service was deleted while it waited.
+    Cancelled,
 }
 
 impl State {
@@ -27,6 +29,7 @@ impl State {
             State::Succeeded => "succeeded",
             State::Failed => "failed",
             State::TimedOut => "timed_out",
+            State::Cancelled => "cancelled",
         }
     }
     fn parse(s: &str) -> State {
@@ -36,11 +39,15 @@ impl State {
             "delegated" => State::Delegated,
             "succeeded" => State::Succeeded,
             "timed_out" => State::TimedOut,
+            "cancelled" => State::Cancelled,
             _ => State::Failed,
         }
     }
     pub fn is_final(self) -> bool {
-        matches!(self, State::Succeeded | State::Failed | State::TimedOut)
+        matches!(
+            self,
+            State::Succeeded | State::Failed | State::TimedOut | State::Cancelled
+        )
     }
 }
 
@@ -234,6 +241,32 @@ impl Journal {
              WHERE (?1 IS NULL OR i.service = ?1) ORDER BY i.id DESC LIMIT ?2"
         );
         self.rows(&sql, params![service, limit as i64], row)
+    }
+
+    /// One page of `service`'s invocations, newest first, those older than `before` (an id; none:
+    /// from the newest), and how many older ones remain. Reads the page only, never the table.
+    pub fn invocations_page(
+        &self,
+        service: &str,
+        before: Option<InvocationId>,
+        limit: usize,
+    ) -> Result<(Vec<Invocation>, u64)> {
+        let before = before.map_or(i64::MAX, |b| b.0);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
+             WHERE i.service = ?1 AND i.id < ?2 ORDER BY i.id DESC LIMIT ?3"
+        );
+        let page = self.rows(&sql, params![service, before, limit as i64], row)?;
+        let older: i64 = self
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM invocations WHERE service = ?1 AND id < ?2",
+                params![service, before],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let remaining = (older as u64).saturating_sub(page.len() as u64);
+        Ok((page, remaining))
     }
 
     /// By uuid (JOB_UUID) or by numeric id.

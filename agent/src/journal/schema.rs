@@ -129,6 +129,36 @@ const MIGRATIONS: &[&str] = &[
     // 6: a job taken back from a remote (it went silent, or kept it running too long) runs here:
     //    sending it out again could run it a third time.
     "ALTER TABLE invocations ADD COLUMN kept_here INTEGER NOT NULL DEFAULT 0;",
+    // 7: `cancelled` (its service was deleted while it waited), a new state: the CHECK rebuilt.
+    "CREATE TABLE invocations7(
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        service TEXT NOT NULL,
+        event_id INTEGER NOT NULL REFERENCES events(id),
+        state TEXT NOT NULL
+          CHECK(state IN ('queued','running','delegated','succeeded','failed','timed_out','cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        error TEXT,
+        outputs INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        started_ms INTEGER,
+        spawned_us INTEGER,
+        finished_ms INTEGER,
+        ran_on TEXT,
+        remote_job TEXT,
+        contact_ms INTEGER,
+        kept_here INTEGER NOT NULL DEFAULT 0,
+        UNIQUE(service, event_id)
+     );
+     INSERT INTO invocations7 SELECT id, uuid, service, event_id, state, attempts, exit_code, error,
+       outputs, created_ms, started_ms, spawned_us, finished_ms, ran_on, remote_job, contact_ms,
+       kept_here FROM invocations;
+     DROP TABLE invocations;
+     ALTER TABLE invocations7 RENAME TO invocations;
+     CREATE INDEX invocations_queue ON invocations(state, service, id);
+     CREATE INDEX invocations_event ON invocations(event_id);
+     CREATE INDEX invocations_service ON invocations(service, id);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -50,6 +50,16 @@ impl Journal {
             .map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM service_tokens WHERE name = ?1", [name])
             .map_err(|e| self.err(e))?;
+        if n == 1 {
+            // Its waiting jobs never run: not now, and not under a later service of that name.
+            tx.execute(
+                "UPDATE invocations SET state = 'cancelled', finished_ms = ?2,
+                   error = 'cancelled: its service was deleted'
+                 WHERE service = ?1 AND state = 'queued'",
+                rusqlite::params![name, super::now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
@@ -110,7 +120,7 @@ impl Journal {
         let sql = if all {
             "DELETE FROM invocations WHERE service = ?1 AND state != 'running'"
         } else {
-            "DELETE FROM invocations WHERE service = ?1 AND state IN ('succeeded', 'failed', 'timed_out')"
+            "DELETE FROM invocations WHERE service = ?1 AND state IN ('succeeded', 'failed', 'timed_out', 'cancelled')"
         };
         self.conn().execute(sql, [service]).map_err(|e| self.err(e))
     }
@@ -122,4 +132,51 @@ pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Journal, NewEvent, State};
+    use crate::config::JournalSync;
+
+    fn event(j: &Journal, key: &str, service: &str) -> super::super::InvocationId {
+        let ev = NewEvent {
+            provider: "minio.default".into(),
+            key: key.into(),
+            etag: key.into(),
+            size: 1,
+            event_time: String::new(),
+            source: "job".into(),
+            job_id: None,
+        };
+        j.record_event(&ev, &[service]).expect("record").expect("new").1[0]
+    }
+
+    #[test]
+    fn deleting_a_service_cancels_its_waiting_jobs_and_pages_are_read_by_index() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
+        assert!(j.put_api_service("svc", "{}", true).expect("put"));
+        let ids: Vec<_> = (0..250).map(|i| event(&j, &format!("in/{i}"), "svc")).collect();
+        let other = event(&j, "in/other", "keep");
+        // Pages of 100, newest first, each continuing after the last id of the one before.
+        let (p1, left1) = j.invocations_page("svc", None, 100).expect("page 1");
+        assert_eq!((p1.len(), left1, p1[0].id), (100, 150, ids[249]));
+        let (p3, left3) = j.invocations_page("svc", Some(ids[50]), 100).expect("page 3");
+        assert_eq!((p3.len(), left3, p3[49].id), (50, 0, ids[0]));
+
+        assert!(j.delete_api_service("svc").expect("delete"));
+        let all = j.invocations(Some("svc"), 1000).expect("list");
+        assert_eq!(all.len(), 250);
+        assert!(all
+            .iter()
+            .all(|i| i.state == State::Cancelled && i.finished_ms.is_some()));
+        assert_eq!(
+            j.pending("svc").expect("pending"),
+            0,
+            "nothing left to run or count"
+        );
+        let kept = j.invocation(other).expect("get").expect("there");
+        assert_eq!(kept.state, State::Queued, "another service's jobs are untouched");
+    }
 }
