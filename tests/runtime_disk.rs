@@ -16,9 +16,13 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Tmpfs {
+        Self::mount_with(at, &format!("size={size}"))
+    }
+
+    fn mount_with(at: &Path, options: &str) -> Tmpfs {
         std::fs::create_dir_all(at).expect("dir");
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(at)
             .status()
             .expect("mount");
@@ -119,5 +123,80 @@ async fn disk_full_refuses_new_work_and_loses_nothing() {
     let all = d.settle(60).await;
     let states: Vec<State> = all.iter().map(|i| i.state).collect();
     assert!(states.iter().all(|s| s.is_final()), "{states:?}");
+    d.stop().await;
+}
+
+/// Finding 5 of issue 17: a script that fills the disk. Before, the journal could not commit its
+/// end (it stayed `running`), fogd would not start again, and freeing space reran it. Now the
+/// script is killed while it runs, its files go, its end is journalled, and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_fills_the_disk_is_stopped_and_the_node_goes_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fdl = workflow(
+        &tmp.path().join("wf"),
+        FDL,
+        &[(
+            "grow.sh",
+            // Fills its output folder (and so the disk) a MiB at a time, for ever.
+            "i=0\nwhile :; do head -c 1048576 /dev/zero > \"$TMP_OUTPUT_DIR/f$i\" || sleep 0.1; i=$((i+1)); done\n",
+        )],
+    );
+    let data = tmp.path().join("data");
+    let _fs = Tmpfs::mount(&data, "48m");
+    let mut c = cfg(tmp.path());
+    c.data_dir = data.clone();
+    c.min_free_bytes = 16 << 20;
+    c.timeout = Duration::from_secs(120);
+    let minio = ProviderRef::new(ProviderKind::Minio, "default");
+    let src = tmp.path().join("in.bin");
+    std::fs::write(&src, b"go").expect("w");
+    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
+    d.rt.put(&minio, "d/in/a.bin", &src).await.expect("put");
+    let all = d.settle(60).await;
+    assert_eq!(all.len(), 1);
+    let err = all[0].error.clone().unwrap_or_default();
+    assert_eq!(all[0].state, State::Failed, "{err}");
+    assert!(err.contains("fell under") && err.contains("bytes free"), "{err}");
+    // Its files are gone: there is room for new work, which runs.
+    let free = fogd::paths::free_bytes(&data).expect("statvfs");
+    assert!(free > c.min_free_bytes, "{free} bytes free");
+    assert!(files_under(&data.join("work")).is_empty());
+    d.stop().await;
+    // And it starts again (nothing is left `running`).
+    let d = Daemon::start(c, &[fdl]).await;
+    let again = d.rt.journal.invocations(None, 10).expect("list");
+    assert!(again.iter().all(|i| i.state.is_final()), "{:?}", summary(&again));
+    d.stop().await;
+}
+
+/// Finding 12 of issue 17: a data folder out of inodes with space left. Before, only bytes were
+/// guarded: ingest and puts failed deep inside with ENOSPC. Now it is refused up front, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_inodes_are_guarded_like_free_bytes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fdl = workflow(&tmp.path().join("wf"), FDL, &[("grow.sh", ":\n")]);
+    let data = tmp.path().join("data");
+    let _fs = Tmpfs::mount_with(&data, "size=64m,nr_inodes=160");
+    let mut c = cfg(tmp.path());
+    c.data_dir = data.clone();
+    c.min_free_inodes = 64;
+    c.min_free_bytes = 1 << 20;
+    let minio = ProviderRef::new(ProviderKind::Minio, "default");
+    let src = tmp.path().join("in.bin");
+    std::fs::write(&src, b"x").expect("w");
+    let d = Daemon::start(c, std::slice::from_ref(&fdl)).await;
+    let mut refused = None;
+    for i in 0..200 {
+        if let Err(e) = d.rt.put(&minio, &format!("d/in/{i}.bin"), &src).await {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let msg = refused.expect("refused before the inodes ran out");
+    assert!(msg.contains("inodes") && msg.contains("min_free_inodes"), "{msg}");
+    assert!(
+        fogd::paths::free_bytes(&data).expect("statvfs") > 32 << 20,
+        "bytes were not the limit"
+    );
     d.stop().await;
 }

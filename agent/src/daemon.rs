@@ -133,6 +133,10 @@ impl Daemon {
             Err(e) => tracing::warn!("{e}"),
         }
         tasks.push(tokio::spawn(crate::outbox::run(rt.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::housekeeping::run(
+            rt.clone(),
+            stop_rx.clone(),
+        )));
         let exec = Arc::new(Executors::new(&rt.cfg, vision_socket));
         let members: crate::ingest::status::Members = {
             let exec = exec.clone();

@@ -9,6 +9,7 @@ pub mod exec;
 /// The FDL model, loader and graph (the `fogd-fdl` crate).
 pub use fogd_fdl as fdl;
 pub mod gateway;
+pub mod housekeeping;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;

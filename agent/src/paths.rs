@@ -49,7 +49,7 @@ impl DataDir {
 
     /// One invocation's log (stdout and stderr).
     pub fn log(&self, service: &str, uuid: &str) -> PathBuf {
-        self.0.join("logs").join(service).join(format!("{uuid}.log"))
+        self.logs().join(service).join(format!("{uuid}.log"))
     }
 
     /// Files spooled for the next tier.
@@ -76,6 +76,15 @@ impl DataDir {
     pub fn free_bytes(&self) -> Option<u64> {
         free_bytes(&self.0)
     }
+
+    pub fn free_inodes(&self) -> Option<u64> {
+        free_inodes(&self.0)
+    }
+
+    /// The per-invocation logs, a folder per service.
+    pub fn logs(&self) -> PathBuf {
+        self.0.join("logs")
+    }
 }
 
 /// Creates (or truncates) `path` readable by this user only (0600), writes `bytes` and makes them
@@ -95,6 +104,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Free bytes for unprivileged users on the filesystem of `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
+    free_space(path).map(|(bytes, _)| bytes)
+}
+
+/// Free inodes for unprivileged users on `path`'s filesystem (every file takes one: a folder of
+/// small logs can run out of inodes with gigabytes free). None where the filesystem does not
+/// count them (btrfs says 0 in all).
+pub fn free_inodes(path: &Path) -> Option<u64> {
+    free_space(path).and_then(|(_, inodes)| inodes)
+}
+
+/// (free bytes, free inodes when counted), for unprivileged users.
+fn free_space(path: &Path) -> Option<(u64, Option<u64>)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
@@ -107,7 +128,13 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     let st = unsafe { st.assume_init() };
     // The field types differ between targets (32 bits on armhf).
     #[allow(clippy::unnecessary_cast)]
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
+    let (files, favail, bavail, frsize) = (
+        st.f_files as u64,
+        st.f_favail as u64,
+        st.f_bavail as u64,
+        st.f_frsize as u64,
+    );
+    Some((bavail * frsize, (files > 0).then_some(favail)))
 }
 
 /// The error a full disk (or a used-up quota) gives.

@@ -27,6 +27,8 @@ pub enum RuntimeError {
     UnknownService(String),
     #[error("{path}: only {free} bytes free, under min_free_bytes ({min}): fogd takes no new work until space is freed")]
     LowDisk { path: PathBuf, free: u64, min: u64 },
+    #[error("{path}: only {free} inodes (files) free, under min_free_inodes ({min}): fogd takes no new work until files are removed")]
+    LowInodes { path: PathBuf, free: u64, min: u64 },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -346,11 +348,18 @@ impl Runtime {
 
     /// Refuses new work when the data folder is nearly full.
     pub fn check_disk(&self) -> Result<()> {
-        match self.data.free_bytes() {
-            Some(free) if free < self.cfg.min_free_bytes => Err(RuntimeError::LowDisk {
+        if let Some(free) = self.data.free_bytes().filter(|f| *f < self.cfg.min_free_bytes) {
+            return Err(RuntimeError::LowDisk {
                 path: self.cfg.data_dir.clone(),
                 free,
                 min: self.cfg.min_free_bytes,
+            });
+        }
+        match self.data.free_inodes() {
+            Some(free) if free < self.cfg.min_free_inodes => Err(RuntimeError::LowInodes {
+                path: self.cfg.data_dir.clone(),
+                free,
+                min: self.cfg.min_free_inodes,
             }),
             _ => Ok(()),
         }

@@ -38,6 +38,10 @@ pub struct Config {
     pub log_cap_bytes: u64,
     /// Largest single output file stored; larger ones fail the invocation with a clear error.
     pub max_output_bytes: u64,
+    /// A running script's work folder (input, outputs, its scratch files) at most; past it the
+    /// script is killed at once, as it is when the data folder falls under `min_free_bytes`
+    /// while it runs.
+    pub max_work_bytes: u64,
     /// Keep the outputs of a script that exited non-zero (OSCAR always does).
     pub store_failed_outputs: bool,
     /// Runs of one invocation interrupted by a crash before it is marked failed.
@@ -52,6 +56,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Below this much free space in `data_dir`, fogd takes no new work.
     pub min_free_bytes: u64,
+    /// Below this many free inodes (files) in `data_dir`, fogd takes no new work either.
+    pub min_free_inodes: u64,
+    /// What the journal, logs and work folders keep, so that a box left alone stays bounded.
+    pub retention: RetentionConfig,
     /// `full` (default: fsync every commit, nothing lost on power loss) or `normal` (WAL without
     /// fsync per commit: safe against crashes of fogd, may lose the last commits on power loss).
     pub journal_sync: JournalSync,
@@ -236,6 +244,33 @@ impl SyncConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished invocations, their events and logs, processed ingest rows and uploaded outbox
+    /// rows older than this are removed.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_age: Duration,
+    /// Finished invocations kept at most (the oldest go first, with their logs).
+    pub max_invocations: u64,
+    /// Invocation logs kept at most, in bytes (the oldest logs go first; the rows stay).
+    pub max_log_bytes: u64,
+    /// How often the sweep runs (also once at start).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_invocations: 50_000,
+            max_log_bytes: 512 << 20,
+            interval: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     pub enabled: bool,
     /// Loopback unless said otherwise: exposing the admin API is a choice.
@@ -305,10 +340,13 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(60),
             log_cap_bytes: 1 << 20,
             max_output_bytes: 1 << 30,
+            max_work_bytes: 4 << 30,
             store_failed_outputs: true,
             max_attempts: 3,
             s3_poll_interval: Duration::from_secs(2),
             min_free_bytes: 64 << 20,
+            min_free_inodes: 4096,
+            retention: RetentionConfig::default(),
             journal_sync: JournalSync::Full,
             gateway: GatewayConfig::default(),
             mqtt: None,

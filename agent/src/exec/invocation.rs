@@ -110,9 +110,16 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             timeout,
             log_path: &log_path,
             log_cap: rt.cfg.log_cap_bytes,
+            budget: local::DiskBudget {
+                max_work_bytes: rt.cfg.max_work_bytes,
+                data_dir: rt.cfg.data_dir.clone(),
+                // Under the line where new work stops: what runs may finish, not fill the disk.
+                min_free_bytes: rt.cfg.min_free_bytes / 2,
+            },
         })
         .await?
     };
+    let overrun = matches!(status, ScriptStatus::OverBudget(_));
     let (state, exit_code, error) = match status {
         ScriptStatus::Exited(0) => (State::Succeeded, Some(0), None),
         ScriptStatus::Exited(c) => (
@@ -126,28 +133,51 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             None,
             Some(format!("script still running after {timeout:?}; killed")),
         ),
+        ScriptStatus::OverBudget(local::Overrun::WorkFolder) => (
+            State::Failed,
+            None,
+            Some(format!(
+                "script killed: its work folder went over max_work_bytes ({}); its outputs were discarded",
+                rt.cfg.max_work_bytes
+            )),
+        ),
+        ScriptStatus::OverBudget(local::Overrun::Disk) => (
+            State::Failed,
+            None,
+            Some(format!(
+                "script killed: the data folder fell under {} bytes free while it ran; its outputs were discarded",
+                rt.cfg.min_free_bytes / 2
+            )),
+        ),
     };
-    let store_outputs = state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs);
+    let store_outputs =
+        state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs && !overrun);
     let outputs = if store_outputs {
         match crate::exec::outputs::store(rt, inv.id, &svc, &out_dir, &log_path).await {
             Ok(n) => n,
-            // The run's files stay where they are, for a retry or by hand.
+            // Not kept: outputs left behind fill the disk (a retry makes them again).
             Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
                 return Ok(Outcome {
                     state: State::Failed,
                     exit_code,
-                    error: Some(format!("{e}; outputs kept in {}", out_dir.display())),
+                    error: Some(format!("{e}; the run's outputs were discarded")),
                     outputs: 0,
                     spawned_us: Some(spawned_us),
-                })
+                });
             }
         }
     } else {
         0
     };
-    // A synchronous run (`/run`) answers with the output files: the gateway removes them.
+    // A synchronous run (`/run`) answers with the output files: the gateway removes them (or
+    // the housekeeping sweep, when its caller went away).
     if ev.source != "run" {
         let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    // An empty log is not kept: one file per invocation is an inode per frame.
+    if tokio::fs::metadata(&log_path).await.is_ok_and(|m| m.len() == 0) {
+        let _ = tokio::fs::remove_file(&log_path).await;
     }
     Ok(Outcome {
         state,

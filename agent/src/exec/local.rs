@@ -37,6 +37,19 @@ pub struct ScriptSpec<'a> {
     pub timeout: Duration,
     pub log_path: &'a Path,
     pub log_cap: u64,
+    /// What the run may take of the disk while it runs.
+    pub budget: DiskBudget,
+}
+
+/// Checked every second while a script runs: one script must not fill the disk under the
+/// journal (whose commits then fail and wedge the node).
+#[derive(Debug, Clone)]
+pub struct DiskBudget {
+    /// The invocation's folder (input, outputs, whatever it writes there) at most.
+    pub max_work_bytes: u64,
+    /// The data folder, whose free space must stay at least `min_free_bytes`.
+    pub data_dir: PathBuf,
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +58,52 @@ pub enum ScriptStatus {
     /// Killed by a signal (its number).
     Signalled(i32),
     TimedOut,
+    /// Killed while running: it went over its disk budget.
+    OverBudget(Overrun),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overrun {
+    /// Its work folder grew over `max_work_bytes`.
+    WorkFolder,
+    /// The data folder's free space fell under `min_free_bytes` while it ran.
+    Disk,
+}
+
+impl DiskBudget {
+    /// Returns once the running script went over the budget.
+    async fn overrun(&self, dir: &Path) -> Overrun {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if crate::paths::free_bytes(&self.data_dir).is_some_and(|f| f < self.min_free_bytes) {
+                return Overrun::Disk;
+            }
+            let d = dir.to_path_buf();
+            let used = tokio::task::spawn_blocking(move || dir_bytes(&d))
+                .await
+                .unwrap_or(0);
+            if used > self.max_work_bytes {
+                return Overrun::WorkFolder;
+            }
+        }
+    }
+}
+
+/// Bytes of the files under `dir` (links not followed).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// Variables of fogd's own environment that a script may see; everything else (fogd's secrets)
@@ -111,6 +170,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         .map_err(io(spec.log_path))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let capture = capture(out, err, log, spec.log_cap);
+    let budget = spec.budget.clone();
     let waited = tokio::time::timeout(spec.timeout, async {
         let ended = async {
             let status = child.wait().await;
@@ -120,11 +180,32 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
             kill_group(pgid);
             status
         };
-        tokio::join!(ended, capture)
+        tokio::select! {
+            done = async { tokio::join!(ended, capture) } => Ok(done),
+            over = budget.overrun(spec.dir) => Err(over),
+        }
     })
     .await;
     let status = match waited {
-        Ok((status, captured)) => {
+        Ok(Err(over)) => {
+            kill_group(pgid);
+            let _ = child.wait().await;
+            // Its files go now: they are what filled the disk.
+            let _ = tokio::fs::remove_dir_all(spec.dir.join("output")).await;
+            let why = match over {
+                Overrun::WorkFolder => format!(
+                    "its work folder went over max_work_bytes ({})",
+                    spec.budget.max_work_bytes
+                ),
+                Overrun::Disk => format!(
+                    "the data folder fell under {} bytes free",
+                    spec.budget.min_free_bytes
+                ),
+            };
+            append_note(spec.log_path, &format!("\n[fogd] killed while running: {why}\n")).await?;
+            ScriptStatus::OverBudget(over)
+        }
+        Ok(Ok((status, captured))) => {
             captured.map_err(io(spec.log_path))?;
             let status = status.map_err(io(&script_path))?;
             use std::os::unix::process::ExitStatusExt;
@@ -138,18 +219,22 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
             // The whole group: a script's children must not outlive it.
             kill_group(pgid);
             let _ = child.wait().await;
-            let mut f = tokio::fs::OpenOptions::new()
-                .append(true)
-                .open(spec.log_path)
-                .await
-                .map_err(io(spec.log_path))?;
             let note = format!("\n[fogd] killed after the timeout of {:?}\n", spec.timeout);
-            f.write_all(note.as_bytes()).await.map_err(io(spec.log_path))?;
+            append_note(spec.log_path, &note).await?;
             ScriptStatus::TimedOut
         }
     };
     group.0 = None;
     Ok((status, spawned_us))
+}
+
+async fn append_note(log: &Path, note: &str) -> Result<(), ExecError> {
+    let mut f = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .await
+        .map_err(io(log))?;
+    f.write_all(note.as_bytes()).await.map_err(io(log))
 }
 
 /// Kills a process group when dropped, unless disarmed (`.0 = None`).
@@ -215,6 +300,43 @@ async fn capture(
 mod tests {
     use super::*;
 
+    fn roomy(d: &Path) -> DiskBudget {
+        DiskBudget {
+            max_work_bytes: u64::MAX,
+            data_dir: d.to_path_buf(),
+            min_free_bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_script_that_writes_past_its_budget_is_killed_while_it_runs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("output")).expect("out");
+        // Writes forever (a MiB every 50 ms): only the budget stops it, long before the timeout.
+        let script = Script::Inline(
+            "i=0\nwhile :; do head -c 1048576 /dev/zero > output/f$i; i=$((i+1)); sleep 0.05; done\n".into(),
+        );
+        let (status, _) = run_script(ScriptSpec {
+            script: Some(&script),
+            dir: d,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            timeout: Duration::from_secs(60),
+            log_path: &d.join("log"),
+            log_cap: 1 << 20,
+            budget: DiskBudget {
+                max_work_bytes: 8 << 20,
+                ..roomy(d)
+            },
+        })
+        .await
+        .expect("run");
+        assert_eq!(status, ScriptStatus::OverBudget(Overrun::WorkFolder));
+        assert!(!d.join("output").exists(), "what filled the folder is gone");
+        let log = std::fs::read_to_string(d.join("log")).expect("log");
+        assert!(log.contains("max_work_bytes"), "{log}");
+    }
+
     fn alive(pid: &str) -> bool {
         // A killed child of the script may linger as a zombie until its new parent reaps it.
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
@@ -240,6 +362,7 @@ mod tests {
             timeout: Duration::from_secs(20),
             log_path: &d.join("log"),
             log_cap: 1 << 20,
+            budget: roomy(d),
         })
         .await
         .expect("run");

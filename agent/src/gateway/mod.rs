@@ -82,7 +82,7 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> ApiError {
         let status = match &e {
             RuntimeError::UnknownService(_) => StatusCode::NOT_FOUND,
-            RuntimeError::LowDisk { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            RuntimeError::LowDisk { .. } | RuntimeError::LowInodes { .. } => StatusCode::INSUFFICIENT_STORAGE,
             RuntimeError::Store(crate::store::StoreError::InvalidKey { .. }) => StatusCode::BAD_REQUEST,
             RuntimeError::Store(crate::store::StoreError::DiskFull { .. }) => {
                 StatusCode::INSUFFICIENT_STORAGE

@@ -9,6 +9,7 @@ mod invocations;
 #[cfg(test)]
 mod model;
 mod outbox;
+pub mod retention;
 mod schema;
 mod services;
 

@@ -1,0 +1,109 @@
+//! A node left alone stays bounded (issue 17, findings 9, 10 and 12): finished invocations,
+//! their logs and events are pruned by count and age, empty logs are never written, abandoned
+//! work folders and upload spool files are swept, and free inodes are guarded like free bytes.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use fogd::fdl::{ProviderKind, ProviderRef};
+use fogd::journal::State;
+
+const FDL: &str = "functions:
+  oscar:
+  - edge:
+      name: talk
+      image: x
+      script: talk.sh
+      input: [{storage_provider: minio, path: h/in}]
+  - edge:
+      name: quiet
+      image: x
+      script: quiet.sh
+      input: [{storage_provider: minio, path: h/in}]
+";
+
+fn age(path: &std::path::Path, ago: &str) {
+    let st = Command::new("touch")
+        .args(["-h", "-d", ago])
+        .arg(path)
+        .status()
+        .expect("touch");
+    assert!(st.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_and_sweeps_keep_a_node_bounded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fdl = workflow(
+        &tmp.path().join("wf"),
+        FDL,
+        &[("talk.sh", "echo said something\n"), ("quiet.sh", ":\n")],
+    );
+    let mut c = cfg(tmp.path());
+    c.retention.max_invocations = 6;
+    c.retention.interval = Duration::from_secs(3600);
+    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
+    let minio = ProviderRef::new(ProviderKind::Minio, "default");
+    let src = tmp.path().join("in.txt");
+    for i in 0..10 {
+        std::fs::write(&src, format!("frame {i}")).expect("w");
+        d.rt.put(&minio, &format!("h/in/{i}.txt"), &src)
+            .await
+            .expect("put");
+    }
+    let all = d.settle(60).await;
+    assert_eq!(all.len(), 20);
+    assert!(
+        all.iter().all(|i| i.state == State::Succeeded),
+        "{:?}",
+        summary(&all)
+    );
+    // Only the talking service left logs: an empty log is not kept (an inode per frame).
+    let logs = files_under(&d.rt.data.logs());
+    assert_eq!(logs.len(), 10, "{logs:?}");
+    assert!(logs.iter().all(|l| l.starts_with("talk/")), "{logs:?}");
+
+    // Left by a crash or an abandoned /run: a stale work folder and spool file; and fresh ones.
+    let work = d.rt.data.work();
+    for name in ["stale-job", "fresh-job"] {
+        std::fs::create_dir_all(work.join(name).join("output")).expect("mk");
+        std::fs::write(work.join(name).join("output/x"), b"x").expect("w");
+    }
+    age(&work.join("stale-job"), "2 hours ago");
+    let stale_tmp = c.data_dir.join("upload-stale.tmp");
+    std::fs::write(&stale_tmp, b"half a body").expect("w");
+    age(&stale_tmp, "3 hours ago");
+    let fresh_tmp = c.data_dir.join("upload-fresh.tmp");
+    std::fs::write(&fresh_tmp, b"being received").expect("w");
+
+    let rt = d.rt.clone();
+    let swept = tokio::task::spawn_blocking(move || fogd::housekeeping::sweep(&rt))
+        .await
+        .expect("join")
+        .expect("sweep");
+    assert_eq!((swept.work_folders, swept.spool_files), (1, 1), "{swept:?}");
+    assert!(!work.join("stale-job").exists() && work.join("fresh-job").exists());
+    assert!(!stale_tmp.exists() && fresh_tmp.exists());
+    // The newest 6 finished invocations stay, with their logs; the rest and their logs go.
+    assert_eq!(swept.invocations, 14, "{swept:?}");
+    let left = d.rt.journal.invocations(None, 100).expect("list");
+    assert_eq!(left.len(), 6);
+    let newest: Vec<i64> = all.iter().map(|i| i.id.0).take(6).collect();
+    assert_eq!(left.iter().map(|i| i.id.0).collect::<Vec<_>>(), newest);
+    let logs = files_under(&d.rt.data.logs());
+    let talk_left = left.iter().filter(|i| i.service == "talk").count();
+    assert_eq!(logs.len(), talk_left, "{logs:?}");
+    // The gateway's page of jobs and `fogd logs` read what is left.
+    assert_eq!(
+        d.rt.journal
+            .invocations_page("talk", None, 100)
+            .expect("page")
+            .0
+            .len(),
+        talk_left
+    );
+    d.stop().await;
+}
