@@ -107,3 +107,67 @@ async fn retention_and_sweeps_keep_a_node_bounded() {
     );
     d.stop().await;
 }
+
+/// A frame whose processing keeps failing is run again (up to `max_attempts`), then quarantined:
+/// out of the store, counted, never uploaded, and deleted after `retention.max_age`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_that_keep_failing_are_retried_then_quarantined() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fdl = workflow(
+        &tmp.path().join("wf"),
+        "functions:
+  oscar:
+  - edge:
+      name: broken
+      image: x
+      script: broken.sh
+      input: [{storage_provider: minio, path: cameras/incoming}]
+",
+        &[("broken.sh", "echo cannot read this frame >&2\nexit 3\n")],
+    );
+    let mut c = cfg(tmp.path());
+    c.retention.interval = Duration::from_secs(3600);
+    c.max_attempts = 2;
+    let d = Daemon::start(c, std::slice::from_ref(&fdl)).await;
+    let item = fogd::ingest::Item {
+        source: "test",
+        camera: "door".into(),
+        topic: "t".into(),
+        ext: "jpg",
+        payload: face_jpeg(),
+    };
+    let rt = d.rt.clone();
+    let report = tokio::task::spawn_blocking(move || fogd::ingest::spool_batch(&rt, &[item]))
+        .await
+        .expect("join")
+        .expect("spool");
+    assert_eq!(report.spooled, 1);
+    let sweep = |rt: std::sync::Arc<fogd::runtime::Runtime>| async move {
+        tokio::task::spawn_blocking(move || fogd::housekeeping::sweep(&rt))
+            .await
+            .expect("join")
+            .expect("sweep")
+    };
+    let all = d.settle(30).await;
+    assert_eq!((all[0].state, all[0].attempts), (State::Failed, 1));
+    // The first sweep runs it again; the second gives up on it.
+    assert_eq!(sweep(d.rt.clone()).await.retried, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = d.settle(30).await;
+    assert_eq!((all[0].state, all[0].attempts), (State::Failed, 2));
+    let s = sweep(d.rt.clone()).await;
+    assert_eq!((s.retried, s.quarantined), (0, 1), "{s:?}");
+    assert!(files_under(&d.rt.raw_area()).is_empty(), "out of the store");
+    let q = files_under(&d.rt.data.quarantine());
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0].starts_with("door/"), "{q:?}");
+    let counters = d.rt.journal.counters().expect("counters");
+    assert!(
+        counters.contains(&("ingest_quarantined".to_string(), 1)),
+        "{counters:?}"
+    );
+    // Swept again later: nothing more happens to it (no more runs).
+    let s = sweep(d.rt.clone()).await;
+    assert_eq!((s.retried, s.quarantined), (0, 0));
+    d.stop().await;
+}

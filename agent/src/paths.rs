@@ -47,6 +47,11 @@ impl DataDir {
         self.work().join(uuid)
     }
 
+    /// Raw items given up on (their anonymisation kept failing): out of every workflow's reach.
+    pub fn quarantine(&self) -> PathBuf {
+        self.0.join("quarantine")
+    }
+
     /// One invocation's log (stdout and stderr).
     pub fn log(&self, service: &str, uuid: &str) -> PathBuf {
         self.logs().join(service).join(format!("{uuid}.log"))

@@ -234,7 +234,9 @@ async fn append_note(log: &Path, note: &str) -> Result<(), ExecError> {
         .open(log)
         .await
         .map_err(io(log))?;
-    f.write_all(note.as_bytes()).await.map_err(io(log))
+    f.write_all(note.as_bytes()).await.map_err(io(log))?;
+    // tokio's File hands writes to a thread: without a flush the note may land after a reader.
+    f.flush().await.map_err(io(log))
 }
 
 /// Kills a process group when dropped, unless disarmed (`.0 = None`).

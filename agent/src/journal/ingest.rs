@@ -167,6 +167,61 @@ impl Journal {
         )
     }
 
+    /// A raw item's failed runs (a script that failed or timed out) with attempts left are
+    /// queued again; the others stay as they are. Returns how many were queued.
+    pub fn ingest_retry_failed(&self, max_attempts: u32) -> Result<usize> {
+        self.conn()
+            .execute(
+                "UPDATE invocations SET state = 'queued', error = NULL, exit_code = NULL,
+                   finished_ms = NULL
+                 WHERE state IN ('failed', 'timed_out') AND attempts < ?1
+                   AND event_id IN (SELECT event_id FROM ingest
+                                    WHERE state = 'spooled' AND event_id IS NOT NULL)",
+                [max_attempts],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Raw items given up on: every invocation on them ended, and one failed with no attempts
+    /// left (to quarantine: never uploaded, never kept for ever).
+    pub fn ingest_given_up(&self, max_attempts: u32) -> Result<Vec<IngestRow>> {
+        self.rows(
+            &format!(
+                "SELECT {ROW} FROM ingest g WHERE g.state = 'spooled' AND g.event_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM invocations v WHERE v.event_id = g.event_id
+                               AND v.state IN ('failed', 'timed_out', 'cancelled'))
+                   AND NOT EXISTS (SELECT 1 FROM invocations v WHERE v.event_id = g.event_id
+                               AND (v.state IN ('queued', 'running', 'delegated')
+                                    OR (v.state IN ('failed', 'timed_out') AND v.attempts < ?1)))
+                 LIMIT 1000"
+            ),
+            [max_attempts],
+            row,
+        )
+    }
+
+    /// The raw item now lies at `path` (the quarantine), out of every workflow's reach.
+    pub fn ingest_quarantined(&self, id: i64, path: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE ingest SET state = 'quarantined', spool_path = ?2, processed_ms = ?3 WHERE id = ?1",
+                params![id, path, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        self.count("ingest_quarantined", 1)
+    }
+
+    /// Quarantined items older than `before_ms` (to delete).
+    pub fn ingest_quarantine_expired(&self, before_ms: i64) -> Result<Vec<IngestRow>> {
+        self.rows(
+            &format!(
+                "SELECT {ROW} FROM ingest WHERE state = 'quarantined' AND processed_ms <= ?1 LIMIT 1000"
+            ),
+            [before_ms],
+            row,
+        )
+    }
+
     /// Processed raw items older than `before_ms` (to delete).
     pub fn ingest_expired(&self, before_ms: i64) -> Result<Vec<IngestRow>> {
         self.rows(
