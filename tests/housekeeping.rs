@@ -171,3 +171,64 @@ async fn frames_that_keep_failing_are_retried_then_quarantined() {
     assert_eq!((s.retried, s.quarantined), (0, 0));
     d.stop().await;
 }
+
+/// Finding 14 of issue 17: a watched S3 folder cost more with every object left in it (each
+/// poll listed it whole and looked every key up in the journal). Now a poll lists the keys after
+/// the greatest one seen; a whole listing (at start, every `s3_relist_interval`) finds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_an_s3_folder_costs_what_is_new_not_what_is_there() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sw = SeaweedFs::start(&tmp.path().join("weed"));
+    let fdl = workflow(
+        &tmp.path().join("wf"),
+        &format!(
+            "functions:
+  oscar:
+  - edge:
+      name: seen
+      image: x
+      script: seen.sh
+      input: [{{storage_provider: minio.sw, path: watch/in}}]
+{}",
+            sw.provider_yaml("sw", S3_KEY, S3_SECRET)
+        ),
+        &[("seen.sh", ":\n")],
+    );
+    let rt = fogd::runtime::Runtime::open(cfg(tmp.path()), &[fdl]).expect("runtime");
+    let p = ProviderRef::parse("minio.sw").expect("provider");
+    let store = rt.store(&p).expect("store");
+    let src = tmp.path().join("o.txt");
+    let put = |key: String, body: String| {
+        let (store, src) = (store.clone(), src.clone());
+        async move {
+            std::fs::write(&src, body).expect("w");
+            store.put_file(&key, &src).await.expect("put");
+        }
+    };
+    for i in 0..300 {
+        put(format!("watch/in/cam1-{i:05}.jpg"), format!("old {i}")).await;
+    }
+    let mut w = fogd::ingest::s3watch::Watcher::new(p.clone(), "watch/in/".into());
+    assert_eq!(
+        w.poll(&rt).await.expect("first"),
+        300,
+        "the first listing finds everything"
+    );
+    assert_eq!(w.listed, 300);
+    for _ in 0..5 {
+        assert_eq!(w.poll(&rt).await.expect("idle"), 0);
+    }
+    assert_eq!(w.listed, 300, "idle polls list nothing of what is already there");
+    put("watch/in/cam1-99999.jpg".into(), "new".into()).await;
+    assert_eq!(w.poll(&rt).await.expect("new"), 1);
+    assert_eq!(w.listed, 301, "a new key costs one key");
+    // A key that sorts before the cursor is found by the next whole listing, once.
+    put("watch/in/a-late.jpg".into(), "late".into()).await;
+    assert_eq!(w.poll(&rt).await.expect("cursor"), 0);
+    w.relist_now();
+    assert_eq!(w.poll(&rt).await.expect("whole"), 1);
+    w.relist_now();
+    assert_eq!(w.poll(&rt).await.expect("whole again"), 0);
+    let queued = rt.journal.invocations(Some("seen"), 1000).expect("list");
+    assert_eq!(queued.len(), 302, "one invocation per object");
+}

@@ -232,6 +232,18 @@ impl AnyStore {
         }
     }
 
+    /// As `list`, only the keys that sort after `after` (S3's `start-after`).
+    pub async fn list_after(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectMeta>> {
+        match self {
+            AnyStore::Local(s) => {
+                let mut all = s.list(prefix).await?;
+                all.retain(|m| after.is_none_or(|a| m.key.as_str() > a));
+                Ok(all)
+            }
+            AnyStore::S3(s) => s.list_after(prefix, after).await,
+        }
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self, AnyStore::Local(_))
     }

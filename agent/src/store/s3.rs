@@ -409,7 +409,13 @@ impl S3Store {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_after(prefix, None).await
+    }
+
+    /// The objects under `prefix` whose keys sort after `after` (a whole key, bucket included).
+    pub async fn list_after(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectMeta>> {
         let (bucket, object_prefix) = split(prefix);
+        let start_after = after.map(|a| split(a).1.to_string());
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -418,6 +424,7 @@ impl S3Store {
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(object_prefix)
+                .set_start_after(start_after.clone())
                 .set_continuation_token(token.take())
                 .send()
                 .await;
