@@ -347,8 +347,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => {
             let cfg = config(&cli)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            bound_allocator_arenas();
+            // Journal calls take a blocking thread each and then queue on its one connection:
+            // more threads than this only add stacks and allocator arenas under load.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(64)
+                .enable_all()
+                .build()?;
             rt.block_on(runtime::dispatch(cli.command, cfg))
         }
+    }
+}
+
+/// glibc gives each thread that allocates its own arena (up to 8 per core), each kept at its
+/// high-water mark: under a burst of requests that, not the data, is most of the RSS. Two
+/// arenas hold a node's allocations with no measurable cost in speed.
+fn bound_allocator_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

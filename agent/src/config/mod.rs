@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod gateway;
 mod ingest;
 
+pub use gateway::{GatewayConfig, TlsConfig};
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
 };
@@ -269,59 +271,6 @@ impl Default for RetentionConfig {
             max_invocations: 50_000,
             max_log_bytes: 512 << 20,
             interval: Duration::from_secs(600),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatewayConfig {
-    pub enabled: bool,
-    /// Loopback unless said otherwise: exposing the admin API is a choice.
-    pub listen: String,
-    /// Largest request body (`/job`, `/run` inputs); larger ones get 413.
-    pub max_body_bytes: usize,
-    /// The admin user for HTTP Basic (OSCAR's default is `oscar`).
-    pub admin_user: String,
-    /// Serve HTTPS with this certificate and key (PEM files).
-    pub tls: Option<TlsConfig>,
-    /// Open connections at most (also held under half the open-files limit, so that ingest and
-    /// the journal always have descriptors); more are closed at once.
-    pub max_connections: usize,
-    /// Open connections from one address at most, so one host cannot take every slot.
-    pub max_connections_per_ip: usize,
-    /// A connection that sends no complete request head for this long (a new one, or an idle
-    /// keep-alive one) is closed.
-    #[serde(with = "humantime_serde_compat")]
-    pub header_timeout: Duration,
-    /// A request body that sends nothing for this long is answered 408 and dropped.
-    #[serde(with = "humantime_serde_compat")]
-    pub body_timeout: Duration,
-    /// Wrong passwords from one address within a minute before it is answered 429 (without
-    /// hashing) until the minute is over.
-    pub max_auth_failures_per_minute: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            enabled: true,
-            listen: "127.0.0.1:8080".into(),
-            max_body_bytes: 64 << 20,
-            admin_user: "oscar".into(),
-            tls: None,
-            max_connections: 1024,
-            max_connections_per_ip: 256,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            max_auth_failures_per_minute: 10,
         }
     }
 }

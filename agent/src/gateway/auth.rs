@@ -155,12 +155,8 @@ impl Admin {
             .chain_update(password.as_bytes())
             .finalize()
             .into();
-        {
-            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            cache.retain(|(_, t)| t.elapsed() < VERIFIED_TTL);
-            if cache.iter().any(|(d, _)| bool::from(d.ct_eq(&digest))) {
-                return Verdict::Ok;
-            }
+        if self.cached(&digest) {
+            return Verdict::Ok;
         }
         if let Some(wait) = self.throttled(peer) {
             return Verdict::Throttled(wait);
@@ -170,9 +166,13 @@ impl Admin {
         else {
             return Verdict::Busy;
         };
-        // Checked again: failures recorded while this one waited count too.
+        // Checked again: failures recorded while this one waited count too, and the same
+        // credentials verified meanwhile (200 clients starting at once) need no second hash.
         if let Some(wait) = self.throttled(peer) {
             return Verdict::Throttled(wait);
+        }
+        if self.cached(&digest) {
+            return Verdict::Ok;
         }
         let (want_user, hash) = (self.user.clone(), self.hash.clone());
         let (user, password) = (user.to_string(), password.to_string());
@@ -193,6 +193,13 @@ impl Admin {
             self.failed(peer);
             Verdict::Wrong
         }
+    }
+
+    /// Did these credentials verify within `VERIFIED_TTL`?
+    fn cached(&self, digest: &[u8; 32]) -> bool {
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(_, t)| t.elapsed() < VERIFIED_TTL);
+        cache.iter().any(|(d, _)| bool::from(d.ct_eq(digest)))
     }
 
     /// How long `peer` must wait, when it used up its wrong passwords for this minute.
