@@ -59,7 +59,7 @@ async fn disk_full_refuses_new_work_and_loses_nothing() {
         )],
     );
     let data = tmp.path().join("data");
-    let _fs = Tmpfs::mount(&data, "6m");
+    let _fs = Tmpfs::mount(&data, "14m");
     let mut c = cfg(tmp.path());
     c.data_dir = data.clone();
     c.min_free_bytes = 2 << 20;
@@ -104,7 +104,7 @@ async fn disk_full_refuses_new_work_and_loses_nothing() {
     c0.min_free_bytes = 0;
     let rt = fogd::runtime::Runtime::open(c0, std::slice::from_ref(&fdl)).expect("rt");
     let big = tmp.path().join("big.bin");
-    std::fs::write(&big, vec![1u8; 8 << 20]).expect("w");
+    std::fs::write(&big, vec![1u8; 16 << 20]).expect("w");
     let e = rt
         .put(&minio, "d/in/big.bin", &big)
         .await
@@ -197,6 +197,48 @@ async fn free_inodes_are_guarded_like_free_bytes() {
     assert!(
         fogd::paths::free_bytes(&data).expect("statvfs") > 32 << 20,
         "bytes were not the limit"
+    );
+    d.stop().await;
+}
+
+/// A node whose data folder is full when it starts (finding 5: before, fogd would not start
+/// again): it starts, says the disk is full, takes no new work, and runs once space is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_on_a_full_disk_and_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fdl = workflow(&tmp.path().join("wf"), FDL, &[("grow.sh", ":\n")]);
+    let data = tmp.path().join("data");
+    let _fs = Tmpfs::mount(&data, "32m");
+    let mut c = cfg(tmp.path());
+    c.data_dir = data.clone();
+    c.min_free_bytes = 1 << 20;
+    // A first start makes the journal; then something else fills the disk to the last byte.
+    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
+    d.stop().await;
+    let filler = data.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    assert_eq!(fogd::paths::free_bytes(&data), Some(0), "the disk is full");
+    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
+    let minio = ProviderRef::new(ProviderKind::Minio, "default");
+    let src = tmp.path().join("in.bin");
+    std::fs::write(&src, b"x").expect("w");
+    let e =
+        d.rt.put(&minio, "d/in/x.bin", &src)
+            .await
+            .expect_err("full")
+            .to_string();
+    assert!(e.contains("min_free_bytes"), "{e}");
+    // Space back: work is taken again, without a restart.
+    std::fs::remove_file(&filler).expect("rm");
+    d.rt.put(&minio, "d/in/y.bin", &src).await.expect("put");
+    let all = d.settle(30).await;
+    assert!(
+        all.iter().all(|i| i.state == State::Succeeded),
+        "{:?}",
+        summary(&all)
     );
     d.stop().await;
 }

@@ -105,6 +105,9 @@ pub fn sweep(rt: &Runtime) -> Result<Swept, crate::journal::JournalError> {
         s.rows += p.events + p.ingest + p.outbox;
     }
     s.logs += trim_logs(&rt.data.logs(), r.max_log_bytes);
+    if rt.data.make_reserve(rt.cfg.min_free_bytes) {
+        tracing::info!("space is back: the journal's reserve is made again");
+    }
     Ok(s)
 }
 

@@ -47,6 +47,51 @@ impl DataDir {
         self.work().join(uuid)
     }
 
+    /// Space held back for the journal: released when the disk is full (so that the journal
+    /// opens and records the end of what runs), made again once there is room.
+    pub fn reserve(&self) -> PathBuf {
+        self.0.join("reserve")
+    }
+
+    /// Is the reserve released (the disk was full)? Free space then counts without it.
+    pub fn reserve_released(&self) -> bool {
+        !self.reserve().exists()
+    }
+
+    /// Releases the reserve when fewer than `min_free` bytes are free. Returns the bytes given.
+    pub fn release_reserve_if_full(&self, min_free: u64) -> u64 {
+        let p = self.reserve();
+        let Ok(m) = std::fs::metadata(&p) else { return 0 };
+        if self.free_bytes().is_some_and(|f| f < min_free) && std::fs::remove_file(&p).is_ok() {
+            return m.len();
+        }
+        0
+    }
+
+    /// Makes the reserve (real blocks, not a sparse file) when it is missing and the space is
+    /// there beyond `min_free`. Returns whether it was made now.
+    pub fn make_reserve(&self, min_free: u64) -> bool {
+        use std::io::Write;
+        let p = self.reserve();
+        if p.exists() || self.free_bytes().is_none_or(|f| f < min_free + 2 * RESERVE_BYTES) {
+            return false;
+        }
+        let tmp = self.0.join("reserve.tmp");
+        let made = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            let block = vec![0u8; 1 << 20];
+            for _ in 0..RESERVE_BYTES >> 20 {
+                f.write_all(&block)?;
+            }
+            f.sync_all()?;
+            std::fs::rename(&tmp, &p)
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        made.is_ok()
+    }
+
     /// Raw items given up on (their anonymisation kept failing): out of every workflow's reach.
     pub fn quarantine(&self) -> PathBuf {
         self.0.join("quarantine")
@@ -91,6 +136,9 @@ impl DataDir {
         self.0.join("logs")
     }
 }
+
+/// The journal's reserve: room for its WAL and shared memory and many commits.
+pub const RESERVE_BYTES: u64 = 8 << 20;
 
 /// Creates (or truncates) `path` readable by this user only (0600), writes `bytes` and makes them
 /// durable. Callers write a temporary name and then rename or link it into place.

