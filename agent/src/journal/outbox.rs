@@ -183,13 +183,29 @@ impl Journal {
     }
 
     /// Pending objects that may go now: due, and first of their group. Highest priority first.
+    ///
+    /// Within a group, the outputs of camera frames go in capture order (the raw item's ingest
+    /// id), not in the order their invocations finished (with `concurrency: 2`, frame 8 may end
+    /// before frame 7); other objects in the order they were queued. The first of a group waits
+    /// while an earlier frame of its camera is still being processed: its output would come
+    /// after it otherwise.
     pub fn outbox_due(&self, now: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         self.rows(
             &format!(
-                "SELECT {COLUMNS} FROM outbox
-                 WHERE id IN (SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY grp)
-                   AND next_try_ms <= ?1
-                 ORDER BY priority DESC, id LIMIT ?2"
+                "WITH p AS (
+                   SELECT o.id AS oid, g.id AS cap, g.camera AS cam,
+                          ROW_NUMBER() OVER (PARTITION BY o.grp ORDER BY COALESCE(g.id, 0), o.id) AS n
+                   FROM outbox o
+                   LEFT JOIN invocations v ON v.id = o.invocation_id
+                   LEFT JOIN ingest g ON g.event_id = v.event_id AND g.event_id IS NOT NULL
+                   WHERE o.state = 'pending')
+                 SELECT {COLUMNS} FROM outbox JOIN p ON p.oid = outbox.id
+                 WHERE p.n = 1 AND next_try_ms <= ?1
+                   AND (p.cap IS NULL OR NOT EXISTS (
+                         SELECT 1 FROM invocations v2 JOIN ingest g2 ON g2.event_id = v2.event_id
+                         WHERE v2.state IN ('queued', 'running', 'delegated')
+                           AND g2.camera = p.cam AND g2.id < p.cap))
+                 ORDER BY priority DESC, outbox.id LIMIT ?2"
             ),
             params![now, limit as i64],
             row,

@@ -33,6 +33,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
             crate::journal::boundary::offload(move || housekeeping(&rt)).await;
         }
         let free = rt.cfg.sync.parallel.saturating_sub(tasks.len());
+        // Nothing startable (held behind an earlier frame, or nothing due): no tight loop.
+        let mut idle = true;
         if free > 0 {
             let n = rt.cfg.sync.parallel * 4;
             match rt.journal.call(move |j| j.outbox_due(now, n)).await {
@@ -57,6 +59,7 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
                         });
                         busy_groups.insert(row.group.clone());
                         started += 1;
+                        idle = false;
                         let (rt, pace) = (rt.clone(), pace.clone());
                         tasks.spawn(async move {
                             let done = upload(&rt, &row, &pace).await;
@@ -74,7 +77,8 @@ pub async fn run(rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>)
             .ok()
             .flatten()
             .map_or(Duration::from_secs(5), |t| {
-                Duration::from_millis((t - now).clamp(20, 5000) as u64)
+                let floor = if idle { 250 } else { 20 };
+                Duration::from_millis((t - now).clamp(floor, 5000) as u64)
             });
         let first = tokio::select! {
             _ = stopped(&mut stop) => break,
