@@ -121,6 +121,8 @@ pub async fn run(
     let (host, port, tls) = m.host_port().map_err(MqttError)?;
     let client_id = m.client_id.clone().unwrap_or_else(|| format!("fogd-{}", rt.node));
     let base = status_base(&m, &rt.node);
+    // A broker URL may carry a user and password: never in a log line.
+    let shown = crate::config::redact_credentials(&m.broker);
     let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_clean_session(false)
         .set_manual_acks(true)
@@ -216,7 +218,7 @@ pub async fn run(
                 connected = true;
                 warned = false;
                 super::status::set_connected(true);
-                tracing::info!(broker = %m.broker, session_present = ack.session_present, "mqtt: connected");
+                tracing::info!(broker = %shown, session_present = ack.session_present, "mqtt: connected");
                 for f in topics.filters() {
                     if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
                         tracing::error!(filter = %f, "mqtt: subscribe: {e}");
@@ -237,16 +239,16 @@ pub async fn run(
                 let wait = backoff.next_wait();
                 let refused = matches!(e, rumqttc::ConnectionError::ConnectionRefused(_));
                 if connected {
-                    tracing::warn!(broker = %m.broker, "mqtt: connection lost: {e}; reconnecting");
+                    tracing::warn!(broker = %shown, "mqtt: connection lost: {e}; reconnecting");
                     connected = false;
                     super::status::set_connected(false);
                 } else if refused {
                     // Not a network hiccup: say so every time, with what to check.
-                    tracing::error!(broker = %m.broker, "mqtt: the broker refused the connection ({e}): check mqtt.username and mqtt.password, and the broker's ACL; retrying in {wait:?}");
+                    tracing::error!(broker = %shown, "mqtt: the broker refused the connection ({e}): check mqtt.username and mqtt.password, and the broker's ACL; retrying in {wait:?}");
                 } else if !warned {
-                    tracing::warn!(broker = %m.broker, "mqtt: cannot connect: {e}; retrying with backoff (items wait at the broker or the cameras)");
+                    tracing::warn!(broker = %shown, "mqtt: cannot connect: {e}; retrying with backoff (items wait at the broker or the cameras)");
                 } else {
-                    tracing::debug!(broker = %m.broker, "mqtt: {e}; retrying in {wait:?}");
+                    tracing::debug!(broker = %shown, "mqtt: {e}; retrying in {wait:?}");
                 }
                 warned = true;
                 tokio::select! {
