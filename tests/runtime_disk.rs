@@ -215,6 +215,7 @@ async fn a_node_starts_on_a_full_disk_and_says_so() {
     // A first start makes the journal; then something else fills the disk to the last byte.
     let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
     d.stop().await;
+    fogd::gateway::auth::Admin::store(&data, "oscar", "pw").expect("admin");
     let filler = data.join("filler");
     let _ = Command::new("dd")
         .args(["if=/dev/zero", "bs=1M", "count=64"])
@@ -222,6 +223,24 @@ async fn a_node_starts_on_a_full_disk_and_says_so() {
         .output();
     assert_eq!(fogd::paths::free_bytes(&data), Some(0), "the disk is full");
     let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
+    // The API says so too: 507, and no spool file left behind.
+    let url = d.gateway_url().expect("gateway");
+    let r = reqwest::Client::new()
+        .post(format!("{url}/job/grow"))
+        .basic_auth("oscar", Some("pw"))
+        .body(vec![b'a'; 200_000])
+        .send()
+        .await
+        .expect("job");
+    assert_eq!(r.status().as_u16(), 507);
+    let body = r.text().await.unwrap_or_default();
+    assert!(body.contains("min_free_bytes"), "{body}");
+    let spooled: Vec<_> = std::fs::read_dir(&data)
+        .expect("data")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("upload-"))
+        .collect();
+    assert!(spooled.is_empty(), "{spooled:?}");
     let minio = ProviderRef::new(ProviderKind::Minio, "default");
     let src = tmp.path().join("in.bin");
     std::fs::write(&src, b"x").expect("w");

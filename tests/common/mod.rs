@@ -29,6 +29,11 @@ impl Daemon {
         }
     }
 
+    /// Where its gateway listens (when the config enables it).
+    pub fn gateway_url(&self) -> Option<String> {
+        self.inner.gateway_addr().map(|a| format!("http://{a}"))
+    }
+
     pub async fn stop(self) {
         let drained = self
             .inner
