@@ -58,6 +58,13 @@ fn journal_bytes(data: &Path) -> u64 {
         .sum()
 }
 
+/// Bytes of the journal's pages that hold rows (the rest are free for reuse).
+fn journal_used(data: &Path) -> anyhow::Result<u64> {
+    let c = rusqlite::Connection::open(data.join("journal.sqlite"))?;
+    let q = |p: &str| c.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0));
+    Ok(((q("page_count")? - q("freelist_count")?) * q("page_size")?) as u64)
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -168,6 +175,7 @@ async fn run(root: &Path, n: u64) -> anyhow::Result<std::process::ExitCode> {
     let data = cfg.data_dir.clone();
     let (logs_before, files_before) = bytes_under(&rt.data.logs());
     let journal_before = journal_bytes(&data);
+    let used_before = journal_used(&data)?;
     drop(rt);
     // GET at the full size: a node whose retention keeps everything (no sweep at its start).
     let mut keep_all = cfg.clone();
@@ -185,6 +193,7 @@ async fn run(root: &Path, n: u64) -> anyhow::Result<std::process::ExitCode> {
     let kept = rt.journal.invocations(Some("anon"), usize::MAX >> 1)?.len();
     let (logs_after, files_after) = bytes_under(&rt.data.logs());
     let journal_after = journal_bytes(&data);
+    let used_after = journal_used(&data)?;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!("fogd bench retention: {n} invocations written in {fill_s:.1} s (journal rows and a log each, no processes)");
     println!(
@@ -193,20 +202,22 @@ async fn run(root: &Path, n: u64) -> anyhow::Result<std::process::ExitCode> {
         defaults.max_invocations,
         defaults.max_log_bytes >> 20
     );
-    println!("| | invocations | journal MiB | logs MiB | log files | GET /system/logs first page ms | median of 20 pages ms | RSS growth over 21 GETs KiB |");
+    println!("| | invocations | journal file MiB (in use) | logs MiB | log files | GET /system/logs first page ms | median of 20 pages ms | RSS growth over 21 GETs KiB |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| before the sweep | {n} | {:.1} | {:.1} | {files_before} | {first_full:.1} | {median_full:.1} | {rss_full} |",
+        "| before the sweep | {n} | {:.1} ({:.1}) | {:.1} | {files_before} | {first_full:.1} | {median_full:.1} | {rss_full} |",
         mib(journal_before),
+        mib(used_before),
         mib(logs_before)
     );
     println!(
-        "| after the sweep ({:.1} s: {} invocations, {} rows, {} logs removed) | {kept} | {:.1} | {:.1} | {files_after} | {first_kept:.1} | {median_kept:.1} | {rss_kept} |",
+        "| after the sweep ({:.1} s: {} invocations, {} rows, {} logs removed) | {kept} | {:.1} ({:.1}) | {:.1} | {files_after} | {first_kept:.1} | {median_kept:.1} | {rss_kept} |",
         sweep_s,
         swept.invocations,
         swept.rows,
         swept.logs,
         mib(journal_after),
+        mib(used_after),
         mib(logs_after)
     );
     println!(
