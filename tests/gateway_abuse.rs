@@ -34,15 +34,6 @@ async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     s.connect(to).await.expect("connect")
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    text.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect(field)
-}
-
 /// Reads until the server closes or `limit` passes; the bytes read, and whether it closed.
 async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
     let mut got = Vec::new();
@@ -71,7 +62,7 @@ async fn bodies_without_credentials_are_refused_before_they_are_read() {
     let g = start(tmp.path(), "");
     let pid = g.pid().expect("pid");
     let to = addr(&g);
-    let rss_before = status_kib(pid, "VmRSS:");
+    let rss_before = fogd_testkit::proc_status_kib(pid, "VmRSS:");
     // Eight clients each declare 7 MiB (under the 8 MiB limit), send it all, and never
     // authenticate. Before: each body was read into memory, then refused (56 MiB held).
     let mut tasks = Vec::new();
@@ -96,7 +87,7 @@ async fn bodies_without_credentials_are_refused_before_they_are_read() {
             "{answer}"
         );
     }
-    let grown_mib = status_kib(pid, "VmRSS:").saturating_sub(rss_before) / 1024;
+    let grown_mib = fogd_testkit::proc_status_kib(pid, "VmRSS:").saturating_sub(rss_before) / 1024;
     assert!(
         grown_mib < 24,
         "fogd grew by {grown_mib} MiB on unauthenticated bodies"
@@ -322,7 +313,7 @@ async fn large_inputs_and_outputs_are_streamed_not_held() {
         .expect("base64 answer");
     assert!(got == input, "the output is the input, byte for byte");
     // Body, decoded input and encoded output were each 48-64 MiB: held, they would show.
-    let peak_mib = status_kib(pid, "VmHWM:") / 1024;
+    let peak_mib = fogd_testkit::proc_status_kib(pid, "VmHWM:") / 1024;
     assert!(peak_mib < 100, "fogd peaked at {peak_mib} MiB");
     // Nothing left in the work folder or the upload spool.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -8,20 +8,9 @@ mod ingest_support;
 use fogd_testkit::FogdNode;
 use ingest_support::*;
 
-/// `size` bytes: the test photo with a comment segment carrying `tag` and padding.
+/// About `size` bytes: the test photo with a comment segment carrying `tag`, and padding.
 fn frame(tag: &str, size: usize) -> Vec<u8> {
-    let jpeg = face_jpeg();
-    let mut out = tagged_jpeg(&jpeg, tag);
-    let mut pad = size.saturating_sub(out.len());
-    while pad >= 12 {
-        let body = (pad - 4).min(65_000);
-        let mut seg = vec![0xFF, 0xFE];
-        seg.extend_from_slice(&((body + 2) as u16).to_be_bytes());
-        seg.resize(seg.len() + body, b'p');
-        out.splice(2..2, seg);
-        pad -= body + 4;
-    }
-    out
+    fogd_testkit::padded_jpeg(&tagged_jpeg(&face_jpeg(), tag), size)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,12 +26,7 @@ async fn an_oversized_message_is_counted_and_skipped_and_the_session_lives() {
     assert!(m.send("fogd/cameras/door/frame", frame("huge", 3_000_000)).await);
     // A header declaring 30000x30000 pixels, and a frame cut in half.
     let photo = face_jpeg();
-    let mut bomb = photo.clone();
-    let sof = bomb
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])
-        .expect("SOF");
-    bomb[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
+    let bomb = fogd_testkit::jpeg_bomb(&photo);
     assert!(m.send("fogd/cameras/door/frame", bomb).await);
     let cut = tagged_jpeg(&photo, "cut");
     assert!(
@@ -77,15 +61,6 @@ async fn broker_redelivers_nothing(node: &Node) {
         1,
         "not delivered again"
     );
-}
-
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    text.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect(field)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,6 +107,6 @@ async fn a_backlog_at_the_broker_is_taken_within_the_memory_budget() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Before: the whole in-flight window (200 MiB here) sat in a channel.
-    let peak = vm_kib(pid, "VmHWM:") / 1024;
+    let peak = fogd_testkit::proc_status_kib(pid, "VmHWM:") / 1024;
     assert!(peak < 120, "fogd peaked at {peak} MiB with an 8 MiB buffer");
 }

@@ -15,10 +15,6 @@ use fogd::journal::State;
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        Self::mount_with(at, &format!("size={size}"))
-    }
-
     fn mount_with(at: &Path, options: &str) -> Tmpfs {
         std::fs::create_dir_all(at).expect("dir");
         let st = Command::new("mount")
@@ -47,21 +43,25 @@ const FDL: &str = "functions:
       output: [{storage_provider: minio, path: d/out}]
 ";
 
+/// A node's files on a tmpfs mounted with `options` (removed when the returned Tmpfs drops): the
+/// workflow `FDL` with `grow.sh` as given, and a config whose data folder is the tmpfs.
+fn on_tmpfs(tmp: &Path, options: &str, grow: &str) -> (PathBuf, Tmpfs, fogd::config::Config, PathBuf) {
+    let fdl = workflow(&tmp.join("wf"), FDL, &[("grow.sh", grow)]);
+    let data = tmp.join("data");
+    let fs = Tmpfs::mount_with(&data, options);
+    let mut c = cfg(tmp);
+    c.data_dir = data.clone();
+    (fdl, fs, c, data)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_refuses_new_work_and_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let fdl = workflow(
-        &tmp.path().join("wf"),
-        FDL,
-        &[(
-            "grow.sh",
-            "head -c 300000 /dev/zero > \"$TMP_OUTPUT_DIR/o.bin\"\n",
-        )],
+    let (fdl, _fs, mut c, data) = on_tmpfs(
+        tmp.path(),
+        "size=14m",
+        "head -c 300000 /dev/zero > \"$TMP_OUTPUT_DIR/o.bin\"\n",
     );
-    let data = tmp.path().join("data");
-    let _fs = Tmpfs::mount(&data, "14m");
-    let mut c = cfg(tmp.path());
-    c.data_dir = data.clone();
     c.min_free_bytes = 2 << 20;
     let minio = ProviderRef::new(ProviderKind::Minio, "default");
     let src = tmp.path().join("in.bin");
@@ -132,19 +132,12 @@ async fn disk_full_refuses_new_work_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_fills_the_disk_is_stopped_and_the_node_goes_on() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let fdl = workflow(
-        &tmp.path().join("wf"),
-        FDL,
-        &[(
-            "grow.sh",
-            // Fills its output folder (and so the disk) a MiB at a time, for ever.
-            "i=0\nwhile :; do head -c 1048576 /dev/zero > \"$TMP_OUTPUT_DIR/f$i\" || sleep 0.1; i=$((i+1)); done\n",
-        )],
+    // Fills its output folder (and so the disk) a MiB at a time, for ever.
+    let (fdl, _fs, mut c, data) = on_tmpfs(
+        tmp.path(),
+        "size=48m",
+        "i=0\nwhile :; do head -c 1048576 /dev/zero > \"$TMP_OUTPUT_DIR/f$i\" || sleep 0.1; i=$((i+1)); done\n",
     );
-    let data = tmp.path().join("data");
-    let _fs = Tmpfs::mount(&data, "48m");
-    let mut c = cfg(tmp.path());
-    c.data_dir = data.clone();
     c.min_free_bytes = 16 << 20;
     c.timeout = Duration::from_secs(120);
     let minio = ProviderRef::new(ProviderKind::Minio, "default");
@@ -174,11 +167,7 @@ async fn a_script_that_fills_the_disk_is_stopped_and_the_node_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn free_inodes_are_guarded_like_free_bytes() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let fdl = workflow(&tmp.path().join("wf"), FDL, &[("grow.sh", ":\n")]);
-    let data = tmp.path().join("data");
-    let _fs = Tmpfs::mount_with(&data, "size=64m,nr_inodes=160");
-    let mut c = cfg(tmp.path());
-    c.data_dir = data.clone();
+    let (fdl, _fs, mut c, data) = on_tmpfs(tmp.path(), "size=64m,nr_inodes=160", ":\n");
     c.min_free_inodes = 64;
     c.min_free_bytes = 1 << 20;
     let minio = ProviderRef::new(ProviderKind::Minio, "default");
@@ -206,11 +195,7 @@ async fn free_inodes_are_guarded_like_free_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_starts_on_a_full_disk_and_says_so() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let fdl = workflow(&tmp.path().join("wf"), FDL, &[("grow.sh", ":\n")]);
-    let data = tmp.path().join("data");
-    let _fs = Tmpfs::mount(&data, "32m");
-    let mut c = cfg(tmp.path());
-    c.data_dir = data.clone();
+    let (fdl, _fs, mut c, data) = on_tmpfs(tmp.path(), "size=32m", ":\n");
     c.min_free_bytes = 1 << 20;
     // A first start makes the journal; then something else fills the disk to the last byte.
     let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;

@@ -26,15 +26,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-const FDL: &str = "functions:
-  oscar:
-  - edge:
-      name: anon
-      image: x
-      script: anon.sh
-      input: [{storage_provider: minio, path: cameras/incoming}]
-      output: [{storage_provider: minio, path: anon/frames}]
-  - edge:
+/// Beside the stand-in anonymiser (`LOCAL_FDL`): a service for `/job`, and the disk filler.
+const MORE_SERVICES: &str = "  - edge:
       name: noop
       image: x
       script: noop.sh
@@ -48,18 +41,6 @@ const FDL: &str = "functions:
 const FILLER: &str =
     "i=0\nwhile :; do head -c 1048576 /dev/zero > \"$TMP_OUTPUT_DIR/f$i\" || sleep 0.1; i=$((i+1)); done\n";
 
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
@@ -68,6 +49,16 @@ async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<tokio::n
     let s = tokio::net::TcpSocket::new_v4()?;
     s.bind(SocketAddr::new(IpAddr::from(from), 0))?;
     s.connect(to).await
+}
+
+/// `POST /job/<svc>` as the admin: was it accepted (201)?
+async fn post_job(http: &reqwest::Client, url: &str, pw: &str, svc: &str, body: String) -> bool {
+    http.post(format!("{url}/job/{svc}"))
+        .basic_auth("oscar", Some(pw))
+        .body(body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 201)
 }
 
 #[derive(Default)]
@@ -91,7 +82,7 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
     let broker = Mosquitto::start(&tmp.path().join("mosquitto"));
     let fdl = workflow(
         &tmp.path().join("wf"),
-        FDL,
+        &format!("{LOCAL_FDL}{MORE_SERVICES}"),
         &[("anon.sh", ANON), ("noop.sh", ":\n"), ("filler.sh", FILLER)],
     );
     let yaml = format!(
@@ -131,16 +122,11 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
         tasks.push(tokio::spawn(async move {
             let mut k = 0u64;
             while !done.load(Ordering::Relaxed) {
-                let r = http
-                    .post(format!("{url}/job/noop"))
-                    .basic_auth("oscar", Some(&pw))
-                    .body(format!("client {c} job {k}"))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().as_u16() == 201 => t.jobs_accepted.fetch_add(1, Ordering::Relaxed),
-                    _ => t.jobs_refused.fetch_add(1, Ordering::Relaxed),
-                };
+                if post_job(&http, &url, &pw, "noop", format!("client {c} job {k}")).await {
+                    t.jobs_accepted.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    t.jobs_refused.fetch_add(1, Ordering::Relaxed);
+                }
                 let r = http
                     .get(format!("{url}/system/services"))
                     .basic_auth("oscar", Some(&pw))
@@ -165,13 +151,7 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
         );
         tasks.push(tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                let r = http
-                    .post(format!("{url}/job/filler"))
-                    .basic_auth("oscar", Some(&pw))
-                    .body("fill")
-                    .send()
-                    .await;
-                if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                if post_job(&http, &url, &pw, "filler", "fill".into()).await {
                     t.filler_jobs.fetch_add(1, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -259,12 +239,7 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
 
     // The MQTT flood, meanwhile: good frames, and 1 in 10 bad (not a JPEG, a bomb, cut off).
     let photo = face_jpeg();
-    let mut bomb = photo.clone();
-    let sof = bomb
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])
-        .expect("SOF");
-    bomb[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
+    let bomb = fogd_testkit::jpeg_bomb(&photo);
     let mut m = Mqtt::connect(broker.port, "abuse-camera").await;
     let (mut good, mut bad, mut acked) = (0u64, 0u64, 0u64);
     let started = Instant::now();
@@ -329,7 +304,7 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let peak_rss = vm_kib(pid, "VmHWM:") / 1024;
+    let peak_rss = fogd_testkit::proc_status_kib(pid, "VmHWM:") / 1024;
     let t = &tally;
     println!(
         "abuse soak: {secs} s of load; MQTT: {frames} frames sent in {flood_s:.1} s, {acked} acknowledged, \

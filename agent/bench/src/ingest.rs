@@ -124,7 +124,7 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
     // A real JPEG (ingest reads its header), padded with comment segments to the frame size.
     let photo_path = fogd_testkit::repo().join("examples/camera-ingest/media/grace_hopper.jpg");
     let photo = std::fs::read(&photo_path).with_context(|| photo_path.display().to_string())?;
-    let mut frame = padded_jpeg(&photo, a.frame_bytes);
+    let mut frame = fogd_testkit::padded_jpeg(&photo, a.frame_bytes);
     let t0 = Instant::now();
     for i in 0..a.frames {
         // Unique content per frame (identical frames are deduplicated): in the first comment.
@@ -246,20 +246,4 @@ async fn idle_rss(root: &std::path::Path, broker: &Mosquitto) -> anyhow::Result<
     let rss = fogd::ingest::status::rss_bytes_of(&pid.to_string()).context("no VmRSS")?;
     let _ = child.kill().await;
     Ok(rss)
-}
-
-/// `photo` with comment (COM) segments after its start marker, `size` bytes in all (at least
-/// the photo and one 8-byte comment).
-fn padded_jpeg(photo: &[u8], size: usize) -> Vec<u8> {
-    let mut out = photo[..2].to_vec();
-    let mut pad = size.saturating_sub(photo.len()).max(12);
-    while pad >= 12 {
-        let body = (pad - 4).min(65_000);
-        out.extend_from_slice(&[0xFF, 0xFE]);
-        out.extend_from_slice(&((body + 2) as u16).to_be_bytes());
-        out.resize(out.len() + body, 0);
-        pad -= body + 4;
-    }
-    out.extend_from_slice(&photo[2..]);
-    out
 }

@@ -66,14 +66,7 @@ fn journal_used(data: &Path) -> anyhow::Result<u64> {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    fogd_testkit::proc_status_kib(std::process::id(), "VmRSS:")
 }
 
 /// Times `GET /system/logs/anon` (first page, and following `next_page` 20 pages deep) against

@@ -166,16 +166,10 @@ mod tests {
     use crate::journal::{NewEvent, State};
 
     fn event(j: &Journal, key: &str, source: &str) -> InvocationId {
-        let ev = NewEvent {
-            provider: "minio.default".into(),
-            key: key.into(),
-            etag: key.into(),
-            size: 1,
-            event_time: String::new(),
-            source: source.into(),
-            job_id: None,
-        };
-        j.record_event(&ev, &["svc"]).expect("event").expect("new").1[0]
+        j.record_event(&NewEvent::test(key, source), &["svc"])
+            .expect("event")
+            .expect("new")
+            .1[0]
     }
 
     #[test]

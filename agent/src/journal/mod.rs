@@ -67,6 +67,22 @@ pub struct NewEvent {
     pub job_id: Option<String>,
 }
 
+#[cfg(test)]
+impl NewEvent {
+    /// A local-store event for `key` (its etag the key itself), as the journal's tests record.
+    pub(crate) fn test(key: &str, source: &str) -> NewEvent {
+        NewEvent {
+            provider: "minio.default".into(),
+            key: key.into(),
+            etag: key.into(),
+            size: 1,
+            event_time: String::new(),
+            source: source.into(),
+            job_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub id: i64,

@@ -112,15 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let j = Journal::open(&dir.path().join("j.sqlite"), JournalSync::Normal).expect("open");
         for i in 0..30 {
-            let ev = NewEvent {
-                provider: "minio.default".into(),
-                key: format!("in/{i}"),
-                etag: format!("e{i}"),
-                size: 1,
-                event_time: String::new(),
-                source: "put".into(),
-                job_id: None,
-            };
+            let ev = NewEvent::test(&format!("in/{i}"), "put");
             j.record_event(&ev, &["svc"]).expect("record").expect("new");
         }
         // 25 finished, 5 still queued.

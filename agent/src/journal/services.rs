@@ -140,16 +140,10 @@ mod tests {
     use crate::config::JournalSync;
 
     fn event(j: &Journal, key: &str, service: &str) -> super::super::InvocationId {
-        let ev = NewEvent {
-            provider: "minio.default".into(),
-            key: key.into(),
-            etag: key.into(),
-            size: 1,
-            event_time: String::new(),
-            source: "job".into(),
-            job_id: None,
-        };
-        j.record_event(&ev, &[service]).expect("record").expect("new").1[0]
+        j.record_event(&NewEvent::test(key, "job"), &[service])
+            .expect("record")
+            .expect("new")
+            .1[0]
     }
 
     #[test]

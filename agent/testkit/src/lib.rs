@@ -2,10 +2,12 @@
 //! `scripts/setup` makes), Mosquitto and an RTSP server, each on free loopback ports, killed
 //! when dropped. Not used by the daemon itself.
 
+mod media;
 mod mosquitto;
 mod node;
 mod rtsp;
 
+pub use media::{jpeg_bomb, padded_jpeg, proc_status_kib};
 pub use mosquitto::{openssl, self_signed, Mosquitto};
 pub use node::FogdNode;
 pub use rtsp::RtspServer;
