@@ -134,7 +134,7 @@ async fn frames_that_keep_failing_are_retried_then_quarantined() {
         camera: "door".into(),
         topic: "t".into(),
         ext: "jpg",
-        payload: face_jpeg(),
+        payload: face_jpeg().into(),
     };
     let rt = d.rt.clone();
     let report = tokio::task::spawn_blocking(move || fogd::ingest::spool_batch(&rt, &[item]))

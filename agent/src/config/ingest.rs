@@ -50,7 +50,7 @@ impl Default for MqttConfig {
             clip_topics: vec!["fogd/cameras/{camera}/clip".into()],
             max_frame_bytes: 8 << 20,
             max_clip_bytes: 64 << 20,
-            max_buffer_bytes: 64 << 20,
+            max_buffer_bytes: 32 << 20,
             status_prefix: "fogd".into(),
             stats_interval: Duration::from_secs(30),
             keep_alive: Duration::from_secs(30),

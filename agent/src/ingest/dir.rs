@@ -84,7 +84,7 @@ fn scan(
                     camera,
                     topic: what,
                     ext,
-                    payload,
+                    payload: payload.into(),
                 });
                 taken.push(p);
             }

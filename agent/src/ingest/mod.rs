@@ -160,7 +160,8 @@ pub struct Item {
     pub camera: String,
     pub topic: String,
     pub ext: &'static str,
-    pub payload: Vec<u8>,
+    /// Shared, not copied: an MQTT payload is held once, however many batches look at it.
+    pub payload: bytes::Bytes,
 }
 
 /// What a batch came to.

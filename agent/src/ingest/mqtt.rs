@@ -212,7 +212,6 @@ pub async fn run(
                     break;
                 }
             }
-
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
                 connected = true;
@@ -340,7 +339,7 @@ async fn process(
                     camera,
                     topic: p.topic.clone(),
                     ext,
-                    payload: p.payload.to_vec(),
+                    payload: p.payload.clone(),
                 }),
                 Err(why) => refused.push((p.topic.clone(), why)),
             }

@@ -90,7 +90,7 @@ async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usi
                 camera: src.camera.clone(),
                 topic: redact_credentials(&src.url),
                 ext: "jpg",
-                payload: jpeg,
+                payload: jpeg.into(),
             };
             let rt2 = rt.clone();
             match tokio::task::spawn_blocking(move || {
