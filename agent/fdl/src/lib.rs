@@ -3,6 +3,62 @@
 //! Pure: no I/O beyond reading the FDL file and checking that scripts exist (`load_file`).
 //! `load_str` does none at all.
 
+/// `Debug` for a struct holding credentials: the secret fields print as `"***"` (or `None`), so a
+/// `{:?}` in a log line or a panic message never shows them.
+#[macro_export]
+macro_rules! debug_redacted {
+    ($t:ident { $($plain:ident),* ; $($secret:ident),* }) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field(stringify!($plain), &self.$plain))*
+                    $(.field(stringify!($secret), &$crate::Redacted(&self.$secret)))*
+                    .finish()
+            }
+        }
+    };
+}
+
+/// A secret as `Debug` shows it.
+#[doc(hidden)]
+pub struct Redacted<'a, T>(pub &'a T);
+
+impl<T: RedactedShape> std::fmt::Debug for Redacted<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.shape(f)
+    }
+}
+
+/// What a redacted value still shows: whether it is set, and map keys.
+#[doc(hidden)]
+pub trait RedactedShape {
+    fn shape(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
+}
+
+impl RedactedShape for Option<String> {
+    fn shape(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Some(_) => write!(f, "Some(\"***\")"),
+            None => write!(f, "None"),
+        }
+    }
+}
+
+impl<V> RedactedShape for std::collections::BTreeMap<String, V> {
+    fn shape(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.keys().map(|k| (k, "***"))).finish()
+    }
+}
+
+impl<V> RedactedShape for Option<std::collections::BTreeMap<String, V>> {
+    fn shape(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Some(m) => m.shape(f),
+            None => write!(f, "None"),
+        }
+    }
+}
+
 pub mod graph;
 mod load;
 pub mod model;
@@ -79,5 +135,43 @@ impl Report {
     }
     pub fn is_valid(&self) -> bool {
         self.workflow.is_some() && self.errors().next().is_none()
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let text = "functions:
+  oscar:
+  - c:
+      name: s
+      image: x
+      script: ':'
+      environment:
+        variables: {PLAIN: visible}
+        secrets: {DB_PASSWORD: hunter2}
+      input: [{storage_provider: minio.m, path: a/in}]
+storage_providers:
+  minio:
+    m: {endpoint: 'http://m:9000', access_key: AKID, secret_key: s3cr3t-minio}
+  s3:
+    a: {access_key: AKID2, secret_key: s3cr3t-aws, region: eu-west-1}
+  webdav:
+    w: {hostname: h, login: u, password: dav-pass}
+clusters:
+  peer: {endpoint: 'https://peer', auth_user: oscar, auth_password: peer-pass, ssl_verify: true}
+";
+        let r = load_str(text, std::path::Path::new("t.yaml"), LoadOptions::default());
+        let wf = r.workflow.as_ref().expect("loaded");
+        let shown = format!("{wf:?}");
+        for secret in ["hunter2", "s3cr3t-minio", "s3cr3t-aws", "dav-pass", "peer-pass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for kept in ["DB_PASSWORD", "visible", "AKID", "http://m:9000", "***"] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
     }
 }

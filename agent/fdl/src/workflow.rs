@@ -35,7 +35,7 @@ pub struct Workflow {
 }
 
 /// A cluster of `clusters:`: an OSCAR (or fogd) endpoint and its credentials.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Peer {
     pub endpoint: Option<String>,
     pub auth_user: Option<String>,
@@ -44,6 +44,7 @@ pub struct Peer {
     pub auth_password: Option<String>,
     pub ssl_verify: bool,
 }
+debug_redacted!(Peer { endpoint, auth_user, ssl_verify; auth_password });
 
 impl From<model::Cluster> for Peer {
     fn from(c: model::Cluster) -> Peer {
@@ -127,7 +128,7 @@ pub enum Script {
     Unchecked(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Service {
     pub name: String,
     pub platform: Platform,
@@ -152,6 +153,7 @@ pub struct Service {
     pub enable_gpu: bool,
     pub image_pull_secrets: Vec<String>,
 }
+debug_redacted!(Service { name, platform, image, script, memory_bytes, cpu_millis, log_level, timeout_s, inputs, outputs, env, exposed, file_stage_in, delegation, enable_gpu, image_pull_secrets; secrets });
 
 fn keys_only<S: serde::Serializer>(m: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(m.keys())

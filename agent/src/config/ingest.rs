@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::humantime_serde_compat;
 
 /// `mqtt:` in fogd.yaml. Topic patterns name the camera with `{camera}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// `host:port` or `mqtt://host:port`.
@@ -38,6 +38,7 @@ pub struct MqttConfig {
     /// TLS to the broker (also implied by an `mqtts://` broker).
     pub tls: Option<MqttTls>,
 }
+fogd_fdl::debug_redacted!(MqttConfig { broker, client_id, username, frame_topics, clip_topics, max_frame_bytes, max_clip_bytes, max_buffer_bytes, status_prefix, stats_interval, keep_alive, tls; password });
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -237,6 +238,20 @@ pub fn redact_credentials(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_broker_password_is_never_in_debug_output() {
+        let m = MqttConfig {
+            username: Some("cam".into()),
+            password: Some("broker-secret".into()),
+            ..MqttConfig::default()
+        };
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("broker-secret") && shown.contains("cam"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn passwords_in_urls_are_masked_and_the_rest_kept() {

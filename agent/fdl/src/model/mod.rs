@@ -139,12 +139,13 @@ pub struct Expose {
 }
 
 /// `environment:`; `Variables` (SCAR, OSCAR <= 3.4) and `variables` (OSCAR >= 3.5) both accepted.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct Environment {
     #[serde(alias = "Variables")]
     pub variables: Option<BTreeMap<String, EnvValue>>,
     pub secrets: Option<BTreeMap<String, EnvValue>>,
 }
+debug_redacted!(Environment { variables; secrets });
 
 #[derive(Debug, Deserialize)]
 pub struct Volume {
@@ -179,13 +180,14 @@ pub struct Replica {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct Cluster {
     pub endpoint: Option<String>,
     pub auth_user: Option<String>,
     pub auth_password: Option<String>,
     pub ssl_verify: Option<bool>,
 }
+debug_redacted!(Cluster { endpoint, auth_user, ssl_verify; auth_password });
 
 /// One `input`, `output` or `mount` entry.
 #[derive(Debug, Deserialize)]

@@ -68,7 +68,7 @@ fn auth(a: &BTreeMap<String, Scalar>, k: &str) -> Option<String> {
     a.get(k).map(|s| s.0.clone())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct MinioProvider {
     pub endpoint: Option<String>,
     pub verify: Option<bool>,
@@ -76,6 +76,7 @@ pub struct MinioProvider {
     pub secret_key: Option<String>,
     pub region: Option<String>,
 }
+debug_redacted!(MinioProvider { endpoint, verify, access_key, region; secret_key });
 impl FromLegacyAuth for MinioProvider {
     fn from_legacy_auth(a: &BTreeMap<String, Scalar>) -> Self {
         MinioProvider {
@@ -88,7 +89,7 @@ impl FromLegacyAuth for MinioProvider {
 
 /// S3. `endpoint` and `path_style` are fogd extensions for S3-compatible servers (SeaweedFS, Ceph);
 /// OSCAR's S3 provider is AWS only.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct S3Provider {
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
@@ -96,6 +97,7 @@ pub struct S3Provider {
     pub endpoint: Option<String>,
     pub path_style: Option<bool>,
 }
+debug_redacted!(S3Provider { access_key, region, endpoint, path_style; secret_key });
 impl FromLegacyAuth for S3Provider {
     fn from_legacy_auth(a: &BTreeMap<String, Scalar>) -> Self {
         S3Provider {
@@ -106,12 +108,13 @@ impl FromLegacyAuth for S3Provider {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct OnedataProvider {
     pub oneprovider_host: Option<String>,
     pub token: Option<String>,
     pub space: Option<String>,
 }
+debug_redacted!(OnedataProvider { oneprovider_host, space; token });
 impl FromLegacyAuth for OnedataProvider {
     fn from_legacy_auth(a: &BTreeMap<String, Scalar>) -> Self {
         OnedataProvider {
@@ -122,12 +125,13 @@ impl FromLegacyAuth for OnedataProvider {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct WebdavProvider {
     pub hostname: Option<String>,
     pub login: Option<String>,
     pub password: Option<String>,
 }
+debug_redacted!(WebdavProvider { hostname, login; password });
 impl FromLegacyAuth for WebdavProvider {
     fn from_legacy_auth(a: &BTreeMap<String, Scalar>) -> Self {
         WebdavProvider {
@@ -138,7 +142,7 @@ impl FromLegacyAuth for WebdavProvider {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct RucioProvider {
     pub host: Option<String>,
     pub auth_host: Option<String>,
@@ -149,6 +153,7 @@ pub struct RucioProvider {
     pub oidc_audience: Option<String>,
     pub token_endpoint: Option<String>,
 }
+debug_redacted!(RucioProvider { host, auth_host, account, rse, oidc_audience, token_endpoint; refresh_token, access_token });
 impl FromLegacyAuth for RucioProvider {
     fn from_legacy_auth(a: &BTreeMap<String, Scalar>) -> Self {
         RucioProvider {
