@@ -48,12 +48,26 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
         Ok(()) => {
             let _ = std::fs::remove_file(data.join(".fogd-check"));
             let free = free_bytes(data).unwrap_or(0);
-            let detail = format!("{} ({:.1} GB free)", data.display(), free as f64 / 1e9);
+            let inodes = crate::paths::free_inodes(data);
+            let detail = match inodes {
+                Some(n) => format!(
+                    "{} ({:.1} GB and {n} inodes free)",
+                    data.display(),
+                    free as f64 / 1e9
+                ),
+                None => format!("{} ({:.1} GB free)", data.display(), free as f64 / 1e9),
+            };
             if free < cfg.min_free_bytes {
                 r.line(
                     Level::Fail,
                     "data folder",
                     format!("{detail}: under min_free_bytes, no new work is taken"),
+                );
+            } else if inodes.is_some_and(|n| n < cfg.min_free_inodes) {
+                r.line(
+                    Level::Fail,
+                    "data folder",
+                    format!("{detail}: under min_free_inodes, no new work is taken"),
                 );
             } else {
                 r.line(Level::Ok, "data folder", detail);
