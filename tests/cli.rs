@@ -257,3 +257,88 @@ fn bad_delegation_members_are_errors_with_their_field() {
     );
     assert!(all.contains("replicas[1].type"), "{all}");
 }
+
+/// The first lines `fogd run` writes on stderr (a fresh data folder: its first start warns that
+/// an admin password was generated), in the given log format; stopped once the warning came.
+fn first_log_lines(format: Option<&str>) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("fogd.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}\ngateway: {{listen: '127.0.0.1:0'}}\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .expect("cfg");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fogd"));
+    cmd.arg("--config").arg(&cfg).arg("run");
+    if let Some(f) = format {
+        cmd.args(["--log-format", f]);
+    }
+    let mut child = cmd
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("FOGD_LOG_FORMAT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fogd run");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        let done = line.contains("password was generated");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("password was generated")),
+        "{lines:?}"
+    );
+    lines
+}
+
+#[test]
+fn log_lines_fit_a_file_the_journal_or_a_log_shipper() {
+    // Not a terminal: no colour codes.
+    let text = first_log_lines(None);
+    assert!(text.iter().all(|l| !l.contains('\u{1b}')), "{text:?}");
+    assert!(text.iter().any(|l| l.contains(" WARN ")), "{text:?}");
+    // journald: the syslog priority first, so `journalctl -p warning` finds warnings.
+    let journal = first_log_lines(Some("journald"));
+    let warn = journal
+        .iter()
+        .find(|l| l.contains("password was generated"))
+        .expect("warning");
+    assert!(warn.starts_with("<4>"), "{warn}");
+    assert!(
+        journal
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("store ready")),
+        "{journal:?}"
+    );
+    assert!(journal.iter().all(|l| !l.contains('\u{1b}')), "{journal:?}");
+    // JSON: one object a line, with its level.
+    let json = first_log_lines(Some("json"));
+    for l in &json {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert!(v["level"].is_string(), "{l}");
+    }
+    let warn = json
+        .iter()
+        .find(|l| l.contains("password was generated"))
+        .expect("warning");
+    assert!(warn.contains("\"level\":\"WARN\""), "{warn}");
+}

@@ -22,6 +22,16 @@ struct Cli {
     /// More logging (or set FOGD_LOG).
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
+    /// `journald` when stderr is the journal, else `text`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FOGD_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    log_format: fogd_log::LogFormat,
     /// Accepted for `fogd`'s command lines; each bench makes its own nodes.
     #[arg(long, global = true, hide = true)]
     config: Option<std::path::PathBuf>,
@@ -89,12 +99,7 @@ fn vision() -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.verbose { "debug" } else { "warn" }));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    fogd_log::init(if cli.verbose { "debug" } else { "warn" }, cli.log_format);
     let Top::Bench { what } = cli.command;
     let run = async move {
         match what {

@@ -27,6 +27,16 @@ pub struct Cli {
     /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
+    /// `journald` when stderr is the journal, else `text`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FOGD_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    pub log_format: fogd_log::LogFormat,
     /// The node's settings (fogd.yaml). Without it: the embedded default, data in ./fogd-data.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
@@ -263,17 +273,7 @@ pub fn main() -> ExitCode {
         // The demo prints its own summary; its worker (a child) inherits the quiet too.
         std::env::set_var("FOGD_LOG", "warn,ort=error");
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if args.verbose {
-            "debug,ort=warn"
-        } else {
-            "info,ort=error"
-        })
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    fogd_log::init(fogd_log::default_filter(args.verbose), args.log_format);
     match run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -22,6 +22,16 @@ pub struct Cli {
     /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
+    /// `journald` when stderr is the journal, else `text`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FOGD_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    pub log_format: fogd_log::LogFormat,
     /// Accepted for `fogd`'s command lines; the vision commands read no node settings.
     #[arg(long, global = true, hide = true)]
     pub config: Option<PathBuf>,
@@ -113,17 +123,7 @@ fn vision_check() -> ExitCode {
 pub fn main() -> ExitCode {
     crate::tune_allocator();
     let args = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FOGD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if args.verbose {
-            "debug,ort=warn"
-        } else {
-            "info,ort=error"
-        })
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    fogd_log::init(fogd_log::default_filter(args.verbose), args.log_format);
     match run(args) {
         Ok(code) => code,
         Err(e) => {

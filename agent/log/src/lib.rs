@@ -1,0 +1,115 @@
+//! Logging of fogd's binaries (`fogd`, `fogd-vision`, `fogd-bench`), one way for all three: to
+//! stderr, filtered by `FOGD_LOG`, in the form the reader wants.
+//!
+//! - `text`: human lines; colour only when stderr is a terminal (never escape codes in a file or
+//!   the journal).
+//! - `journald`: each line starts with its syslog priority (`<3>` error, `<4>` warning, `<6>`
+//!   info, `<7>` debug), which journald reads, so `journalctl -p warning` finds warnings; no time
+//!   stamp (the journal has its own). Chosen by itself when stderr is the journal (systemd sets
+//!   `JOURNAL_STREAM` to its device and inode).
+//! - `json`: one JSON object a line (time, level, target, fields), for log shippers.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+/// `--log-format` (or `FOGD_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `journald` when stderr is the journal, else `text`.
+    Auto,
+    Text,
+    Journald,
+    Json,
+}
+
+/// The filter of fogd's commands without `FOGD_LOG`.
+pub fn default_filter(verbose: bool) -> &'static str {
+    if verbose {
+        "debug,ort=warn"
+    } else {
+        "info,ort=error"
+    }
+}
+
+/// Sets up logging for the process: `FOGD_LOG` filters, else `default`. A format asked for
+/// (not `auto`) is handed to children (the vision worker, scripts' `fogd` calls) through
+/// `FOGD_LOG_FORMAT`.
+pub fn init(default: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_env("FOGD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let name = match format {
+        LogFormat::Auto => None,
+        LogFormat::Text => Some("text"),
+        LogFormat::Journald => Some("journald"),
+        LogFormat::Json => Some("json"),
+    };
+    if let Some(n) = name {
+        std::env::set_var("FOGD_LOG_FORMAT", n);
+    }
+    let format = match format {
+        LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Text,
+        f => f,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Journald => {
+            let lines = tracing_subscriber::fmt::format().with_ansi(false).without_time();
+            builder.with_ansi(false).event_format(Priority(lines)).init()
+        }
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Is stderr the journal's stream (`JOURNAL_STREAM=<device>:<inode>` of it)?
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes the struct for a valid descriptor; it is read only when it succeeded.
+    if unsafe { libc::fstat(2, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat returned 0.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (32 bits on armhf).
+    #[allow(clippy::unnecessary_cast)]
+    let (d, i) = (st.st_dev as u64, st.st_ino as u64);
+    dev.parse::<u64>().ok() == Some(d) && ino.parse::<u64>().ok() == Some(i)
+}
+
+/// The syslog priority prefix before each line.
+struct Priority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Priority<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(w, "<{priority}>")?;
+        self.0.format_event(ctx, w, event)
+    }
+}
