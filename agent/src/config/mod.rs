@@ -51,10 +51,6 @@ pub struct Config {
     /// How often S3 inputs are listed for new objects.
     #[serde(with = "humantime_serde_compat")]
     pub s3_poll_interval: Duration,
-    /// How often a watched S3 folder is listed whole (polls in between list only keys after the
-    /// greatest one seen): an object whose key sorts earlier, or one overwritten, is found then.
-    #[serde(with = "humantime_serde_compat")]
-    pub s3_relist_interval: Duration,
     /// On stop (SIGTERM, Ctrl-C), how long running invocations may take to finish. Past it their
     /// scripts are killed and the invocations are queued again at the next start (default 60s:
     /// under systemd's 90 s stop timeout).
@@ -297,7 +293,6 @@ impl Default for Config {
             store_failed_outputs: true,
             max_attempts: 3,
             s3_poll_interval: Duration::from_secs(2),
-            s3_relist_interval: Duration::from_secs(300),
             min_free_bytes: 64 << 20,
             min_free_inodes: 4096,
             retention: RetentionConfig::default(),

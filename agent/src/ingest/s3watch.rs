@@ -1,15 +1,17 @@
 //! S3 input folders as a source: each is listed every `s3_poll_interval` and what is new becomes
 //! an event. The journal's events are the durable cursor.
 //!
-//! What a poll costs does not grow with what already sits in the folder: polls list only the keys
-//! after the greatest one seen (S3's `start-after`: camera and time-stamped names only grow), and
-//! a whole listing, every `s3_relist_interval` and at start, finds what a cursor cannot (a key
-//! that sorts earlier, an object overwritten). Keys the last whole listing saw with the same ETag
-//! are not looked up in the journal again.
+//! What a poll costs does not grow with what already sits in the folder. The first poll lists it
+//! whole (what was written while fogd was down). Then each poll lists the keys after the
+//! greatest one seen (S3's `start-after`: camera and time-stamped names only grow), plus one page
+//! of a rolling scan through the folder, which finds what a cursor cannot (a key that sorts
+//! earlier, written by another node; an object overwritten): a folder of N keys is scanned
+//! whole every N / `SCAN_PAGE` polls, whatever N, at one page a poll.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+
+/// Keys of the rolling scan a poll (one ListObjectsV2 page).
+pub const SCAN_PAGE: usize = 1000;
 
 use crate::fdl::ProviderRef;
 use crate::runtime::{Result, Runtime};
@@ -68,74 +70,65 @@ async fn watch(rt: Arc<Runtime>, mut w: Watcher, mut stop: tokio::sync::watch::R
 pub struct Watcher {
     pub provider: ProviderRef,
     pub prefix: String,
-    /// The greatest key seen.
+    /// The greatest key seen (None: not listed yet).
     cursor: Option<String>,
-    /// Key -> ETag, as the last whole listing (and the polls since) saw them.
-    known: HashMap<String, String>,
-    last_whole: Option<Instant>,
+    /// Where the rolling scan goes on from (None: the start of the folder).
+    scan_after: Option<String>,
+    scan_page: usize,
     /// Keys the store returned over all polls (what the polls cost).
     pub listed: u64,
 }
 
 impl Watcher {
     pub fn new(provider: ProviderRef, prefix: String) -> Watcher {
+        Watcher::with_scan_page(provider, prefix, SCAN_PAGE)
+    }
+
+    /// As `new`, scanning `page` keys a poll.
+    pub fn with_scan_page(provider: ProviderRef, prefix: String, page: usize) -> Watcher {
         Watcher {
             provider,
             prefix,
             cursor: None,
-            known: HashMap::new(),
-            last_whole: None,
+            scan_after: None,
+            scan_page: page.max(1),
             listed: 0,
         }
     }
 
-    /// The next poll lists the whole folder.
-    pub fn relist_now(&mut self) {
-        self.last_whole = None;
-    }
-
-    /// Lists once (after the cursor, or the whole folder when it is time); returns how many new
+    /// Lists once (what is new after the cursor, and a page of the scan); returns how many new
     /// events it made.
     pub async fn poll(&mut self, rt: &Runtime) -> Result<usize> {
         let store = rt.store(&self.provider)?;
-        let whole = self
-            .last_whole
-            .is_none_or(|t| t.elapsed() >= rt.cfg.s3_relist_interval);
-        let after = if whole { None } else { self.cursor.clone() };
-        let listing = store.list_after(&self.prefix, after.as_deref()).await?;
-        self.listed += listing.len() as u64;
-        if whole {
-            self.last_whole = Some(Instant::now());
-            let now: HashMap<String, String> =
-                listing.iter().map(|m| (m.key.clone(), m.etag.clone())).collect();
-            // What the last listing saw unchanged needs no journal lookup.
-            let old = std::mem::replace(&mut self.known, now);
-            return self
-                .emit_new(rt, listing, |m| old.get(&m.key) == Some(&m.etag))
-                .await;
+        let first = self.cursor.is_none();
+        let fresh = store
+            .list_after(&self.prefix, self.cursor.as_deref(), None)
+            .await?;
+        self.listed += fresh.len() as u64;
+        let mut new = self.emit_new(rt, fresh).await?;
+        if !first {
+            let page = store
+                .list_after(&self.prefix, self.scan_after.as_deref(), Some(self.scan_page))
+                .await?;
+            self.listed += page.len() as u64;
+            self.scan_after = if page.len() < self.scan_page {
+                None
+            } else {
+                page.last().map(|m| m.key.clone())
+            };
+            new += self.emit_new(rt, page).await?;
         }
-        for m in &listing {
-            self.known.insert(m.key.clone(), m.etag.clone());
-        }
-        self.emit_new(rt, listing, |_| false).await
+        Ok(new)
     }
 
-    async fn emit_new(
-        &mut self,
-        rt: &Runtime,
-        listing: Vec<crate::store::ObjectMeta>,
-        unchanged: impl Fn(&crate::store::ObjectMeta) -> bool,
-    ) -> Result<usize> {
+    async fn emit_new(&mut self, rt: &Runtime, listing: Vec<crate::store::ObjectMeta>) -> Result<usize> {
         let name = self.provider.to_string();
         let mut new = 0;
         for meta in listing {
             if self.cursor.as_deref().is_none_or(|c| meta.key.as_str() > c) {
                 self.cursor = Some(meta.key.clone());
             }
-            if meta.key.ends_with('/')
-                || unchanged(&meta)
-                || rt.journal.has_event(&name, &meta.key, &meta.etag)?
-            {
+            if meta.key.ends_with('/') || rt.journal.has_event(&name, &meta.key, &meta.etag)? {
                 continue;
             }
             if rt.emit(&self.provider, &meta, "watch").await?.is_some() {

@@ -232,15 +232,26 @@ impl AnyStore {
         }
     }
 
-    /// As `list`, only the keys that sort after `after` (S3's `start-after`).
-    pub async fn list_after(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectMeta>> {
+    /// As `list`, only the keys that sort after `after` (S3's `start-after`); with `max`, one
+    /// page of at most that many keys.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Vec<ObjectMeta>> {
         match self {
             AnyStore::Local(s) => {
                 let mut all = s.list(prefix).await?;
+                all.sort_by(|a, b| a.key.cmp(&b.key));
                 all.retain(|m| after.is_none_or(|a| m.key.as_str() > a));
+                all.truncate(max.unwrap_or(usize::MAX));
                 Ok(all)
             }
-            AnyStore::S3(s) => s.list_after(prefix, after).await,
+            AnyStore::S3(s) => match max {
+                Some(n) => s.list_page(prefix, after, n).await,
+                None => s.list_after(prefix, after).await,
+            },
         }
     }
 
