@@ -19,19 +19,8 @@ use clap::{Parser, Subcommand};
     about = "fogd's benchmarks of the runtime, ingest and delegation"
 )]
 struct Cli {
-    /// More logging (or set FOGD_LOG).
-    #[arg(short, long, global = true)]
-    verbose: bool,
-    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
-    /// `journald` when stderr is the journal, else `text`.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "FOGD_LOG_FORMAT",
-        default_value = "auto"
-    )]
-    log_format: fogd_log::LogFormat,
+    #[command(flatten)]
+    log: fogd_log::LogArgs,
     /// Accepted for `fogd`'s command lines; each bench makes its own nodes.
     #[arg(long, global = true, hide = true)]
     config: Option<std::path::PathBuf>,
@@ -99,7 +88,7 @@ fn vision() -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    fogd_log::init(if cli.verbose { "debug" } else { "warn" }, cli.log_format);
+    fogd_log::init(if cli.log.verbose { "debug" } else { "warn" }, cli.log.log_format);
     let Top::Bench { what } = cli.command;
     let run = async move {
         match what {

@@ -16,6 +16,25 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+/// The logging flags every fogd binary takes (`#[command(flatten)]`): the same command line
+/// works whichever binary `fogd` hands it to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
+    /// `journald` when stderr is the journal, else `text`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FOGD_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    pub log_format: LogFormat,
+}
+
 /// `--log-format` (or `FOGD_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

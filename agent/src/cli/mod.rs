@@ -24,19 +24,8 @@ use crate::fdl::LoadOptions;
     about = "Edge agent and declarative gateway for OSCAR/SCAR FDL workflows"
 )]
 pub struct Cli {
-    /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
-    /// `journald` when stderr is the journal, else `text`.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "FOGD_LOG_FORMAT",
-        default_value = "auto"
-    )]
-    pub log_format: fogd_log::LogFormat,
+    #[command(flatten)]
+    pub log: fogd_log::LogArgs,
     /// The node's settings (fogd.yaml). Without it: the embedded default, data in ./fogd-data.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
@@ -269,11 +258,12 @@ fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// `main`: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
 pub fn main() -> ExitCode {
     let args = Cli::parse();
-    if matches!(args.command, Command::Demo(_)) && !args.verbose && std::env::var_os("FOGD_LOG").is_none() {
+    if matches!(args.command, Command::Demo(_)) && !args.log.verbose && std::env::var_os("FOGD_LOG").is_none()
+    {
         // The demo prints its own summary; its worker (a child) inherits the quiet too.
         std::env::set_var("FOGD_LOG", "warn,ort=error");
     }
-    fogd_log::init(fogd_log::default_filter(args.verbose), args.log_format);
+    fogd_log::init(fogd_log::default_filter(args.log.verbose), args.log.log_format);
     match run(args) {
         Ok(code) => code,
         Err(e) => {

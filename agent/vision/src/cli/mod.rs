@@ -19,19 +19,8 @@ use clap::{Parser, Subcommand};
     about = "fogd's vision commands (the binary that links OpenCV)"
 )]
 pub struct Cli {
-    /// More logging (or set FOGD_LOG, e.g. FOGD_LOG=fogd=debug).
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-    /// Log lines on stderr: `text`, `journald` (syslog priority prefixes) or `json`; `auto`:
-    /// `journald` when stderr is the journal, else `text`.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "FOGD_LOG_FORMAT",
-        default_value = "auto"
-    )]
-    pub log_format: fogd_log::LogFormat,
+    #[command(flatten)]
+    pub log: fogd_log::LogArgs,
     /// Accepted for `fogd`'s command lines; the vision commands read no node settings.
     #[arg(long, global = true, hide = true)]
     pub config: Option<PathBuf>,
@@ -123,7 +112,7 @@ fn vision_check() -> ExitCode {
 pub fn main() -> ExitCode {
     crate::tune_allocator();
     let args = Cli::parse();
-    fogd_log::init(fogd_log::default_filter(args.verbose), args.log_format);
+    fogd_log::init(fogd_log::default_filter(args.log.verbose), args.log.log_format);
     match run(args) {
         Ok(code) => code,
         Err(e) => {
