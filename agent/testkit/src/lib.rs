@@ -20,16 +20,22 @@ use std::time::{Duration, Instant};
 pub const S3_KEY: &str = "fogdtestkey";
 pub const S3_SECRET: &str = "fogdtestsecret";
 
-/// A block of `n` consecutive free ports (SeaweedFS needs ten).
+/// A block of `n` consecutive free ports (SeaweedFS needs ten), below the kernel's ephemeral
+/// range (32768 and up): a port found free there could be taken by any outgoing connection
+/// before the server binds it.
 pub fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(20000);
-        if base > 60000 {
-            continue;
-        }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let mut x = SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        ^ u64::from(std::process::id()) << 32
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = 10_000 + (x % 22_000) as u16;
         if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
