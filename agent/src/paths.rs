@@ -127,8 +127,9 @@ impl DataDir {
         free_bytes(&self.0)
     }
 
-    pub fn free_inodes(&self) -> Option<u64> {
-        free_inodes(&self.0)
+    /// Free bytes and free inodes (where counted), from one `statvfs`.
+    pub fn free_space(&self) -> Option<(u64, Option<u64>)> {
+        free_space(&self.0)
     }
 
     /// The per-invocation logs, a folder per service.

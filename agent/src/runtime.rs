@@ -364,7 +364,9 @@ impl Runtime {
         } else {
             0
         };
-        let free = self.data.free_bytes().map(|f| f.saturating_sub(held));
+        // One statvfs for both: this runs at every dispatch and ingest batch.
+        let space = self.data.free_space();
+        let free = space.map(|(bytes, _)| bytes.saturating_sub(held));
         if let Some(free) = free.filter(|f| *f < self.cfg.min_free_bytes) {
             // What runs must still be able to record its end.
             self.data.release_reserve_if_full(self.cfg.min_free_bytes);
@@ -374,7 +376,7 @@ impl Runtime {
                 min: self.cfg.min_free_bytes,
             });
         }
-        match self.data.free_inodes() {
+        match space.and_then(|(_, inodes)| inodes) {
             Some(free) if free < self.cfg.min_free_inodes => Err(RuntimeError::LowInodes {
                 path: self.cfg.data_dir.clone(),
                 free,

@@ -166,10 +166,7 @@ mod tests {
     use crate::journal::{NewEvent, State};
 
     fn event(j: &Journal, key: &str, source: &str) -> InvocationId {
-        j.record_event(&NewEvent::test(key, source), &["svc"])
-            .expect("event")
-            .expect("new")
-            .1[0]
+        NewEvent::record_for_test(j, key, source, "svc")
     }
 
     #[test]

@@ -81,6 +81,14 @@ impl NewEvent {
             job_id: None,
         }
     }
+
+    /// Records `test(key, source)` for one service; its invocation's id.
+    pub(crate) fn record_for_test(j: &Journal, key: &str, source: &str, service: &str) -> InvocationId {
+        j.record_event(&NewEvent::test(key, source), &[service])
+            .expect("record")
+            .expect("new")
+            .1[0]
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

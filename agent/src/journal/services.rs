@@ -140,10 +140,7 @@ mod tests {
     use crate::config::JournalSync;
 
     fn event(j: &Journal, key: &str, service: &str) -> super::super::InvocationId {
-        j.record_event(&NewEvent::test(key, "job"), &[service])
-            .expect("record")
-            .expect("new")
-            .1[0]
+        NewEvent::record_for_test(j, key, "job", service)
     }
 
     #[test]
