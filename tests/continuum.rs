@@ -301,7 +301,7 @@ async fn burst_delegated_cloud_killed_results_flow_back() {
         .await
         .expect("text");
     assert!(
-        metrics.contains(r#"fogd_invocations{service="work",state="succeeded",ran_on="cloud"}"#),
+        metrics.contains(r#"fogd_invocations_total{service="work",state="succeeded",ran_on="cloud"}"#),
         "{metrics}"
     );
     drop(edge);

@@ -348,7 +348,7 @@ async fn oscar_python_bad_requests_and_load() {
         .expect("text");
     assert!(
         m.contains(&format!(
-            "fogd_invocations{{service=\"noop\",state=\"succeeded\",ran_on=\"local\"}} {}",
+            "fogd_invocations_total{{service=\"noop\",state=\"succeeded\",ran_on=\"local\"}} {}",
             accepted + 1
         )),
         "{m}"

@@ -192,6 +192,47 @@ fn detect_masks_annotates_and_prefers_the_anonymisers_sidecar() {
     assert!(v[0]["annotated"].is_null() && alone.join("f.masks.json").is_file());
 }
 
+/// The anonymised JPEG alone, as the workflow's mask detector gets it: the report it carries
+/// gives the faces and masks judged before blurring, and the verdict is drawn on that (blurred)
+/// picture. Without mask classification the verdict is "not judged", never "Safe".
+#[test]
+fn an_anonymised_frame_alone_gets_its_verdict_drawn_and_unjudged_masks_are_said_so() {
+    use opencv::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    for (classify, verdict, status) in [(true, "danger", "Danger"), (false, "not_judged", "NotJudged")] {
+        let out = dir.path().join(format!("out-{classify}"));
+        let mut args = vec!["anonymize".to_string(), photo("grace_hopper.jpg"), "--out".into()];
+        args.push(out.to_str().unwrap().into());
+        if classify {
+            args.push("--classify-masks".into());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = fogd(&refs);
+        assert!(o.status.success(), "{}", text(&o));
+        let alone = dir.path().join(format!("alone-{classify}"));
+        std::fs::create_dir_all(&alone).unwrap();
+        let frame = alone.join("f.jpg");
+        std::fs::copy(out.join("grace_hopper.jpg"), &frame).unwrap();
+        let o = fogd(&["detect-masks", frame.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            (v[0]["from"].as_str(), v[0]["verdict"].as_str(), v[0]["status"].as_str()),
+            (Some("report"), Some(verdict), Some(status)),
+            "{v}"
+        );
+        assert_eq!(v[0]["detection_status"], "ok");
+        assert_eq!(v[0]["counts"]["faces"], 1, "{v}");
+        // The annotated picture is the blurred frame with boxes and the banner drawn on it.
+        let annotated = fogd_vision::media::read_image(&alone.join("f.masks.jpg")).unwrap();
+        let blurred = fogd_vision::media::read_image(&frame).unwrap();
+        assert_eq!((annotated.cols(), annotated.rows()), (blurred.cols(), blurred.rows()));
+        let (a, b) = (annotated.data_bytes().unwrap(), blurred.data_bytes().unwrap());
+        let changed = a.iter().zip(b).filter(|(x, y)| x.abs_diff(**y) > 60).count();
+        assert!(changed > 3000, "only {changed} bytes differ: nothing drawn");
+    }
+}
+
 #[test]
 fn a_corrupt_or_missing_model_is_a_clear_error_never_garbage_boxes() {
     // The default int8 files and the fp32 detector; the classifier beside a sound detector.

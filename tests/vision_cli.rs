@@ -160,7 +160,8 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
 
 /// The example workflow (examples/camera-ingest) under `fogd run`: a video lands in
 /// cameras/incoming, anon-and-split writes blurred frames and sidecars, mask-detector judges each
-/// frame from its sidecar. Nothing raw reaches the output paths.
+/// blurred frame from the report it carries and draws the verdict on it. Nothing raw reaches the
+/// output paths.
 #[test]
 fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,11 +228,12 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         let r = results.join(format!("img{i}.masks.json"));
         assert!(r.is_file(), "no {}: {}\n{log}", r.display(), text(&jobs));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
-        assert_eq!(v["from"], "sidecar");
+        assert_eq!(v["from"], "report");
         assert!(
             v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 4,
             "{v}"
         );
+        assert!(results.join(format!("img{i}.masks.jpg")).is_file(), "no verdict picture");
         assert!(anonymised.join(format!("img{i}.jpg")).is_file());
     }
     assert!(!text(&jobs).contains("failed"), "{}", text(&jobs));

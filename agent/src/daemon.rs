@@ -118,9 +118,14 @@ impl Daemon {
         let vision = vision_worker(&rt, stop_rx.clone());
         let vision_socket = vision.as_ref().map(|(_, socket)| socket.clone());
         tasks.extend(vision.map(|(task, _)| task));
+        let exec = Arc::new(Executors::new(&rt.cfg, vision_socket));
+        let members: crate::ingest::status::Members = {
+            let exec = exec.clone();
+            Arc::new(move || serde_json::to_value(exec.delegator.health()).unwrap_or_default())
+        };
         let mut gateway_addr = None;
         if rt.cfg.gateway.enabled {
-            let (task, addr) = start_gateway(rt.clone(), stop_rx.clone()).await?;
+            let (task, addr) = start_gateway(rt.clone(), members.clone(), stop_rx.clone()).await?;
             tasks.push(task);
             gateway_addr = Some(addr);
         }
@@ -137,11 +142,6 @@ impl Daemon {
             rt.clone(),
             stop_rx.clone(),
         )));
-        let exec = Arc::new(Executors::new(&rt.cfg, vision_socket));
-        let members: crate::ingest::status::Members = {
-            let exec = exec.clone();
-            Arc::new(move || serde_json::to_value(exec.delegator.health()).unwrap_or_default())
-        };
         tasks.extend(crate::ingest::start_sources(&rt, members, &stop_rx));
         let heartbeat = Arc::new(AtomicI64::new(crate::journal::now_ms()));
         let watchdog = systemd_watchdog(heartbeat.clone());
@@ -361,6 +361,7 @@ fn spawn_worker(bin: &Path, socket: &Path) -> std::io::Result<tokio::process::Ch
 /// Binds the OSCAR API; on first start makes the admin password and shows it once.
 async fn start_gateway(
     rt: Arc<Runtime>,
+    members: crate::ingest::status::Members,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(JoinHandle<()>, std::net::SocketAddr)> {
     use crate::gateway::{auth::Admin, AppState};
@@ -396,7 +397,7 @@ async fn start_gateway(
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %addr, scheme, "OSCAR API ready");
     let admin = admin.with_max_failures(g.max_auth_failures_per_minute);
-    let state = Arc::new(AppState { rt, admin });
+    let state = Arc::new(AppState { rt, admin, members });
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

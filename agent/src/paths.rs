@@ -97,6 +97,11 @@ impl DataDir {
         self.0.join("quarantine")
     }
 
+    /// A camera's latest anonymised frame (`camera` is a checked camera name: one safe segment).
+    pub fn snapshot(&self, camera: &str) -> PathBuf {
+        self.0.join("snapshots").join(format!("{camera}.jpg"))
+    }
+
     /// One invocation's log (stdout and stderr).
     pub fn log(&self, service: &str, uuid: &str) -> PathBuf {
         self.logs().join(service).join(format!("{uuid}.log"))

@@ -209,12 +209,23 @@ impl Runtime {
         meta: &ObjectMeta,
         source: &str,
     ) -> Result<Option<(i64, Vec<InvocationId>)>> {
+        self.emit_from(provider, meta, source, None).await
+    }
+
+    /// As `emit`, for an output of `parent`: the event keeps the camera its chain started from.
+    pub async fn emit_from(
+        &self,
+        provider: &ProviderRef,
+        meta: &ObjectMeta,
+        source: &str,
+        parent: Option<InvocationId>,
+    ) -> Result<Option<(i64, Vec<InvocationId>)>> {
         let wf = self.workflow();
         let services: Vec<String> = crate::router::route(&wf.services, provider, &meta.key)
             .into_iter()
             .map(str::to_string)
             .collect();
-        self.record(provider, meta, source, services, None).await
+        self.record(provider, meta, source, services, None, parent).await
     }
 
     /// Queues `service` alone on an object (an event POSTed to `/job`), named `job_id` when
@@ -230,7 +241,7 @@ impl Runtime {
         self.service(service)?;
         self.check_disk()?;
         Ok(self
-            .record(provider, meta, source, vec![service.to_string()], job_id)
+            .record(provider, meta, source, vec![service.to_string()], job_id, None)
             .await?
             .and_then(|(_, ids)| ids.first().copied()))
     }
@@ -243,6 +254,7 @@ impl Runtime {
         source: &str,
         services: Vec<String>,
         job_id: Option<&str>,
+        parent: Option<InvocationId>,
     ) -> Result<Option<(i64, Vec<InvocationId>)>> {
         let ev = NewEvent {
             provider: provider.to_string(),
@@ -252,6 +264,7 @@ impl Runtime {
             event_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             source: source.to_string(),
             job_id: job_id.map(str::to_string),
+            parent,
         };
         let r = self
             .journal
@@ -319,7 +332,7 @@ impl Runtime {
         let key = format!("fogd-invoke/{folder}/{name}");
         let meta = store.put_file(&key, src).await?;
         match self
-            .record(&provider, &meta, source, vec![service.to_string()], job_id)
+            .record(&provider, &meta, source, vec![service.to_string()], job_id, None)
             .await?
         {
             Some((_, ids)) => Ok(ids.first().copied().unwrap_or_default()),

@@ -143,6 +143,7 @@ async fn run(root: &Path, n: u64) -> anyhow::Result<std::process::ExitCode> {
                 event_time: String::new(),
                 source: "put".into(),
                 job_id: None,
+                parent: None,
             };
             j.record_event(&ev, &["anon"])?;
             if (i + 1) % 1000 == 0 || i + 1 == n {

@@ -41,7 +41,7 @@ const WORKFLOW: &str = "functions:
       name: mask-detector
       image: fogd/builtin:detect-masks
       script: mask-detector.sh
-      input: [{storage_provider: minio, path: cameras/anonymised, suffix: [.json]}]
+      input: [{storage_provider: minio, path: cameras/anonymised, suffix: [.jpg]}]
       output: [{storage_provider: minio, path: cameras/results}]
 ";
 

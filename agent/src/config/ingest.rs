@@ -37,8 +37,14 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
     /// TLS to the broker (also implied by an `mqtts://` broker).
     pub tls: Option<MqttTls>,
+    /// Home Assistant MQTT discovery: each camera a device with its sensors and snapshot, under
+    /// this prefix (Home Assistant's default); `""` turns discovery off.
+    pub discovery_prefix: String,
+    /// Publish each camera's latest anonymised frame (retained) on
+    /// `<prefix>/<node>/cameras/<camera>/snapshot`.
+    pub snapshots: bool,
 }
-fogd_fdl::debug_redacted!(MqttConfig { broker, client_id, username, frame_topics, clip_topics, max_frame_bytes, max_clip_bytes, max_buffer_bytes, status_prefix, stats_interval, keep_alive, tls; password });
+fogd_fdl::debug_redacted!(MqttConfig { broker, client_id, username, frame_topics, clip_topics, max_frame_bytes, max_clip_bytes, max_buffer_bytes, status_prefix, stats_interval, keep_alive, tls, discovery_prefix, snapshots; password });
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -56,6 +62,8 @@ impl Default for MqttConfig {
             stats_interval: Duration::from_secs(30),
             keep_alive: Duration::from_secs(30),
             tls: None,
+            discovery_prefix: "homeassistant".into(),
+            snapshots: true,
         }
     }
 }

@@ -58,11 +58,12 @@ pub async fn store(
     }
     let mut stored = 0u32;
     for f in &files {
+        let before = stored;
         for (provider, key) in contract::output_targets(&svc.outputs, &f.rel) {
             let store = rt.store(&provider)?;
             if store.is_local() {
                 let meta = store.put_file(&key, &f.path).await?;
-                rt.emit(&provider, &meta, "output").await?;
+                rt.emit_from(&provider, &meta, "output", Some(invocation)).await?;
             } else {
                 // Remote stores are reached through the outbox: retried, paced, in order.
                 crate::store::check_key(&key).map_err(RuntimeError::from)?;
@@ -80,37 +81,115 @@ pub async fn store(
                     source: std::io::Error::other("fogd is stopping"),
                 })??;
             }
-            if key.ends_with(".json") {
-                mask_event(rt, &key, &f.path);
-            }
             stored += 1;
+        }
+        if stored > before {
+            let (rt2, svc2, f2) = (rt.clone(), svc.clone(), f.clone());
+            crate::journal::boundary::offload(move || observe(&rt2, invocation, &svc2, &f2)).await;
         }
     }
     Ok(stored)
 }
 
-/// A stored JSON result with mask counts (the anonymiser's sidecar, `fogd detect-masks`'
-/// result) becomes a `mask_result` event.
-fn mask_event(rt: &Runtime, key: &str, path: &Path) {
-    if rt.events.receiver_count() == 0 {
+/// Largest output fogd reads to learn what the operator's tools show (a verdict, a snapshot).
+const OBSERVE_MAX_BYTES: u64 = 8 << 20;
+
+/// What the operator's tools learn from one output file, once (not once per store it went to):
+/// a mask detector's verdict becomes the frame's one `mask_result` and counts for its camera;
+/// an anonymised frame becomes its camera's snapshot.
+fn observe(rt: &Runtime, invocation: crate::journal::InvocationId, svc: &crate::fdl::Service, f: &OutputFile) {
+    if f.size > OBSERVE_MAX_BYTES {
         return;
     }
-    let Ok(text) = std::fs::read(path) else { return };
-    if text.len() > 1 << 20 {
-        return;
+    let lower = f.rel.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        let Ok(bytes) = std::fs::read(&f.path) else { return };
+        let Some(mut result) = mask_result(&bytes, &f.rel) else { return };
+        result.camera = rt.journal.camera_of(invocation).ok().flatten();
+        if let Err(e) = rt.journal.record_mask_result(&result) {
+            tracing::warn!("{e}");
+        }
+        rt.event("mask_result", serde_json::to_value(&result).unwrap_or_default());
+    } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
+        if let Err(e) = snapshot(rt, invocation, svc, f) {
+            tracing::debug!(file = %f.path.display(), "no snapshot: {e}");
+        }
     }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
-        return;
+}
+
+/// A frame's verdict from `fogd detect-masks`' result file; `None` for any other JSON (the
+/// anonymiser's sidecars too: the verdict of that frame comes from the detector, once).
+pub fn mask_result(bytes: &[u8], key: &str) -> Option<crate::journal::MaskResult> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    v.get("from")?.as_str()?;
+    let counts = v.get("counts")?;
+    let n = |k: &str| counts.get(k).and_then(serde_json::Value::as_u64);
+    let (faces, masked, unmasked) = (n("faces")?, n("mask")?, n("no_mask")?);
+    let verdict = match v.get("verdict").and_then(|s| s.as_str()) {
+        Some(s) => s.to_string(),
+        // Results written before verdicts were named: the status, lower case.
+        None => v.get("status")?.as_str()?.to_ascii_lowercase(),
     };
-    let counts = &v["counts"];
-    if counts["no_mask"].is_u64() {
-        rt.event(
-            "mask_result",
-            serde_json::json!({"key": key, "faces": counts["faces"], "mask": counts["mask"],
-                "no_mask": counts["no_mask"], "no_mask_share": counts["no_mask_share"],
-                "status": v["status"]}),
-        );
+    Some(crate::journal::MaskResult {
+        camera: None,
+        key: key.to_string(),
+        faces,
+        masked,
+        unmasked,
+        no_mask_share: crate::journal::share(masked, unmasked),
+        verdict,
+        detection_status: v
+            .get("detection_status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("ok")
+            .to_string(),
+        time_ms: crate::journal::now_ms(),
+    })
+}
+
+/// Keeps an output JPEG as its camera's snapshot when it can only be an anonymised frame: made by
+/// fogd's own anonymiser or mask detector (a `fogd/builtin:` image), from a camera's chain, a
+/// real JPEG, and not byte for byte a raw item (the outbox's privacy rule).
+fn snapshot(
+    rt: &Runtime,
+    invocation: crate::journal::InvocationId,
+    svc: &crate::fdl::Service,
+    f: &OutputFile,
+) -> Result<(), String> {
+    let fogd_made = svc.image.as_deref().is_some_and(|i| {
+        i.starts_with("fogd/builtin:anonymize") || i.starts_with("fogd/builtin:detect-masks")
+    });
+    if !fogd_made {
+        return Err("not made by a fogd/builtin image".into());
     }
+    let camera = rt
+        .journal
+        .camera_of(invocation)
+        .map_err(|e| e.to_string())?
+        .ok_or("not from a camera")?;
+    let bytes = std::fs::read(&f.path).map_err(|e| e.to_string())?;
+    if imagesize::image_type(&bytes).ok() != Some(imagesize::ImageType::Jpeg) {
+        return Err("not a JPEG".into());
+    }
+    let sum = crate::store::content_hash(&bytes);
+    if rt.journal.raw_with_checksum(&sum).map_err(|e| e.to_string())?.is_some() {
+        return Err("byte for byte a raw item".into());
+    }
+    let dst = rt.data.snapshot(&camera);
+    let dir = dst.parent().ok_or("no folder")?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!(".{camera}.jpg.tmp"));
+    crate::paths::write_private(&tmp, &bytes)
+        .and_then(|()| std::fs::rename(&tmp, &dst))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e.to_string()
+        })?;
+    rt.journal
+        .record_snapshot(&camera, &f.rel)
+        .map_err(|e| e.to_string())?;
+    rt.event("snapshot", serde_json::json!({"camera": camera, "bytes": bytes.len()}));
+    Ok(())
 }
 
 async fn append(path: &Path, text: &str) {

@@ -9,6 +9,7 @@ mod logs;
 mod services;
 mod supervisor;
 mod system;
+mod ui;
 
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ use crate::runtime::{Runtime, RuntimeError};
 pub struct AppState {
     pub rt: Arc<Runtime>,
     pub admin: auth::Admin,
+    /// The delegation members' health, for the status page.
+    pub members: crate::ingest::status::Members,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -118,6 +121,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/job/{svc}", post(invoke::job))
         .route("/run/{svc}", post(invoke::run))
         .route("/metrics", get(metrics))
+        .merge(ui::routes())
         .route("/fogd/jobs/{job}/input", get(supervisor::input))
         .route(
             "/fogd/jobs/{job}/outputs/{*rel}",
@@ -130,15 +134,23 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Prometheus' scrape: not authenticated (the gateway listens on loopback unless told otherwise).
-async fn metrics(s: State) -> impl IntoResponse {
-    let text = s.rt.metrics.render(&s.rt.journal, &s.rt.cfg.data_dir);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+/// OpenMetrics to a scraper that asks for it (Prometheus does), the text format 0.0.4 otherwise.
+async fn metrics(s: State, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let rt = s.rt.clone();
+    // The scrape reads the journal: off the async workers.
+    let text = crate::journal::boundary::offload(move || rt.metrics.render(&rt, openmetrics))
+        .await
+        .unwrap_or_default();
+    let kind = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, kind)], text)
 }
 
 /// Serves (HTTPS when `tls` is given) until `shutdown` completes; running requests finish.

@@ -4,6 +4,7 @@
 //! taken (the MQTT acknowledgement). Items that fail a check are counted and skipped.
 
 pub mod dir;
+pub mod homeassistant;
 pub mod mqtt;
 pub mod s3watch;
 pub mod status;

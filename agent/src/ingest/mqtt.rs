@@ -162,8 +162,12 @@ pub async fn run(
         rt.clone(),
         members,
         client.clone(),
-        base.clone(),
-        m.stats_interval,
+        super::status::Publishing {
+            base: base.clone(),
+            every: m.stats_interval,
+            discovery_prefix: m.discovery_prefix.trim_end_matches('/').to_string(),
+            snapshots: m.snapshots,
+        },
         stop.clone(),
     ));
     let mut stop2 = stop.clone();

@@ -110,33 +110,69 @@ pub fn rss_bytes_of(pid: &str) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-/// Publishes stats every `every` and each node event as it happens, until `stop`.
+/// What the status publisher sends besides stats and events.
+#[derive(Clone)]
+pub struct Publishing {
+    pub base: String,
+    pub every: Duration,
+    /// Home Assistant's discovery prefix; empty: no discovery.
+    pub discovery_prefix: String,
+    pub snapshots: bool,
+}
+
+/// Publishes stats every `every`, each node event as it happens, and per camera its retained
+/// state, snapshot and Home Assistant discovery, until `stop`. Retained documents are sent again
+/// after each reconnect (a broker restarted without persistence has lost them).
 pub async fn publish(
     rt: Arc<Runtime>,
     members: Members,
     client: AsyncClient,
-    base: String,
-    every: Duration,
+    p: Publishing,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut events = rt.events.subscribe();
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(p.every);
+    // Cameras announced on the current connection, and the connection they were announced on.
+    let mut announced: std::collections::HashSet<String> = Default::default();
+    let mut session = u64::MAX;
+    // Notices a new connection within a second, to send the retained documents again.
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = crate::runtime::stopped(&mut stop) => return,
+            _ = watch.tick() => {
+                let now = CONNECTS.load(Ordering::Relaxed);
+                if now != session && connected() {
+                    session = now;
+                    announced.clear();
+                    if !p.discovery_prefix.is_empty() {
+                        for (topic, doc) in super::homeassistant::node_discovery(&p.discovery_prefix, &p.base, &rt.node) {
+                            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, doc.to_string());
+                        }
+                    }
+                    cameras(&rt, &client, &p, &mut announced, None).await;
+                }
+            }
             _ = tick.tick() => {
                 let doc = {
                     let (rt, members) = (rt.clone(), members.clone());
                     tokio::task::spawn_blocking(move || crate::journal::boundary::blocking(|| stats(&rt, &members))).await
                 };
                 if let Ok(doc) = doc {
-                    let _ = client.try_publish(format!("{base}/stats"), QoS::AtMostOnce, false, doc.to_string());
+                    let _ = client.try_publish(format!("{}/stats", p.base), QoS::AtMostOnce, false, doc.to_string());
                 }
+                cameras(&rt, &client, &p, &mut announced, None).await;
             }
             ev = events.recv() => match ev {
                 Ok(v) => {
                     // Events are best effort: a full queue drops one rather than stall the node.
-                    let _ = client.try_publish(format!("{base}/events"), QoS::AtMostOnce, false, v.to_string());
+                    let _ = client.try_publish(format!("{}/events", p.base), QoS::AtMostOnce, false, v.to_string());
+                    let camera = v.get("camera").and_then(Value::as_str).map(str::to_string);
+                    match (v.get("type").and_then(Value::as_str), camera) {
+                        (Some("mask_result"), Some(c)) => cameras(&rt, &client, &p, &mut announced, Some(&c)).await,
+                        (Some("snapshot"), Some(c)) if p.snapshots => snapshot(&rt, &client, &p.base, &c).await,
+                        _ => {}
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::debug!(dropped = n, "mqtt: events dropped (publisher behind)");
@@ -145,6 +181,62 @@ pub async fn publish(
             },
         }
     }
+}
+
+/// Publishes the retained state of every camera (or of `only`), and the discovery documents of
+/// those not announced on this connection yet (with their snapshot, if any).
+async fn cameras(
+    rt: &Arc<Runtime>,
+    client: &AsyncClient,
+    p: &Publishing,
+    announced: &mut std::collections::HashSet<String>,
+    only: Option<&str>,
+) {
+    let Ok(Ok(list)) = rt.journal.call(|j| Ok(j.cameras())).await else {
+        return;
+    };
+    for c in list.iter().filter(|c| only.is_none_or(|o| o == c.camera)) {
+        if connected() && !announced.contains(&c.camera) {
+            announced.insert(c.camera.clone());
+            if !p.discovery_prefix.is_empty() {
+                let docs = super::homeassistant::camera_discovery(
+                    &p.discovery_prefix,
+                    &p.base,
+                    &rt.node,
+                    &c.camera,
+                    p.snapshots,
+                );
+                for (topic, doc) in docs {
+                    let _ = client.try_publish(topic, QoS::AtLeastOnce, true, doc.to_string());
+                }
+            }
+            if p.snapshots && c.snapshot_key.is_some() {
+                snapshot(rt, client, &p.base, &c.camera).await;
+            }
+        }
+        let state = super::homeassistant::state(c);
+        let _ = client.try_publish(
+            super::homeassistant::state_topic(&p.base, &c.camera),
+            QoS::AtLeastOnce,
+            true,
+            state.to_string(),
+        );
+    }
+}
+
+/// The camera's latest anonymised frame, retained (a new subscriber sees it at once).
+async fn snapshot(rt: &Runtime, client: &AsyncClient, base: &str, camera: &str) {
+    match tokio::fs::read(rt.data.snapshot(camera)).await {
+        Ok(jpeg) => {
+            let _ = client.try_publish(super::homeassistant::snapshot_topic(base, camera), QoS::AtLeastOnce, true, jpeg);
+        }
+        Err(e) => tracing::debug!(camera, "mqtt: no snapshot to publish: {e}"),
+    }
+}
+
+/// Connections made to the broker since fogd started.
+pub fn connects() -> u64 {
+    CONNECTS.load(Ordering::Relaxed)
 }
 
 /// Is the MQTT connection up (for tests and benchmarks)?

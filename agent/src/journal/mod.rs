@@ -3,6 +3,7 @@
 //! change is one function here that runs one transaction.
 
 pub mod boundary;
+mod cameras;
 mod delegation;
 mod ingest;
 mod invocations;
@@ -20,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use cameras::{share, Camera, HistoryPoint, MaskResult};
 pub use delegation::Followed;
 pub use ingest::{IngestRow, Spooled};
 pub use invocations::{Invocation, InvocationId, Outcome, State};
@@ -65,6 +67,8 @@ pub struct NewEvent {
     pub source: String,
     /// The name its one invocation takes (a delegated job keeps its origin's `X-Delegated-Job-ID`).
     pub job_id: Option<String>,
+    /// The invocation whose output this is: the event inherits the camera its chain started from.
+    pub parent: Option<InvocationId>,
 }
 
 #[cfg(test)]
@@ -79,6 +83,7 @@ impl NewEvent {
             event_time: String::new(),
             source: source.into(),
             job_id: None,
+            parent: None,
         }
     }
 
@@ -201,8 +206,10 @@ impl Journal {
         let now = now_ms();
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO events(provider, key, etag, size, event_time, source, created_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO events(provider, key, etag, size, event_time, source, created_us, camera)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(e.camera, g.camera)
+                    FROM invocations v JOIN events e ON e.id = v.event_id
+                    LEFT JOIN ingest g ON g.event_id = e.id WHERE v.id = ?8))
                  ON CONFLICT(provider, key, etag) DO NOTHING RETURNING id",
             )
             .and_then(|mut st| {
@@ -214,7 +221,8 @@ impl Journal {
                         ev.size as i64,
                         ev.event_time,
                         ev.source,
-                        now_us()
+                        now_us(),
+                        ev.parent.map(|i| i.0)
                     ],
                     |r| r.get::<_, i64>(0),
                 )

@@ -87,6 +87,7 @@ fn step(j: &Journal, m: &mut Model, rng: &mut StdRng) -> String {
                 event_time: String::new(),
                 source: "put".into(),
                 job_id: None,
+                parent: None,
             };
             let got = j.record_event(&ev, &names).expect("record");
             if !m.events.insert((key.clone(), etag.clone())) {

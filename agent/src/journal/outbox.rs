@@ -42,6 +42,8 @@ pub struct OutboxRow {
     pub created_ms: i64,
     pub group: String,
     pub done_ms: Option<i64>,
+    /// The invocation whose output it is.
+    pub invocation: Option<InvocationId>,
 }
 
 /// What `outbox_enqueue` did. The paths are spooled files no longer needed (the caller removes
@@ -412,7 +414,7 @@ pub(super) fn bump(conn: &rusqlite::Connection, name: &str, n: u64) -> rusqlite:
 }
 
 const COLUMNS: &str = "id, provider, key, local_path, size, checksum, md5, priority, attempts, next_try_ms, \
-                       state, error, created_ms, grp, done_ms";
+                       state, error, created_ms, grp, done_ms, invocation_id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
@@ -431,6 +433,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         created_ms: r.get(12)?,
         group: r.get(13)?,
         done_ms: r.get(14)?,
+        invocation: r.get::<_, Option<i64>>(15)?.map(InvocationId),
     })
 }
 
@@ -489,7 +492,12 @@ mod tests {
             Enqueued::AlreadyDone
         ));
         let counters: Vec<(String, u64)> = j.counters().expect("c");
-        assert_eq!(counters, [("outbox_dropped_full".to_string(), 2)]);
+        let c = |n: &str, v: u64| (n.to_string(), v);
+        // The upload is counted by the journal's trigger, with its bytes.
+        assert_eq!(
+            counters,
+            [c("outbox_dropped_full", 2), c("outbox_uploaded", 1), c("outbox_uploaded_bytes", 10)]
+        );
         // A raw item's content never enters.
         j.ingest_batch(
             &[crate::journal::Spooled {

@@ -13,11 +13,12 @@ pub struct Pruned {
     pub events: usize,
     pub ingest: usize,
     pub outbox: usize,
+    pub history: usize,
 }
 
 impl Pruned {
     pub fn total(&self) -> usize {
-        self.invocations.len() + self.events + self.ingest + self.outbox
+        self.invocations.len() + self.events + self.ingest + self.outbox + self.history
     }
 }
 
@@ -94,6 +95,13 @@ impl Journal {
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
                    WHERE state IN ('done', 'dropped') AND COALESCE(done_ms, created_ms) < ?1
                    LIMIT ?2)",
+                params![cutoff_ms, batch as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        out.history = tx
+            .execute(
+                "DELETE FROM camera_results WHERE id IN (SELECT id FROM camera_results
+                   WHERE time_ms < ?1 ORDER BY id LIMIT ?2)",
                 params![cutoff_ms, batch as i64],
             )
             .map_err(|e| self.err(e))?;

@@ -159,6 +159,72 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX invocations_queue ON invocations(state, service, id);
      CREATE INDEX invocations_event ON invocations(event_id);
      CREATE INDEX invocations_service ON invocations(service, id);",
+    // 8: what operators watch, kept as counters that only grow (retention deletes rows, a
+    //    Prometheus counter must never go down): invocations ended by final state, per camera
+    //    frames and verdicts. Triggers keep them in the transaction that changes the rows, so no
+    //    code path can forget one. `events.camera`: the camera a chain of outputs started from.
+    "ALTER TABLE events ADD COLUMN camera TEXT;
+     CREATE TABLE invocation_totals(
+        service TEXT NOT NULL,
+        state TEXT NOT NULL,
+        ran_on TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY(service, state, ran_on)
+     );
+     INSERT INTO invocation_totals
+       SELECT service, state, COALESCE(ran_on, 'local'), COUNT(*) FROM invocations
+       WHERE state IN ('succeeded', 'failed', 'timed_out', 'cancelled') GROUP BY 1, 2, 3;
+     INSERT INTO invocation_totals
+       SELECT service, 'created', 'any', COUNT(*) FROM invocations GROUP BY 1;
+     CREATE TRIGGER invocation_created AFTER INSERT ON invocations BEGIN
+       INSERT INTO invocation_totals VALUES (NEW.service, 'created', 'any', 1)
+         ON CONFLICT(service, state, ran_on) DO UPDATE SET n = n + 1;
+     END;
+     CREATE TRIGGER invocation_ended AFTER UPDATE OF state ON invocations
+       WHEN NEW.state IN ('succeeded', 'failed', 'timed_out', 'cancelled') AND OLD.state IS NOT NEW.state
+     BEGIN
+       INSERT INTO invocation_totals VALUES (NEW.service, NEW.state, COALESCE(NEW.ran_on, 'local'), 1)
+         ON CONFLICT(service, state, ran_on) DO UPDATE SET n = n + 1;
+     END;
+     INSERT INTO counters(name, value)
+       SELECT 'outbox_uploaded', COUNT(*) FROM outbox WHERE state = 'done'
+       UNION ALL SELECT 'outbox_uploaded_bytes', COALESCE(SUM(size), 0) FROM outbox WHERE state = 'done';
+     CREATE TRIGGER outbox_uploaded AFTER UPDATE OF state ON outbox
+       WHEN NEW.state = 'done' AND OLD.state IS NOT 'done'
+     BEGIN
+       INSERT INTO counters(name, value) VALUES ('outbox_uploaded', 1)
+         ON CONFLICT(name) DO UPDATE SET value = value + 1;
+       INSERT INTO counters(name, value) VALUES ('outbox_uploaded_bytes', NEW.size)
+         ON CONFLICT(name) DO UPDATE SET value = value + excluded.value;
+     END;
+     CREATE TABLE cameras(
+        camera TEXT PRIMARY KEY,
+        frames INTEGER NOT NULL DEFAULT 0,
+        last_seen_ms INTEGER,
+        judged INTEGER NOT NULL DEFAULT 0,
+        faces INTEGER NOT NULL DEFAULT 0,
+        masked INTEGER NOT NULL DEFAULT 0,
+        unmasked INTEGER NOT NULL DEFAULT 0,
+        last_result TEXT,
+        last_result_ms INTEGER,
+        snapshot_key TEXT,
+        snapshot_ms INTEGER
+     );
+     CREATE TABLE camera_results(
+        id INTEGER PRIMARY KEY,
+        camera TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        faces INTEGER NOT NULL,
+        masked INTEGER NOT NULL,
+        unmasked INTEGER NOT NULL
+     );
+     CREATE INDEX camera_results_time ON camera_results(camera, time_ms);
+     INSERT INTO cameras(camera, frames, last_seen_ms)
+       SELECT camera, COUNT(*), MAX(created_ms) FROM ingest GROUP BY camera;
+     CREATE TRIGGER ingest_camera AFTER INSERT ON ingest BEGIN
+       INSERT INTO cameras(camera, frames, last_seen_ms) VALUES (NEW.camera, 1, NEW.created_ms)
+         ON CONFLICT(camera) DO UPDATE SET frames = frames + 1, last_seen_ms = excluded.last_seen_ms;
+     END;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

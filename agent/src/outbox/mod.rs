@@ -195,7 +195,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
             if let Some(p) = crate::fdl::ProviderRef::parse(&row.provider) {
                 let watched = !crate::router::route(&rt.workflow().services, &p, &row.key).is_empty();
                 if watched {
-                    if let Err(e) = rt.emit(&p, &meta, "output").await {
+                    if let Err(e) = rt.emit_from(&p, &meta, "output", row.invocation).await {
                         tracing::warn!("{e}");
                     }
                 }

@@ -158,10 +158,14 @@ impl Anonymizer {
             detector: format!("{:?}", self.detector.kind).to_lowercase(),
             backend: self.detector.backend().name().to_string(),
             status: status.to_string(),
-            mask_status: self
-                .classifier
-                .as_ref()
-                .map(|_| Status::of(counts.mask, counts.no_mask)),
+            // A frame blurred whole (detection failed) had nothing judged.
+            mask_status: self.classifier.as_ref().map(|_| {
+                if status == "ok" {
+                    Status::of(counts.mask, counts.no_mask)
+                } else {
+                    Status::NotJudged
+                }
+            }),
             counts,
             faces,
             timings_ms: None,
@@ -170,7 +174,17 @@ impl Anonymizer {
 
     fn write(&self, image_path: &Path, img: &Mat, report: &mut FrameReport, t: &mut Timings) -> Result<()> {
         let s = Instant::now();
-        media::write_image(image_path, img, self.opts.jpeg_quality)?;
+        let mut bytes = media::encode_image(image_path, img, self.opts.jpeg_quality)?;
+        // The frame carries its report (without timings): the next stage gets this file alone.
+        let note = serde_json::to_vec(&FrameReport {
+            timings_ms: None,
+            ..report.clone()
+        })
+        .map_err(|e| VisionError::Other(e.to_string()))?;
+        if let Some(with) = crate::jpeg_note::embed(&bytes, &note) {
+            bytes = with;
+        }
+        media::write_atomic(image_path, &bytes)?;
         t.encode += s.elapsed();
         report.timings_ms = Some(StageMs::from(&*t));
         let json = serde_json::to_vec_pretty(report).map_err(|e| VisionError::Other(e.to_string()))?;

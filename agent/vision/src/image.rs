@@ -79,6 +79,11 @@ pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<Mat> {
 
 /// Writes an image atomically (temp + rename), so a watcher never sees half a file.
 pub fn write_image(path: &Path, img: &Mat, jpeg_quality: i32) -> Result<()> {
+    write_atomic(path, &encode_image(path, img, jpeg_quality)?)
+}
+
+/// The bytes `write_image` would write (the format from `path`'s extension).
+pub fn encode_image(path: &Path, img: &Mat, jpeg_quality: i32) -> Result<Vec<u8>> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -93,7 +98,7 @@ pub fn write_image(path: &Path, img: &Mat, jpeg_quality: i32) -> Result<()> {
     if !imgcodecs::imencode(&format!(".{ext}"), img, &mut buf, &params)? {
         return Err(bad(path, "OpenCV could not encode the image"));
     }
-    write_atomic(path, buf.as_slice())
+    Ok(buf.to_vec())
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod image;
+pub mod jpeg_note;
 pub mod masks;
 pub mod media;
 pub mod models;

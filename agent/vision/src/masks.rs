@@ -26,15 +26,27 @@ pub struct MaskVerdict {
     pub score: f32,
 }
 
-/// Safe: everyone masked; Warning: some without; Danger: half or more without.
+/// Safe: everyone masked; Warning: some without; Danger: half or more without (of the faces
+/// judged). NotJudged: masks were not classified at all (never called Safe: nothing was judged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     Safe,
     Warning,
     Danger,
+    NotJudged,
 }
 
 impl Status {
+    /// `safe`, `warning`, `danger`, `not_judged`: the name in results and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Safe => "safe",
+            Status::Warning => "warning",
+            Status::Danger => "danger",
+            Status::NotJudged => "not_judged",
+        }
+    }
+
     pub fn of(mask: usize, no_mask: usize) -> Status {
         let total = mask + no_mask;
         if no_mask == 0 {

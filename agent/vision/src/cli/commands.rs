@@ -273,11 +273,16 @@ struct MaskResult {
     image: String,
     /// None when only a sidecar was given (no picture to draw on).
     annotated: Option<PathBuf>,
-    /// "sidecar" when the faces came from the anonymiser's sidecar (judged before blurring).
+    /// Where the faces came from: "report" (carried in the anonymised frame) or "sidecar" (the
+    /// anonymiser's, judged before blurring), or "detection" on the picture given.
     from: &'static str,
     faces: Vec<crate::anonymize::FaceReport>,
     counts: crate::anonymize::Counts,
     status: Status,
+    /// `safe`, `warning`, `danger`, or `not_judged` (a face whose mask was not classified).
+    verdict: &'static str,
+    /// How the faces were found: `ok`, or the anonymiser's `redacted-whole`.
+    detection_status: String,
 }
 
 pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
@@ -292,24 +297,39 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
     let mut results = Vec::new();
     for image in &a.images {
         let r = (|| -> anyhow::Result<MaskResult> {
-            // A sidecar given directly (a workflow step triggered by the anonymiser's .json), or
-            // the one next to the image: its verdicts were made before blurring.
+            // The faces and masks judged before blurring, in order of preference: the report
+            // an anonymised frame carries, a sidecar given directly (a workflow step triggered by
+            // the anonymiser's .json), or the sidecar next to the image.
             let is_json = image.extension().is_some_and(|e| e == "json");
+            let embedded = if is_json {
+                None
+            } else {
+                let bytes = std::fs::read(image).map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+                crate::jpeg_note::read(&bytes)
+                    .map(|note| serde_json::from_slice::<FrameReport>(&note))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{}: its fogd report is not readable: {e}", image.display()))?
+            };
             let sidecar_path = if is_json {
                 image.clone()
             } else {
                 image.with_extension("json")
             };
-            let sidecar = match std::fs::read(&sidecar_path) {
-                Ok(b) => match serde_json::from_slice::<FrameReport>(&b) {
-                    Ok(r) => Some(r),
-                    Err(e) if is_json => anyhow::bail!("{}: not a fogd sidecar: {e}", sidecar_path.display()),
+            // An anonymised picture is blurred: its own report is all there is to judge by.
+            let carried = embedded.is_some();
+            let keep_report = is_json || carried;
+            let sidecar = match embedded {
+                Some(r) => Some(r),
+                None => match std::fs::read(&sidecar_path) {
+                    Ok(b) => match serde_json::from_slice::<FrameReport>(&b) {
+                        Ok(r) => Some(r),
+                        Err(e) if is_json => anyhow::bail!("{}: not a fogd sidecar: {e}", sidecar_path.display()),
+                        Err(_) => None,
+                    },
+                    Err(e) if is_json => anyhow::bail!("{}: {e}", sidecar_path.display()),
                     Err(_) => None,
                 },
-                Err(e) if is_json => anyhow::bail!("{}: {e}", sidecar_path.display()),
-                Err(_) => None,
-            }
-            .filter(|r| r.faces.iter().all(|f| f.mask.is_some()) || is_json);
+            };
             let picture = if is_json {
                 ["jpg", "png", "jpeg"]
                     .iter()
@@ -319,8 +339,15 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 Some(image.clone())
             };
             let mut img = picture.as_deref().map(media::read_image).transpose()?;
+            // A report without mask verdicts on a raw picture: judge the picture itself.
+            let sidecar = sidecar.filter(|r| keep_report || r.faces.iter().all(|f| f.mask.is_some()));
+            let detection_status = sidecar.as_ref().map_or("ok".to_string(), |r| r.status.clone());
+            // A report made without mask classification judged nothing: never "Safe".
+            let classified = sidecar
+                .as_ref()
+                .is_none_or(|r| r.mask_status.is_some_and(|m| m != Status::NotJudged));
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
-                (Some(r), _) => (sidecar_faces(&r), "sidecar"),
+                (Some(r), _) => (sidecar_faces(&r), if carried { "report" } else { "sidecar" }),
                 (None, Some(raw)) => {
                     let (d, c) = cached(&mut warm.detectors, key.clone(), || {
                         let d = Detector::load(&opts, a.detect.models.as_deref())?;
@@ -349,7 +376,11 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 })
                 .collect();
             let counts = crate::anonymize::Counts::of(&reports);
-            let status = Status::of(counts.mask, counts.no_mask);
+            let status = if classified {
+                Status::of(counts.mask, counts.no_mask)
+            } else {
+                Status::NotJudged
+            };
             let stem = image.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
             let annotated = match img.as_mut() {
                 Some(img) => {
@@ -367,6 +398,8 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 faces: reports,
                 counts,
                 status,
+                verdict: status.name(),
+                detection_status,
             };
             media::write_atomic(
                 &a.out.join(format!("{stem}.masks.json")),
@@ -456,17 +489,20 @@ fn annotate(
     }
     let colour = match status {
         Status::Safe => green,
-        Status::Warning => amber,
+        Status::Warning | Status::NotJudged => amber,
         Status::Danger => red,
     };
-    let banner = format!(
-        "{:?}: {} faces, {} masked, {} without ({:.0}%)",
-        status,
-        counts.faces,
-        counts.mask,
-        counts.no_mask,
-        counts.no_mask_share * 100.0
-    );
+    let banner = match status {
+        Status::NotJudged => format!("Not judged: {} faces, masks not classified", counts.faces),
+        _ => format!(
+            "{:?}: {} faces, {} masked, {} without ({:.0}%)",
+            status,
+            counts.faces,
+            counts.mask,
+            counts.no_mask,
+            counts.no_mask_share * 100.0
+        ),
+    };
     let h = (28.0 * font * 1.6) as i32;
     imgproc::rectangle(
         img,
