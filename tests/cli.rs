@@ -342,3 +342,66 @@ fn log_lines_fit_a_file_the_journal_or_a_log_shipper() {
         .expect("warning");
     assert!(warn.contains("\"level\":\"WARN\""), "{warn}");
 }
+
+/// What a script relies on: `--json` documents, FOGD_CONFIG, and exit statuses that tell a wrong
+/// command line (2), a negative answer (1), a failure (3) and a wrong configuration (78) apart.
+#[test]
+fn scripts_get_json_distinct_exit_statuses_and_fogd_config() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("fogd.yaml");
+    std::fs::write(
+        &cfg,
+        "data_dir: data\ngateway: {listen: '127.0.0.1:0'}\nmin_free_bytes: 1MiB\n",
+    )
+    .expect("w");
+    // FOGD_CONFIG instead of --config, and `check --json`.
+    let o = Command::new(env!("CARGO_BIN_EXE_fogd"))
+        .args(["check", "--json"])
+        .env("FOGD_CONFIG", &cfg)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], true);
+    let checks = v["checks"].as_array().expect("checks");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["check"] == "config" && c["detail"].as_str() == cfg.to_str()),
+        "{v}"
+    );
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["result"] == "ok" || c["result"] == "warn"),
+        "{v}"
+    );
+    // Usage error.
+    let o = fogd(&["check", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = fogd(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    // A configuration error: 78, naming the file and the field.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "min_free_bytes: lots\n").expect("w");
+    let o = fogd(&["--config", bad.to_str().unwrap_or(""), "jobs"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("bad.yaml") && err.contains("min_free_bytes") && err.contains("`lots`"),
+        "{err}"
+    );
+    // A runtime failure: 3.
+    let o = fogd(&["--config", cfg.to_str().unwrap_or(""), "logs", "nothing"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    // Completions and the manual page, generated from the same command line.
+    let o = fogd(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("complete -F") && stdout(&o).contains("detect-masks"));
+    let o = fogd(&["man"]);
+    assert!(
+        stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH fogd"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -52,7 +52,7 @@ fn run_put_invoke_jobs_logs() {
 
     // Before the daemon ever ran, the commands that read the journal say so.
     let o = fogd(dir, &["jobs"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
         text(&o).contains("no journal (has `fogd run` used this data folder?)"),
         "{}",
@@ -86,7 +86,7 @@ fn run_put_invoke_jobs_logs() {
     );
 
     let o = fogd(dir, &["invoke", "nobody"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
     assert!(text(&o).contains("no service `nobody`"), "{}", text(&o));
 
     let o = fogd(dir, &["put", "ftp/x/", hello.to_str().unwrap_or("")]);

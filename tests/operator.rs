@@ -66,8 +66,16 @@ async fn scrape(http: &reqwest::Client, url: &str) -> String {
 /// DISCOVERY_SCHEMA: `vol.Required` keys), and what every fogd entity must carry.
 fn check_discovery(topic: &str, doc: &serde_json::Value, retained: &HashMap<String, Vec<u8>>) {
     let parts: Vec<&str> = topic.split('/').collect();
-    assert_eq!((parts.len(), parts[0], parts[4]), (5, "homeassistant", "config"), "{topic}");
-    let id_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    assert_eq!(
+        (parts.len(), parts[0], parts[4]),
+        (5, "homeassistant", "config"),
+        "{topic}"
+    );
+    let id_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
     assert!(id_ok(parts[2]) && id_ok(parts[3]), "node_id/object_id: {topic}");
     let required: &[&str] = match parts[1] {
         "sensor" | "binary_sensor" => &["state_topic"],
@@ -77,27 +85,52 @@ fn check_discovery(topic: &str, doc: &serde_json::Value, retained: &HashMap<Stri
     for key in required.iter().chain(&["unique_id", "name"]) {
         assert!(doc[key].is_string(), "{topic}: no `{key}`: {doc}");
     }
-    let ids = doc["device"]["identifiers"].as_array().expect("device.identifiers");
-    assert!(!ids.is_empty() && doc["device"]["name"].is_string(), "{topic}: {doc}");
+    let ids = doc["device"]["identifiers"]
+        .as_array()
+        .expect("device.identifiers");
+    assert!(
+        !ids.is_empty() && doc["device"]["name"].is_string(),
+        "{topic}: {doc}"
+    );
     if let Some(a) = doc.get("availability_topic") {
         assert_eq!(a, &format!("fogd/{NODE}/available"));
-        assert_eq!((doc["payload_available"].as_str(), doc["payload_not_available"].as_str()), (Some("online"), Some("offline")));
+        assert_eq!(
+            (
+                doc["payload_available"].as_str(),
+                doc["payload_not_available"].as_str()
+            ),
+            (Some("online"), Some("offline"))
+        );
     }
     if let Some(sc) = doc.get("state_class") {
-        assert!(["measurement", "total", "total_increasing"].contains(&sc.as_str().unwrap_or("")), "{topic}");
+        assert!(
+            ["measurement", "total", "total_increasing"].contains(&sc.as_str().unwrap_or("")),
+            "{topic}"
+        );
     }
     match doc["device_class"].as_str() {
         // An enum sensor lists its states and has no unit; a timestamp has no unit either.
-        Some("enum") => assert!(doc["options"].is_array() && doc.get("unit_of_measurement").is_none(), "{topic}"),
+        Some("enum") => assert!(
+            doc["options"].is_array() && doc.get("unit_of_measurement").is_none(),
+            "{topic}"
+        ),
         Some("timestamp") => assert!(doc.get("unit_of_measurement").is_none(), "{topic}"),
         _ => {}
     }
     // The topic it reads has a retained message, and its template names a field of it.
-    let read = doc["state_topic"].as_str().or(doc["topic"].as_str()).unwrap_or_default();
-    let payload = retained.get(read).unwrap_or_else(|| panic!("{topic}: nothing retained on {read}"));
+    let read = doc["state_topic"]
+        .as_str()
+        .or(doc["topic"].as_str())
+        .unwrap_or_default();
+    let payload = retained
+        .get(read)
+        .unwrap_or_else(|| panic!("{topic}: nothing retained on {read}"));
     if let Some(t) = doc["value_template"].as_str() {
         let state: serde_json::Value = serde_json::from_slice(payload).expect("state JSON");
-        let path = t.trim_matches(|c| c == '{' || c == '}' || c == ' ').strip_prefix("value_json.").expect("template");
+        let path = t
+            .trim_matches(|c| c == '{' || c == '}' || c == ' ')
+            .strip_prefix("value_json.")
+            .expect("template");
         let field = path.split('.').fold(&state, |v, k| &v[k]);
         assert!(!field.is_null(), "{topic}: {t} is null in {state}");
     }
@@ -109,12 +142,26 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     let d = dir.path();
     // The workflow's scripts call `fogd`: the one built here.
     let bin_dir = fogd_bin().parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("PATH", &path) };
     let broker = Mosquitto::start(d);
     let clip = d.join("clip.mp4");
-    let o = fogd(&["sample", "--seconds", "11", "--width", "640", "--height", "360", "--out", clip.to_str().unwrap()]);
+    let o = fogd(&[
+        "sample",
+        "--seconds",
+        "11",
+        "--width",
+        "640",
+        "--height",
+        "360",
+        "--out",
+        clip.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
 
     let mut watch = Mqtt::connect(broker.port, "watcher").await;
@@ -132,7 +179,13 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     let raw1 = tagged_jpeg(&face_jpeg(), "raw frame 1");
     let raw2 = tagged_jpeg(&face_jpeg(), "raw frame 2");
     std::fs::write(d.join("raw2.jpg"), &raw2).unwrap();
-    assert!(cam.send(&format!("fogd/cameras/{CAMERA}/clip"), std::fs::read(&clip).unwrap()).await);
+    assert!(
+        cam.send(
+            &format!("fogd/cameras/{CAMERA}/clip"),
+            std::fs::read(&clip).unwrap()
+        )
+        .await
+    );
     let mut first: Option<String> = None;
     let judged = |node: &FogdNode| {
         node.journal()
@@ -144,7 +197,11 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     };
     let t0 = Instant::now();
     while judged(&node) < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(180), "the clip's 3 frames were not judged; see {}", node.dir.join("fogd.log").display());
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "the clip's 3 frames were not judged; see {}",
+            node.dir.join("fogd.log").display()
+        );
         if first.is_none() && judged(&node) >= 1 {
             first = Some(scrape(&http, &node.url).await);
         }
@@ -154,9 +211,15 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         Some(f) => f,
         None => scrape(&http, &node.url).await,
     };
-    assert!(cam.send(&format!("fogd/cameras/{CAMERA}/frame"), raw1.clone()).await);
+    assert!(
+        cam.send(&format!("fogd/cameras/{CAMERA}/frame"), raw1.clone())
+            .await
+    );
     while judged(&node) < 4 {
-        assert!(t0.elapsed() < Duration::from_secs(240), "the photo was not judged");
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "the photo was not judged"
+        );
         watch.pump(Duration::from_millis(300)).await;
     }
     watch.pump(Duration::from_secs(3)).await;
@@ -172,7 +235,10 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     for r in &results {
         assert_eq!(r["camera"], CAMERA, "{r}");
         assert_eq!(r["detection_status"], "ok", "{r}");
-        assert!(["safe", "warning", "danger"].contains(&r["verdict"].as_str().unwrap()), "{r}");
+        assert!(
+            ["safe", "warning", "danger"].contains(&r["verdict"].as_str().unwrap()),
+            "{r}"
+        );
         assert!(r["faces"].as_u64().unwrap() >= 1, "{r}");
     }
 
@@ -190,12 +256,24 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     let mut unique = HashSet::new();
     for (topic, doc) in &discovery {
         check_discovery(topic, doc, &retained);
-        assert!(unique.insert(doc["unique_id"].as_str().unwrap().to_string()), "unique_id twice: {doc}");
+        assert!(
+            unique.insert(doc["unique_id"].as_str().unwrap().to_string()),
+            "unique_id twice: {doc}"
+        );
     }
-    let components: HashSet<&str> = discovery.iter().map(|(t, _)| t.split('/').nth(1).unwrap()).collect();
+    let components: HashSet<&str> = discovery
+        .iter()
+        .map(|(t, _)| t.split('/').nth(1).unwrap())
+        .collect();
     assert_eq!(components, HashSet::from(["sensor", "binary_sensor", "camera"]));
     assert!(discovery.len() >= 10, "{}", discovery.len());
-    let journal_cam = node.journal().cameras().unwrap().into_iter().find(|c| c.camera == CAMERA).unwrap();
+    let journal_cam = node
+        .journal()
+        .cameras()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.camera == CAMERA)
+        .unwrap();
     let state: serde_json::Value =
         serde_json::from_slice(&retained[&format!("fogd/{NODE}/cameras/{CAMERA}/state")]).unwrap();
     assert_eq!(state["frames_total"], journal_cam.frames);
@@ -205,7 +283,10 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     let snap = &retained[&format!("fogd/{NODE}/cameras/{CAMERA}/snapshot")];
     assert!(snap.starts_with(&[0xFF, 0xD8]), "the snapshot is not a JPEG");
     assert_ne!(sha256(snap), sha256(&raw1), "a raw frame was published");
-    assert_eq!(retained.get(&format!("fogd/{NODE}/available")).map(Vec::as_slice), Some(&b"online"[..]));
+    assert_eq!(
+        retained.get(&format!("fogd/{NODE}/available")).map(Vec::as_slice),
+        Some(&b"online"[..])
+    );
 
     // 3. Prometheus: clean for promtool, counters only grow, the journal's numbers.
     let second = scrape(&http, &node.url).await;
@@ -221,18 +302,33 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         let mut child = promtool;
         child.stdin.take().unwrap().write_all(second.as_bytes()).unwrap();
         let o = child.wait_with_output().unwrap();
-        assert!(o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(), "promtool: {}{}\n{second}",
-            String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+            "promtool: {}{}\n{second}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let (c1, c2) = (counters(&first), counters(&second));
     assert!(c1.len() >= 10, "{first}");
     for (series, v) in &c1 {
-        let now = c2.get(series).unwrap_or_else(|| panic!("{series} vanished:\n{second}"));
+        let now = c2
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} vanished:\n{second}"));
         assert!(now >= v, "{series} went down: {v} -> {now}");
     }
-    let frames = value(&second, &format!("fogd_camera_frames_total{{camera=\"{CAMERA}\"}}"));
+    let frames = value(
+        &second,
+        &format!("fogd_camera_frames_total{{camera=\"{CAMERA}\"}}"),
+    );
     assert_eq!(frames, Some(journal_cam.frames as f64), "{second}");
-    assert_eq!(value(&second, &format!("fogd_camera_judged_frames_total{{camera=\"{CAMERA}\"}}")), Some(4.0));
+    assert_eq!(
+        value(
+            &second,
+            &format!("fogd_camera_judged_frames_total{{camera=\"{CAMERA}\"}}")
+        ),
+        Some(4.0)
+    );
     assert_eq!(value(&second, "fogd_mqtt_connected"), Some(1.0));
     assert!(value(&second, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(value(&second, "process_open_fds").unwrap() > 3.0);
@@ -256,16 +352,33 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     );
     let o = std::process::Command::new("python3")
         .arg(repo().join("tests/ui/drive.py"))
-        .args(["--url", &node.url, "--password", &node.password, "--camera", CAMERA, "--trigger", &trigger])
+        .args([
+            "--url",
+            &node.url,
+            "--password",
+            &node.password,
+            "--camera",
+            CAMERA,
+            "--trigger",
+            &trigger,
+        ])
         .arg("--out")
         .arg(&shots)
         .output()
         .expect("python3 tests/ui/drive.py");
     assert!(o.status.success(), "drive.py: {}", text(&o));
     let ui: serde_json::Value = serde_json::from_slice(&o.stdout).expect("drive.py JSON");
-    eprintln!("status page: first render {} ms, live update {} s, transfers {}", ui["first_render_ms"], ui["live"]["seconds"], ui["transfers"]);
+    eprintln!(
+        "status page: first render {} ms, live update {} s, transfers {}",
+        ui["first_render_ms"], ui["live"]["seconds"], ui["transfers"]
+    );
     let dom = &ui["dom"];
-    let card = dom["cameras"].as_array().unwrap().iter().find(|c| c["camera"] == CAMERA).expect("camera card");
+    let card = dom["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["camera"] == CAMERA)
+        .expect("camera card");
     let last = journal_cam.last.as_ref().unwrap();
     assert_eq!(card["frames"], journal_cam.frames, "{card}");
     assert_eq!(card["faces"], last.faces.to_string(), "{card}");
@@ -286,12 +399,26 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     assert!(ui["live"]["frames_after"].as_u64() > ui["live"]["frames_before"].as_u64());
     assert!(ui["live"]["seconds"].as_f64().unwrap() < 5.0, "{}", ui["live"]);
     // No image the browser got is a raw frame, and each is a snapshot.
-    let raw: HashSet<String> = [sha256(&raw1), sha256(&raw2), sha256(&std::fs::read(&clip).unwrap())].into();
+    let raw: HashSet<String> = [
+        sha256(&raw1),
+        sha256(&raw2),
+        sha256(&std::fs::read(&clip).unwrap()),
+    ]
+    .into();
     let images = ui["images"].as_array().unwrap();
     assert!(!images.is_empty());
     for i in images {
-        assert!(i["url"].as_str().unwrap().contains("/fogd/cameras/door/snapshot.jpg"), "{i}");
-        assert!(!raw.contains(i["sha256"].as_str().unwrap()), "a raw frame was served: {i}");
+        assert!(
+            i["url"]
+                .as_str()
+                .unwrap()
+                .contains("/fogd/cameras/door/snapshot.jpg"),
+            "{i}"
+        );
+        assert!(
+            !raw.contains(i["sha256"].as_str().unwrap()),
+            "a raw frame was served: {i}"
+        );
     }
     drop(node);
 }

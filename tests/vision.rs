@@ -213,11 +213,21 @@ fn an_anonymised_frame_alone_gets_its_verdict_drawn_and_unjudged_masks_are_said_
         std::fs::create_dir_all(&alone).unwrap();
         let frame = alone.join("f.jpg");
         std::fs::copy(out.join("grace_hopper.jpg"), &frame).unwrap();
-        let o = fogd(&["detect-masks", frame.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--json"]);
+        let o = fogd(&[
+            "detect-masks",
+            frame.to_str().unwrap(),
+            "--out",
+            alone.to_str().unwrap(),
+            "--json",
+        ]);
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(
-            (v[0]["from"].as_str(), v[0]["verdict"].as_str(), v[0]["status"].as_str()),
+            (
+                v[0]["from"].as_str(),
+                v[0]["verdict"].as_str(),
+                v[0]["status"].as_str()
+            ),
             (Some("report"), Some(verdict), Some(status)),
             "{v}"
         );
@@ -226,7 +236,10 @@ fn an_anonymised_frame_alone_gets_its_verdict_drawn_and_unjudged_masks_are_said_
         // The annotated picture is the blurred frame with boxes and the banner drawn on it.
         let annotated = fogd_vision::media::read_image(&alone.join("f.masks.jpg")).unwrap();
         let blurred = fogd_vision::media::read_image(&frame).unwrap();
-        assert_eq!((annotated.cols(), annotated.rows()), (blurred.cols(), blurred.rows()));
+        assert_eq!(
+            (annotated.cols(), annotated.rows()),
+            (blurred.cols(), blurred.rows())
+        );
         let (a, b) = (annotated.data_bytes().unwrap(), blurred.data_bytes().unwrap());
         let changed = a.iter().zip(b).filter(|(x, y)| x.abs_diff(**y) > 60).count();
         assert!(changed > 3000, "only {changed} bytes differ: nothing drawn");

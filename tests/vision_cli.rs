@@ -233,7 +233,10 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
             v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 4,
             "{v}"
         );
-        assert!(results.join(format!("img{i}.masks.jpg")).is_file(), "no verdict picture");
+        assert!(
+            results.join(format!("img{i}.masks.jpg")).is_file(),
+            "no verdict picture"
+        );
         assert!(anonymised.join(format!("img{i}.jpg")).is_file());
     }
     assert!(!text(&jobs).contains("failed"), "{}", text(&jobs));

@@ -259,7 +259,11 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
         }
         if in_flight {
             active.push((
-                vec![("service", service), ("state", state.as_str().to_string()), ("ran_on", ran_on)],
+                vec![
+                    ("service", service),
+                    ("state", state.as_str().to_string()),
+                    ("ran_on", ran_on),
+                ],
                 n as f64,
             ));
         }
@@ -274,7 +278,10 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
         "fogd_queue_length",
         "Invocations waiting to run, by service",
         false,
-        queued.into_iter().map(|(s, n)| (vec![("service", s)], n)).collect(),
+        queued
+            .into_iter()
+            .map(|(s, n)| (vec![("service", s)], n))
+            .collect(),
     ));
     let now = crate::journal::now_ms();
     out.push(family(
@@ -289,7 +296,8 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
     ));
 
     // Counters kept in the journal: ingest refusals, duplicates, the outbox's fate.
-    let counters: std::collections::BTreeMap<String, u64> = j.counters().unwrap_or_default().into_iter().collect();
+    let counters: std::collections::BTreeMap<String, u64> =
+        j.counters().unwrap_or_default().into_iter().collect();
     let c = |k: &str| counters.get(k).copied().unwrap_or(0) as f64;
     out.push(family(
         "fogd_ingest_rejected",
@@ -297,7 +305,10 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
         true,
         counters
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("ingest_rejected_").map(|r| (vec![("reason", r.to_string())], *v as f64)))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("ingest_rejected_")
+                    .map(|r| (vec![("reason", r.to_string())], *v as f64))
+            })
             .collect(),
     ));
     out.push(family(
@@ -336,8 +347,18 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
             .collect(),
     ));
     let (backlog, bytes) = j.outbox_totals().unwrap_or_default();
-    out.push(family("fogd_outbox_objects", "Objects waiting in the outbox for the next tier", false, one(backlog as f64)));
-    out.push(family("fogd_outbox_bytes", "Bytes waiting in the outbox for the next tier", false, one(bytes as f64)));
+    out.push(family(
+        "fogd_outbox_objects",
+        "Objects waiting in the outbox for the next tier",
+        false,
+        one(backlog as f64),
+    ));
+    out.push(family(
+        "fogd_outbox_bytes",
+        "Bytes waiting in the outbox for the next tier",
+        false,
+        one(bytes as f64),
+    ));
     out.push(family(
         "fogd_ingest_raw_items",
         "Raw camera items in the journal now, by state (spooled: waiting; processed; deleted)",
@@ -357,9 +378,24 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
             .filter_map(|cam| f(cam).map(|v| (vec![("camera", cam.camera.clone())], v)))
             .collect()
     };
-    out.push(family("fogd_camera_frames", "Items ingested from the camera", true, per(&|c| Some(c.frames as f64))));
-    out.push(family("fogd_camera_judged_frames", "Frames of the camera given a mask verdict", true, per(&|c| Some(c.judged as f64))));
-    out.push(family("fogd_camera_faces", "Faces counted in the camera's judged frames", true, per(&|c| Some(c.faces as f64))));
+    out.push(family(
+        "fogd_camera_frames",
+        "Items ingested from the camera",
+        true,
+        per(&|c| Some(c.frames as f64)),
+    ));
+    out.push(family(
+        "fogd_camera_judged_frames",
+        "Frames of the camera given a mask verdict",
+        true,
+        per(&|c| Some(c.judged as f64)),
+    ));
+    out.push(family(
+        "fogd_camera_faces",
+        "Faces counted in the camera's judged frames",
+        true,
+        per(&|c| Some(c.faces as f64)),
+    ));
     out.push(family(
         "fogd_camera_unmasked_faces",
         "Faces without a mask in the camera's judged frames",
@@ -392,12 +428,14 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
             .iter()
             .filter_map(|cam| cam.last.as_ref().map(|l| (cam, l)))
             .flat_map(|(cam, l)| {
-                ["safe", "warning", "danger", "not_judged"].into_iter().map(move |v| {
-                    (
-                        vec![("camera", cam.camera.clone()), ("verdict", v.to_string())],
-                        if l.verdict == v { 1.0 } else { 0.0 },
-                    )
-                })
+                ["safe", "warning", "danger", "not_judged"]
+                    .into_iter()
+                    .map(move |v| {
+                        (
+                            vec![("camera", cam.camera.clone()), ("verdict", v.to_string())],
+                            if l.verdict == v { 1.0 } else { 0.0 },
+                        )
+                    })
             })
             .collect(),
     ));
@@ -418,7 +456,11 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
             "fogd_mqtt_connected",
             "Whether fogd is connected to its MQTT broker",
             false,
-            one(if crate::ingest::status::connected() { 1.0 } else { 0.0 }),
+            one(if crate::ingest::status::connected() {
+                1.0
+            } else {
+                0.0
+            }),
         ));
         out.push(family(
             "fogd_mqtt_connects",
@@ -428,9 +470,19 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
         ));
     }
     if let Some((free, inodes)) = rt.data.free_space() {
-        out.push(family("fogd_data_dir_free_bytes", "Free space in the data folder", false, one(free as f64)));
+        out.push(family(
+            "fogd_data_dir_free_bytes",
+            "Free space in the data folder",
+            false,
+            one(free as f64),
+        ));
         if let Some(i) = inodes {
-            out.push(family("fogd_data_dir_free_inodes", "Free inodes in the data folder", false, one(i as f64)));
+            out.push(family(
+                "fogd_data_dir_free_inodes",
+                "Free inodes in the data folder",
+                false,
+                one(i as f64),
+            ));
         }
     }
     out.push(family(
@@ -440,7 +492,10 @@ fn sample(rt: &Runtime) -> Vec<Sampled> {
         vec![(
             vec![
                 ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("target", format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)),
+                (
+                    "target",
+                    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+                ),
             ],
             1.0,
         )],
@@ -463,7 +518,12 @@ fn process() -> Vec<Sampled> {
     // `after` starts at field 3 (state): field N is f[N - 3].
     let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf only reads a system constant.
-    let (tick, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (tick, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     let (tick, page) = (tick.max(1) as f64, page.max(1) as f64);
     out.push(family(
         "process_cpu_seconds",
@@ -471,9 +531,24 @@ fn process() -> Vec<Sampled> {
         true,
         one((field(14) + field(15)) / tick),
     ));
-    out.push(family("process_resident_memory_bytes", "Resident memory size in bytes", false, one(field(24) * page)));
-    out.push(family("process_virtual_memory_bytes", "Virtual memory size in bytes", false, one(field(23))));
-    out.push(family("process_threads", "Number of OS threads in the process", false, one(field(20))));
+    out.push(family(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+        false,
+        one(field(24) * page),
+    ));
+    out.push(family(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes",
+        false,
+        one(field(23)),
+    ));
+    out.push(family(
+        "process_threads",
+        "Number of OS threads in the process",
+        false,
+        one(field(20)),
+    ));
     let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("btime "))
@@ -488,7 +563,12 @@ fn process() -> Vec<Sampled> {
         ));
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        out.push(family("process_open_fds", "Number of open file descriptors", false, one(dir.count() as f64)));
+        out.push(family(
+            "process_open_fds",
+            "Number of open file descriptors",
+            false,
+            one(dir.count() as f64),
+        ));
     }
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -125,6 +125,10 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
     let photo_path = fogd_testkit::repo().join("examples/camera-ingest/media/grace_hopper.jpg");
     let photo = std::fs::read(&photo_path).with_context(|| photo_path.display().to_string())?;
     let mut frame = fogd_testkit::padded_jpeg(&photo, a.frame_bytes);
+    eprintln!(
+        "bench ingest: {} frames of {} bytes over MQTT ...",
+        a.frames, a.frame_bytes
+    );
     let t0 = Instant::now();
     for i in 0..a.frames {
         // Unique content per frame (identical frames are deduplicated): in the first comment.
@@ -170,6 +174,10 @@ async fn run(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<Resu
 }
 
 async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<f64> {
+    eprintln!(
+        "bench ingest: {} uploads to a SeaweedFS started for it ...",
+        a.uploads
+    );
     let sw = SeaweedFs::start(&root.join("weed"));
     let dir = root.join("up");
     std::fs::create_dir_all(&dir)?;
@@ -223,6 +231,7 @@ async fn uploads(a: &BenchIngestArgs, root: &std::path::Path) -> anyhow::Result<
 
 /// `fogd run` (this binary) with MQTT on and nothing to do: its VmRSS after it settled.
 async fn idle_rss(root: &std::path::Path, broker: &Mosquitto) -> anyhow::Result<u64> {
+    eprintln!("bench ingest: the idle node's memory ...");
     let dir = root.join("idle");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(

@@ -67,6 +67,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
     // Latency: one object at a time, from the event's record (the object has landed) to the
     // script's process starting.
     let mut lat = Vec::with_capacity(latency_n);
+    eprintln!("bench runtime: latency, {latency_n} objects one at a time ...");
     for i in 0..latency_n {
         let (_, ids) = rt.put(&minio, &format!("bench/in/lat/{i}.jpg"), &input).await?;
         let id = ids.first().copied().unwrap_or_default();
@@ -85,6 +86,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
 
     // Throughput: the objects are in the store; their events arrive at once and every
     // invocation runs through the journal (queued, claimed, run, finished).
+    eprintln!("bench runtime: throughput, {throughput_n} invocations at once ...");
     let store = rt.store(&minio)?;
     let mut metas = Vec::with_capacity(throughput_n);
     for i in 0..throughput_n {

@@ -19,24 +19,40 @@ enum Level {
 
 struct Report {
     failed: bool,
+    /// With `--json`: the lines, printed as one document at the end.
+    json: Option<Vec<serde_json::Value>>,
 }
 
 impl Report {
     fn line(&mut self, level: Level, what: &str, detail: impl AsRef<str>) {
-        let mark = match level {
-            Level::Ok => "ok  ",
-            Level::Warn => "warn",
+        let (mark, name) = match level {
+            Level::Ok => ("ok  ", "ok"),
+            Level::Warn => ("warn", "warn"),
             Level::Fail => {
                 self.failed = true;
-                "FAIL"
+                ("FAIL", "fail")
             }
         };
-        println!("{mark}  {what:<18} {}", detail.as_ref());
+        match &mut self.json {
+            Some(lines) => {
+                lines.push(serde_json::json!({"check": what, "result": name, "detail": detail.as_ref()}))
+            }
+            None => println!("{mark}  {what:<18} {}", detail.as_ref()),
+        }
     }
 }
 
-pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let mut r = Report { failed: false };
+/// Runs every check; one line each, or with `json` one document `{"ok": bool, "checks": [...]}`.
+/// Exit 1 when one failed.
+pub async fn check(
+    cfg: &Config,
+    config_path: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut r = Report {
+        failed: false,
+        json: json.then(Vec::new),
+    };
     match config_path {
         Some(p) => r.line(Level::Ok, "config", p.display().to_string()),
         None => r.line(Level::Ok, "config", "none given: the embedded default"),
@@ -195,8 +211,11 @@ pub async fn check(cfg: &Config, config_path: Option<&std::path::Path>) -> anyho
             humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         );
     }
+    if let Some(lines) = r.json.take() {
+        println!("{}", serde_json::json!({"ok": !r.failed, "checks": lines}));
+    }
     Ok(if r.failed {
-        ExitCode::from(1)
+        ExitCode::from(super::EXIT_NO)
     } else {
         ExitCode::SUCCESS
     })

@@ -110,11 +110,29 @@ pub async fn demo(a: &DemoArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         .await?;
     println!("{name} -> cameras/incoming: anonymising ...");
     let deadline = Instant::now() + Duration::from_secs(900);
+    let mut judged_shown = 0;
     let invocations = loop {
         let all = rt.journal.invocations(None, 100_000)?;
         let anon_done = all
             .iter()
             .any(|i| i.service == "anon-and-split" && i.state.is_final());
+        // Progress: each frame the mask detector judged, as it happens.
+        let judged = all
+            .iter()
+            .filter(|i| i.service == "mask-detector" && i.state.is_final())
+            .count();
+        if judged > judged_shown {
+            judged_shown = judged;
+            let (anon, masks) = if anon_done {
+                ("done", "")
+            } else {
+                ("running", ", more coming")
+            };
+            println!(
+                "  {:>5.1} s  anonymiser {anon}; {judged} frame(s) judged{masks}",
+                started.elapsed().as_secs_f64()
+            );
+        }
         if anon_done && all.iter().all(|i| i.state.is_final()) {
             break all;
         }

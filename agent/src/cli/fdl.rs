@@ -31,7 +31,7 @@ pub(super) fn validate(files: &[PathBuf], opts: LoadOptions, json: bool) -> anyh
     Ok(if all_valid {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(super::EXIT_NO)
     })
 }
 
@@ -145,7 +145,7 @@ pub(super) fn graph_cmd(
     }
     if failed {
         eprintln!("fogd graph: fix the errors above first (`fogd validate` shows everything)");
-        return Ok(ExitCode::from(1));
+        return Ok(ExitCode::from(super::EXIT_NO));
     }
     let wf = Workflow::merge(workflows);
     let g = graph::build(&wf);

@@ -27,7 +27,7 @@ pub struct Cli {
     #[command(flatten)]
     pub log: fogd_log::LogArgs,
     /// The node's settings (fogd.yaml). Without it: the embedded default, data in ./fogd-data.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "FOGD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Overrides the config's data_dir.
     #[arg(long, global = true)]
@@ -100,7 +100,13 @@ pub enum Command {
         what: queue::QueueCmd,
     },
     /// An invocation's output (stdout and stderr); without JOB, the service's latest.
-    Logs { service: String, job: Option<String> },
+    Logs {
+        service: String,
+        job: Option<String>,
+        /// One JSON document: the job, its state and its log.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or update the services of an FDL file on a fogd or an OSCAR cluster, through its API.
     Apply {
         file: PathBuf,
@@ -111,10 +117,21 @@ pub enum Command {
     Services {
         #[command(flatten)]
         remote: RemoteArgs,
+        /// The services as the API gives them (a JSON array).
+        #[arg(long)]
+        json: bool,
     },
     /// Is this node ready? Config, data folder and free disk, journal, workflows and their stores,
     /// executor, inference library, gateway address, clock. Exit 1 when a check fails.
-    Check,
+    Check {
+        /// One JSON document: `{"ok": bool, "checks": [{"check", "result", "detail"}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shell completions (`fogd completions bash > /etc/bash_completion.d/fogd`).
+    Completions { shell: clap_complete::Shell },
+    /// The manual page, in roff (`fogd man > fogd.1; man ./fogd.1`).
+    Man,
     /// Gateway administration.
     Admin {
         #[command(subcommand)]
@@ -255,9 +272,41 @@ fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// Exit statuses, for scripts and systemd (README, "Exit status"): 0 done; 1 the answer is no
+/// (`check` or `validate` found a problem); 2 the command line is wrong (clap's); 3 something
+/// failed while running; 78 the configuration (fogd.yaml, or a workflow `run` was given) is
+/// wrong: EX_CONFIG of sysexits.h, which the systemd unit does not restart on.
+pub const EXIT_NO: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_RUNTIME: u8 = 3;
+pub const EXIT_CONFIG: u8 = 78;
+
+/// The exit status of an error: a configuration error, or any other failure.
+fn exit_status(e: &anyhow::Error) -> u8 {
+    let config = e.chain().any(|c| {
+        c.is::<crate::config::ConfigError>()
+            || matches!(
+                c.downcast_ref::<crate::runtime::RuntimeError>(),
+                Some(crate::runtime::RuntimeError::Fdl { .. })
+            )
+    });
+    if config {
+        EXIT_CONFIG
+    } else {
+        EXIT_RUNTIME
+    }
+}
+
 /// `main`: logging to stderr (FOGD_LOG), errors as `fogd: ...`.
 pub fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = match Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
     if matches!(args.command, Command::Demo(_)) && !args.log.verbose && std::env::var_os("FOGD_LOG").is_none()
     {
         // The demo prints its own summary; its worker (a child) inherits the quiet too.
@@ -268,7 +317,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("fogd: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit_status(&e))
         }
     }
 }
@@ -305,11 +354,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(remote::apply(&remote.remote(), file))
         }
-        Command::Services { remote } => {
+        Command::Services { remote, json } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(remote::services(&remote.remote()))
+            rt.block_on(remote::services(&remote.remote(), *json))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "fogd",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Anonymize(_) | Command::DetectMasks(_) => {
             // Inside a script of `fogd run`: the daemon's warm worker does it.
@@ -328,15 +390,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Supervise => supervise::supervise(),
         Command::InstallSupervisor { dir } => supervise::install(dir),
-        Command::Check => {
+        Command::Check { json } => {
             let cfg = config(&cli)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(check::check(&cfg, cli.config.as_deref()))
+            rt.block_on(check::check(&cfg, cli.config.as_deref(), *json))
         }
         _ => {
             let cfg = config(&cli)?;
+            if let Some(d) = &cfg.models_dir {
+                // The vision worker and the scripts' `fogd anonymize` read it from there. Set
+                // before any thread starts.
+                std::env::set_var("FOGD_MODELS", d);
+            }
             bound_allocator_arenas();
             // Journal calls take a blocking thread each and then queue on its one connection:
             // more threads than this only add stacks and allocator arenas under load.

@@ -108,7 +108,7 @@ pub async fn apply(remote: &Remote, fdl_file: &Path) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn services(remote: &Remote) -> anyhow::Result<ExitCode> {
+pub async fn services(remote: &Remote, json: bool) -> anyhow::Result<ExitCode> {
     let r = Remote::client()?
         .get(remote.url("/system/services"))
         .basic_auth(&remote.user, Some(&remote.password))
@@ -124,6 +124,11 @@ pub async fn services(remote: &Remote) -> anyhow::Result<ExitCode> {
         );
     }
     let list: Vec<Value> = r.json().await?;
+    if json {
+        // As the API gave them.
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{:<30} {:<40} {:<8} INPUTS", "NAME", "IMAGE", "MEMORY");
     for s in list {
         let inputs: Vec<String> = s["input"]

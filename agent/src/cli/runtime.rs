@@ -28,7 +28,7 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
             workflows,
         } => invoke(cfg, &service, file, wait, &workflows).await,
         Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
-        Command::Logs { service, job } => logs(&cfg, &service, job.as_deref()),
+        Command::Logs { service, job, json } => logs(&cfg, &service, job.as_deref(), json),
         Command::Queue { what } => super::queue::queue(&cfg, what),
         Command::Admin {
             what: super::Admin::ResetPassword { password },
@@ -167,7 +167,7 @@ async fn invoke(
     Ok(if inv.state == crate::journal::State::Succeeded {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(super::EXIT_NO)
     })
 }
 
@@ -226,7 +226,7 @@ fn duration(i: &Invocation) -> String {
     }
 }
 
-fn logs(cfg: &Config, service: &str, job: Option<&str>) -> anyhow::Result<ExitCode> {
+fn logs(cfg: &Config, service: &str, job: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let j = open_journal(cfg)?;
     let inv = match job {
         Some(job) => j.job(job)?.with_context(|| format!("no job `{job}`"))?,
@@ -243,13 +243,26 @@ fn logs(cfg: &Config, service: &str, job: Option<&str>) -> anyhow::Result<ExitCo
             inv.service
         );
     }
+    let path = crate::paths::DataDir::new(cfg.data_dir.clone()).log(service, &inv.uuid);
+    if json {
+        // The log as text (bytes that are not UTF-8 replaced), with what the job was.
+        let log = std::fs::read(&path)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        println!(
+            "{}",
+            serde_json::json!({"service": inv.service, "job": inv.uuid, "state": inv.state.as_str(),
+                "exit_code": inv.exit_code, "error": inv.error, "key": inv.key, "log": log})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "== {} {} {}",
         inv.uuid,
         inv.state.as_str(),
         inv.error.as_deref().unwrap_or("")
     );
-    print_log(&crate::paths::DataDir::new(cfg.data_dir.clone()).log(service, &inv.uuid));
+    print_log(&path);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,7 @@ pub struct GatewayConfig {
     /// Loopback unless said otherwise: exposing the admin API is a choice.
     pub listen: String,
     /// Largest request body (`/job`, `/run` inputs); larger ones get 413.
+    #[serde(deserialize_with = "crate::config::byte_size::usize::deserialize")]
     pub max_body_bytes: usize,
     /// The admin user for HTTP Basic (OSCAR's default is `oscar`).
     pub admin_user: String,

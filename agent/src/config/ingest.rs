@@ -23,11 +23,14 @@ pub struct MqttConfig {
     pub frame_topics: Vec<String>,
     /// Topics carrying one video file each.
     pub clip_topics: Vec<String>,
+    #[serde(deserialize_with = "crate::config::byte_size::usize::deserialize")]
     pub max_frame_bytes: usize,
+    #[serde(deserialize_with = "crate::config::byte_size::usize::deserialize")]
     pub max_clip_bytes: usize,
     /// Payload bytes received and not yet spooled at most; past it, messages are left with the
     /// broker (not acknowledged) and fetched again once the spool caught up. The broker's queue
     /// is the buffer, not fogd's memory.
+    #[serde(deserialize_with = "crate::config::byte_size::usize::deserialize")]
     pub max_buffer_bytes: usize,
     /// Status topics: `<prefix>/<node>/available|stats|events`.
     pub status_prefix: String,

@@ -37,12 +37,15 @@ pub struct Config {
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
     /// stdout+stderr kept per invocation; the rest is cut (and the cut is noted).
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub log_cap_bytes: u64,
     /// Largest single output file stored; larger ones fail the invocation with a clear error.
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub max_output_bytes: u64,
     /// A running script's work folder (input, outputs, its scratch files) at most; past it the
     /// script is killed at once, as it is when the data folder falls under `min_free_bytes`
     /// while it runs.
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub max_work_bytes: u64,
     /// Keep the outputs of a script that exited non-zero (OSCAR always does).
     pub store_failed_outputs: bool,
@@ -57,6 +60,7 @@ pub struct Config {
     #[serde(with = "humantime_serde_compat")]
     pub drain_timeout: Duration,
     /// Below this much free space in `data_dir`, fogd takes no new work.
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub min_free_bytes: u64,
     /// Below this many free inodes (files) in `data_dir`, fogd takes no new work either.
     pub min_free_inodes: u64,
@@ -82,6 +86,9 @@ pub struct Config {
     pub service_executors: std::collections::BTreeMap<String, ExecutorKind>,
     /// The k3s / Kubernetes executor.
     pub kube: KubeConfig,
+    /// The vision models' folder (relative to this file); default: FOGD_MODELS, then the
+    /// install's share folder. Given to the vision worker and the scripts as FOGD_MODELS.
+    pub models_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -179,8 +186,10 @@ impl Default for DelegationConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
     /// Upload rate cap in bytes a second (0: none).
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub bandwidth_bytes: u64,
     /// Bytes the outbox may hold; beyond it `full_policy` applies.
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub quota_bytes: u64,
     pub full_policy: FullPolicy,
     /// Objects not uploaded after this long are dropped (and counted).
@@ -191,6 +200,7 @@ pub struct SyncConfig {
     pub max_backoff: Duration,
     /// Objects at least this large go up in parts.
     pub multipart_threshold: u64,
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub part_bytes: u64,
     /// Uploads at once (objects of one folder always go one after another, in order).
     pub parallel: usize,
@@ -254,6 +264,7 @@ pub struct RetentionConfig {
     /// Finished invocations kept at most (the oldest go first, with their logs).
     pub max_invocations: u64,
     /// Invocation logs kept at most, in bytes (the oldest logs go first; the rows stay).
+    #[serde(deserialize_with = "crate::config::byte_size::deserialize")]
     pub max_log_bytes: u64,
     /// How often the sweep runs (also once at start).
     #[serde(with = "humantime_serde_compat")]
@@ -305,6 +316,7 @@ impl Default for Config {
             executor: ExecutorKind::Local,
             service_executors: Default::default(),
             kube: KubeConfig::default(),
+            models_dir: None,
         }
     }
 }
@@ -329,9 +341,12 @@ impl Config {
                 *w = base.join(&*w);
             }
         }
-        if let Some(w) = &mut cfg.ingest.watch_dir {
-            if w.is_relative() {
-                *w = base.join(&*w);
+        for p in [cfg.ingest.watch_dir.as_mut(), cfg.models_dir.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
             }
         }
         if let Some(t) = cfg.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
@@ -429,6 +444,46 @@ impl Config {
 }
 
 /// Durations written as `10m`, `2s`, `500ms`.
+/// A size in fogd.yaml: a number of bytes, or a string with a unit (`512MiB`, `2 GiB`, `1.5GB`;
+/// binary units are powers of 1024, decimal ones powers of 1000).
+pub(crate) mod byte_size {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(s) => s
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is not a size like `512MiB`, `2GiB` or a number of bytes: {e}"
+                    ))
+                }),
+        }
+    }
+
+    /// As `deserialize`, for a size held in memory (`usize`).
+    pub mod usize {
+        use serde::Deserializer;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+            let n = super::deserialize(d)?;
+            usize::try_from(n).map_err(|_| {
+                serde::de::Error::custom(format!("{n} bytes is more than this machine can address"))
+            })
+        }
+    }
+}
+
 mod humantime_serde_compat {
     use std::time::Duration;
 
@@ -445,6 +500,35 @@ mod humantime_serde_compat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_units_and_a_bad_one_names_itself() {
+        let c = Config::parse(
+            "min_free_bytes: 2GiB\nmax_output_bytes: 1.5 MB\nmax_work_bytes: 1048576\nsync: {quota_bytes: 512MiB}\n\
+             mqtt: {max_frame_bytes: 8MiB}\ngateway: {max_body_bytes: 64KiB}\n",
+        )
+        .expect("parse");
+        assert_eq!(c.min_free_bytes, 2 << 30);
+        assert_eq!(c.max_output_bytes, 1_500_000);
+        assert_eq!(c.max_work_bytes, 1 << 20);
+        assert_eq!(c.sync.quota_bytes, 512 << 20);
+        assert_eq!(c.mqtt.as_ref().map(|m| m.max_frame_bytes), Some(8 << 20));
+        assert_eq!(c.gateway.max_body_bytes, 64 << 10);
+        let bad = Config::parse("min_free_bytes: 2 gallons\n").expect_err("bad unit");
+        assert!(
+            bad.contains("min_free_bytes") && bad.contains("2 gallons"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn models_dir_is_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("fogd.yaml");
+        std::fs::write(&path, "models_dir: models\n").expect("write");
+        let c = Config::load(&path).expect("load");
+        assert_eq!(c.models_dir, Some(dir.path().join("models")));
+    }
 
     #[test]
     fn executor_per_node_and_per_service() {

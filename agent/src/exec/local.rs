@@ -108,7 +108,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Variables of fogd's own environment that a script may see; everything else (fogd's secrets)
 /// stays out.
-const PASSED_THROUGH: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+const PASSED_THROUGH: [&str; 7] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "FOGD_MODELS"];
 
 /// Runs the script; returns how it ended and when its process started (µs since the epoch).
 /// Kills every process whose working folder is `dir` or below: what is left of an earlier run of

@@ -97,14 +97,21 @@ const OBSERVE_MAX_BYTES: u64 = 8 << 20;
 /// What the operator's tools learn from one output file, once (not once per store it went to):
 /// a mask detector's verdict becomes the frame's one `mask_result` and counts for its camera;
 /// an anonymised frame becomes its camera's snapshot.
-fn observe(rt: &Runtime, invocation: crate::journal::InvocationId, svc: &crate::fdl::Service, f: &OutputFile) {
+fn observe(
+    rt: &Runtime,
+    invocation: crate::journal::InvocationId,
+    svc: &crate::fdl::Service,
+    f: &OutputFile,
+) {
     if f.size > OBSERVE_MAX_BYTES {
         return;
     }
     let lower = f.rel.to_ascii_lowercase();
     if lower.ends_with(".json") {
         let Ok(bytes) = std::fs::read(&f.path) else { return };
-        let Some(mut result) = mask_result(&bytes, &f.rel) else { return };
+        let Some(mut result) = mask_result(&bytes, &f.rel) else {
+            return;
+        };
         result.camera = rt.journal.camera_of(invocation).ok().flatten();
         if let Err(e) = rt.journal.record_mask_result(&result) {
             tracing::warn!("{e}");
@@ -172,7 +179,12 @@ fn snapshot(
         return Err("not a JPEG".into());
     }
     let sum = crate::store::content_hash(&bytes);
-    if rt.journal.raw_with_checksum(&sum).map_err(|e| e.to_string())?.is_some() {
+    if rt
+        .journal
+        .raw_with_checksum(&sum)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
         return Err("byte for byte a raw item".into());
     }
     let dst = rt.data.snapshot(&camera);
@@ -188,7 +200,10 @@ fn snapshot(
     rt.journal
         .record_snapshot(&camera, &f.rel)
         .map_err(|e| e.to_string())?;
-    rt.event("snapshot", serde_json::json!({"camera": camera, "bytes": bytes.len()}));
+    rt.event(
+        "snapshot",
+        serde_json::json!({"camera": camera, "bytes": bytes.len()}),
+    );
     Ok(())
 }
 

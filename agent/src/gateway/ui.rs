@@ -29,8 +29,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(|| async { page("text/html; charset=utf-8", INDEX) }))
-        .route("/ui/app.js", get(|| async { page("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/ui/style.css", get(|| async { page("text/css; charset=utf-8", STYLE) }))
+        .route(
+            "/ui/app.js",
+            get(|| async { page("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/ui/style.css",
+            get(|| async { page("text/css; charset=utf-8", STYLE) }),
+        )
         .route("/fogd/status", get(status))
         .route("/fogd/events", get(events))
         .route("/fogd/cameras/{camera}/snapshot.jpg", get(snapshot))
@@ -43,7 +49,10 @@ fn page(kind: &'static str, body: &'static str) -> Response {
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
             (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         body,
@@ -52,7 +61,11 @@ fn page(kind: &'static str, body: &'static str) -> Response {
 }
 
 fn no_store(v: Value) -> Response {
-    ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(v)).into_response()
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(v),
+    )
+        .into_response()
 }
 
 /// Everything the page shows, in one document.
@@ -64,7 +77,10 @@ async fn status(s: State) -> Result<Response, ApiError> {
     Ok(no_store(doc))
 }
 
-fn status_doc(rt: &crate::runtime::Runtime, members: &crate::ingest::status::Members) -> Result<Value, ApiError> {
+fn status_doc(
+    rt: &crate::runtime::Runtime,
+    members: &crate::ingest::status::Members,
+) -> Result<Value, ApiError> {
     let mut doc = crate::ingest::status::stats(rt, members);
     let j = &rt.journal;
     let mut problems = Vec::new();
@@ -84,7 +100,10 @@ fn status_doc(rt: &crate::runtime::Runtime, members: &crate::ingest::status::Mem
         services.entry(svc.name.clone()).or_default();
     }
     for (svc, state, n) in j.counts()? {
-        services.entry(svc).or_default().insert(state.as_str().into(), n.into());
+        services
+            .entry(svc)
+            .or_default()
+            .insert(state.as_str().into(), n.into());
     }
     let jobs: Vec<Value> = j
         .invocations(None, 50)?
@@ -98,7 +117,10 @@ fn status_doc(rt: &crate::runtime::Runtime, members: &crate::ingest::status::Mem
     let cameras = serde_json::to_value(j.cameras()?).unwrap_or_default();
     if let Some(m) = doc.as_object_mut() {
         m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        m.insert("health".into(), json!({"ok": problems.is_empty(), "problems": problems}));
+        m.insert(
+            "health".into(),
+            json!({"ok": problems.is_empty(), "problems": problems}),
+        );
         m.insert(
             "services".into(),
             Value::Array(
@@ -144,14 +166,23 @@ struct HistoryQuery {
 }
 
 /// The camera's verdicts over the last `hours` (default 6, at most 7 days), at most 2,000 points.
-async fn history(s: State, Path(camera): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Response, ApiError> {
+async fn history(
+    s: State,
+    Path(camera): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
     checked_camera(&camera)?;
     let hours = q.hours.unwrap_or(6.0);
     if !(hours > 0.0 && hours <= 168.0) {
-        return Err(ApiError::bad_request("hours: a number of hours above 0, at most 168"));
+        return Err(ApiError::bad_request(
+            "hours: a number of hours above 0, at most 168",
+        ));
     }
     let since = crate::journal::now_ms() - (hours * 3_600_000.0) as i64;
-    let points = s.rt.journal.call(move |j| j.camera_history(&camera, since, 2000)).await?;
+    let points =
+        s.rt.journal
+            .call(move |j| j.camera_history(&camera, since, 2000))
+            .await?;
     Ok(no_store(json!({"hours": hours, "points": points})))
 }
 
@@ -161,15 +192,18 @@ struct TailQuery {
 }
 
 /// The end of a job's log (default 64 KiB, at most 1 MiB): a long log is not sent whole.
-async fn log_tail(s: State, Path((svc, job)): Path<(String, String)>, Query(q): Query<TailQuery>) -> Result<Response, ApiError> {
+async fn log_tail(
+    s: State,
+    Path((svc, job)): Path<(String, String)>,
+    Query(q): Query<TailQuery>,
+) -> Result<Response, ApiError> {
     use std::io::{Read, Seek, SeekFrom};
-    let inv = s
-        .rt
-        .journal
-        .call(move |j| j.job(&job))
-        .await?
-        .filter(|i| i.service == svc)
-        .ok_or_else(|| ApiError::not_found("no such job of this service"))?;
+    let inv =
+        s.rt.journal
+            .call(move |j| j.job(&job))
+            .await?
+            .filter(|i| i.service == svc)
+            .ok_or_else(|| ApiError::not_found("no such job of this service"))?;
     let path = s.rt.log_path(&svc, &inv.uuid);
     let max = q.bytes.unwrap_or(64 << 10).min(1 << 20);
     let text = tokio::task::spawn_blocking(move || -> std::io::Result<(String, bool)> {
@@ -188,7 +222,9 @@ async fn log_tail(s: State, Path((svc, job)): Path<(String, String)>, Query(q): 
     .await
     .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(no_store(json!({"log": text.0, "truncated": text.1, "state": inv.state.as_str()})))
+    Ok(no_store(
+        json!({"log": text.0, "truncated": text.1, "state": inv.state.as_str()}),
+    ))
 }
 
 /// Node events as server-sent events (`event: <type>`), a keep-alive comment every 15 s.
@@ -198,7 +234,11 @@ async fn events(s: State) -> impl IntoResponse {
         loop {
             match rx.recv().await {
                 Ok(v) => {
-                    let kind = v.get("type").and_then(Value::as_str).unwrap_or("event").to_string();
+                    let kind = v
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("event")
+                        .to_string();
                     let ev = Event::default().event(kind).data(v.to_string());
                     return Some((Ok::<_, std::convert::Infallible>(ev), rx));
                 }

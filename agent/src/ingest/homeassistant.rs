@@ -22,11 +22,10 @@ pub fn snapshot_topic(base: &str, camera: &str) -> String {
 pub fn state(c: &Camera) -> Value {
     let last = c.last.as_ref();
     let rfc3339 = |ms: Option<i64>| {
-        ms.and_then(|ms| u64::try_from(ms).ok())
-            .map(|ms| {
-                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-                    .to_string()
-            })
+        ms.and_then(|ms| u64::try_from(ms).ok()).map(|ms| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                .to_string()
+        })
     };
     json!({
         "camera": c.camera,
@@ -48,7 +47,13 @@ pub fn state(c: &Camera) -> Value {
 /// Home Assistant's object ids allow `[a-zA-Z0-9_-]`; camera names may hold `.` and `@`.
 fn object_id(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -122,7 +127,13 @@ pub fn node_discovery(prefix: &str, base: &str, node: &str) -> Vec<(String, Valu
 
 /// One camera's discovery documents: sensors for its latest verdict and a camera entity for its
 /// snapshot, on a device of its own attached to the node's.
-pub fn camera_discovery(prefix: &str, base: &str, node: &str, camera: &str, snapshots: bool) -> Vec<(String, Value)> {
+pub fn camera_discovery(
+    prefix: &str,
+    base: &str,
+    node: &str,
+    camera: &str,
+    snapshots: bool,
+) -> Vec<(String, Value)> {
     let (nid, cid) = (object_id(node), object_id(camera));
     let device = json!({
         "identifiers": [format!("fogd_{nid}_{cid}")],

@@ -228,7 +228,12 @@ async fn cameras(
 async fn snapshot(rt: &Runtime, client: &AsyncClient, base: &str, camera: &str) {
     match tokio::fs::read(rt.data.snapshot(camera)).await {
         Ok(jpeg) => {
-            let _ = client.try_publish(super::homeassistant::snapshot_topic(base, camera), QoS::AtLeastOnce, true, jpeg);
+            let _ = client.try_publish(
+                super::homeassistant::snapshot_topic(base, camera),
+                QoS::AtLeastOnce,
+                true,
+                jpeg,
+            );
         }
         Err(e) => tracing::debug!(camera, "mqtt: no snapshot to publish: {e}"),
     }

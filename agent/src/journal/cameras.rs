@@ -62,7 +62,10 @@ impl Journal {
                  JOIN events e ON e.id = v.event_id
                  LEFT JOIN ingest g ON g.event_id = e.id WHERE v.id = ?1",
             )
-            .and_then(|mut st| st.query_row([invocation.0], |r| r.get::<_, Option<String>>(0)).optional())
+            .and_then(|mut st| {
+                st.query_row([invocation.0], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+            })
             .map(Option::flatten)
             .map_err(|e| self.err(e))
     }
@@ -199,7 +202,9 @@ mod tests {
             size: 1,
             checksum: "c1".into(),
         };
-        let ids = j.ingest_batch(&[item], "", &[vec!["anon".into()]]).expect("ingest");
+        let ids = j
+            .ingest_batch(&[item], "", &[vec!["anon".into()]])
+            .expect("ingest");
         let first = ids[0].as_ref().expect("new")[0];
         assert_eq!(j.camera_of(first).expect("q").as_deref(), Some("door"));
         let mut ev = NewEvent::test("cameras/anonymised/door/1.json", "output");
@@ -214,7 +219,10 @@ mod tests {
         let cams = j.cameras().expect("cams");
         assert_eq!(cams.len(), 1);
         let c = &cams[0];
-        assert_eq!((c.frames, c.judged, c.faces, c.masked, c.unmasked), (1, 2, 6, 3, 3));
+        assert_eq!(
+            (c.frames, c.judged, c.faces, c.masked, c.unmasked),
+            (1, 2, 6, 3, 3)
+        );
         assert_eq!(c.last.as_ref().map(|l| l.unmasked), Some(2));
         assert_eq!(j.camera_history("door", 0, 10).expect("h").len(), 2);
 
@@ -239,7 +247,9 @@ mod tests {
                 .sum::<u64>()
         };
         assert_eq!((ended("anon"), ended("masks")), (1, 2));
-        assert!(totals.iter().any(|t| t == &("masks".to_string(), "created".to_string(), "any".to_string(), 2)));
+        assert!(totals
+            .iter()
+            .any(|t| t == &("masks".to_string(), "created".to_string(), "any".to_string(), 2)));
         // Retention removes every row; what was counted stays counted.
         while j.prune(now_ms() + 1000, 0, 100).expect("prune").total() > 0 {}
         assert!(j.invocations_page("masks", None, 10).expect("page").0.is_empty());

