@@ -333,6 +333,33 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     assert!(value(&second, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(value(&second, "process_open_fds").unwrap() > 3.0);
     assert!(second.contains("fogd_build_info{version=\""), "{second}");
+    // Every metric the Grafana dashboard plots is one fogd exports.
+    let dashboard: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("deploy/grafana/fogd.json")).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(exprs.len() >= 15);
+    for e in &exprs {
+        for word in e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("fogd_") || word.starts_with("process_") {
+                let family = word.strip_suffix("_bucket").unwrap_or(word);
+                assert!(
+                    second.contains(&format!("# TYPE {family} ")),
+                    "the dashboard plots {word}, not exported:\n{second}"
+                );
+            }
+        }
+    }
     // Retention keeps 4 finished jobs; the counters still count all 6 (the clip's and the
     // photo's anonymiser, 4 mask detectors).
     let ended: f64 = c2

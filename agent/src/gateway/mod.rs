@@ -142,9 +142,22 @@ async fn metrics(s: State, headers: axum::http::HeaderMap) -> impl IntoResponse 
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     let rt = s.rt.clone();
     // The scrape reads the journal: off the async workers.
-    let text = crate::journal::boundary::offload(move || rt.metrics.render(&rt, openmetrics))
-        .await
-        .unwrap_or_default();
+    let text = crate::journal::boundary::offload(move || {
+        let inputs = crate::metrics::Inputs {
+            journal: &rt.journal,
+            data: &rt.data,
+            links: rt.links.snapshot(),
+            mqtt: rt.cfg.mqtt.as_ref().map(|_| {
+                (
+                    crate::ingest::status::connected(),
+                    crate::ingest::status::connects(),
+                )
+            }),
+        };
+        rt.metrics.render(&inputs, openmetrics)
+    })
+    .await
+    .unwrap_or_default();
     let kind = if openmetrics {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {

@@ -86,7 +86,6 @@ pub fn node_discovery(prefix: &str, base: &str, node: &str) -> Vec<(String, Valu
         let doc = json!({
             "name": name,
             "unique_id": format!("fogd_{id}_{key}"),
-            "object_id": format!("fogd_{id}_{key}"),
             "state_topic": stats,
             "value_template": template,
             "device": device,
@@ -102,7 +101,6 @@ pub fn node_discovery(prefix: &str, base: &str, node: &str) -> Vec<(String, Valu
             json!({
                 "name": "Online",
                 "unique_id": format!("fogd_{id}_online"),
-                "object_id": format!("fogd_{id}_online"),
                 "state_topic": format!("{base}/available"),
                 "payload_on": "online",
                 "payload_off": "offline",
@@ -145,7 +143,7 @@ pub fn camera_discovery(
     let state = state_topic(base, camera);
     let entity = |component: &str, key: &str, name: &str, extra: Value| {
         let uid = format!("fogd_{nid}_{cid}_{key}");
-        let doc = json!({"name": name, "unique_id": uid, "object_id": uid, "device": device});
+        let doc = json!({"name": name, "unique_id": uid, "device": device});
         (
             format!("{prefix}/{component}/fogd_{nid}_{cid}/{key}/config"),
             with(with(doc, &availability(base)), &extra),

@@ -162,7 +162,7 @@ pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> an
     let started = Instant::now();
     let key = format!("{opts:?}");
     let anon = cached(&mut warm.anonymizers, key, || Ok(Anonymizer::new(opts)?))?;
-    let bar = if o.terminal { progress_bar() } else { None };
+    let bar = if o.terminal { super::progress::bar() } else { None };
     let mut failed = 0usize;
     let mut summaries = Vec::new();
     for input in &a.inputs {
@@ -238,68 +238,6 @@ pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> an
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Progress of a long command on stderr: a bar on a terminal, else a line at every tenth (a
-/// log or a pipe still shows that it moves).
-pub(crate) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    what: &'static str,
-    tenth: u64,
-}
-
-impl Progress {
-    pub(crate) fn new(what: &'static str) -> Progress {
-        Progress {
-            bar: progress_bar(),
-            what,
-            tenth: 0,
-        }
-    }
-
-    pub(crate) fn set(&mut self, done: u64, total: u64) {
-        match &self.bar {
-            Some(b) => {
-                b.set_length(total);
-                b.set_position(done);
-            }
-            None if total > 0 => {
-                let tenth = done * 10 / total;
-                if tenth > self.tenth {
-                    self.tenth = tenth;
-                    eprintln!("{}: {}% ({done}/{total})", self.what, tenth * 10);
-                }
-            }
-            None => {}
-        }
-    }
-
-    /// A line between steps (above the bar on a terminal).
-    pub(crate) fn note(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    pub(crate) fn finish(self) {
-        if let Some(b) = self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-fn progress_bar() -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(0);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} frames {elapsed}")
-    {
-        b.set_style(style.progress_chars("=> "));
-    }
-    Some(b)
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 //! what `fogd check` asks of the models (`vision-check`). Errors become `anyhow` here only.
 
 mod commands;
+mod progress;
 mod tools;
 mod worker;
 

@@ -45,7 +45,7 @@ pub fn sample(a: &SampleArgs) -> anyhow::Result<ExitCode> {
         gop: a.gop_seconds.max(1) * a.fps,
     };
     let started = Instant::now();
-    let mut progress = super::commands::Progress::new("sample: frames");
+    let mut progress = super::progress::Progress::new("sample: frames");
     let truth = sample::make(&spec, &media, &a.out, &truth_path(&a.out), &mut |done, total| {
         progress.set(done, total)
     })
@@ -99,7 +99,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     if a.keyframes {
         opts.sampling = Sampling::Keyframes;
     }
-    let progress = super::commands::Progress::new("bench");
+    let progress = super::progress::Progress::new("bench");
     let b = crate::bench::run(
         &a.cache,
         a.seconds,
