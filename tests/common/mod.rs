@@ -221,6 +221,22 @@ impl Mqtt {
     }
 }
 
+/// Waits until the node's `available` topic says online (it subscribed by then).
+pub async fn wait_online(m: &mut Mqtt, node: &str) {
+    m.subscribe(&format!("fogd/{node}/#")).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if m.received
+            .iter()
+            .any(|(t, p)| t == &format!("fogd/{node}/available") && p == b"online")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "fogd never said online");
+        m.pump(Duration::from_millis(100)).await;
+    }
+}
+
 /// A JPEG made unique by a comment segment (COM) carrying `tag`, right after the SOI marker:
 /// still a valid JPEG, decoded the same.
 pub fn tagged_jpeg(jpeg: &[u8], tag: &str) -> Vec<u8> {

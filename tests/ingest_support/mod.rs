@@ -111,22 +111,6 @@ impl Node {
     }
 }
 
-/// Waits until the node's `available` topic says online (it subscribed by then).
-pub async fn wait_online(m: &mut Mqtt, node: &str) {
-    m.subscribe(&format!("fogd/{node}/#")).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if m.received
-            .iter()
-            .any(|(t, p)| t == &format!("fogd/{node}/available") && p == b"online")
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "fogd never said online");
-        m.pump(Duration::from_millis(100)).await;
-    }
-}
-
 pub fn counter(node: &Node, name: &str) -> u64 {
     node.d
         .rt
