@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
-use vision_support::{fogd, fogd_bin, text};
+use vision_support::{fogd_bin, text};
 
 const NODE: &str = "edge-1";
 const CAMERA: &str = "door";
@@ -141,28 +141,12 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The workflow's scripts call `fogd`: the one built here.
-    let bin_dir = fogd_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = vision_support::path_with_fogd();
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("PATH", &path) };
     let broker = Mosquitto::start(d);
     let clip = d.join("clip.mp4");
-    let o = fogd(&[
-        "sample",
-        "--seconds",
-        "11",
-        "--width",
-        "640",
-        "--height",
-        "360",
-        "--out",
-        clip.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    vision_support::sample_clip(&clip, 11, 640, 360, &[]);
 
     let mut watch = Mqtt::connect(broker.port, "watcher").await;
     let workflow = repo().join("examples/camera-ingest/workflow.yaml");

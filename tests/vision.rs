@@ -143,16 +143,10 @@ fn detect_masks_annotates_and_prefers_the_anonymisers_sidecar() {
     assert!(o.status.success(), "{}", text(&o));
     // On the raw photos: detection + classification.
     let raw = dir.path().join("raw");
-    let o = fogd(&[
-        "detect-masks",
-        &photo("grace_hopper_masked.png"),
-        &photo("astronaut.png"),
-        "--out",
-        raw.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = detect_masks_json(
+        &[&photo("grace_hopper_masked.png"), &photo("astronaut.png")],
+        &raw,
+    );
     assert_eq!(v[0]["from"], "detection");
     assert_eq!(v[0]["status"], "Safe");
     assert_eq!(v[1]["status"], "Danger");
@@ -161,30 +155,14 @@ fn detect_masks_annotates_and_prefers_the_anonymisers_sidecar() {
     );
     // On the blurred outputs: the sidecar's verdicts (judged before blurring) are used.
     let blurred = out.join("astronaut.png");
-    let o = fogd(&[
-        "detect-masks",
-        blurred.to_str().unwrap(),
-        "--out",
-        raw.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = detect_masks_json(&[blurred.to_str().unwrap()], &raw);
     assert_eq!(v[0]["from"], "sidecar");
     assert_eq!(v[0]["counts"]["no_mask"], 1);
     // The sidecar alone, as a workflow step gets it: the verdicts, no picture.
     let alone = dir.path().join("alone");
     std::fs::create_dir_all(&alone).unwrap();
     std::fs::copy(out.join("grace_hopper_masked.json"), alone.join("f.json")).unwrap();
-    let o = fogd(&[
-        "detect-masks",
-        alone.join("f.json").to_str().unwrap(),
-        "--out",
-        alone.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = detect_masks_json(&[alone.join("f.json").to_str().unwrap()], &alone);
     assert_eq!(
         (v[0]["from"].as_str(), v[0]["status"].as_str()),
         (Some("sidecar"), Some("Safe"))
@@ -213,15 +191,7 @@ fn an_anonymised_frame_alone_gets_its_verdict_drawn_and_unjudged_masks_are_said_
         std::fs::create_dir_all(&alone).unwrap();
         let frame = alone.join("f.jpg");
         std::fs::copy(out.join("grace_hopper.jpg"), &frame).unwrap();
-        let o = fogd(&[
-            "detect-masks",
-            frame.to_str().unwrap(),
-            "--out",
-            alone.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v = detect_masks_json(&[frame.to_str().unwrap()], &alone);
         assert_eq!(
             (
                 v[0]["from"].as_str(),

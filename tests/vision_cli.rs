@@ -166,27 +166,11 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
 fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let bin_dir = fogd_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_fogd();
     let example = common::repo().join("examples/camera-ingest/workflow.yaml");
     std::fs::write(d.join("fogd.yaml"), "data_dir: data\ngateway: {enabled: false}\n").unwrap();
     let clip = d.join("cam1.mp4");
-    let o = fogd(&[
-        "sample",
-        "--seconds",
-        "11",
-        "--width",
-        "1280",
-        "--height",
-        "720",
-        "--out",
-        clip.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    sample_clip(&clip, 11, 1280, 720, &[]);
     let cfg = d.join("fogd.yaml");
     let log = std::fs::File::create(d.join("daemon.log")).unwrap();
     let mut daemon = Command::new(fogd_bin())
@@ -251,20 +235,7 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
 fn a_live_stream_url_is_sampled_as_it_comes() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("cam.mp4");
-    let o = fogd(&[
-        "sample",
-        "--seconds",
-        "6",
-        "--width",
-        "640",
-        "--height",
-        "360",
-        "--fps",
-        "10",
-        "--out",
-        clip.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    sample_clip(&clip, 6, 640, 360, &["--fps", "10"]);
     // An HTTP MPEG-TS stream both ways of sampling, and a real RTSP server (GStreamer's
     // gst-rtsp-server, as cameras and NVRs serve) read over RTP/TCP.
     for (scheme, keyframes) in [("http", false), ("http", true), ("rtsp", false)] {

@@ -28,6 +28,36 @@ pub fn fogd_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run fogd")
 }
 
+/// PATH with the binaries built here first: the example workflows' scripts call `fogd`.
+pub fn path_with_fogd() -> String {
+    let bin_dir = fogd_bin().parent().unwrap().to_path_buf();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `fogd sample` into `out` (`extra`: more of its flags, `--fps 10`).
+pub fn sample_clip(out: &Path, seconds: u32, width: u32, height: u32, extra: &[&str]) {
+    let (s, w, h) = (seconds.to_string(), width.to_string(), height.to_string());
+    let mut args = vec!["sample", "--seconds", &s, "--width", &w, "--height", &h];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = fogd(&args);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `fogd detect-masks INPUT... --out OUT --json`, which must succeed: its results.
+pub fn detect_masks_json(inputs: &[&str], out: &Path) -> serde_json::Value {
+    let mut args = vec!["detect-masks"];
+    args.extend_from_slice(inputs);
+    args.extend(["--out", out.to_str().unwrap(), "--json"]);
+    let o = fogd(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

@@ -226,13 +226,7 @@ mod tests {
         assert_eq!(c.last.as_ref().map(|l| l.unmasked), Some(2));
         assert_eq!(j.camera_history("door", 0, 10).expect("h").len(), 2);
 
-        let done = Outcome {
-            state: State::Succeeded,
-            exit_code: Some(0),
-            error: None,
-            outputs: 0,
-            spawned_us: None,
-        };
+        let done = Outcome::test(State::Succeeded);
         for svc in ["anon", "masks"] {
             for inv in j.claim(svc, 10).expect("claim") {
                 j.finish(inv.id, &done).expect("finish");

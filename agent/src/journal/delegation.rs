@@ -204,13 +204,7 @@ mod tests {
             .expect("claim");
         assert_eq!(again[0].id, ok);
         j.delegated_to(ok, "cloud", Some("job-1")).expect("to");
-        let done = Outcome {
-            state: State::Succeeded,
-            exit_code: None,
-            error: None,
-            outputs: 0,
-            spawned_us: None,
-        };
+        let done = Outcome::test(State::Succeeded);
         assert!(j.finish_remote(ok, &done).expect("finish"));
         assert!(!j.finish_remote(ok, &done).expect("twice"), "ends once");
         let row = j.invocation(ok).expect("get").expect("row");

@@ -113,6 +113,20 @@ pub struct Outcome {
     pub spawned_us: Option<i64>,
 }
 
+#[cfg(test)]
+impl Outcome {
+    /// How the journal's tests end a run: exit 0 if it succeeded, else 1.
+    pub(crate) fn test(state: State) -> Outcome {
+        Outcome {
+            state,
+            exit_code: Some(i32::from(state != State::Succeeded)),
+            error: None,
+            outputs: 0,
+            spawned_us: None,
+        }
+    }
+}
+
 pub(super) const COLUMNS: &str =
     "i.id, i.uuid, i.service, i.event_id, i.state, i.attempts, i.exit_code, i.error,
     i.outputs, i.created_ms, i.started_ms, i.spawned_us, i.finished_ms, e.key, i.ran_on, i.remote_job,

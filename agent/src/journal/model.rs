@@ -48,16 +48,6 @@ impl Model {
 
 const SERVICES: [&str; 2] = ["a", "b"];
 
-fn outcome(state: State) -> Outcome {
-    Outcome {
-        state,
-        exit_code: Some(i32::from(state != State::Succeeded)),
-        error: None,
-        outputs: 0,
-        spawned_us: None,
-    }
-}
-
 fn pick<T: Clone>(rng: &mut StdRng, v: &[T]) -> Option<T> {
     (!v.is_empty()).then(|| v[rng.gen_range(0..v.len())].clone())
 }
@@ -169,7 +159,7 @@ fn step(j: &Journal, m: &mut Model, rng: &mut StdRng) -> String {
                 &[State::Succeeded, State::Succeeded, State::Failed, State::TimedOut],
             )
             .expect("state");
-            j.finish(id, &outcome(state)).expect("finish");
+            j.finish(id, &Outcome::test(state)).expect("finish");
             m.invocations.get_mut(&id).expect("known").state = state;
             format!("finish {id} {}", state.as_str())
         }

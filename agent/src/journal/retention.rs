@@ -127,14 +127,7 @@ mod tests {
         let claimed = j.claim("svc", 25).expect("claim");
         assert_eq!(claimed.len(), 25);
         for id in claimed.iter().map(|i| i.id) {
-            let done = Outcome {
-                state: State::Succeeded,
-                exit_code: Some(0),
-                error: None,
-                outputs: 0,
-                spawned_us: None,
-            };
-            j.finish(id, &done).expect("finish");
+            j.finish(id, &Outcome::test(State::Succeeded)).expect("finish");
         }
         // Nothing is old yet: only the count limit (keep 10 finished) applies.
         let mut removed = Vec::new();
