@@ -132,3 +132,48 @@ where
         self.0.format_event(ctx, w, event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Each level gets its syslog priority (`journalctl -p warning` shows warnings and errors),
+    /// and no colour codes.
+    #[test]
+    fn journald_lines_carry_their_priority_and_no_escape_codes() {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let writer = move || -> Box<dyn std::io::Write> {
+            struct W(Arc<Mutex<Vec<u8>>>);
+            impl std::io::Write for W {
+                fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                    self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            Box::new(W(sink.clone()))
+        };
+        let lines = tracing_subscriber::fmt::format().with_ansi(false).without_time();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .event_format(Priority(lines))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("disk gone");
+            tracing::warn!("store offline");
+            tracing::info!("ready");
+        });
+        let text = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf-8");
+        let got: Vec<&str> = text.lines().collect();
+        assert_eq!(got.len(), 3, "{text}");
+        assert!(got[0].starts_with("<3>") && got[0].contains("disk gone"), "{text}");
+        assert!(got[1].starts_with("<4>") && got[1].contains("store offline"), "{text}");
+        assert!(got[2].starts_with("<6>") && got[2].contains("ready"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+}

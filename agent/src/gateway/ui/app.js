@@ -167,6 +167,7 @@ function drawOutbox(s) {
   text($("#outbox-dropped"), o.dropped_full + " / " + o.dropped_ttl);
   const tb = $("#stores tbody");
   tb.replaceChildren();
+  $("#no-stores").hidden = Object.keys(s.stores).length > 0;
   for (const [name, l] of Object.entries(s.stores)) {
     const tr = document.createElement("tr");
     tr.dataset.store = name;
