@@ -149,7 +149,22 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
     vision_support::sample_clip(&clip, 11, 640, 360, &[]);
 
     let mut watch = Mqtt::connect(broker.port, "watcher").await;
-    let workflow = repo().join("examples/camera-ingest/workflow.yaml");
+    // The example workflow, its verdicts also bound for an S3 store that never answers (nothing
+    // listens on port 9): the outbox has objects waiting, with the store's error.
+    let example = repo().join("examples/camera-ingest");
+    let workflow = d.join("workflow.yaml");
+    for script in ["anon-and-split.sh", "mask-detector.sh"] {
+        std::fs::copy(example.join(script), d.join(script)).unwrap();
+    }
+    let fdl = std::fs::read_to_string(example.join("workflow.yaml")).unwrap();
+    let results = "      - storage_provider: minio.default\n        path: cameras/results\n";
+    assert!(fdl.contains(results));
+    let fdl = fdl.replace(
+        results,
+        &format!("{results}      - storage_provider: minio.offsite\n        path: fogd-edge/results\n"),
+    ) + "storage_providers:\n  minio:\n    offsite:\n      endpoint: http://127.0.0.1:9\n      \
+         access_key: fogd\n      secret_key: fogd-secret\n      region: us-east-1\n";
+    std::fs::write(&workflow, fdl).unwrap();
     let extra = format!(
         "mqtt:\n  broker: {}\n  stats_interval: 1s\ningest:\n  path: cameras/incoming\nretention:\n  max_invocations: 4\n  interval: 1s\n",
         broker.url()
@@ -315,6 +330,12 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         Some(4.0)
     );
     assert_eq!(value(&second, "fogd_mqtt_connected"), Some(1.0));
+    assert_eq!(
+        value(&second, "fogd_store_up{provider=\"minio.offsite\"}"),
+        Some(0.0),
+        "{second}"
+    );
+    assert!(value(&second, "fogd_outbox_objects").unwrap() >= 4.0, "{second}");
     assert!(value(&second, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(value(&second, "process_open_fds").unwrap() > 3.0);
     assert!(second.contains("fogd_build_info{version=\""), "{second}");
@@ -402,6 +423,31 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         assert_eq!(dom["services"][svc][st.as_str()], *n, "{svc} {st:?}: {dom}");
     }
     assert!(!ui["log_shown"].as_str().unwrap().is_empty());
+    // The outbox: the verdicts wait for the store that never answers, with its error; the
+    // node says it needs attention, and why.
+    let outbox = &dom["outbox"];
+    assert!(outbox["backlog"].as_u64().unwrap() >= 4, "{outbox}");
+    let waiting = outbox["waiting"].as_array().unwrap();
+    assert!(
+        !waiting.is_empty() && waiting.iter().all(|w| w[0] == "minio.offsite"),
+        "{outbox}"
+    );
+    assert!(
+        waiting
+            .iter()
+            .any(|w| w[4].as_str().unwrap().contains("127.0.0.1:9")),
+        "{outbox}"
+    );
+    assert_eq!(outbox["stores"][0][0], "minio.offsite", "{outbox}");
+    assert_eq!(outbox["stores"][0][1], "offline", "{outbox}");
+    assert_eq!(dom["health"], "needs attention");
+    assert!(
+        dom["problems"]
+            .as_str()
+            .unwrap()
+            .contains("store minio.offsite offline"),
+        "{dom}"
+    );
     for view in ["cameras", "jobs", "outbox", "delegation"] {
         let p = ui["screenshots"][view].as_str().unwrap();
         assert!(std::fs::metadata(p).unwrap().len() > 10_000, "{p}");

@@ -107,8 +107,11 @@ READ_DOM = """(() => {
     tr.querySelectorAll('[data-state]').forEach(td => { services[tr.dataset.service][td.dataset.state] = +td.textContent; });
   });
   return {cameras: cams, services, jobs: document.querySelectorAll('#jobs tbody tr').length,
-    outbox: {backlog: document.querySelector('#outbox-backlog').textContent,
-             uploaded: document.querySelector('#outbox-uploaded').textContent},
+    outbox: {backlog: +document.querySelector('#outbox-backlog').textContent,
+             uploaded: +document.querySelector('#outbox-uploaded').textContent,
+             waiting: [...document.querySelectorAll('#waiting tbody tr')].map(tr => [...tr.cells].map(td => td.textContent)),
+             stores: [...document.querySelectorAll('#stores tbody tr')].map(tr => [...tr.cells].map(td => td.textContent))},
+    problems: document.querySelector('#problems').hidden ? '' : document.querySelector('#problems').textContent,
     health: document.querySelector('#health').textContent,
     refreshes: +document.body.dataset.refreshes};
 })()"""

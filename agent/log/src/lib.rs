@@ -148,7 +148,10 @@ mod tests {
             struct W(Arc<Mutex<Vec<u8>>>);
             impl std::io::Write for W {
                 fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                    self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+                    self.0
+                        .lock()
+                        .map_err(|_| std::io::Error::other("poisoned"))?
+                        .extend_from_slice(b);
                     Ok(b.len())
                 }
                 fn flush(&mut self) -> std::io::Result<()> {
@@ -171,8 +174,14 @@ mod tests {
         let text = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf-8");
         let got: Vec<&str> = text.lines().collect();
         assert_eq!(got.len(), 3, "{text}");
-        assert!(got[0].starts_with("<3>") && got[0].contains("disk gone"), "{text}");
-        assert!(got[1].starts_with("<4>") && got[1].contains("store offline"), "{text}");
+        assert!(
+            got[0].starts_with("<3>") && got[0].contains("disk gone"),
+            "{text}"
+        );
+        assert!(
+            got[1].starts_with("<4>") && got[1].contains("store offline"),
+            "{text}"
+        );
         assert!(got[2].starts_with("<6>") && got[2].contains("ready"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text}");
     }

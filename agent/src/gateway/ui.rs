@@ -115,6 +115,15 @@ fn status_doc(
         })
         .collect();
     let cameras = serde_json::to_value(j.cameras()?).unwrap_or_default();
+    // What waits in the outbox (the newest), with why it has not gone yet.
+    let waiting: Vec<Value> = j
+        .outbox_list(Some("pending"), 20)?
+        .into_iter()
+        .map(|o| {
+            json!({"provider": o.provider, "key": o.key, "size": o.size, "attempts": o.attempts,
+                   "error": o.error, "next_try_ms": o.next_try_ms})
+        })
+        .collect();
     if let Some(m) = doc.as_object_mut() {
         m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         m.insert(
@@ -132,6 +141,7 @@ fn status_doc(
         );
         m.insert("jobs".into(), Value::Array(jobs));
         m.insert("cameras".into(), cameras);
+        m.insert("outbox_waiting".into(), Value::Array(waiting));
     }
     Ok(doc)
 }

@@ -177,6 +177,18 @@ function drawOutbox(s) {
     cell(tr, l.last_error || "");
     tb.appendChild(tr);
   }
+  const wb = $("#waiting tbody");
+  wb.replaceChildren();
+  for (const o of s.outbox_waiting) {
+    const tr = document.createElement("tr");
+    cell(tr, o.provider);
+    cell(tr, o.key);
+    cell(tr, bytes(o.size), "num");
+    cell(tr, o.attempts, "num");
+    const wait = Math.round((o.next_try_ms - Date.now()) / 1000);
+    cell(tr, (o.error || "") + (wait > 0 ? " (next try in " + wait + " s)" : o.error ? "" : "next in line"));
+    wb.appendChild(tr);
+  }
   const i = s.ingest;
   text($("#ingest-spooled"), i.spooled);
   text($("#ingest-waiting"), i.raw_waiting);
