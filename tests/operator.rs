@@ -405,6 +405,11 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         "status page: first render {} ms, live update {} s, transfers {}",
         ui["first_render_ms"], ui["live"]["seconds"], ui["transfers"]
     );
+    assert_eq!(
+        ui["script_errors"],
+        serde_json::json!([]),
+        "the page's script failed"
+    );
     let dom = &ui["dom"];
     let card = dom["cameras"]
         .as_array()
@@ -432,12 +437,11 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         !waiting.is_empty() && waiting.iter().all(|w| w[0] == "minio.offsite"),
         "{outbox}"
     );
-    assert!(
-        waiting
-            .iter()
-            .any(|w| w[4].as_str().unwrap().contains("127.0.0.1:9")),
-        "{outbox}"
-    );
+    // Each says why it waits: its store is offline (whose error is said once, with the store).
+    let why = |w: &serde_json::Value| w[4].as_str().unwrap().starts_with("its store is offline");
+    assert!(waiting.iter().all(why), "{outbox}");
+    let store_error = outbox["stores"][0][3].as_str().unwrap();
+    assert!(store_error.contains("127.0.0.1:9"), "{outbox}");
     assert_eq!(outbox["stores"][0][0], "minio.offsite", "{outbox}");
     assert_eq!(outbox["stores"][0][1], "offline", "{outbox}");
     assert_eq!(dom["health"], "needs attention");

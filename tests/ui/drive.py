@@ -153,6 +153,7 @@ async def main():
                 token = base64.b64encode(f"{a.user}:{a.password}".encode()).decode()
                 await page.send("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
                 await page.send("Page.enable")
+                await page.send("Runtime.enable")
                 await page.send("Emulation.setDeviceMetricsOverride",
                                 {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
                 start = time.monotonic()
@@ -215,6 +216,10 @@ async def main():
                 urls = {ev["params"]["requestId"]: ev["params"]["response"]["url"] for ev in cdp.events
                         if ev.get("method") == "Network.responseReceived"}
                 out["transfers"] = [{"url": urls.get(k, "?"), "bytes": v} for k, v in sizes.items()]
+                # Script errors the page met (the test wants none).
+                out["script_errors"] = [ev["params"]["exceptionDetails"].get("exception", {}).get("description")
+                                        or ev["params"]["exceptionDetails"].get("text")
+                                        for ev in cdp.events if ev.get("method") == "Runtime.exceptionThrown"]
                 cdp.reader.cancel()
     finally:
         browser.terminate()

@@ -115,13 +115,19 @@ fn status_doc(
         })
         .collect();
     let cameras = serde_json::to_value(j.cameras()?).unwrap_or_default();
-    // What waits in the outbox (the newest), with why it has not gone yet.
+    // What waits in the outbox (the newest), with why it has not gone yet: the store's own error
+    // is given once, with the store, not again with each of its objects.
+    let links = rt.links.snapshot();
     let waiting: Vec<Value> = j
         .outbox_list(Some("pending"), 20)?
         .into_iter()
         .map(|o| {
+            let store_offline = links
+                .get(&o.provider)
+                .is_some_and(|l| !l.online && l.last_error.is_some() && l.last_error == o.error);
+            let error = if store_offline { None } else { o.error };
             json!({"provider": o.provider, "key": o.key, "size": o.size, "attempts": o.attempts,
-                   "error": o.error, "next_try_ms": o.next_try_ms})
+                   "error": error, "store_offline": store_offline, "next_try_ms": o.next_try_ms})
         })
         .collect();
     if let Some(m) = doc.as_object_mut() {

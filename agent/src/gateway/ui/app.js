@@ -25,6 +25,7 @@ function bytes(n) {
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : n) + " " + u[i];
 }
+function short(s) { return s.length > 160 ? s.slice(0, 157) + "…" : s; }
 function pct(x) { return (Math.round(x * 1000) / 10) + " %"; }
 
 async function getJson(url) {
@@ -46,7 +47,7 @@ function drawHealth(s) {
   text(h, s.health.ok ? "healthy" : "needs attention");
   const p = $("#problems");
   p.replaceChildren();
-  s.health.problems.forEach(m => { const d = document.createElement("div"); text(d, m); p.appendChild(d); });
+  s.health.problems.forEach(m => { const d = document.createElement("div"); text(d, short(m)); d.title = m; p.appendChild(d); });
   p.hidden = s.health.problems.length === 0;
 }
 
@@ -174,7 +175,8 @@ function drawOutbox(s) {
     cell(tr, name);
     cell(tr, l.online ? "online" : "offline", l.online ? "state-succeeded" : "state-failed");
     cell(tr, l.offline_since_ms ? ago(l.offline_since_ms).replace(" ago", "") : "");
-    cell(tr, l.last_error || "");
+    const err = cell(tr, short(l.last_error || ""));
+    if (l.last_error) err.title = l.last_error;
     tb.appendChild(tr);
   }
   const wb = $("#waiting tbody");
@@ -185,8 +187,11 @@ function drawOutbox(s) {
     cell(tr, o.key);
     cell(tr, bytes(o.size), "num");
     cell(tr, o.attempts, "num");
+    // The store's own error is said once, above: here only what is the object's own.
+    const why = o.store_offline ? "its store is offline" : o.error ? short(o.error) : "next in line";
     const wait = Math.round((o.next_try_ms - Date.now()) / 1000);
-    cell(tr, (o.error || "") + (wait > 0 ? " (next try in " + wait + " s)" : o.error ? "" : "next in line"));
+    const td = cell(tr, why + (wait > 0 ? " (next try in " + wait + " s)" : ""));
+    if (o.error) td.title = o.error;
     wb.appendChild(tr);
   }
   const i = s.ingest;
