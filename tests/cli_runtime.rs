@@ -85,6 +85,34 @@ fn run_put_invoke_jobs_logs() {
         "{out}"
     );
 
+    // The same for scripts: one JSON document each.
+    let o = fogd(
+        dir,
+        &["put", "minio/words/in/", hello.to_str().unwrap_or(""), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("put --json");
+    assert_eq!(
+        (v["provider"].as_str(), v["key"].as_str()),
+        (Some("minio.default"), Some("words/in/hello.txt"))
+    );
+    let o = fogd(
+        dir,
+        &[
+            "invoke",
+            "shout",
+            hello.to_str().unwrap_or(""),
+            "--wait",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("invoke --json");
+    assert_eq!(
+        (v["state"].as_str(), v["log"].as_str()),
+        (Some("succeeded"), Some("HELLO FOG\n")),
+        "{v}"
+    );
+
     let o = fogd(dir, &["invoke", "nobody"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(text(&o).contains("no service `nobody`"), "{}", text(&o));

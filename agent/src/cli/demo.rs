@@ -243,7 +243,7 @@ fn summary(
     }
     println!("whole workflow: {:.1} s", wall.as_secs_f64());
     println!("\nblurred frames and their sidecars: {}", frames_dir.display());
-    println!("mask verdicts:                     {}", results_dir.display());
+    println!("mask verdicts and their pictures:  {}", results_dir.display());
     println!(
         "the raw video stayed in {} (nothing left this machine)",
         data.join("store/cameras/incoming").display()

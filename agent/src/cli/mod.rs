@@ -75,6 +75,9 @@ pub enum Command {
         /// FDL files that declare the provider (default: the ones the daemon runs).
         #[arg(long = "workflow")]
         workflows: Vec<PathBuf>,
+        /// One JSON document: the object and the jobs it queued.
+        #[arg(long)]
+        json: bool,
     },
     /// Run one service on a file (or on nothing), whatever its input paths.
     Invoke {
@@ -85,6 +88,9 @@ pub enum Command {
         wait: bool,
         #[arg(long = "workflow")]
         workflows: Vec<PathBuf>,
+        /// One JSON document: the job (with --wait: how it ended, and its log).
+        #[arg(long)]
+        json: bool,
     },
     /// The invocations, newest first.
     Jobs {

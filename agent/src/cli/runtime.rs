@@ -20,13 +20,15 @@ pub(super) async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCo
             target,
             file,
             workflows,
-        } => put(cfg, &target, file, &workflows).await,
+            json,
+        } => put(cfg, &target, file, &workflows, json).await,
         Command::Invoke {
             service,
             file,
             wait,
             workflows,
-        } => invoke(cfg, &service, file, wait, &workflows).await,
+            json,
+        } => invoke(cfg, &service, file, wait, &workflows, json).await,
         Command::Jobs { service, limit, json } => jobs(&cfg, service.as_deref(), limit, json),
         Command::Logs { service, job, json } => logs(&cfg, &service, job.as_deref(), json),
         Command::Queue { what } => super::queue::queue(&cfg, what),
@@ -93,7 +95,13 @@ async fn shutdown_signal() {
     }
 }
 
-async fn put(cfg: Config, target: &str, file: PathBuf, workflows: &[PathBuf]) -> anyhow::Result<ExitCode> {
+async fn put(
+    cfg: Config,
+    target: &str,
+    file: PathBuf,
+    workflows: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (prov, path) = target
         .split_once('/')
         .with_context(|| format!("`{target}`: write PROVIDER/PATH, e.g. minio/cameras/incoming/"))?;
@@ -113,6 +121,20 @@ async fn put(cfg: Config, target: &str, file: PathBuf, workflows: &[PathBuf]) ->
     }
     let rt = Runtime::open(cfg, workflows)?;
     let (meta, invs) = rt.put(&provider, &key, &file).await?;
+    if json {
+        let mut jobs = Vec::new();
+        for id in &invs {
+            if let Some(i) = rt.journal.invocation(*id)? {
+                jobs.push(serde_json::json!({"job": i.uuid, "service": i.service}));
+            }
+        }
+        println!(
+            "{}",
+            serde_json::json!({"provider": provider.to_string(), "key": meta.key, "size": meta.size,
+                "etag": meta.etag, "jobs": jobs})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     // A store is also plain storage (the OSCAR API reads it), so an object that triggers
     // nothing is fine; say why, for the user who expected a run.
     let why = if !invs.is_empty() {
@@ -140,6 +162,7 @@ async fn invoke(
     file: Option<PathBuf>,
     wait: bool,
     workflows: &[PathBuf],
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let rt = Runtime::open(cfg, workflows)?;
     let id = rt.invoke(service, file.as_deref()).await?;
@@ -147,8 +170,17 @@ async fn invoke(
         .journal
         .invocation(id)?
         .context("the invocation just queued is gone")?;
-    println!("{}: queued", inv.uuid);
+    let doc = |i: &crate::journal::Invocation, log: Option<String>| {
+        serde_json::json!({"job": i.uuid, "service": i.service, "state": i.state.as_str(),
+            "exit_code": i.exit_code, "error": i.error, "log": log})
+    };
+    if !json {
+        println!("{}: queued", inv.uuid);
+    }
     if !wait {
+        if json {
+            println!("{}", doc(&inv, None));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let inv = loop {
@@ -157,14 +189,22 @@ async fn invoke(
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    print_log(&rt.log_path(&inv.service, &inv.uuid));
-    println!(
-        "{}: {}{}",
-        inv.uuid,
-        inv.state.as_str(),
-        inv.error.map(|e| format!(" ({e})")).unwrap_or_default()
-    );
-    Ok(if inv.state == crate::journal::State::Succeeded {
+    let succeeded = inv.state == crate::journal::State::Succeeded;
+    if json {
+        let log = std::fs::read(rt.log_path(&inv.service, &inv.uuid))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        println!("{}", doc(&inv, log));
+    } else {
+        print_log(&rt.log_path(&inv.service, &inv.uuid));
+        println!(
+            "{}: {}{}",
+            inv.uuid,
+            inv.state.as_str(),
+            inv.error.map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    Ok(if succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_NO)

@@ -90,9 +90,13 @@ fn status_doc(
     if rt.cfg.mqtt.is_some() && !crate::ingest::status::connected() {
         problems.push("not connected to the MQTT broker".to_string());
     }
-    for (p, l) in rt.links.snapshot() {
+    let links = rt.links.snapshot();
+    for (p, l) in &links {
         if !l.online {
-            problems.push(format!("store {p} offline: {}", l.last_error.unwrap_or_default()));
+            problems.push(format!(
+                "store {p} offline: {}",
+                l.last_error.as_deref().unwrap_or_default()
+            ));
         }
     }
     let mut services: std::collections::BTreeMap<String, serde_json::Map<String, Value>> = Default::default();
@@ -117,7 +121,6 @@ fn status_doc(
     let cameras = serde_json::to_value(j.cameras()?).unwrap_or_default();
     // What waits in the outbox (the newest), with why it has not gone yet: the store's own error
     // is given once, with the store, not again with each of its objects.
-    let links = rt.links.snapshot();
     let waiting: Vec<Value> = j
         .outbox_list(Some("pending"), 20)?
         .into_iter()

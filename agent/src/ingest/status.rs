@@ -192,11 +192,16 @@ async fn cameras(
     announced: &mut std::collections::HashSet<String>,
     only: Option<&str>,
 ) {
+    // Offline, nothing is queued: the client's queue would fill with states that are stale by
+    // the time it reconnects, and everything is sent again on reconnecting anyway.
+    if !connected() {
+        return;
+    }
     let Ok(Ok(list)) = rt.journal.call(|j| Ok(j.cameras())).await else {
         return;
     };
     for c in list.iter().filter(|c| only.is_none_or(|o| o == c.camera)) {
-        if connected() && !announced.contains(&c.camera) {
+        if !announced.contains(&c.camera) {
             announced.insert(c.camera.clone());
             if !p.discovery_prefix.is_empty() {
                 let docs = super::homeassistant::camera_discovery(
@@ -226,6 +231,9 @@ async fn cameras(
 
 /// The camera's latest anonymised frame, retained (a new subscriber sees it at once).
 async fn snapshot(rt: &Runtime, client: &AsyncClient, base: &str, camera: &str) {
+    if !connected() {
+        return;
+    }
     match tokio::fs::read(rt.data.snapshot(camera)).await {
         Ok(jpeg) => {
             let _ = client.try_publish(
