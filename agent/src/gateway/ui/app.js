@@ -104,9 +104,11 @@ async function drawChart(card, camera) {
   svg.replaceChildren();
   text($(".span", card), pts.length + " frames in the last " + h.hours + " h");
   if (pts.length === 0) return;
-  // The window shrinks to the history there is (a camera added an hour ago fills the chart).
+  // The window shrinks to the history there is (a camera added an hour ago fills the chart),
+  // 10 s at least.
   const t1 = Date.now();
-  const t0 = Math.max(t1 - h.hours * 3600e3, Math.min(pts[0].time_ms, t1 - 60e3));
+  const span = Math.max(t1 - pts[0].time_ms, 10e3) * 1.05;
+  const t0 = Math.max(t1 - h.hours * 3600e3, t1 - span);
   const maxFaces = Math.max(1, ...pts.map(p => p.faces));
   const x = t => ((t - t0) / (t1 - t0)) * 300;
   const line = (cls, y) => {
