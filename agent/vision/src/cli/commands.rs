@@ -266,7 +266,7 @@ struct MaskResult {
     faces: Vec<crate::anonymize::FaceReport>,
     counts: crate::anonymize::Counts,
     status: Status,
-    /// `safe`, `warning`, `danger`, or `not_judged` (a face whose mask was not classified).
+    /// `safe`, `warning`, `danger`, or `not_judged` (masks were not classified).
     verdict: &'static str,
     /// How the faces were found: `ok`, or the anonymiser's `redacted-whole`.
     detection_status: String,
@@ -291,8 +291,12 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
             let embedded = if is_json {
                 None
             } else {
-                let bytes = std::fs::read(image).map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
-                crate::jpeg_note::read(&bytes)
+                // The report sits right after the JPEG's start: its head is enough.
+                let mut head = Vec::new();
+                std::fs::File::open(image)
+                    .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4 << 20), &mut head))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+                crate::jpeg_note::read(&head)
                     .map(|note| serde_json::from_slice::<FrameReport>(&note))
                     .transpose()
                     .map_err(|e| {
