@@ -57,6 +57,7 @@ pub async fn store(
         append(log_path, &note).await;
     }
     let mut stored = 0u32;
+    let mut observed = Vec::new();
     for f in &files {
         let before = stored;
         for (provider, key) in contract::output_targets(&svc.outputs, &f.rel) {
@@ -84,9 +85,23 @@ pub async fn store(
             stored += 1;
         }
         if stored > before {
-            let (rt2, svc2, f2) = (rt.clone(), svc.clone(), f.clone());
-            crate::journal::boundary::offload(move || observe(&rt2, invocation, &svc2, &f2)).await;
+            observed.push(f.clone());
         }
+    }
+    if !observed.is_empty() {
+        // Only fogd's own anonymiser and mask detector write frames that may be a snapshot.
+        let fogd_made = svc.image.as_deref().is_some_and(|i| {
+            i.starts_with("fogd/builtin:anonymize") || i.starts_with("fogd/builtin:detect-masks")
+        });
+        let rt2 = rt.clone();
+        crate::journal::boundary::offload(move || {
+            // One lookup of the camera for all the invocation's outputs.
+            let camera = rt2.journal.camera_of(invocation).ok().flatten();
+            for f in &observed {
+                observe(&rt2, camera.as_deref(), fogd_made, f);
+            }
+        })
+        .await;
     }
     Ok(stored)
 }
@@ -95,14 +110,9 @@ pub async fn store(
 const OBSERVE_MAX_BYTES: u64 = 8 << 20;
 
 /// What the operator's tools learn from one output file, once (not once per store it went to):
-/// a mask detector's verdict becomes the frame's one `mask_result` and counts for its camera;
-/// an anonymised frame becomes its camera's snapshot.
-fn observe(
-    rt: &Runtime,
-    invocation: crate::journal::InvocationId,
-    svc: &crate::fdl::Service,
-    f: &OutputFile,
-) {
+/// a mask detector's verdict becomes the frame's one `mask_result` and counts for `camera`, the
+/// one its chain started from; an anonymised frame (`fogd_made`) becomes the camera's snapshot.
+fn observe(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile) {
     if f.size > OBSERVE_MAX_BYTES {
         return;
     }
@@ -112,13 +122,13 @@ fn observe(
         let Some(mut result) = mask_result(&bytes, &f.rel) else {
             return;
         };
-        result.camera = rt.journal.camera_of(invocation).ok().flatten();
+        result.camera = camera.map(str::to_string);
         if let Err(e) = rt.journal.record_mask_result(&result) {
             tracing::warn!("{e}");
         }
         rt.event("mask_result", serde_json::to_value(&result).unwrap_or_default());
     } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
-        if let Err(e) = snapshot(rt, invocation, svc, f) {
+        if let Err(e) = snapshot(rt, camera, fogd_made, f) {
             tracing::debug!(file = %f.path.display(), "no snapshot: {e}");
         }
     }
@@ -157,23 +167,11 @@ pub fn mask_result(bytes: &[u8], key: &str) -> Option<crate::journal::MaskResult
 /// Keeps an output JPEG as its camera's snapshot when it can only be an anonymised frame: made by
 /// fogd's own anonymiser or mask detector (a `fogd/builtin:` image), from a camera's chain, a
 /// real JPEG, and not byte for byte a raw item (the outbox's privacy rule).
-fn snapshot(
-    rt: &Runtime,
-    invocation: crate::journal::InvocationId,
-    svc: &crate::fdl::Service,
-    f: &OutputFile,
-) -> Result<(), String> {
-    let fogd_made = svc.image.as_deref().is_some_and(|i| {
-        i.starts_with("fogd/builtin:anonymize") || i.starts_with("fogd/builtin:detect-masks")
-    });
+fn snapshot(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile) -> Result<(), String> {
     if !fogd_made {
         return Err("not made by a fogd/builtin image".into());
     }
-    let camera = rt
-        .journal
-        .camera_of(invocation)
-        .map_err(|e| e.to_string())?
-        .ok_or("not from a camera")?;
+    let camera = camera.ok_or("not from a camera")?;
     let bytes = std::fs::read(&f.path).map_err(|e| e.to_string())?;
     if imagesize::image_type(&bytes).ok() != Some(imagesize::ImageType::Jpeg) {
         return Err("not a JPEG".into());
@@ -187,7 +185,7 @@ fn snapshot(
     {
         return Err("byte for byte a raw item".into());
     }
-    let dst = rt.data.snapshot(&camera);
+    let dst = rt.data.snapshot(camera);
     let dir = dst.parent().ok_or("no folder")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = dir.join(format!(".{camera}.jpg.tmp"));
@@ -198,7 +196,7 @@ fn snapshot(
             e.to_string()
         })?;
     rt.journal
-        .record_snapshot(&camera, &f.rel)
+        .record_snapshot(camera, &f.rel)
         .map_err(|e| e.to_string())?;
     rt.event(
         "snapshot",

@@ -81,8 +81,10 @@ fn status_doc(
     rt: &crate::runtime::Runtime,
     members: &crate::ingest::status::Members,
 ) -> Result<Value, ApiError> {
-    let mut doc = crate::ingest::status::stats(rt, members);
     let j = &rt.journal;
+    // One count of the invocations serves the stats and the services' table.
+    let counts = j.counts_where()?;
+    let mut doc = crate::ingest::status::stats_from(rt, members, &counts);
     let mut problems = Vec::new();
     if let Err(e) = rt.check_disk() {
         problems.push(e.to_string());
@@ -103,11 +105,10 @@ fn status_doc(
     for svc in rt.workflow().services.iter() {
         services.entry(svc.name.clone()).or_default();
     }
-    for (svc, state, n) in j.counts()? {
-        services
-            .entry(svc)
-            .or_default()
-            .insert(state.as_str().into(), n.into());
+    for (svc, state, _, n) in counts {
+        let by_state = services.entry(svc).or_default();
+        let sum = by_state.get(state.as_str()).and_then(Value::as_u64).unwrap_or(0) + n;
+        by_state.insert(state.as_str().into(), sum.into());
     }
     let jobs: Vec<Value> = j
         .invocations(None, 50)?

@@ -34,6 +34,16 @@ pub fn no_members() -> Members {
 
 /// The stats document.
 pub fn stats(rt: &Runtime, members: &Members) -> Value {
+    stats_from(rt, members, &rt.journal.counts_where().unwrap_or_default())
+}
+
+/// The stats document, from the invocations counted by (service, state, where they ran), which
+/// the caller may use for more (the status page counts by service from the same rows).
+pub fn stats_from(
+    rt: &Runtime,
+    members: &Members,
+    counts: &[(String, crate::journal::State, String, u64)],
+) -> Value {
     let j = &rt.journal;
     let map = |v: Vec<(String, u64)>| -> BTreeMap<String, u64> { v.into_iter().collect() };
     let counters = map(j.counters().unwrap_or_default());
@@ -42,9 +52,10 @@ pub fn stats(rt: &Runtime, members: &Members) -> Value {
         .filter_map(|(k, v)| k.strip_prefix("ingest_rejected_").map(|r| (r.to_string(), *v)))
         .collect();
     let raw = map(j.ingest_counts().unwrap_or_default());
-    let mut inv: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, state, n) in j.counts().unwrap_or_default() {
+    let (mut inv, mut ran_on) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+    for (_, state, at, n) in counts {
         *inv.entry(state.as_str().to_string()).or_default() += n;
+        *ran_on.entry(at.clone()).or_default() += n;
     }
     let (backlog, backlog_bytes) = j.outbox_totals().unwrap_or_default();
     let outbox = map(j.outbox_counts().unwrap_or_default());
@@ -80,19 +91,10 @@ pub fn stats(rt: &Runtime, members: &Members) -> Value {
             "last_error": l.last_error,
         }))).collect::<serde_json::Map<String, Value>>(),
         "delegation": {
-            "ran_on": ran_on(j),
+            "ran_on": ran_on,
             "members": members(),
         },
     })
-}
-
-/// Invocations by where they ran (`local` or the member), over all services and states.
-fn ran_on(j: &crate::journal::Journal) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for (_, _, at, n) in j.counts_where().unwrap_or_default() {
-        *m.entry(at).or_default() += n;
-    }
-    m
 }
 
 /// This process's resident memory (VmRSS), in bytes.

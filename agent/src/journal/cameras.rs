@@ -53,15 +53,21 @@ pub struct HistoryPoint {
     pub no_mask_share: f64,
 }
 
+/// The camera the chain of the invocation whose id is the parameter `?N` started from: its
+/// event's (inherited by outputs) or its raw item's. `record_event` gives it to outputs' events.
+pub(super) fn camera_of_sql(n: u8) -> String {
+    format!(
+        "SELECT COALESCE(e.camera, g.camera) FROM invocations v
+         JOIN events e ON e.id = v.event_id
+         LEFT JOIN ingest g ON g.event_id = e.id WHERE v.id = ?{n}"
+    )
+}
+
 impl Journal {
     /// The camera the chain of `invocation` started from, if it started from a camera item.
     pub fn camera_of(&self, invocation: InvocationId) -> Result<Option<String>> {
         self.conn()
-            .prepare_cached(
-                "SELECT COALESCE(e.camera, g.camera) FROM invocations v
-                 JOIN events e ON e.id = v.event_id
-                 LEFT JOIN ingest g ON g.event_id = e.id WHERE v.id = ?1",
-            )
+            .prepare_cached(&camera_of_sql(1))
             .and_then(|mut st| {
                 st.query_row([invocation.0], |r| r.get::<_, Option<String>>(0))
                     .optional()

@@ -205,13 +205,12 @@ impl Journal {
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = now_ms();
         let inserted = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "INSERT INTO events(provider, key, etag, size, event_time, source, created_us, camera)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(e.camera, g.camera)
-                    FROM invocations v JOIN events e ON e.id = v.event_id
-                    LEFT JOIN ingest g ON g.event_id = e.id WHERE v.id = ?8))
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ({}))
                  ON CONFLICT(provider, key, etag) DO NOTHING RETURNING id",
-            )
+                cameras::camera_of_sql(8)
+            ))
             .and_then(|mut st| {
                 st.query_row(
                     rusqlite::params![

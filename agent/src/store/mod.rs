@@ -248,10 +248,7 @@ impl AnyStore {
                 all.truncate(max.unwrap_or(usize::MAX));
                 Ok(all)
             }
-            AnyStore::S3(s) => match max {
-                Some(n) => s.list_page(prefix, after, n).await,
-                None => s.list_after(prefix, after).await,
-            },
+            AnyStore::S3(s) => s.list_after(prefix, after, max).await,
         }
     }
 

@@ -409,25 +409,16 @@ impl S3Store {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.list_after(prefix, None).await
+        self.list_after(prefix, None, None).await
     }
 
-    /// The objects under `prefix` whose keys sort after `after` (a whole key, bucket included).
-    pub async fn list_after(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectMeta>> {
-        self.list_pages(prefix, after, None).await
-    }
-
-    /// One page of at most `max` keys after `after`.
-    pub async fn list_page(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<ObjectMeta>> {
-        self.list_pages(prefix, after, Some(max)).await
-    }
-
-    /// Every page after `after`, or only the first (of at most `one_page` keys).
-    async fn list_pages(
+    /// The objects under `prefix` whose keys sort after `after` (a whole key, bucket included):
+    /// every page, or with `max` only the first (of at most `max` keys).
+    pub async fn list_after(
         &self,
         prefix: &str,
         after: Option<&str>,
-        one_page: Option<usize>,
+        max: Option<usize>,
     ) -> Result<Vec<ObjectMeta>> {
         let (bucket, object_prefix) = split(prefix);
         let start_after = after.map(|a| split(a).1.to_string());
@@ -440,7 +431,7 @@ impl S3Store {
                 .bucket(bucket)
                 .prefix(object_prefix)
                 .set_start_after(start_after.clone())
-                .set_max_keys(one_page.map(|n| n.min(1000) as i32))
+                .set_max_keys(max.map(|n| n.min(1000) as i32))
                 .set_continuation_token(token.take())
                 .send()
                 .await;
@@ -459,9 +450,7 @@ impl S3Store {
                 });
             }
             match resp.next_continuation_token() {
-                Some(t) if resp.is_truncated() == Some(true) && one_page.is_none() => {
-                    token = Some(t.to_string())
-                }
+                Some(t) if resp.is_truncated() == Some(true) && max.is_none() => token = Some(t.to_string()),
                 _ => break,
             }
         }
