@@ -191,10 +191,7 @@ async fn invoke(
     };
     let succeeded = inv.state == crate::journal::State::Succeeded;
     if json {
-        let log = std::fs::read(rt.log_path(&inv.service, &inv.uuid))
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        println!("{}", doc(&inv, log));
+        println!("{}", doc(&inv, log_text(&rt.log_path(&inv.service, &inv.uuid))));
     } else {
         print_log(&rt.log_path(&inv.service, &inv.uuid));
         println!(
@@ -285,10 +282,7 @@ fn logs(cfg: &Config, service: &str, job: Option<&str>, json: bool) -> anyhow::R
     }
     let path = crate::paths::DataDir::new(cfg.data_dir.clone()).log(service, &inv.uuid);
     if json {
-        // The log as text (bytes that are not UTF-8 replaced), with what the job was.
-        let log = std::fs::read(&path)
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let log = log_text(&path);
         println!(
             "{}",
             serde_json::json!({"service": inv.service, "job": inv.uuid, "state": inv.state.as_str(),
@@ -304,6 +298,13 @@ fn logs(cfg: &Config, service: &str, job: Option<&str>, json: bool) -> anyhow::R
     );
     print_log(&path);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A job's log as text for a JSON document (bytes that are not UTF-8 replaced); none yet: None.
+fn log_text(path: &std::path::Path) -> Option<String> {
+    std::fs::read(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 fn print_log(path: &std::path::Path) {
