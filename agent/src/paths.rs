@@ -1,5 +1,6 @@
 //! The data folder's layout in one place: every path fogd keeps under `data_dir`, and the free
-//! space of its filesystem. Pure but for `statvfs`.
+//! space of its filesystem; and where the `fogd-vision` binary is. Pure but for `statvfs` and
+//! file checks.
 
 use std::path::{Path, PathBuf};
 
@@ -199,6 +200,22 @@ fn free_space(path: &Path) -> Option<(u64, Option<u64>)> {
 /// The error a full disk (or a used-up quota) gives.
 pub fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// The `fogd-vision` binary: FOGD_VISION_BIN, else next to this one (installed side by side,
+/// or a build's `target/<profile>/`, which is also the folder above a test binary's `deps/`).
+pub fn vision_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FOGD_VISION_BIN") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let me = std::env::current_exe().ok()?;
+    let dir = me.parent()?;
+    let found = [Some(dir), dir.parent().filter(|_| dir.ends_with("deps"))]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("fogd-vision"))
+        .find(|p| p.is_file());
+    found
 }
 
 #[cfg(test)]

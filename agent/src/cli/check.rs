@@ -334,9 +334,7 @@ async fn check_delegation(r: &mut Report, wf: &fdl::Workflow) {
 /// Models present and sound, and which backend runs them (ONNX Runtime, or OpenCV DNN and why):
 /// asked of `fogd-vision`, the binary that loads them.
 fn inference(r: &mut Report) {
-    let vision = std::env::current_exe()
-        .map(|e| e.with_file_name("fogd-vision"))
-        .unwrap_or_else(|_| PathBuf::from("fogd-vision"));
+    let vision = crate::paths::vision_binary().unwrap_or_else(|| PathBuf::from("fogd-vision"));
     let out = match std::process::Command::new(&vision).arg("vision-check").output() {
         Ok(o) => o,
         Err(e) => {

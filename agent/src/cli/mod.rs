@@ -391,7 +391,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sample(_) => exec_sibling("fogd-vision"),
         Command::Bench(h) => match h.args.first().and_then(|a| a.to_str()) {
-            Some("anonymize" | "plot") => exec_sibling("fogd-vision"),
+            Some("anonymize" | "streams" | "plot") => exec_sibling("fogd-vision"),
             _ => exec_sibling("fogd-bench"),
         },
         Command::Supervise => supervise::supervise(),

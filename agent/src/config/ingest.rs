@@ -219,32 +219,7 @@ pub fn camera_problem(name: &str) -> Option<String> {
     None
 }
 
-/// `text` with the password of every `scheme://user:password@host` in it masked
-/// (`rtsp://admin:***@cam`): camera URLs go into logs, errors and the journal.
-pub fn redact_credentials(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first `/`, `?`, `#` or white space.
-        let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                let masked = if userinfo.contains(':') { ":***" } else { "" };
-                out.push_str(&format!("{user}{masked}@{host}"));
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use fogd_log::redact_credentials;
 
 #[cfg(test)]
 mod tests {

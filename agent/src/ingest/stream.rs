@@ -1,6 +1,9 @@
 //! Camera streams as a source (`ingest.streams`: RTSP, HTTP, anything FFmpeg reads): one JPEG
-//! frame every `every`, taken by an `ffmpeg` process (decoding only what the frame rate filter
-//! needs) and spooled like an MQTT frame. The stream dropping is logged and retried with backoff.
+//! frame every `every`, spooled like an MQTT frame. The frames are taken by `fogd-vision grab`
+//! (libav in its process, keyframes only while the keyframe interval allows: a 1080p25 camera
+//! sampled every 5 s costs one keyframe decode per frame taken), or, where fogd-vision is not
+//! installed, by an `ffmpeg` process (which decodes every frame for its rate filter). The
+//! stream dropping is logged and retried with backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use crate::runtime::{stopped, Runtime};
 /// Frames larger than this are cut streams or garbage, not camera frames.
 const MAX_FRAME: usize = 32 << 20;
 
-/// Reads `src` until `stop`, restarting FFmpeg when the stream ends or fails.
+/// Reads `src` until `stop`, restarting the grabber when the stream ends or fails.
 pub async fn run(rt: Arc<Runtime>, src: StreamSource, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut backoff = crate::backoff::Policy::new(Duration::from_secs(1), Duration::from_secs(60)).start();
     loop {
@@ -44,8 +47,14 @@ pub async fn run(rt: Arc<Runtime>, src: StreamSource, mut stop: tokio::sync::wat
     }
 }
 
-/// One FFmpeg session: returns the frames taken when the stream ends.
-async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usize> {
+/// The program that takes the frames, and its arguments: JPEGs one after another on stdout.
+fn grabber(src: &StreamSource) -> Command {
+    let every = format!("{}ms", src.every.as_millis().max(40));
+    if let Some(vision) = crate::paths::vision_binary() {
+        let mut cmd = Command::new(vision);
+        cmd.args(["grab", "--every", &every]).arg(&src.url);
+        return cmd;
+    }
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
     if src.url.starts_with("rtsp://") {
@@ -54,13 +63,20 @@ async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usi
     let fps = format!("fps=1/{}", src.every.as_secs_f64().max(0.04));
     cmd.arg("-i")
         .arg(&src.url)
-        .args(["-vf", &fps, "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "-"])
-        .stdout(std::process::Stdio::piped())
+        .args(["-vf", &fps, "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "-"]);
+    cmd
+}
+
+/// One session of the grabber: returns the frames taken when the stream ends.
+async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usize> {
+    let mut cmd = grabber(src);
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start ffmpeg: {e}")))?;
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {program}: {e}")))?;
     let mut out = child
         .stdout
         .take()
@@ -110,17 +126,18 @@ async fn read_once(rt: &Arc<Runtime>, src: &StreamSource) -> std::io::Result<usi
     let status = child.wait().await?;
     let msg = errors.await.unwrap_or_default();
     if !status.success() && frames == 0 {
-        // FFmpeg names the URL it failed on, credentials included.
+        // The message names the URL it failed on: credentials are masked.
         let last = redact_credentials(msg.lines().last().unwrap_or("no message"));
         return Err(std::io::Error::other(format!(
-            "ffmpeg exited with {status}: {last}"
+            "{program} exited with {status}: {last}"
         )));
     }
     Ok(frames)
 }
 
-/// Takes the first whole JPEG (SOI .. EOI) off the front of `buf`. FFmpeg's MJPEG encoder writes
-/// no embedded thumbnails, so the first EOI after an SOI ends the image.
+/// Takes the first whole JPEG (SOI .. EOI) off the front of `buf`. Neither grabber writes
+/// embedded thumbnails, and fogd-vision's note (a COM segment of JSON text) holds no 0xFF byte,
+/// so the first EOI after an SOI ends the image.
 fn next_jpeg(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let start = buf.windows(2).position(|w| w == [0xFF, 0xD8])?;
     let end = buf[start + 2..].windows(2).position(|w| w == [0xFF, 0xD9])? + start + 4;

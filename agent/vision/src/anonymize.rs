@@ -32,6 +32,8 @@ pub struct AnonymizeOptions {
     pub redact: RedactOptions,
     pub every: Duration,
     pub sampling: Sampling,
+    /// Decoders at once for the exact frames of a video file (default: one per core).
+    pub decoders: usize,
     pub classify_masks: bool,
     pub on_failure: OnFailure,
     pub jpeg_quality: i32,
@@ -45,6 +47,7 @@ impl Default for AnonymizeOptions {
             redact: RedactOptions::default(),
             every: Duration::from_secs(5),
             sampling: Sampling::Exact,
+            decoders: super::cores(),
             classify_masks: false,
             on_failure: OnFailure::Drop,
             jpeg_quality: 90,
@@ -241,6 +244,7 @@ impl Anonymizer {
             return Ok(sum);
         }
         let mut reader = VideoReader::open(input)?;
+        reader.decoders = self.opts.decoders.max(1);
         let expected = reader
             .info
             .duration_s
@@ -267,10 +271,21 @@ impl Anonymizer {
             drop(res_tx);
             let mut pending = std::collections::BTreeMap::new();
             let mut next_index = 1usize;
-            let mut take = |r: FrameDone, sum: &mut InputSummary, done: &mut usize| -> Result<()> {
-                pending.insert(r.index, r);
-                while let Some(r) = pending.remove(&next_index) {
-                    next_index += 1;
+            // Frames come as decoded, out of order, and are summed in order. One that never comes
+            // (its GOP could not be decoded) holds the later ones back until the end (`None`).
+            let mut take = |r: Option<FrameDone>, sum: &mut InputSummary, done: &mut usize| -> Result<()> {
+                match r {
+                    Some(r) => {
+                        pending.insert(r.index, r);
+                    }
+                    None => next_index = usize::MAX,
+                }
+                while let Some(r) = if next_index == usize::MAX {
+                    pending.pop_first().map(|(_, r)| r)
+                } else {
+                    pending.remove(&next_index)
+                } {
+                    next_index = next_index.saturating_add(1);
                     match r.result? {
                         Some((report, dest)) => sum.add_frame(&report, dest),
                         None => sum.frames_dropped += 1,
@@ -286,15 +301,16 @@ impl Anonymizer {
                     .send(f)
                     .map_err(|_| VisionError::Other("the frame workers stopped".into()))?;
                 while let Ok(r) = res_rx.try_recv() {
-                    take(r, &mut sum, &mut done)?;
+                    take(Some(r), &mut sum, &mut done)?;
                 }
                 Ok(())
             });
             drop(job_tx);
             let truncated = truncated?;
             for r in res_rx.iter() {
-                take(r, &mut sum, &mut done)?;
+                take(Some(r), &mut sum, &mut done)?;
             }
+            take(None, &mut sum, &mut done)?;
             Ok(truncated)
         })?;
         if let Some(tr) = &truncated {

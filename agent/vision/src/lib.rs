@@ -5,11 +5,13 @@
 
 pub mod anonymize;
 pub mod bench;
+pub mod bench_live;
 pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod image;
 pub mod jpeg_note;
+pub mod libav;
 pub mod masks;
 pub mod media;
 pub mod models;

@@ -93,6 +93,10 @@ pub struct AnonymizeArgs {
     /// Take the nearest keyframe instead of the exact frame (cheaper: decodes nothing else).
     #[arg(long)]
     pub keyframes: bool,
+    /// Decoders at once for exact frames (each decodes whole keyframe intervals; default: one
+    /// per core).
+    #[arg(long)]
+    pub decoders: Option<usize>,
     #[arg(long, value_enum, default_value_t = Mode::Blur)]
     pub mode: Mode,
     #[arg(long, value_enum, default_value_t = Shape::Ellipse)]
@@ -154,6 +158,7 @@ pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> an
         } else {
             Sampling::Exact
         },
+        decoders: a.decoders.unwrap_or_else(crate::cores).max(1),
         classify_masks: a.classify_masks,
         on_failure: a.on_failure,
         jpeg_quality: a.quality.clamp(1, 100),

