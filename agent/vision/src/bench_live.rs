@@ -70,7 +70,9 @@ impl Rtsp {
         }
         if line.trim() != "ready" {
             let _ = child.kill();
-            return Err(other("the RTSP server did not start (scripts/setup installs GStreamer's)"));
+            return Err(other(
+                "the RTSP server did not start (scripts/setup installs GStreamer's)",
+            ));
         }
         Ok(Rtsp {
             child,
@@ -141,8 +143,27 @@ fn reader(kind: &str, url: &str, every_s: f64) -> Result<Command> {
         }
         _ => {
             let mut c = Command::new("ffmpeg");
-            c.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-rtsp_transport", "tcp", "-i", url])
-                .args(["-vf", &format!("fps=1/{every_s}"), "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "-"]);
+            c.args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                url,
+            ])
+            .args([
+                "-vf",
+                &format!("fps=1/{every_s}"),
+                "-f",
+                "image2pipe",
+                "-c:v",
+                "mjpeg",
+                "-q:v",
+                "3",
+                "-",
+            ]);
             c
         }
     })

@@ -185,9 +185,10 @@ impl Source {
             count: threads,
             ..Default::default()
         });
-        ctx.decoder()
-            .video()
-            .map_err(av_err(&path, &format!("no decoder for codec '{}'", self.info.codec)))
+        ctx.decoder().video().map_err(av_err(
+            &path,
+            &format!("no decoder for codec '{}'", self.info.codec),
+        ))
     }
 
     /// The keyframe a decoder seeking to `ticks` starts from, by the container's index: its
@@ -437,7 +438,8 @@ pub fn sample_file(
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(g) = groups.get(i) else { break };
-                        let more = decode_group(&mut src, &mut dec, &mut conv, *g, every_s, pool, &tx, &mut tally)?;
+                        let more =
+                            decode_group(&mut src, &mut dec, &mut conv, *g, every_s, pool, &tx, &mut tally)?;
                         if !more {
                             // The consumer hung up.
                             stop.store(true, Ordering::Relaxed);
@@ -526,6 +528,11 @@ fn decode_group(
             tally.missed.push((0, why.to_string()));
         }
     };
+    // Containers without an index (MPEG-TS) seek by timestamp to any packet, not a keyframe:
+    // packets are skipped up to the first keyframe, and a seek that went past the first target
+    // is made again from further back.
+    let mut synced = g.seek.is_none();
+    let mut back = 1.0f64;
     if let Some(ts) = g.seek {
         if let Err(e) = src.seek(ts) {
             miss_rest(k, &format!("seek: {e}"), tally);
@@ -544,6 +551,9 @@ fn decode_group(
             match packet.read(&mut src.input) {
                 Ok(()) => read_errors = 0,
                 Err(av::Error::Eof) => {
+                    if !synced && seek_back(src, g, &mut back) {
+                        continue;
+                    }
                     eof = true;
                     let _ = dec.send_eof();
                 }
@@ -561,6 +571,16 @@ fn decode_group(
             if !eof {
                 if packet.stream() != src.stream {
                     continue;
+                }
+                if !synced {
+                    if !packet.is_key() {
+                        continue;
+                    }
+                    let t = packet.pts().or(packet.dts()).map_or(0.0, |ts| src.seconds(ts));
+                    if t > g.first as f64 * every_s + half && seek_back(src, g, &mut back) {
+                        continue;
+                    }
+                    synced = true;
                 }
                 if let Err(e) = dec.send_packet(&packet) {
                     // One bad packet spoils its GOP's frames at most; go on to the next.
@@ -601,13 +621,20 @@ fn decode_group(
         }
     }
     if !done(k) {
-        miss_rest(
-            k,
-            failure.as_deref().unwrap_or("the video ends before it"),
-            tally,
-        );
+        miss_rest(k, failure.as_deref().unwrap_or("the video ends before it"), tally);
     }
     Ok(true)
+}
+
+/// Seeks again, `back` seconds before the group's point (doubled each time, up to a minute):
+/// the last seek went past the group's keyframe. False when there is no further to go.
+fn seek_back(src: &mut Source, g: Group, back: &mut f64) -> bool {
+    let Some(ts) = g.seek.filter(|_| *back < 64.0) else {
+        return false;
+    };
+    let earlier = (ts - (*back / src.tb) as i64).max(src.start);
+    *back *= 2.0;
+    src.seek(earlier).is_ok()
 }
 
 /// Keyframes only: the first keyframe at or after each multiple of `every` is decoded, as a
@@ -761,6 +788,7 @@ pub fn sample_live(
     let mut origin: Option<(f64, f64)> = None; // (stream seconds, local Unix seconds)
     let mut next_target = 0.0f64;
     let mut last_key: Option<f64> = None;
+    let mut last_raw_t = 0.0f64;
     let mut gop: Option<f64> = None;
     // Every frame is decoded from this keyframe on (the interval is longer than `every`).
     let mut decoding_all = false;
@@ -784,10 +812,13 @@ pub fn sample_live(
             continue;
         }
         stats.packets += 1;
-        let Some(pts) = packet.pts().or(packet.dts()) else {
-            continue;
-        };
-        let raw_t = src.seconds(pts);
+        // RTSP's first packet may come before the stream's clock is known (no timestamp): it is
+        // taken as the time of the one before it, or the start.
+        let raw_t = packet
+            .pts()
+            .or(packet.dts())
+            .map_or(last_raw_t, |ts| src.seconds(ts));
+        last_raw_t = raw_t;
         let key = packet.is_key();
         if origin.is_none() {
             if !key {

@@ -61,6 +61,15 @@ impl Status {
 
 const SIDE: i32 = 224;
 
+/// A face is judged only when it is this large (the detector's box, shorter side, in the frame's
+/// pixels) and the classifier this sure; else it is "not judged", since a wrong verdict would be
+/// counted as a person without a mask. On the bench's camera-like 1080p footage, masked faces
+/// under 64 px were judged wrong 27 times in 69 and surely so (scores of 0.8-0.99); from 64 px
+/// up, verdicts under 0.7 were wrong 5 times in 13, and those left right 74 times in 76.
+/// (Faces without a mask: right at every size.)
+pub const MIN_JUDGED_PX: f32 = 64.0;
+pub const MIN_VERDICT_SCORE: f32 = 0.7;
+
 /// The classifier was trained on the squarish boxes of an SSD face detector; CenterFace's boxes
 /// are tight and tall. A square of 1.1 x the longer side (`scripts/mask-crop-study`, ~350 faces
 /// of the bench clip): every verdict right with the fp32 and the int8 detector and classifier,
@@ -95,10 +104,14 @@ impl MaskClassifier {
     /// of each frame's face count is a new shape every frame, and ONNX Runtime's arena kept a
     /// block for each (peak RSS grew by 100+ MB over five bench runs); on a CPU, batching gains
     /// little for this network.
+    /// A verdict per face; None for a face too small to judge (`MIN_JUDGED_PX`).
     pub fn classify(&self, bgr: &Mat, faces: &[FaceBox]) -> Result<Vec<Option<MaskVerdict>>> {
         let (w, h) = (bgr.cols(), bgr.rows());
         let mut verdicts = Vec::with_capacity(faces.len());
-        for r in faces.iter().map(|f| f.grown_square(CROP_GROW, w, h)) {
+        for f in faces {
+            let r = (f.width().min(f.height()) >= MIN_JUDGED_PX)
+                .then(|| f.grown_square(CROP_GROW, w, h))
+                .flatten();
             let Some(r) = r else {
                 verdicts.push(None);
                 continue;
@@ -127,6 +140,7 @@ impl MaskClassifier {
                 1,
             )?;
             let verdict = match outs.first().map(|t| t.data.as_slice()) {
+                Some(&[m, nm, ..]) if m.max(nm) < MIN_VERDICT_SCORE => None,
                 Some(&[m, nm, ..]) if m >= nm => Some(MaskVerdict {
                     class: MaskClass::Mask,
                     score: m,

@@ -277,7 +277,14 @@ fn rate_args(spec: &SampleSpec) -> Vec<String> {
     if spec.bitrate_kbps > 0 {
         let b = format!("{}k", spec.bitrate_kbps);
         let buf = format!("{}k", spec.bitrate_kbps * 2);
-        a.extend(["-b:v".into(), b.clone(), "-maxrate".into(), b, "-bufsize".into(), buf]);
+        a.extend([
+            "-b:v".into(),
+            b.clone(),
+            "-maxrate".into(),
+            b,
+            "-bufsize".into(),
+            buf,
+        ]);
     } else {
         a.extend(["-crf".into(), "23".into()]);
     }

@@ -339,8 +339,10 @@ pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) 
                 Some(image.clone())
             };
             let mut img = picture.as_deref().map(media::read_image).transpose()?;
-            // A report without mask verdicts on a raw picture: judge the picture itself.
-            let sidecar = sidecar.filter(|r| keep_report || r.faces.iter().all(|f| f.mask.is_some()));
+            // A report made without mask classification, next to a raw picture: judge the picture
+            // itself. (Faint faces, redacted but not sure enough to judge, have no verdict even
+            // when masks were classified.)
+            let sidecar = sidecar.filter(|r| keep_report || r.mask_status.is_some());
             let detection_status = sidecar.as_ref().map_or("ok".to_string(), |r| r.status.clone());
             // A report made without mask classification judged nothing: never "Safe".
             let classified = sidecar

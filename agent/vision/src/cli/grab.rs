@@ -40,7 +40,8 @@ pub fn grab(a: &GrabArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--every: must be more than 0");
     }
     let url_shown = redact_credentials(&a.url);
-    let src = crate::libav::Source::open(&a.url).map_err(|e| anyhow::anyhow!(redact_credentials(&e.to_string())))?;
+    let src = crate::libav::Source::open(&a.url)
+        .map_err(|e| anyhow::anyhow!(redact_credentials(&e.to_string())))?;
     tracing::info!(
         url = %url_shown,
         width = src.info.width,

@@ -161,7 +161,12 @@ fn scaling(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             .args(["--cores", &n.to_string(), "--rounds", &a.rounds.to_string()])
             .args(["--seconds", &a.seconds.to_string(), "--every"])
             .arg(humantime::format_duration(a.every).to_string())
-            .args(["--bitrate", &a.bitrate.to_string(), "--noise", &a.noise.to_string()])
+            .args([
+                "--bitrate",
+                &a.bitrate.to_string(),
+                "--noise",
+                &a.noise.to_string(),
+            ])
             .arg("--cache")
             .arg(&a.cache)
             .stderr(std::process::Stdio::inherit())
@@ -249,7 +254,10 @@ fn print_bench(b: &crate::bench::AnonymizeBench) {
     let accuracy = |acc: &crate::bench::Accuracy| {
         let mut parts = Vec::new();
         if let Some(r) = &acc.recall_40px {
-            parts.push(format!("recall >= 40 px {:.3} ({}/{})", r.recall, r.found, r.faces));
+            parts.push(format!(
+                "recall >= 40 px {:.3} ({}/{})",
+                r.recall, r.found, r.faces
+            ));
         }
         parts.push(format!("face areas changed {:.3}", acc.redacted_share));
         if let Some(l) = &acc.left {
