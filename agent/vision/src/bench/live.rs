@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::sample::SampleSpec;
-use super::{Result, VisionError};
+use crate::sample::SampleSpec;
+use crate::{Result, VisionError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReaderRun {
@@ -224,9 +224,9 @@ pub fn run(
     every_s: f64,
     note: &mut dyn FnMut(&str),
 ) -> Result<StreamsBench> {
-    std::fs::create_dir_all(cache).map_err(super::io_err(cache))?;
+    std::fs::create_dir_all(cache).map_err(crate::io_err(cache))?;
     note("the sample clip (made once, then cached)");
-    let (clip, _) = super::bench::clip(cache, &spec)?;
+    let (clip, _) = super::clip(cache, &spec)?;
     let mut runs = Vec::new();
     for kind in ["fogd-vision grab", "ffmpeg -vf fps"] {
         note(&format!("{cameras} cameras read by {kind} for {seconds:.0} s"));
