@@ -31,7 +31,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         validator.display()
     );
     let files = resources();
-    assert_eq!(files.len(), 6);
+    assert_eq!(files.len(), 7);
     let out = Command::new(&validator)
         .arg("--strict")
         .args(&files)
@@ -49,6 +49,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         "deployment/fogd",
         "service/fogd",
         "persistentvolumeclaim/fogd-data",
+        "networkpolicy/fogd",
     ] {
         assert!(
             text.contains(&format!("passed for resource {kind}")),
@@ -82,4 +83,29 @@ fn the_configmap_holds_a_config_fogd_accepts() {
     // The same for the systemd service's config.
     let arm = std::fs::read_to_string(k3s().join("../arm64/fogd.yaml")).expect("arm64 config");
     fogd::config::Config::parse(&arm).expect("valid");
+}
+
+/// The Deployment is hardened (issue 20): non-root, no privilege escalation, no capabilities,
+/// the runtime's seccomp profile, a read-only root; liveness tied to the scheduler; time to
+/// drain; traffic in only to the API.
+#[test]
+fn the_deployment_is_locked_down() {
+    let yaml = |name: &str| -> serde_json::Value {
+        serde_saphyr::from_str(&std::fs::read_to_string(k3s().join(name)).expect(name)).expect("yaml")
+    };
+    let d = yaml("deployment.yaml");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    // fogd's default drain_timeout is 60 s.
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().expect("grace") >= 60);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health/live");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    let np = yaml("networkpolicy.yaml");
+    assert_eq!(np["kind"], "NetworkPolicy");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 8080);
 }

@@ -337,6 +337,14 @@ async fn oscar_python_bad_requests_and_load() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Liveness (Kubernetes' probe): no credentials, 200 while the scheduler's loop turns.
+    let live = reqwest::Client::new()
+        .get(format!("{}/health/live", g.url))
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(live.status().as_u16(), 200);
+
     // 4. Prometheus sees the same numbers.
     let m = http
         .get(format!("{}/metrics", g.url))

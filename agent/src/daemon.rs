@@ -123,9 +123,11 @@ impl Daemon {
             let exec = exec.clone();
             Arc::new(move || serde_json::to_value(exec.delegator.health()).unwrap_or_default())
         };
+        let heartbeat = Arc::new(AtomicI64::new(crate::journal::now_ms()));
         let mut gateway_addr = None;
         if rt.cfg.gateway.enabled {
-            let (task, addr) = start_gateway(rt.clone(), members.clone(), stop_rx.clone()).await?;
+            let (task, addr) =
+                start_gateway(rt.clone(), members.clone(), heartbeat.clone(), stop_rx.clone()).await?;
             tasks.push(task);
             gateway_addr = Some(addr);
         }
@@ -143,7 +145,6 @@ impl Daemon {
             stop_rx.clone(),
         )));
         tasks.extend(crate::ingest::start_sources(&rt, members, &stop_rx));
-        let heartbeat = Arc::new(AtomicI64::new(crate::journal::now_ms()));
         let watchdog = systemd_watchdog(heartbeat.clone());
         let scheduler = {
             let (rt, hb, mut stop) = (rt.clone(), heartbeat.clone(), stop_rx);
@@ -362,6 +363,7 @@ fn spawn_worker(bin: &Path, socket: &Path) -> std::io::Result<tokio::process::Ch
 async fn start_gateway(
     rt: Arc<Runtime>,
     members: crate::ingest::status::Members,
+    heartbeat: Arc<AtomicI64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(JoinHandle<()>, std::net::SocketAddr)> {
     use crate::gateway::{auth::Admin, AppState};
@@ -397,7 +399,12 @@ async fn start_gateway(
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %addr, scheme, "OSCAR API ready");
     let admin = admin.with_max_failures(g.max_auth_failures_per_minute);
-    let state = Arc::new(AppState { rt, admin, members });
+    let state = Arc::new(AppState {
+        rt,
+        admin,
+        members,
+        heartbeat,
+    });
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

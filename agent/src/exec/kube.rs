@@ -135,14 +135,24 @@ pub fn job_spec(
         Some(_) => json!({"name": "fogd-bin", "mountPath": SUPERVISOR_DIR, "readOnly": true}),
         None => json!({"name": "fogd-bin", "mountPath": format!("{SUPERVISOR_DIR}/fogd"), "readOnly": true}),
     };
+    // Hardened as far as OSCAR images allow: they may expect to run as root (so no runAsNonRoot)
+    // and write where they like (so no read-only root), but need no capability, no privilege
+    // escalation, no API token and no syscalls outside the runtime's default profile.
+    let hardened = json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+    });
     let mut pod = json!({
         "restartPolicy": "Never",
+        "automountServiceAccountToken": false,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [{
             "name": svc.name,
             "image": svc.image.as_deref().unwrap_or(""),
             "imagePullPolicy": "Always",
             "command": [format!("{SUPERVISOR_DIR}/fogd"), "supervise"],
             "env": env,
+            "securityContext": hardened,
             "resources": {"limits": limits},
             "volumeMounts": [
                 {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": true},
@@ -159,6 +169,7 @@ pub fn job_spec(
             "name": "fogd-supervisor",
             "image": image,
             "command": ["/fogd", "install-supervisor", SUPERVISOR_DIR],
+            "securityContext": hardened,
             "volumeMounts": [{"name": "fogd-bin", "mountPath": SUPERVISOR_DIR}],
         }]);
     }

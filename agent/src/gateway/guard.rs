@@ -40,7 +40,7 @@ fn need(path: &str) -> Need {
         })
         .collect();
     match segs.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["health"] | ["metrics"] => Need::Nobody,
+        ["health"] | ["health", "live"] | ["metrics"] => Need::Nobody,
         ["job" | "run", svc] => Need::Service(svc.to_string()),
         ["fogd", "jobs", job, ..] => Need::Job(job.to_string()),
         _ => Need::Admin,
@@ -263,6 +263,7 @@ mod tests {
     #[test]
     fn paths_map_to_who_may_call_them() {
         assert_eq!(need("/health"), Need::Nobody);
+        assert_eq!(need("/health/live"), Need::Nobody);
         assert_eq!(need("/metrics"), Need::Nobody);
         assert_eq!(need("/job/cowsay"), Need::Service("cowsay".into()));
         assert_eq!(need("/run/a%20b"), Need::Service("a b".into()));

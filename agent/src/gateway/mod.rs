@@ -25,6 +25,8 @@ pub struct AppState {
     pub admin: auth::Admin,
     /// The delegation members' health, for the status page.
     pub members: crate::ingest::status::Members,
+    /// When the scheduler's loop last turned (ms since the epoch), for `/health/live`.
+    pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -102,9 +104,27 @@ impl From<crate::journal::JournalError> for ApiError {
     }
 }
 
+/// A loop stalled this long means a stuck node (it turns every second or on every event).
+const STALLED_MS: i64 = 60_000;
+
+/// Liveness for Kubernetes: 200 while the scheduler's loop turns, 503 once it has stalled (the
+/// API answering alone says nothing of the work being done).
+async fn live(s: State) -> (StatusCode, String) {
+    let age = crate::journal::now_ms() - s.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
+    if age < STALLED_MS {
+        (StatusCode::OK, "Ok".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the scheduler's loop has not turned for {} s", age / 1000),
+        )
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(|| async { "Ok" }))
+        .route("/health/live", get(live))
         .route("/system/info", get(system::info))
         .route("/system/config", get(system::config))
         .route("/system/status", get(system::status))
