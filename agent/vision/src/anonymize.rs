@@ -32,7 +32,7 @@ pub struct AnonymizeOptions {
     pub redact: RedactOptions,
     pub every: Duration,
     pub sampling: Sampling,
-    /// Decoders at once for the exact frames of a video file (default: one per core).
+    /// Decoders at once for the exact frames of a video file (default: one per core, at most 8).
     pub decoders: usize,
     pub classify_masks: bool,
     pub on_failure: OnFailure,
@@ -47,7 +47,7 @@ impl Default for AnonymizeOptions {
             redact: RedactOptions::default(),
             every: Duration::from_secs(5),
             sampling: Sampling::Exact,
-            decoders: super::cores(),
+            decoders: super::default_decoders(),
             classify_masks: false,
             on_failure: OnFailure::Drop,
             jpeg_quality: 90,

@@ -63,6 +63,13 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Decoders for a video's exact frames unless told: one per core, at most 8 (each holds a
+/// decoder's reference pictures: 10-20 MB at 1080p; on the 2-core bench box 1, 2, 4 and 8 of
+/// them peaked at 235, 256, 298 and 324 MB).
+pub fn default_decoders() -> usize {
+    cores().min(8)
+}
+
 /// Video frames in inference at once unless told: two where there are two cores or more, each
 /// worker then running its models on `cores / 2` threads. On the 2-core bench box (medians of
 /// interleaved invocations): 0.98-1.23 s against 1.11-1.53 s for one frame on both cores, whose

@@ -97,7 +97,7 @@ impl VideoReader {
             info: src.info.clone(),
             src: Some(src),
             pool: FramePool::default(),
-            decoders: crate::cores(),
+            decoders: crate::default_decoders(),
         })
     }
 

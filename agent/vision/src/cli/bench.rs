@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Run on the first N CPUs only (as on a smaller box).
     #[arg(long)]
     pub cores: Option<usize>,
-    /// Decoders for exact frames (default: one per core).
+    /// Decoders for exact frames (default: one per core, at most 8).
     #[arg(long)]
     pub decoders: Option<usize>,
     /// Wall and CPU on 1, 2, ... and all cores, fogd alone: one child run per core count.
@@ -132,7 +132,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     opts.detector = a.detect.options();
     opts.models_dir = a.detect.models.clone();
     opts.every = a.every;
-    opts.decoders = a.decoders.unwrap_or_else(crate::cores).max(1);
+    opts.decoders = a.decoders.unwrap_or_else(crate::default_decoders).max(1);
     opts.classify_masks = a.classify_masks;
     let spec = SampleSpec {
         seconds: a.seconds,

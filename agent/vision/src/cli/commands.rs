@@ -94,7 +94,7 @@ pub struct AnonymizeArgs {
     #[arg(long)]
     pub keyframes: bool,
     /// Decoders at once for exact frames (each decodes whole keyframe intervals; default: one
-    /// per core).
+    /// per core, at most 8).
     #[arg(long)]
     pub decoders: Option<usize>,
     #[arg(long, value_enum, default_value_t = Mode::Blur)]
@@ -158,7 +158,7 @@ pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> an
         } else {
             Sampling::Exact
         },
-        decoders: a.decoders.unwrap_or_else(crate::cores).max(1),
+        decoders: a.decoders.unwrap_or_else(crate::default_decoders).max(1),
         classify_masks: a.classify_masks,
         on_failure: a.on_failure,
         jpeg_quality: a.quality.clamp(1, 100),
