@@ -152,11 +152,16 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         &mut |line: &str| progress.note(&format!("bench: {line}")),
     )?;
     progress.finish();
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&b)?);
-        return Ok(ExitCode::SUCCESS);
+    report(a.json, &b, print_bench)
+}
+
+/// The results as JSON (`--json`), or printed for a person.
+fn report<T: serde::Serialize>(json: bool, b: &T, print: impl FnOnce(&T)) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(b)?);
+    } else {
+        print(b);
     }
-    print_bench(&b);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -286,38 +291,36 @@ pub fn streams(a: &StreamsArgs) -> anyhow::Result<ExitCode> {
         &mut |line: &str| progress.note(&format!("bench: {line}")),
     )?;
     progress.finish();
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&b)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{} cameras of {}x{} at {} fps, {} kbit/s, a keyframe every {} s, from a real RTSP server; one frame every {} s",
-        a.cameras, b.spec.width, b.spec.height, b.spec.fps, b.spec.bitrate_kbps, b.keyframe_interval_s, b.every_s
-    );
-    for r in &b.runs {
+    let cameras = a.cameras;
+    report(a.json, &b, |b| {
         println!(
-            "{}: {:.1}% of one core per camera (worst {:.1}%), peak RSS {:.0} MB per reader, frames {:?} in {:.0} s{}",
-            r.reader,
-            r.cpu_pct_mean,
-            r.cpu_pct_max,
-            r.peak_rss_mb,
-            r.frames,
-            r.seconds,
-            r.max_lateness_s
-                .map(|l| format!(
-                    "; frames at most {l:.2} s after the time asked for (keyframe interval {} s)",
-                    b.keyframe_interval_s
-                ))
-                .unwrap_or_default()
+            "{} cameras of {}x{} at {} fps, {} kbit/s, a keyframe every {} s, from a real RTSP server; one frame every {} s",
+            cameras, b.spec.width, b.spec.height, b.spec.fps, b.spec.bitrate_kbps, b.keyframe_interval_s, b.every_s
         );
-    }
-    if let Some(r) = b.runs.first() {
-        let ok = r.cpu_pct_max <= 10.0;
-        println!(
-            "target: at most 10% of one core per camera with {} at once: {}",
-            a.cameras,
-            if ok { "met" } else { "NOT met" }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        for r in &b.runs {
+            println!(
+                "{}: {:.1}% of one core per camera (worst {:.1}%), peak RSS {:.0} MB per reader, frames {:?} in {:.0} s{}",
+                r.reader,
+                r.cpu_pct_mean,
+                r.cpu_pct_max,
+                r.peak_rss_mb,
+                r.frames,
+                r.seconds,
+                r.max_lateness_s
+                    .map(|l| format!(
+                        "; frames at most {l:.2} s after the time asked for (keyframe interval {} s)",
+                        b.keyframe_interval_s
+                    ))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(r) = b.runs.first() {
+            let ok = r.cpu_pct_max <= 10.0;
+            println!(
+                "target: at most 10% of one core per camera with {} at once: {}",
+                a.cameras,
+                if ok { "met" } else { "NOT met" }
+            );
+        }
+    })
 }

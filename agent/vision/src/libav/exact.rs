@@ -221,33 +221,24 @@ fn decode_group(
     dec.flush();
     let mut started = Instant::now();
     let mut frame = av::frame::Video::empty();
-    let mut read_errors = 0;
     let mut eof = false;
     let mut failure: Option<String> = None;
     while !done(k) {
         if !eof {
-            let mut packet = av::Packet::empty();
-            match packet.read(&mut src.input) {
-                Ok(()) => read_errors = 0,
-                Err(av::Error::Eof) => {
-                    if !synced && seek_back(src, g, &mut back) {
-                        continue;
-                    }
-                    eof = true;
-                    let _ = dec.send_eof();
-                }
+            let packet = match src.next_packet() {
+                Ok(Some(p)) => Some(p),
+                Ok(None) if !synced && seek_back(src, g, &mut back) => continue,
+                Ok(None) => None,
                 Err(e) => {
-                    // A damaged packet is skipped; a source that keeps failing has ended.
-                    read_errors += 1;
-                    if read_errors > 32 {
-                        failure = Some(format!("reading stopped: {e}"));
-                        eof = true;
-                        let _ = dec.send_eof();
-                    }
-                    continue;
+                    failure = Some(format!("reading stopped: {e}"));
+                    None
                 }
+            };
+            if packet.is_none() {
+                eof = true;
+                let _ = dec.send_eof();
             }
-            if !eof {
+            if let Some(packet) = packet {
                 if packet.stream() != src.stream {
                     continue;
                 }
@@ -333,22 +324,16 @@ pub fn sample_keyframes(
     let mut conv = ToBgr::new();
     let (mut index_out, mut last_t, mut next_t) = (0usize, 0.0f64, 0.0f64);
     let mut failure: Option<String> = None;
-    let mut read_errors = 0;
     let mut started = Instant::now();
     loop {
-        let mut packet = av::Packet::empty();
-        match packet.read(&mut src.input) {
-            Ok(()) => read_errors = 0,
-            Err(av::Error::Eof) => break,
+        let packet = match src.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
             Err(e) => {
-                read_errors += 1;
-                if read_errors > 32 {
-                    failure = Some(format!("reading stopped: {e}"));
-                    break;
-                }
-                continue;
+                failure = Some(format!("reading stopped: {e}"));
+                break;
             }
-        }
+        };
         if packet.stream() != src.stream || !packet.is_key() {
             continue;
         }

@@ -56,22 +56,14 @@ pub fn sample_live(
     let mut gop: Option<f64> = None;
     // Every frame is decoded from this keyframe on (the interval is longer than `every`).
     let mut decoding_all = false;
-    let mut read_errors = 0;
     let mut failure = None;
     let half = 0.5 / src.info.fps.max(1.0);
     while !stop.load(Ordering::Relaxed) {
-        let mut packet = av::Packet::empty();
-        match packet.read(&mut src.input) {
-            Ok(()) => read_errors = 0,
-            Err(av::Error::Eof) => break,
-            Err(e) => {
-                read_errors += 1;
-                if read_errors > 32 {
-                    return Err(bad(&path, format!("reading stopped: {e}")));
-                }
-                continue;
-            }
-        }
+        let packet = match src.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => return Err(bad(&path, format!("reading stopped: {e}"))),
+        };
         if packet.stream() != src.stream {
             continue;
         }

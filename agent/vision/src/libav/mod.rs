@@ -201,24 +201,30 @@ impl Source {
         }
     }
 
-    /// Every keyframe's timestamp (ticks), by reading the packets (no decoding), for containers
-    /// without an index (MPEG-TS, some MKV); then back to the start.
-    fn scan_keyframes(&mut self) -> Vec<i64> {
-        let mut keys = Vec::new();
+    /// The next packet of any stream; None at the end. A damaged packet is skipped; 32
+    /// failures in a row end the source (the last one is the error).
+    fn next_packet(&mut self) -> std::result::Result<Option<av::Packet>, av::Error> {
         let mut errors = 0;
         loop {
             let mut packet = av::Packet::empty();
             match packet.read(&mut self.input) {
-                Ok(()) => {}
-                Err(av::Error::Eof) => break,
-                Err(_) => {
+                Ok(()) => return Ok(Some(packet)),
+                Err(av::Error::Eof) => return Ok(None),
+                Err(e) => {
                     errors += 1;
                     if errors > 32 {
-                        break;
+                        return Err(e);
                     }
-                    continue;
                 }
             }
+        }
+    }
+
+    /// Every keyframe's timestamp (ticks), by reading the packets (no decoding), for containers
+    /// without an index (MPEG-TS, some MKV); then back to the start.
+    fn scan_keyframes(&mut self) -> Vec<i64> {
+        let mut keys = Vec::new();
+        while let Ok(Some(packet)) = self.next_packet() {
             if packet.stream() == self.stream && packet.is_key() {
                 if let Some(ts) = packet.pts().or(packet.dts()) {
                     keys.push(ts);
