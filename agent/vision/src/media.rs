@@ -1,6 +1,6 @@
 //! Reading images and sampling videos (anything libav opens: files and RTSP/HTTP URLs; the
-//! decoding itself is in `libav`). Every failure names the file and what went wrong; a video that breaks off keeps the
-//! frames before the break and says where it stopped.
+//! decoding itself is in `libav`). Every failure names the file and what went wrong; a video
+//! that breaks off keeps the frames before the break and says where it stopped.
 
 use std::path::PathBuf;
 use std::time::Duration;

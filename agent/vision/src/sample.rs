@@ -1,7 +1,8 @@
 //! The test-video maker (`fogd sample`): the photos of the sample media (plain and masked faces),
 //! at twelve sizes from 24 to 160 px, moving over a textured background, with sensor noise,
-//! encoded by FFmpeg as a camera would (H.264 at a fixed bitrate, a 2 s GOP, no B-frames). Where each face is in every frame is known exactly: that is the ground truth the
-//! accuracy tests and `fogd bench anonymize` measure against.
+//! encoded by FFmpeg as a camera would (H.264 at a fixed bitrate, a 2 s GOP, no B-frames).
+//! Where each face is in every frame is known exactly: that is the ground truth the accuracy
+//! tests and `fogd bench anonymize` measure against.
 
 use std::collections::HashMap;
 use std::io::Write;
