@@ -62,13 +62,18 @@ impl Source {
                 opts.set("rtsp_transport", "tcp");
             }
         }
+        let live = is_stream_url(source);
         let input = av::format::input_with_dictionary(&path, opts).map_err(|e| {
             bad(
                 &path,
-                format!(
-                    "FFmpeg could not open it ({e}): not a video, an unknown container, or cut off \
-                     before its index"
-                ),
+                if live {
+                    format!("FFmpeg could not open the stream ({e}): check the address, the camera and the network")
+                } else {
+                    format!(
+                        "FFmpeg could not open it ({e}): not a video, an unknown container, or cut off \
+                         before its index"
+                    )
+                },
             )
         })?;
         let (stream, tb, start, params, fps, frames, stream_duration) = {
@@ -103,7 +108,7 @@ impl Source {
             let p = params.as_ptr();
             ((*p).width, (*p).height, (*p).video_delay, params.id())
         };
-        let duration_s = if is_stream_url(source) {
+        let duration_s = if live {
             None
         } else {
             stream_duration
