@@ -274,18 +274,19 @@ impl Anonymizer {
             // Frames come as decoded, out of order, and are summed in order. One that never comes
             // (its GOP could not be decoded) holds the later ones back until the end (`None`).
             let mut take = |r: Option<FrameDone>, sum: &mut InputSummary, done: &mut usize| -> Result<()> {
-                match r {
-                    Some(r) => {
-                        pending.insert(r.index, r);
-                    }
-                    None => next_index = usize::MAX,
+                let ended = r.is_none();
+                if let Some(r) = r {
+                    pending.insert(r.index, r);
                 }
-                while let Some(r) = if next_index == usize::MAX {
-                    pending.pop_first().map(|(_, r)| r)
-                } else {
-                    pending.remove(&next_index)
-                } {
-                    next_index = next_index.saturating_add(1);
+                loop {
+                    let first = pending.first_key_value().map(|(i, _)| *i);
+                    let Some((i, r)) = first
+                        .filter(|i| *i == next_index || ended)
+                        .and_then(|_| pending.pop_first())
+                    else {
+                        break;
+                    };
+                    next_index = i + 1;
                     match r.result? {
                         Some((report, dest)) => sum.add_frame(&report, dest),
                         None => sum.frames_dropped += 1,
