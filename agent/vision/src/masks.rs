@@ -64,8 +64,8 @@ const SIDE: i32 = 224;
 /// A face is judged only when it is this large (the detector's box, shorter side, in the frame's
 /// pixels) and the classifier this sure; else it is "not judged", since a wrong verdict would be
 /// counted as a person without a mask. On the bench's camera-like 1080p footage, masked faces
-/// under 64 px were judged wrong 27 times in 69 and surely so (scores of 0.8-0.99); from 64 px
-/// up, verdicts under 0.7 were wrong 5 times in 13, and those left right 74 times in 76.
+/// under 64 px were judged wrong 27 times in 41, most of them surely (scores up to 0.99); from
+/// 64 px up, verdicts under 0.7 were wrong 4 times in 13, and the rest right 74 times in 76.
 /// (Faces without a mask: right at every size.)
 pub const MIN_JUDGED_PX: f32 = 64.0;
 pub const MIN_VERDICT_SCORE: f32 = 0.7;
