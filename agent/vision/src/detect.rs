@@ -27,6 +27,10 @@ impl FaceBox {
     pub fn height(&self) -> f32 {
         (self.y2 - self.y1).max(0.0)
     }
+    /// The shorter side: what decides whether a face is "of N px" (tests, mask judging).
+    pub fn shorter_side(&self) -> f32 {
+        self.width().min(self.height())
+    }
     pub fn area(&self) -> f32 {
         self.width() * self.height()
     }

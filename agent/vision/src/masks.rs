@@ -109,7 +109,7 @@ impl MaskClassifier {
         let (w, h) = (bgr.cols(), bgr.rows());
         let mut verdicts = Vec::with_capacity(faces.len());
         for f in faces {
-            let r = (f.width().min(f.height()) >= MIN_JUDGED_PX)
+            let r = (f.shorter_side() >= MIN_JUDGED_PX)
                 .then(|| f.grown_square(CROP_GROW, w, h))
                 .flatten();
             let Some(r) = r else {

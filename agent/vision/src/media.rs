@@ -116,16 +116,16 @@ impl VideoReader {
             .take()
             .ok_or_else(|| VisionError::Other(format!("{}: already sampled", self.source)))?;
         let live = self.info.duration_s.is_none() && is_stream_url(&self.source);
-        let (source, pool, decoders) = (self.source.as_str(), &self.pool, self.decoders);
+        let (pool, decoders) = (&self.pool, self.decoders);
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<SampledFrame>(1);
             let decoder = scope.spawn(move || {
                 if live {
-                    crate::libav::sample_live_into(src, source, every_s, pool, &tx)
+                    crate::libav::sample_live_into(src, every_s, pool, &tx)
                 } else if sampling == Sampling::Keyframes {
-                    crate::libav::sample_keyframes(src, source, every_s, pool, &tx)
+                    crate::libav::sample_keyframes(src, every_s, pool, &tx)
                 } else {
-                    crate::libav::sample_file(src, source, every_s, decoders, pool, &tx)
+                    crate::libav::sample_file(src, every_s, decoders, pool, &tx)
                 }
             });
             let mut result = Ok(());

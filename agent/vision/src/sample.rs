@@ -105,10 +105,11 @@ impl Truth {
     }
     /// The faces at a timestamp (the nearest frame).
     pub fn at(&self, t: f64) -> &[TruthFace] {
-        self.frames
-            .get(self.frame_index(t))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.frame(self.frame_index(t))
+    }
+    /// The faces in frame `i` (none past the end).
+    pub fn frame(&self, i: usize) -> &[TruthFace] {
+        self.frames.get(i).map(Vec::as_slice).unwrap_or(&[])
     }
     /// The frame nearest to a timestamp.
     pub fn frame_index(&self, t: f64) -> usize {
@@ -464,7 +465,7 @@ pub fn recall_at(truth: &[TruthFace], found: &[FaceBox], min_size: f32, iou_min:
     let mut used = vec![false; found.len()];
     for tf in truth {
         let b = tf.face_box();
-        if b.width().min(b.height()) < min_size {
+        if b.shorter_side() < min_size {
             continue;
         }
         acc.faces += 1;

@@ -31,7 +31,7 @@ fn changed(original: &Mat, output: &Mat, b: &FaceBox) -> Result<bool> {
 }
 
 /// The clip's original frames by number (OpenCV's own decoder: independent of fogd's).
-pub(super) struct Originals(pub(super) opencv::videoio::VideoCapture);
+pub(super) struct Originals(opencv::videoio::VideoCapture);
 
 impl Originals {
     pub(super) fn open(clip: &Path) -> Result<Originals> {
@@ -139,8 +139,8 @@ pub(super) fn score(
     for (path, index) in outputs {
         let out = media::read_image(path)?;
         let original = originals.frame(*index)?;
-        for f in truth.frames.get(*index).into_iter().flatten() {
-            if f.face_box().width().min(f.face_box().height()) >= 40.0 {
+        for f in truth.frame(*index) {
+            if f.face_box().shorter_side() >= 40.0 {
                 total += 1;
                 redacted += usize::from(changed(&original, &out, &f.face_box())?);
             }
@@ -151,12 +151,12 @@ pub(super) fn score(
         let paths: Vec<PathBuf> = outputs.iter().map(|(p, _)| p.clone()).collect();
         let mut left = Left::default();
         for ((_, index), found) in outputs.iter().zip(j.faces(&paths)?) {
-            let faces = truth.frames.get(*index).map(Vec::as_slice).unwrap_or(&[]);
+            let faces = truth.frame(*index);
             for b in &found {
                 match faces.iter().find(|f| f.face_box().iou(b) >= 0.3) {
                     Some(f) => {
                         left.on_faces += 1;
-                        if f.face_box().width().min(f.face_box().height()) >= 40.0 {
+                        if f.face_box().shorter_side() >= 40.0 {
                             left.on_faces_40px += 1;
                         }
                     }
@@ -187,8 +187,7 @@ pub(super) fn judge_recall(
     }
     let mut rec = Recall::default();
     for (i, found) in frames.iter().zip(judge.faces(&paths)?) {
-        let faces = truth.frames.get(*i).map(Vec::as_slice).unwrap_or(&[]);
-        sample::recall_at(faces, &found, 40.0, 0.3, &mut rec);
+        sample::recall_at(truth.frame(*i), &found, 40.0, 0.3, &mut rec);
     }
     Ok(rec)
 }

@@ -100,14 +100,7 @@ fn usage(pid: u32) -> (f64, f64) {
             Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / tick)
         })
         .unwrap_or(0.0);
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            l.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kb| kb / 1024.0);
-    (cpu, rss)
+    (cpu, super::peak_rss_mb_of(&pid.to_string()))
 }
 
 /// Frames in a JPEG stream, and the stream times fogd-vision's notes give.

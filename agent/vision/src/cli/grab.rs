@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -49,11 +48,10 @@ pub fn grab(a: &GrabArgs) -> anyhow::Result<ExitCode> {
         codec = %src.info.codec,
         "stream opened"
     );
-    let stop = AtomicBool::new(false);
     let pool = crate::media::FramePool::default();
     let mut out = std::io::stdout().lock();
     let mut failure: Option<anyhow::Error> = None;
-    let stats = crate::libav::sample_live(src, &a.url, a.every.as_secs_f64(), &stop, &pool, &mut |f| {
+    let stats = crate::libav::sample_live(src, a.every.as_secs_f64(), &pool, &mut |f| {
         let r = (|| -> anyhow::Result<()> {
             let jpeg = crate::media::encode_image(std::path::Path::new("frame.jpg"), &f.image, a.quality)?;
             let note = serde_json::to_vec(&Note {

@@ -1,14 +1,13 @@
 //! Files: exact frames by GOP on several decoders, and keyframes alone.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use ffmpeg_next as av;
 
-use super::{decode_alone, Source, ToBgr};
+use super::{decode_alone, Emit, Source, ToBgr};
 use crate::image::bad;
 use crate::media::{FramePool, SampledFrame, Truncated};
 use crate::{Result, VisionError};
@@ -23,14 +22,19 @@ struct Group {
     last: Option<usize>,
 }
 
+impl Group {
+    /// Every target, read from the start: when the video's length or keyframes are unknown.
+    const WHOLE: Group = Group {
+        seek: None,
+        first: 0,
+        last: None,
+    };
+}
+
 /// Targets grouped by the keyframe they decode from.
 fn plan(src: &mut Source, every_s: f64) -> Vec<Group> {
     let Some(duration) = src.info.duration_s else {
-        return vec![Group {
-            seek: None,
-            first: 0,
-            last: None,
-        }];
+        return vec![Group::WHOLE];
     };
     let fps = src.info.fps.max(1.0);
     let count = ((duration - 0.5 / fps) / every_s).ceil().max(1.0) as usize;
@@ -52,11 +56,7 @@ fn plan(src: &mut Source, every_s: f64) -> Vec<Group> {
             .collect();
         if keys.iter().all(Option::is_none) {
             // No keyframe known at all: one pass from the start.
-            return vec![Group {
-                seek: None,
-                first: 0,
-                last: None,
-            }];
+            return vec![Group::WHOLE];
         }
     }
     let mut groups: Vec<Group> = Vec::new();
@@ -86,14 +86,12 @@ struct Tally {
 /// on its own thread, with its own demuxer), sending them to `tx` as they come (out of order).
 pub fn sample_file(
     mut first: Source,
-    source: &str,
     every_s: f64,
     decoders: usize,
     pool: &FramePool,
     tx: &SyncSender<SampledFrame>,
 ) -> Result<Option<Truncated>> {
-    let path = PathBuf::from(source);
-    let info = first.info.clone();
+    let (name, info) = (first.name.clone(), first.info.clone());
     let groups = plan(&mut first, every_s);
     let n = decoders.clamp(1, groups.len().max(1));
     // Fewer groups than cores: each decoder gets frame threads of its own.
@@ -104,21 +102,23 @@ pub fn sample_file(
     let tallies: Vec<Result<Tally>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|_| {
-                let (groups, next, stop, first, tx, pool) = (&groups, &next, &stop, &first, tx.clone(), pool);
+                let (groups, next, stop, first, name, pool) = (&groups, &next, &stop, &first, &name, pool);
                 scope.spawn(move || -> Result<Tally> {
                     let reuse = first.lock().ok().and_then(|mut f| f.take());
                     let mut src = match reuse {
                         Some(s) => s,
-                        None => Source::open(source)?,
+                        None => Source::open(name)?,
                     };
                     let mut dec = src.decoder(threads)?;
                     let mut conv = ToBgr::new();
+                    let mut out = Emit::new(tx);
                     let mut tally = Tally::default();
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(g) = groups.get(i) else { break };
-                        let more =
-                            decode_group(&mut src, &mut dec, &mut conv, *g, every_s, pool, &tx, &mut tally)?;
+                        let more = decode_group(
+                            &mut src, &mut dec, &mut conv, *g, every_s, pool, &mut out, &mut tally,
+                        )?;
                         if !more {
                             // The consumer hung up.
                             stop.store(true, Ordering::Relaxed);
@@ -151,7 +151,7 @@ pub fn sample_file(
     missed.sort_by_key(|(k, _)| *k);
     if sent.is_empty() {
         return Err(bad(
-            &path,
+            Path::new(&name),
             format!(
                 "no frame could be decoded (codec '{}'){}",
                 info.codec,
@@ -193,10 +193,10 @@ fn decode_group(
     g: Group,
     every_s: f64,
     pool: &FramePool,
-    tx: &SyncSender<SampledFrame>,
+    out: &mut Emit,
     tally: &mut Tally,
 ) -> Result<bool> {
-    let path = src.path();
+    let path = src.path().to_path_buf();
     let half = 0.5 / src.info.fps.max(1.0);
     let mut k = g.first;
     let done = |k: usize| g.last.is_some_and(|l| k > l);
@@ -219,7 +219,6 @@ fn decode_group(
         }
     }
     dec.flush();
-    let mut started = Instant::now();
     let mut frame = av::frame::Video::empty();
     let mut eof = false;
     let mut failure: Option<String> = None;
@@ -271,16 +270,9 @@ fn decode_group(
             }
             let image = conv.convert(&path, &frame, pool)?;
             tally.sent.push((k + 1, t));
-            let sent = tx.send(SampledFrame {
-                index: k + 1,
-                timestamp_s: t,
-                image,
-                decode: started.elapsed(),
-            });
-            if sent.is_err() {
+            if !out.send(k + 1, t, image) {
                 return Ok(false);
             }
-            started = Instant::now();
             // Every target this frame answers (more than one when `every` is under a frame).
             while !done(k) && t + half >= k as f64 * every_s {
                 k += 1;
@@ -312,19 +304,18 @@ fn seek_back(src: &mut Source, g: Group, back: &mut f64) -> bool {
 /// `-skip_frame nokey` decodes every one).
 pub fn sample_keyframes(
     mut src: Source,
-    source: &str,
     every_s: f64,
     pool: &FramePool,
     tx: &SyncSender<SampledFrame>,
 ) -> Result<Option<Truncated>> {
-    let path = PathBuf::from(source);
+    let path = src.path().to_path_buf();
     // One picture at a time: frame threads would only add latency, and the detector has the
     // cores.
     let mut dec = src.decoder(1)?;
     let mut conv = ToBgr::new();
     let (mut index_out, mut last_t, mut next_t) = (0usize, 0.0f64, 0.0f64);
     let mut failure: Option<String> = None;
-    let mut started = Instant::now();
+    let mut out = Emit::new(tx);
     loop {
         let packet = match src.next_packet() {
             Ok(Some(p)) => p,
@@ -351,16 +342,9 @@ pub fn sample_keyframes(
         index_out += 1;
         last_t = t;
         next_t = ((t / every_s).floor() + 1.0) * every_s;
-        let sent = tx.send(SampledFrame {
-            index: index_out,
-            timestamp_s: t,
-            image,
-            decode: started.elapsed(),
-        });
-        if sent.is_err() {
+        if !out.send(index_out, t, image) {
             return Ok(None);
         }
-        started = Instant::now();
     }
     if index_out == 0 {
         return Err(bad(

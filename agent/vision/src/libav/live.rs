@@ -1,14 +1,11 @@
 //! Live streams: read as they come, keyframes alone while the keyframe interval allows.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::time::Instant;
 
 use ffmpeg_next as av;
 use opencv::core::Mat;
 
-use super::{decode_alone, Source, ToBgr};
+use super::{decode_alone, Emit, Source, ToBgr};
 use crate::image::bad;
 use crate::media::{FramePool, SampledFrame, Truncated};
 use crate::Result;
@@ -32,19 +29,17 @@ pub struct LiveStats {
     pub packets: usize,
 }
 
-/// Reads a live stream until it ends, `stop` is set, or `f` says no more, calling `f` with one
+/// Reads a live stream until it ends or `f` says no more, calling `f` with one
 /// frame every `every_s` (the first at or after each multiple of it, counted from the first
 /// keyframe). Only keyframes are decoded while the keyframe interval is no longer than
 /// `every_s`.
 pub fn sample_live(
     mut src: Source,
-    source: &str,
     every_s: f64,
-    stop: &AtomicBool,
     pool: &FramePool,
     f: &mut dyn FnMut(LiveFrame) -> bool,
 ) -> Result<LiveStats> {
-    let path = PathBuf::from(source);
+    let path = src.path().to_path_buf();
     let mut dec = src.decoder(1)?;
     let mut conv = ToBgr::new();
     let mut stats = LiveStats::default();
@@ -58,7 +53,7 @@ pub fn sample_live(
     let mut decoding_all = false;
     let mut failure = None;
     let half = 0.5 / src.info.fps.max(1.0);
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let packet = match src.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
@@ -158,24 +153,15 @@ fn now_unix() -> f64 {
 /// Live frames into the anonymiser's channel (`fogd anonymize rtsp://...`).
 pub fn sample_live_into(
     src: Source,
-    source: &str,
     every_s: f64,
     pool: &FramePool,
     tx: &SyncSender<SampledFrame>,
 ) -> Result<Option<Truncated>> {
-    let stop = AtomicBool::new(false);
     let mut index = 0usize;
-    let mut started = Instant::now();
-    sample_live(src, source, every_s, &stop, pool, &mut |fr| {
+    let mut out = Emit::new(tx);
+    sample_live(src, every_s, pool, &mut |fr| {
         index += 1;
-        let sent = tx.send(SampledFrame {
-            index,
-            timestamp_s: fr.timestamp_s,
-            image: fr.image,
-            decode: started.elapsed(),
-        });
-        started = Instant::now();
-        sent.is_ok()
+        out.send(index, fr.timestamp_s, fr.image)
     })?;
     Ok(None)
 }

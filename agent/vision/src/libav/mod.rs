@@ -9,14 +9,16 @@
 //! Streams: read as they come. While the keyframe interval is no longer than `every`, only
 //! keyframes are decoded (the first at or after each target time); otherwise every frame is.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::mpsc::SyncSender;
+use std::time::Instant;
 
 use ffmpeg_next as av;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
 use crate::image::bad;
-use crate::media::{FramePool, VideoInfo};
+use crate::media::{FramePool, SampledFrame, VideoInfo};
 use crate::{Result, VisionError};
 
 /// The network sources libav reads (anything else is a file).
@@ -30,6 +32,8 @@ pub fn is_stream_url(s: &str) -> bool {
 
 /// An opened source and its video stream.
 pub struct Source {
+    /// The file or URL, as given (a decoder thread opens it again).
+    name: String,
     input: av::format::context::Input,
     stream: usize,
     /// Seconds per tick of the stream's timestamps.
@@ -48,12 +52,13 @@ fn av_err<'a>(path: &'a Path, what: &str) -> impl Fn(av::Error) -> VisionError +
 
 impl Source {
     pub fn open(source: &str) -> Result<Source> {
-        let path = PathBuf::from(source);
-        av::init().map_err(av_err(&path, "libav"))?;
+        let path = Path::new(source);
+        av::init().map_err(av_err(path, "libav"))?;
         // libav's messages would go to stderr; what matters is said in ours.
         av::util::log::set_level(av::util::log::Level::Fatal);
+        let live = is_stream_url(source);
         let mut opts = av::Dictionary::new();
-        if is_stream_url(source) {
+        if live {
             // A camera that stops sending must end the read, not hang it (microseconds).
             opts.set("timeout", "10000000");
             opts.set("rw_timeout", "10000000");
@@ -62,10 +67,9 @@ impl Source {
                 opts.set("rtsp_transport", "tcp");
             }
         }
-        let live = is_stream_url(source);
-        let input = av::format::input_with_dictionary(&path, opts).map_err(|e| {
+        let input = av::format::input_with_dictionary(path, opts).map_err(|e| {
             bad(
-                &path,
+                path,
                 if live {
                     format!("FFmpeg could not open the stream ({e}): check the address, the camera and the network")
                 } else {
@@ -80,7 +84,7 @@ impl Source {
             let st = input
                 .streams()
                 .best(av::media::Type::Video)
-                .ok_or_else(|| bad(&path, "no video stream"))?;
+                .ok_or_else(|| bad(path, "no video stream"))?;
             let start = match st.start_time() {
                 av::ffi::AV_NOPTS_VALUE => 0,
                 s => s,
@@ -124,17 +128,18 @@ impl Source {
         };
         if info.width <= 0 || info.height <= 0 {
             return Err(bad(
-                &path,
+                path,
                 format!("no video stream that FFmpeg can decode (codec '{}')", info.codec),
             ));
         }
         if info.width as i64 * info.height as i64 > crate::image::MAX_PIXELS {
             return Err(bad(
-                &path,
+                path,
                 format!("{}x{} frames are over the limit", info.width, info.height),
             ));
         }
         Ok(Source {
+            name: source.to_string(),
             input,
             stream,
             tb,
@@ -144,20 +149,8 @@ impl Source {
         })
     }
 
-    fn path(&self) -> PathBuf {
-        PathBuf::from(self.input_name())
-    }
-
-    fn input_name(&self) -> String {
-        // SAFETY: `url` is set by avformat_open_input and lives as long as the context.
-        unsafe {
-            let p = (*self.input.as_ptr()).url;
-            if p.is_null() {
-                String::new()
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
-        }
+    pub fn path(&self) -> &Path {
+        Path::new(&self.name)
     }
 
     fn seconds(&self, ts: i64) -> f64 {
@@ -174,9 +167,9 @@ impl Source {
         let st = self
             .input
             .stream(self.stream)
-            .ok_or_else(|| bad(&path, "no video stream"))?;
+            .ok_or_else(|| bad(path, "no video stream"))?;
         let mut ctx = av::codec::context::Context::from_parameters(st.parameters())
-            .map_err(av_err(&path, "codec parameters"))?;
+            .map_err(av_err(path, "codec parameters"))?;
         ctx.set_threading(av::threading::Config {
             kind: if threads > 1 {
                 av::threading::Type::Frame
@@ -187,7 +180,7 @@ impl Source {
             ..Default::default()
         });
         ctx.decoder().video().map_err(av_err(
-            &path,
+            path,
             &format!("no decoder for codec '{}'", self.info.codec),
         ))
     }
@@ -339,6 +332,33 @@ fn bgr_mat(frame: &av::frame::Video, w: i32, h: i32, reuse: Mat) -> Result<Mat> 
         line.copy_from_slice(s);
     }
     Ok(image)
+}
+
+/// Frames to the anonymiser, each with the time it took to get since the one before.
+struct Emit<'a> {
+    tx: &'a SyncSender<SampledFrame>,
+    since: Instant,
+}
+
+impl<'a> Emit<'a> {
+    fn new(tx: &'a SyncSender<SampledFrame>) -> Emit<'a> {
+        Emit {
+            tx,
+            since: Instant::now(),
+        }
+    }
+
+    /// False when the consumer hung up.
+    fn send(&mut self, index: usize, timestamp_s: f64, image: Mat) -> bool {
+        let sent = self.tx.send(SampledFrame {
+            index,
+            timestamp_s,
+            image,
+            decode: self.since.elapsed(),
+        });
+        self.since = Instant::now();
+        sent.is_ok()
+    }
 }
 
 /// One keyframe decoded as a picture of its own: fed alone, drained, and the decoder reset (it
