@@ -35,16 +35,20 @@ impl Backend {
     }
 }
 
-/// Where the ONNX Runtime library is: ORT_DYLIB_PATH, else where `scripts/setup` installs it.
+/// Where the ONNX Runtime library is: ORT_DYLIB_PATH, else the package's copy beside the binary
+/// (`/usr/lib/fogd/`), else where `scripts/setup` installs it.
 pub fn onnxruntime_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
-    let p = PathBuf::from(format!(
+    let setup = PathBuf::from(format!(
         "/usr/local/lib/fogd/onnxruntime/{}/libonnxruntime.so",
         std::env::consts::ARCH
     ));
-    p.is_file().then_some(p)
+    crate::models::beside_binary("lib/fogd/libonnxruntime.so")
+        .into_iter()
+        .chain([setup])
+        .find(|p| p.is_file())
 }
 
 static ORT_ENV: OnceLock<std::result::Result<(ort::environment::Environment, PathBuf), String>> =
@@ -152,15 +156,13 @@ impl Net {
             model
         };
         let path = models::locate(model, dir)?;
-        let mut bytes = models::load_verified(model, &path)?;
+        // The files are loaded as they are: scripts/fix-models fixed the detectors' shapes and
+        // weight inputs once, offline.
+        let bytes = models::load_verified(model, &path)?;
         let load_err = |message: String| VisionError::ModelLoad {
             path: path.clone(),
             message,
         };
-        if model == Model::CenterFace {
-            bytes = super::onnx::dynamic_spatial_dims(&bytes).map_err(load_err)?;
-        }
-        bytes = super::onnx::constant_weights(&bytes).map_err(load_err)?;
         let mut slots = Vec::new();
         for _ in 0..sessions.max(1) {
             let inner = match backend {

@@ -14,7 +14,6 @@ pub mod libav;
 pub mod masks;
 pub mod media;
 pub mod models;
-mod onnx;
 pub mod redact;
 pub mod report;
 pub mod sample;

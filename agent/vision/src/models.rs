@@ -53,8 +53,8 @@ impl Model {
 
     pub fn sha256(self) -> &'static str {
         match self {
-            Model::CenterFace => "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
-            Model::UltraFace => "84483bcd328b3aa15b5c807cec9b825fa87f1864840dec067acc9588754d1712",
+            Model::CenterFace => "26b11dbb101d3f62fa29fabf5cb67534daa681d0069f3d3f987ff95a2f587e0e",
+            Model::UltraFace => "ff49ab970840e5466f322a04f053a12fda65c9fd7929084c6db6219ae26b2366",
             Model::MaskClassifier => "a47c3d8ee4d9debd333e892dc11cda15637bb547afdad9f7f198cb0ef0d00f7f",
             Model::CenterFaceInt8 => "0deaf61bb8c4c71e76b4e2fefe95c789fd6d582cae67a2441ac97ad30254d043",
             Model::MaskClassifierInt8 => "6bf0142d9c25eb971b5ecaea95ecbad543ff1e361911e1bd7b3bb8965a5252db",
@@ -98,17 +98,19 @@ pub fn search_path(explicit: Option<&Path>) -> Vec<PathBuf> {
         dirs.push(PathBuf::from(d));
         return dirs;
     }
-    if let Some(bin_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        dirs.push(bin_dir.join("../share/fogd/models"));
-    }
+    dirs.extend(beside_binary("share/fogd/models"));
     dirs.push(PathBuf::from("/usr/local/share/fogd/models"));
     dirs.push(PathBuf::from("/usr/share/fogd/models"));
     dirs.push(PathBuf::from("models"));
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
     dirs
+}
+
+/// `rel` under the prefix this binary is installed in (`/usr/bin/fogd-vision` gives
+/// `/usr/<rel>`): a package's files are found where it put them, with no environment variable.
+pub fn beside_binary(rel: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join(rel))
 }
 
 pub fn locate(model: Model, explicit: Option<&Path>) -> Result<PathBuf> {

@@ -18,7 +18,8 @@ use super::detect::FaceBox;
 use super::masks::MaskClass;
 use super::{io_err, media, Result, VisionError};
 
-/// Where the sample photos are: the given folder, FOGD_MEDIA, the installed share folder, the
+/// Where the sample photos are: the given folder, FOGD_MEDIA, the share folders of the package and
+/// of `deploy/arm64/install.sh`, the
 /// example's folder, and the source tree this binary was built from.
 pub fn media_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -27,6 +28,7 @@ pub fn media_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     } else if let Some(d) = std::env::var_os("FOGD_MEDIA") {
         dirs.push(PathBuf::from(d));
     } else {
+        dirs.extend(super::models::beside_binary("share/fogd/media"));
         dirs.push(PathBuf::from("/usr/local/share/fogd/media"));
         dirs.push(PathBuf::from("examples/camera-ingest/media"));
         dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/camera-ingest/media"));
@@ -355,7 +357,11 @@ pub fn make(
         .arg(&tmp)
         .stdin(Stdio::piped())
         .spawn()
-        .map_err(|e| VisionError::Other(format!("ffmpeg (install it: scripts/setup): {e}")))?;
+        .map_err(|e| {
+            VisionError::Other(format!(
+                "ffmpeg, which encodes the sample (apt install ffmpeg): {e}"
+            ))
+        })?;
     let mut stdin = child
         .stdin
         .take()
