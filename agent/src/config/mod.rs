@@ -122,6 +122,18 @@ pub struct KubeConfig {
     pub poll: Duration,
     /// Keep finished Jobs (and their pods) for inspection.
     pub keep_jobs: bool,
+    /// When the nodes pull the services' images (and the supervisor's). `IfNotPresent` by
+    /// default: an edge cluster whose uplink is down still starts Jobs from the images it has.
+    pub image_pull_policy: PullPolicy,
+}
+
+/// Kubernetes' `imagePullPolicy`, spelled as the API spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
 }
 
 impl Default for KubeConfig {
@@ -135,6 +147,7 @@ impl Default for KubeConfig {
             ttl_seconds_after_finished: 600,
             poll: Duration::from_secs(1),
             keep_jobs: false,
+            image_pull_policy: PullPolicy::IfNotPresent,
         }
     }
 }
@@ -463,6 +476,11 @@ mod tests {
         assert_eq!(c.executor_of("anon"), ExecutorKind::Local);
         assert_eq!(c.kube.namespace, "edge");
         assert_eq!(c.kube.poll, Duration::from_millis(250));
+        assert_eq!(c.kube.image_pull_policy, PullPolicy::IfNotPresent);
+        let c = Config::parse("kube: {image_pull_policy: Always}\n").expect("parse");
+        assert_eq!(c.kube.image_pull_policy, PullPolicy::Always);
+        let bad = Config::parse("kube: {image_pull_policy: Sometimes}\n").expect_err("bad policy");
+        assert!(bad.contains("Sometimes") && bad.contains("IfNotPresent"), "{bad}");
         let bad = Config::parse("executor: docker\n").expect_err("unknown executor");
         assert!(bad.contains("docker"), "{bad}");
         let d = Config::parse("delegation: {after: 0s, reclaim_after: 5s}\n").expect("delegation");

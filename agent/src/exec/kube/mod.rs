@@ -141,7 +141,7 @@ pub fn job_spec(
         "containers": [{
             "name": svc.name,
             "image": svc.image.as_deref().unwrap_or(""),
-            "imagePullPolicy": "Always",
+            "imagePullPolicy": cfg.image_pull_policy,
             "command": [format!("{SUPERVISOR_DIR}/fogd"), "supervise"],
             "env": env,
             "securityContext": hardened,
@@ -160,6 +160,7 @@ pub fn job_spec(
         pod["initContainers"] = json!([{
             "name": "fogd-supervisor",
             "image": image,
+            "imagePullPolicy": cfg.image_pull_policy,
             "command": ["/fogd", "install-supervisor", SUPERVISOR_DIR],
             "securityContext": hardened,
             "volumeMounts": [{"name": "fogd-bin", "mountPath": SUPERVISOR_DIR}],
