@@ -89,6 +89,7 @@ fn cases() -> Vec<Case> {
         case("bool-maybe", with("      cpu: '1.0'\n", "      cpu: '1.0'\n      enable_gpu: maybe\n"), "invalid boolean", "functions.oscar[0].edge.enable_gpu", Some(9)),
         case("memory-2GB", with("memory: 1Gi", "memory: 2GB"), "`2GB` is not a memory size", "functions.oscar[0].edge.memory", Some(7)),
         case("memory-negative", with("memory: 1Gi", "memory: -1Gi"), "not a memory size", "functions.oscar[0].edge.memory", Some(7)),
+        case("cpu-placeholder", with("cpu: '1.0'", "cpu: ${CPU}"), "`${CPU}` is a template placeholder", "functions.oscar[0].edge.cpu", Some(8)),
         case("cpu-word", with("cpu: '1.0'", "cpu: two"), "`two` is not a CPU amount", "functions.oscar[0].edge.cpu", Some(8)),
         case("cpu-zero", with("cpu: '1.0'", "cpu: 0"), "not a CPU amount", "functions.oscar[0].edge.cpu", Some(8)),
         case("input-map", with("      input:\n      - storage_provider: minio\n        path: mask/input\n", "      input: {storage_provider: minio, path: mask/input}\n"), "expected a list", "functions.oscar[0].edge.input", Some(9)),

@@ -59,6 +59,7 @@ impl<V> RedactedShape for Option<std::collections::BTreeMap<String, V>> {
     }
 }
 
+mod bare;
 pub mod graph;
 mod load;
 pub mod model;

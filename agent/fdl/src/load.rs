@@ -3,8 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::model::Document;
-use super::{validate, Diagnostic, Report, Severity};
+use super::{bare, validate, Diagnostic, Report, Severity};
 
 /// Real FDL files are a few kilobytes; anything this large is a mistake (or an attack), and is
 /// refused before it is read.
@@ -126,10 +125,43 @@ fn load_text(text: &str, origin: &Path, opts: LoadOptions, mut report: Report) -
         ));
         return report;
     }
+    // Read as plain data first: a template's unfilled `${VAR}` would otherwise surface as a
+    // type error somewhere, and a bare service definition as a missing `functions`.
+    let plain: Option<serde_json::Value> = serde_saphyr::from_str_with_options(text, options()).ok();
+    if let Some(holes) = plain.as_ref().map(bare::placeholders).filter(|h| !h.is_empty()) {
+        for (path, hole) in holes {
+            let (line, column) = text
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(&hole).map(|c| (i as u64 + 1, c as u64 + 1)))
+                .unzip();
+            report.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: origin.to_path_buf(),
+                line,
+                column,
+                message: format!(
+                    "`{hole}` is a template placeholder: fill it in (e.g. with envsubst) before fogd reads the file"
+                ),
+                path: Some(path).filter(|p| !p.is_empty()),
+            });
+        }
+        return report;
+    }
+    let bare = plain.as_ref().is_some_and(bare::is_bare_service);
     // OSCAR's examples carry trailing TABs that strict YAML parsers reject; granit-parser (under
     // serde-saphyr) accepts them, as Go's parser does, so they need no special case here.
     let mut ignored = Vec::new();
-    let parsed = parse(text, &mut ignored);
+    // A bare service definition is the API body's form: its `script` is the script's text.
+    let parsed = if bare {
+        parse(text, &mut ignored).map(bare::document_of)
+    } else {
+        parse(text, &mut ignored)
+    };
+    let opts = LoadOptions {
+        inline_scripts: opts.inline_scripts || bare,
+        ..opts
+    };
     let doc = match parsed {
         Ok(doc) => doc,
         Err(e) => {
@@ -195,7 +227,7 @@ fn options() -> serde_saphyr::Options {
 
 /// Parses with two wrappers: `serde_ignored` reports unknown keys (warnings, not errors), and
 /// `serde_path_to_error` names the field an error is about.
-fn parse(text: &str, ignored: &mut Vec<String>) -> Result<Document, ParseError> {
+fn parse<T: serde::de::DeserializeOwned>(text: &str, ignored: &mut Vec<String>) -> Result<T, ParseError> {
     let mut error_path = None;
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
         let mut on_unknown = |p: serde_ignored::Path| {
@@ -208,7 +240,7 @@ fn parse(text: &str, ignored: &mut Vec<String>) -> Result<Document, ParseError> 
         let unknown = serde_ignored::Deserializer::new(de, &mut on_unknown);
         let mut track = serde_path_to_error::Track::new();
         let tracked = serde_path_to_error::Deserializer::new(unknown, &mut track);
-        <Document as serde::Deserialize>::deserialize(tracked).inspect_err(|_| {
+        <T as serde::Deserialize>::deserialize(tracked).inspect_err(|_| {
             error_path = Some(track.path().to_string());
         })
     });
@@ -331,7 +363,7 @@ fn find_path_line(text: &str, path: &str) -> Option<(u64, u64)> {
 /// Loads one service in the OSCAR API's shape (JSON: an FDL service with `storage_providers` and
 /// `clusters` folded in and the script's text inline), as `POST /system/services` receives it.
 pub fn load_api_service(json: &[u8], origin: &Path) -> Report {
-    use super::model::{CurrentFunctions, Functions, OscarService};
+    use super::model::OscarService;
     let mut report = Report {
         file: origin.to_path_buf(),
         workflow: None,
@@ -359,20 +391,7 @@ pub fn load_api_service(json: &[u8], origin: &Path) -> Report {
             return report;
         }
     };
-    let cluster = svc
-        .cluster_id
-        .clone()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "fogd".into());
-    let doc = Document {
-        functions: Functions::Current(CurrentFunctions {
-            oscar: Some(vec![std::collections::BTreeMap::from([(cluster, svc)])]),
-            aws: None,
-        }),
-        storage_providers: None,
-        clusters: None,
-        storages: None,
-    };
+    let doc = super::bare::document_of(svc);
     let opts = LoadOptions {
         schema_only: false,
         inline_scripts: true,

@@ -22,14 +22,28 @@ pub struct Paging {
     all: bool,
 }
 
-fn rfc3339(ms: Option<i64>) -> Value {
-    match ms {
-        Some(ms) if ms > 0 => {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
-            json!(humantime::format_rfc3339_seconds(t).to_string())
+fn rfc3339(ms: Option<i64>) -> Option<Value> {
+    let ms = ms.filter(|&ms| ms > 0)?;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    Some(json!(humantime::format_rfc3339_seconds(t).to_string()))
+}
+
+/// A job as OSCAR's `JobInfo` shows it: times that are not set yet are left out (`omitempty`),
+/// not null (some clients read the body as a Python literal, where `null` is no value).
+fn job_info(i: &Invocation) -> Value {
+    let mut info = serde_json::Map::new();
+    info.insert("status".into(), json!(status(i)));
+    for (key, ms) in [
+        ("creation_time", Some(i.created_ms)),
+        ("start_time", i.started_ms),
+        ("finish_time", i.finished_ms),
+    ] {
+        if let Some(t) = rfc3339(ms) {
+            info.insert(key.into(), t);
         }
-        _ => Value::Null,
     }
+    info.insert("ran_on".into(), json!(i.ran_on.as_deref().unwrap_or("local")));
+    Value::Object(info)
 }
 
 fn status(i: &Invocation) -> &'static str {
@@ -68,21 +82,7 @@ pub async fn list(
         s.rt.journal
             .call(move |j| j.invocations_page(&name, before, PAGE))
             .await?;
-    let jobs: BTreeMap<String, Value> = rows
-        .iter()
-        .map(|i| {
-            (
-                i.uuid.clone(),
-                json!({
-                    "status": status(i),
-                    "creation_time": rfc3339(Some(i.created_ms)),
-                    "start_time": rfc3339(i.started_ms),
-                    "finish_time": rfc3339(i.finished_ms),
-                    "ran_on": i.ran_on.as_deref().unwrap_or("local"),
-                }),
-            )
-        })
-        .collect();
+    let jobs: BTreeMap<String, Value> = rows.iter().map(|i| (i.uuid.clone(), job_info(i))).collect();
     let next = match rows.last() {
         Some(last) if remaining > 0 => last.id.to_string(),
         _ => String::new(),
