@@ -266,15 +266,17 @@ impl Journal {
         limit: usize,
     ) -> Result<(Vec<Invocation>, u64)> {
         let before = before.map_or(i64::MAX, |b| b.0);
+        // OSCAR lists asynchronous jobs only: a synchronous call (`/run`) answered its caller.
         let sql = format!(
             "SELECT {COLUMNS} FROM invocations i JOIN events e ON e.id = i.event_id
-             WHERE i.service = ?1 AND i.id < ?2 ORDER BY i.id DESC LIMIT ?3"
+             WHERE i.service = ?1 AND i.id < ?2 AND e.source <> 'run' ORDER BY i.id DESC LIMIT ?3"
         );
         let page = self.rows(&sql, params![service, before, limit as i64], row)?;
         let older: i64 = self
             .conn()
             .query_row(
-                "SELECT COUNT(*) FROM invocations WHERE service = ?1 AND id < ?2",
+                "SELECT COUNT(*) FROM invocations i JOIN events e ON e.id = i.event_id
+                 WHERE i.service = ?1 AND i.id < ?2 AND e.source <> 'run'",
                 params![service, before],
                 |r| r.get(0),
             )
