@@ -15,22 +15,14 @@
 //! `scripts/test` sets FOGD_ARM64_ROOT (that root) and FOGD_ARM64_QEMU (qemu-aarch64 from
 //! bookworm-backports: Debian 12's qemu 7.2 crashes in ONNX Runtime's aarch64 library).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+mod vision_support;
 
-use serde_json::Value;
-
-fn media() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/camera-ingest/media")
-}
-
-fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
+use vision_support::*;
 
 /// Runs `fogd-vision anonymize` (through `runner` when given) and returns every sidecar, by its
 /// path under `out`.
-fn anonymize(runner: &[String], bin: &Path, inputs: &[PathBuf], out: &Path) -> Vec<(String, Value)> {
+fn anonymize(runner: &[String], bin: &Path, inputs: &[PathBuf], out: &Path) -> Vec<(String, FrameReport)> {
     let mut cmd = match runner.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -47,16 +39,10 @@ fn anonymize(runner: &[String], bin: &Path, inputs: &[PathBuf], out: &Path) -> V
         .env_remove("ORT_DYLIB_PATH")
         .env_remove("FOGD_MODELS");
     if runner.is_empty() {
-        cmd.env("FOGD_MODELS", models());
+        cmd.env("FOGD_MODELS", common::repo().join("models"));
     }
     let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{} anonymize: {}\n{}",
-        bin.display(),
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{} anonymize: {}", bin.display(), text(&o));
     let mut found = Vec::new();
     let mut stack = vec![out.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -65,38 +51,12 @@ fn anonymize(runner: &[String], bin: &Path, inputs: &[PathBuf], out: &Path) -> V
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "json") {
-                let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-                found.push((p.strip_prefix(out).unwrap().display().to_string(), v));
+                found.push((p.strip_prefix(out).unwrap().display().to_string(), sidecar(&p)));
             }
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found
-}
-
-fn iou(a: &[f64], b: &[f64]) -> f64 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: &[f64]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
-}
-
-fn faces(v: &Value) -> Vec<(Vec<f64>, f64)> {
-    v["faces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let b = f["box"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            (b, f["score"].as_f64().unwrap())
-        })
-        .collect()
 }
 
 #[test]
@@ -132,11 +92,7 @@ fn the_arm64_build_finds_the_same_faces_as_the_x86_build_under_emulation() {
         .env_remove("FOGD_MODELS")
         .output()
         .unwrap();
-    let check = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let check = text(&o);
     assert!(o.status.success(), "vision-check: {check}");
     for installed in ["usr/lib/fogd/libonnxruntime.so", "usr/share/fogd/models"] {
         let want = root.join(installed).display().to_string();
@@ -149,20 +105,11 @@ fn the_arm64_build_finds_the_same_faces_as_the_x86_build_under_emulation() {
     let dir = tempfile::tempdir().unwrap();
     let x86 = Path::new(env!("CARGO_BIN_EXE_fogd-vision"));
     let clip = dir.path().join("sample.mp4");
-    let o = Command::new(x86)
-        .args(["sample", "--seconds", "8", "--out"])
-        .arg(&clip)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "sample: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    sample_clip(&clip, 8, 1920, 1080, &[]);
     let inputs = [
         clip,
-        media().join("grace_hopper.jpg"),
-        media().join("astronaut.png"),
+        media_dir().join("grace_hopper.jpg"),
+        media_dir().join("astronaut.png"),
     ];
 
     let want = anonymize(&[], x86, &inputs, &dir.path().join("x86"));
@@ -177,32 +124,29 @@ fn the_arm64_build_finds_the_same_faces_as_the_x86_build_under_emulation() {
         "4 frames of the clip and 2 photos: {}",
         want.len()
     );
-    let (mut ious, mut max_score_diff, mut faint) = (Vec::new(), 0.0f64, 0);
+    let (mut ious, mut max_score_diff, mut faint) = (Vec::new(), 0.0f32, 0);
     for ((name, w), (_, g)) in want.iter().zip(&got) {
-        assert_eq!(
-            g["backend"], "onnxruntime",
-            "{name}: the arm64 build fell back: {g}"
-        );
-        assert_eq!(g["status"], w["status"], "{name}");
-        let (wf, gf) = (faces(w), faces(g));
+        assert_eq!(g.backend, "onnxruntime", "{name}: the arm64 build fell back");
+        assert_eq!(g.status, w.status, "{name}");
+        let (wf, gf) = (boxes(w), boxes(g));
         // Each way round: x86's faces in arm64's, then arm64's in x86's.
         for (from, to, what) in [(&wf, &gf, "x86 -> arm64"), (&gf, &wf, "arm64 -> x86")] {
-            for (b, score) in from {
+            for b in from {
                 let best = to
                     .iter()
-                    .map(|(ob, os)| (iou(b, ob), (os - score).abs()))
+                    .map(|o| (b.iou(o), (o.score - b.score).abs()))
                     .max_by(|x, y| x.0.total_cmp(&y.0));
                 let Some((iou, diff)) = best.filter(|m| m.0 >= 0.75) else {
                     assert!(
-                        *score < 0.15,
-                        "{name} ({what}): face {b:?} ({score}) not found: {wf:?} / {gf:?}"
+                        b.score < 0.15,
+                        "{name} ({what}): face {b:?} not found: {wf:?} / {gf:?}"
                     );
                     faint += 1;
                     continue;
                 };
                 assert!(
                     diff <= 0.15,
-                    "{name} ({what}): face {b:?} ({score}): IoU {iou}, score differs by {diff}"
+                    "{name} ({what}): face {b:?}: IoU {iou}, score differs by {diff}"
                 );
                 ious.push(iou);
                 max_score_diff = max_score_diff.max(diff);
@@ -210,7 +154,7 @@ fn the_arm64_build_finds_the_same_faces_as_the_x86_build_under_emulation() {
         }
     }
     assert!(ious.len() >= 20, "faces compared: {}", ious.len());
-    ious.sort_by(f64::total_cmp);
+    ious.sort_by(f32::total_cmp);
     let median = ious[ious.len() / 2];
     assert!(median >= 0.95, "median IoU {median}");
     eprintln!(

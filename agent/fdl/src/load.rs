@@ -130,11 +130,8 @@ fn load_text(text: &str, origin: &Path, opts: LoadOptions, mut report: Report) -
     let plain: Option<serde_json::Value> = serde_saphyr::from_str_with_options(text, options()).ok();
     if let Some(holes) = plain.as_ref().map(bare::placeholders).filter(|h| !h.is_empty()) {
         for (path, hole) in holes {
-            let (line, column) = text
-                .lines()
-                .enumerate()
-                .find_map(|(i, l)| l.find(&hole).map(|c| (i as u64 + 1, c as u64 + 1)))
-                .unzip();
+            // The field's own line (the same text may stand in a script above it).
+            let (line, column) = find_path_line(text, &path).unzip();
             report.diagnostics.push(Diagnostic {
                 severity: Severity::Error,
                 file: origin.to_path_buf(),

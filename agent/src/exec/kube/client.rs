@@ -52,9 +52,7 @@ impl Kube {
             .await
             .cloned()
     }
-}
 
-impl Kube {
     /// The API server's version (`fogd check`).
     pub async fn server_version(&self, cfg: &KubeConfig) -> Result<String, KubeError> {
         let client = self.client(cfg).await?;

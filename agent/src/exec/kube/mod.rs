@@ -10,7 +10,6 @@
 //! The API server unreachable: the invocation waits (nothing fails, nothing is lost) and is
 //! tried again; fogd stopping leaves it running in the journal, and the next start adopts the
 //! Job (creating it again answers 409: it is followed, not doubled).
-
 //!
 //! This module is the part without a cluster client (the Job's shape, its token, the pod's
 //! environment); `client` talks to the API server and is built with the `kube` feature (on by
