@@ -281,7 +281,12 @@ fn rate_args(spec: &SampleSpec) -> Vec<String> {
     if spec.bitrate_kbps > 0 {
         let b = format!("{}k", spec.bitrate_kbps);
         let buf = format!("{}k", spec.bitrate_kbps * 2);
+        // x264's rate control under frame or slice threads differs run to run; one thread
+        // (~40% slower) makes the same clip every time, so tests and bench rounds see the same
+        // pixels.
         a.extend([
+            "-threads".into(),
+            "1".into(),
             "-b:v".into(),
             b.clone(),
             "-maxrate".into(),
