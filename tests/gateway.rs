@@ -22,7 +22,7 @@ fn start(dir: &Path) -> FogdNode {
         Path::new(env!("CARGO_BIN_EXE_fogd")),
         dir,
         "gateway-test",
-        "gateway: {listen: '{listen}', max_body_bytes: 8388608}\n",
+        "gateway: {listen: '{listen}', max_body_bytes: 8388608, s3: {listen: '127.0.0.1:0'}}\n",
         None,
     )
 }

@@ -398,12 +398,14 @@ async fn start_gateway(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %addr, scheme, "OSCAR API ready");
+    let s3 = start_s3(&rt, tls.clone(), stop.clone())?;
     let admin = admin.with_max_failures(g.max_auth_failures_per_minute);
     let state = Arc::new(AppState {
         rt,
         admin,
         members,
         heartbeat,
+        s3,
     });
     let task = tokio::spawn(async move {
         let shutdown = async move {
@@ -414,6 +416,68 @@ async fn start_gateway(
         }
     });
     Ok((task, addr))
+}
+
+/// Binds the S3 endpoint over the local store (same TLS as the API). Its default port being
+/// taken (a MinIO on the box) is a warning, since nobody asked for that port; a port set in
+/// `gateway.s3.listen` must be free.
+fn start_s3(
+    rt: &Arc<Runtime>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<crate::gateway::s3::Announce>> {
+    use crate::config::S3EndpointConfig;
+    use crate::gateway::s3;
+    let c = &rt.cfg.gateway.s3;
+    if !c.enabled {
+        return Ok(None);
+    }
+    let listener = match std::net::TcpListener::bind(&c.listen) {
+        Ok(l) => l,
+        Err(e) if c.listen == S3EndpointConfig::DEFAULT_LISTEN => {
+            tracing::warn!(
+                "S3 endpoint not started: {} is taken ({e}); set gateway.s3.listen to a free address, or gateway.s3.enabled: false",
+                c.listen
+            );
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(DaemonError::Listen {
+                addr: c.listen.clone(),
+                source,
+            })
+        }
+    };
+    let addr = listener.local_addr().map_err(|source| DaemonError::Listen {
+        addr: c.listen.clone(),
+        source,
+    })?;
+    let keys_path = rt.data.s3_keys();
+    let keys = s3::Keys::load_or_create(&keys_path).map_err(|source| DaemonError::Io {
+        path: keys_path,
+        source,
+    })?;
+    let announce = s3::Announce {
+        addr,
+        https: tls.is_some(),
+        public_url: c.public_url.clone(),
+        region: c.region.clone(),
+        keys: keys.clone(),
+    };
+    let app = s3::router(s3::service(rt.clone(), &keys));
+    let g = rt.cfg.gateway.clone();
+    let sweeper = s3::sweep_uploads(rt);
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::gateway::serve_app(app, &g, listener, tls, shutdown).await {
+            tracing::error!("S3 endpoint: {e}");
+        }
+        sweeper.abort();
+    });
+    tracing::info!(listen = %addr, endpoint = %announce.endpoint(None), "S3 endpoint ready (keys in {})", rt.data.s3_keys().display());
+    Ok(Some(announce))
 }
 
 /// When systemd asks for watchdog pings (WatchdogSec=), pings at half its interval, and only

@@ -38,6 +38,17 @@ impl DataDir {
         self.store().join(ingest_path.trim_end_matches('/'))
     }
 
+    /// The S3 endpoint's admin keys (access and secret, 0600).
+    pub fn s3_keys(&self) -> PathBuf {
+        self.0.join("s3-keys")
+    }
+
+    /// Multipart uploads in progress on the S3 endpoint, one folder each (outside the store:
+    /// parts are not objects and trigger nothing).
+    pub fn s3_uploads(&self) -> PathBuf {
+        self.0.join("s3-uploads")
+    }
+
     /// Invocations' work folders.
     pub fn work(&self) -> PathBuf {
         self.0.join("work")

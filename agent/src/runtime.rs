@@ -169,8 +169,26 @@ impl Runtime {
                 });
             }
         }
+        self.make_local_paths(&merged);
         *self.workflow.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
         Ok(problems)
+    }
+
+    /// Makes the folders of the services' paths in the local store, as OSCAR makes its buckets
+    /// and folders when a service is created: S3 clients can list them and put into them.
+    fn make_local_paths(&self, wf: &Workflow) {
+        let local = ProviderRef::new(fdl::ProviderKind::Minio, "default");
+        for b in wf.services.iter().flat_map(|s| s.inputs.iter().chain(&s.outputs)) {
+            if b.provider != local || b.path.is_empty() {
+                continue;
+            }
+            let dir = self.data.store_object(&b.path);
+            if crate::store::check_key(&format!("{}/", b.path)).is_ok() {
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!(path = %dir.display(), "cannot make the folder of a service's path: {e}");
+                }
+            }
+        }
     }
 
     pub fn service(&self, name: &str) -> Result<Service> {

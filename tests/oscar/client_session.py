@@ -23,7 +23,7 @@ def step(name, ok, detail=""):
 info = client.get_cluster_info().json()
 step("get_cluster_info", info["serverless_backend"]["name"] == "fogd", json.dumps(info))
 cfg = client.get_cluster_config().json()
-step("get_cluster_config", "minio_provider" in cfg and cfg["name"], json.dumps(cfg)[:120])
+step("get_cluster_config", cfg["minio_provider"]["endpoint"].startswith("http") and cfg["config"]["name"] == "oscar", json.dumps(cfg)[:160])
 
 r = client.create_service(fdl)
 step("create_service from an FDL file", r.status_code == 201, str(r.status_code))

@@ -35,6 +35,40 @@ pub struct GatewayConfig {
     /// Wrong passwords from one address within a minute before it is answered 429 (without
     /// hashing) until the minute is over.
     pub max_auth_failures_per_minute: u32,
+    /// The S3 endpoint over the local store (what OSCAR announces as its MinIO).
+    pub s3: S3EndpointConfig,
+}
+
+/// `gateway.s3`: an S3-compatible endpoint over `data_dir/store`, on a port of its own (S3
+/// clients address buckets at the root of the URL, where the OSCAR API has its paths).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3EndpointConfig {
+    pub enabled: bool,
+    /// Loopback unless said otherwise, as the API. When this default port is taken (a MinIO on
+    /// the box) fogd warns and runs without the endpoint; a port set here must be free.
+    pub listen: String,
+    /// The URL `/system/config` announces, when clients reach the endpoint by another name
+    /// (behind NAT, a proxy, or listening on 0.0.0.0). Default: the address it listens on,
+    /// with the host the client used for the API when that address is unspecified.
+    pub public_url: Option<String>,
+    /// The region clients sign for.
+    pub region: String,
+}
+
+impl S3EndpointConfig {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9000";
+}
+
+impl Default for S3EndpointConfig {
+    fn default() -> Self {
+        S3EndpointConfig {
+            enabled: true,
+            listen: Self::DEFAULT_LISTEN.into(),
+            public_url: None,
+            region: "us-east-1".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +91,7 @@ impl Default for GatewayConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_auth_failures_per_minute: 10,
+            s3: S3EndpointConfig::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ mod units;
 
 pub(crate) use units::{byte_size, humantime_serde_compat};
 
-pub use gateway::{GatewayConfig, TlsConfig};
+pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
 };

@@ -6,6 +6,7 @@ mod body;
 pub mod guard;
 mod invoke;
 mod logs;
+pub mod s3;
 mod services;
 mod supervisor;
 mod system;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub members: crate::ingest::status::Members,
     /// When the scheduler's loop last turned (ms since the epoch), for `/health/live`.
     pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
+    /// The S3 endpoint, when it runs (announced by `/system/config`).
+    pub s3: Option<s3::Announce>,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -149,8 +152,31 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         // Routes only: an unknown path is 404 for anyone, as in OSCAR.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::gate))
-        .fallback(|| async { ApiError::not_found("no such path in the OSCAR API") })
+        .fallback(trailing_slash)
         .with_state(state)
+}
+
+/// An unknown path: 404, but for a known one with a `/` added (oscar-python asks for
+/// `/system/config/`), sent to the path without it as OSCAR's router does (301 for GET and HEAD,
+/// 307 otherwise, which keeps the method and body).
+async fn trailing_slash(uri: axum::http::Uri, method: axum::http::Method) -> Response {
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() < path.len() && !trimmed.is_empty() {
+        let to = match uri.query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let status = if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+            StatusCode::MOVED_PERMANENTLY
+        } else {
+            StatusCode::TEMPORARY_REDIRECT
+        };
+        if let Ok(loc) = header::HeaderValue::from_str(&to) {
+            return (status, [(header::LOCATION, loc)]).into_response();
+        }
+    }
+    ApiError::not_found("no such path in the OSCAR API").into_response()
 }
 
 /// Prometheus' scrape: not authenticated (the gateway listens on loopback unless told otherwise).
@@ -187,9 +213,6 @@ async fn metrics(s: State, headers: axum::http::HeaderMap) -> impl IntoResponse 
 }
 
 /// Serves (HTTPS when `tls` is given) until `shutdown` completes; running requests finish.
-/// HTTP/1.1 only (what OSCAR's clients speak), with every connection bounded: a slot among
-/// `max_connections` (at most half the open-files limit) and `max_connections_per_ip`, and
-/// `header_timeout` for each request head, the first and every keep-alive one.
 pub async fn serve(
     state: Arc<AppState>,
     listener: std::net::TcpListener,
@@ -197,6 +220,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let g = state.rt.cfg.gateway.clone();
+    serve_app(router(state), &g, listener, tls, shutdown).await
+}
+
+/// Serves `app` as the gateway serves everything (the API, the S3 endpoint). HTTP/1.1 only
+/// (what OSCAR's and S3's clients speak), with every connection bounded: a slot among
+/// `max_connections` (at most half the open-files limit) and `max_connections_per_ip`, and
+/// `header_timeout` for each request head, the first and every keep-alive one.
+pub async fn serve_app(
+    app: Router,
+    g: &crate::config::GatewayConfig,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let nofile = guard::raise_nofile_limit();
     let max = g.max_connections.min((nofile / 2) as usize);
     if max < g.max_connections {
@@ -213,7 +250,7 @@ pub async fn serve(
         shutdown.await;
         h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     listener.set_nonblocking(true)?;
     let mut server = axum_server::from_tcp(listener)?
         .handle(handle)

@@ -13,9 +13,18 @@ use crate::fdl::{self, Script, Service};
 
 /// Checks a service definition and returns its name.
 fn check(body: &[u8]) -> Result<(String, Value), ApiError> {
-    let value: Value = serde_json::from_slice(body)
+    let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
-    let r = fdl::load_api_service(body, std::path::Path::new("request"));
+    // `minio.default` is the cluster's own store, set by the cluster (OSCAR overrides whatever
+    // a body says of it): a service read back and sent again must not point it elsewhere.
+    if let Some(m) = value
+        .pointer_mut("/storage_providers/minio")
+        .and_then(Value::as_object_mut)
+    {
+        m.remove("default");
+    }
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    let r = fdl::load_api_service(&body, std::path::Path::new("request"));
     let errors: Vec<String> = r
         .errors()
         .map(|d| {
@@ -48,6 +57,23 @@ fn service_json(s: &State, svc: &Service) -> Result<Value, ApiError> {
     if let Some(o) = v.as_object_mut() {
         o.insert("token".into(), json!(token));
         o.entry("cluster_id").or_insert(json!(s.rt.node));
+        // As OSCAR: the service's label, and `minio.default` among its providers (the node's
+        // S3 endpoint; clients take the keys from /system/config, as oscar-python does).
+        let labels = o.entry("labels").or_insert(json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("oscar_service".into(), json!(svc.name));
+        }
+        let providers = o.entry("storage_providers").or_insert(json!({}));
+        if let Some(p) = providers.as_object_mut() {
+            let minio = p.entry("minio").or_insert(json!({}));
+            if let Some(m) = minio.as_object_mut() {
+                let endpoint = s.s3.as_ref().map(|a| a.endpoint(None)).unwrap_or_default();
+                m.entry("default").or_insert(json!({
+                    "endpoint": endpoint, "verify": s.s3.as_ref().is_some_and(|a| a.https),
+                    "access_key": "", "secret_key": "", "region": s.rt.cfg.gateway.s3.region,
+                }));
+            }
+        }
     }
     Ok(v)
 }

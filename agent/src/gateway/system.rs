@@ -23,19 +23,40 @@ pub async fn info() -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// fogd has no MinIO of its own: its `minio.default` is a local folder. The provider is given
-/// in OSCAR's shape so that clients parse it, with no endpoint to upload to.
-pub async fn config(s: State) -> Result<Json<Value>, ApiError> {
+/// OSCAR's `/system/config`: the cluster's settings, and the MinIO provider its clients upload
+/// through, which here is fogd's own S3 endpoint over the local store, with the admin's keys
+/// (the caller is the admin: the gate let it through). Without the endpoint (disabled, or its
+/// port taken) the provider is there with an empty endpoint, as OSCAR's shape wants.
+pub async fn config(s: State, headers: axum::http::HeaderMap) -> Result<Json<Value>, ApiError> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let minio = match &s.s3 {
+        Some(a) => json!({
+            "endpoint": a.endpoint(host),
+            "verify": a.https,
+            "access_key": a.keys.access,
+            "secret_key": a.keys.secret,
+            "region": a.region,
+        }),
+        None => {
+            json!({"endpoint": "", "verify": false, "access_key": "", "secret_key": "", "region": "us-east-1"})
+        }
+    };
     Ok(Json(json!({
-        "name": s.rt.node,
-        "namespace": "",
-        "services_namespace": "",
-        "gpu_available": false,
-        "interLink_available": false,
-        "serverless_backend": "fogd",
-        "yunikorn_enable": false,
-        "oidc_groups": [],
-        "minio_provider": {"endpoint": "", "region": "us-east-1", "access_key": "", "secret_key": "", "verify": false},
+        "config": {
+            // OSCAR's deployment name; the node's own name is fogd's addition.
+            "name": "oscar",
+            "fogd_node": s.rt.node,
+            "namespace": "",
+            "services_namespace": "",
+            "gpu_available": false,
+            "interLink_available": false,
+            "yunikorn_enable": false,
+            "oidc_groups": "",
+        },
+        "minio_provider": minio,
+        "allowed_image_repositories": [],
     })))
 }
 

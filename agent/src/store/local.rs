@@ -15,7 +15,8 @@ pub struct LocalStore {
     root: PathBuf,
 }
 
-const TMP_PREFIX: &str = ".fogd-tmp-";
+/// Names of writes in progress (never listed).
+pub const TMP_PREFIX: &str = ".fogd-tmp-";
 
 impl LocalStore {
     pub fn new(name: impl Into<String>, root: PathBuf) -> LocalStore {
@@ -44,6 +45,11 @@ impl LocalStore {
         blocking(move || put_blocking(&src, &dst, key)).await
     }
 
+    /// An object written as it arrives; it appears under `key` at `commit`.
+    pub async fn writer(&self, key: &str) -> Result<super::ObjectWriter> {
+        super::ObjectWriter::create(key, self.path_of(key)).await
+    }
+
     pub async fn get_file(&self, key: &str, dst: &Path) -> Result<ObjectMeta> {
         let src = self.path_of(key);
         let (dst, key, name) = (dst.to_path_buf(), key.to_string(), self.name.clone());
@@ -56,7 +62,7 @@ impl LocalStore {
                 Err(e) => return Err(StoreError::io(&src, e)),
             };
             let mut to = File::create(&dst).map_err(|e| StoreError::io(&dst, e))?;
-            let (size, etag) = copy_hashing(&mut from, &mut to, &src, &dst)?;
+            let (size, etag, _) = copy_hashing(&mut from, &mut to, &src, &dst)?;
             Ok(ObjectMeta { key, size, etag })
         })
         .await
@@ -123,8 +129,9 @@ fn put_blocking(src: &Path, dst: &Path, key: String) -> Result<ObjectMeta> {
     let result = (|| {
         let mut from = File::open(src).map_err(|e| StoreError::io(src, e))?;
         let mut to = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let (size, etag) = copy_hashing(&mut from, &mut to, src, &tmp)?;
+        let (size, etag, md5) = copy_hashing(&mut from, &mut to, src, &tmp)?;
         to.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        super::writer::remember_etag(&to, &md5);
         std::fs::rename(&tmp, dst).map_err(|e| StoreError::io(dst, e))?;
         // The rename is durable only once the folder is synced.
         File::open(dir)
@@ -177,14 +184,16 @@ pub fn file_digests(path: &Path) -> Result<(u64, String, String)> {
     Ok((total, format!("{:032x}", h.digest128()), md5))
 }
 
-/// Copies and hashes in one pass. Returns (bytes, xxh3-128 hex).
+/// Copies and hashes in one pass. Returns (bytes, xxh3-128 hex, MD5 hex: the S3 ETag).
 pub(crate) fn copy_hashing(
     from: &mut impl Read,
     to: &mut impl Write,
     src: &Path,
     dst: &Path,
-) -> Result<(u64, String)> {
+) -> Result<(u64, String, String)> {
+    use md5::Digest;
     let mut h = Xxh3::new();
+    let mut m = md5::Md5::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -193,10 +202,15 @@ pub(crate) fn copy_hashing(
             break;
         }
         h.update(&buf[..n]);
+        m.update(&buf[..n]);
         to.write_all(&buf[..n]).map_err(|e| StoreError::io(dst, e))?;
         total += n as u64;
     }
-    Ok((total, format!("{:032x}", h.digest128())))
+    Ok((
+        total,
+        format!("{:032x}", h.digest128()),
+        hex::encode(m.finalize()),
+    ))
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {

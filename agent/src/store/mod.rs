@@ -4,12 +4,14 @@
 mod links;
 mod local;
 mod s3;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
 pub use links::{Link, Links};
-pub use local::{content_hash, file_digests, sync_filesystem, LocalStore};
+pub use local::{content_hash, file_digests, sync_filesystem, LocalStore, TMP_PREFIX};
 pub use s3::S3Store;
+pub use writer::{etag_of, ObjectWriter};
 
 use crate::fdl::{Provider, ProviderKind, ProviderSettings};
 

@@ -31,7 +31,8 @@ impl FogdNode {
         let gateway = if extra.lines().any(|l| l.starts_with("gateway:")) {
             String::new()
         } else {
-            format!("gateway:\n  listen: {addr}\n")
+            // The S3 endpoint on a port of its own choosing: nodes run side by side.
+            format!("gateway:\n  listen: {addr}\n  s3: {{listen: '127.0.0.1:0'}}\n")
         };
         let cfg = dir.join("fogd.yaml");
         std::fs::write(

@@ -1,0 +1,242 @@
+//! Multipart uploads of the S3 endpoint: one folder per upload under `data_dir/s3-uploads`
+//! (its object's bucket, key and uploader in `upload.json`, each part a file with its MD5
+//! beside it). Completing joins the parts into the store as one object written like any other;
+//! uploads left unfinished for a week are removed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use md5::Digest;
+use s3s::dto::{CompletedPart, StreamingBlob};
+use s3s::{s3_error, S3Result};
+use serde::{Deserialize, Serialize};
+
+use super::ops::{store_err, FogS3};
+use crate::store::ObjectMeta;
+
+/// S3's bounds: parts numbered 1 to 10,000, each but the last at least 5 MiB, at most 5 GiB.
+const MAX_PART_NUMBER: i32 = 10_000;
+const MIN_PART_BYTES: u64 = 5 << 20;
+const MAX_PART_BYTES: u64 = 5 << 30;
+pub const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Serialize, Deserialize)]
+struct Upload {
+    bucket: String,
+    key: String,
+    /// The access key that began it: only that key may add to it, finish or abort it.
+    owner: Option<String>,
+}
+
+pub struct Uploads {
+    dir: PathBuf,
+}
+
+fn io(path: &std::path::Path, e: std::io::Error) -> s3s::S3Error {
+    store_err(crate::store::StoreError::io(path, e))
+}
+
+impl Uploads {
+    pub fn new(dir: PathBuf) -> Uploads {
+        Uploads { dir }
+    }
+
+    pub async fn create(&self, bucket: &str, key: &str, owner: Option<String>) -> S3Result<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let d = self.dir.join(&id);
+        tokio::fs::create_dir_all(&d).await.map_err(|e| io(&d, e))?;
+        let u = Upload {
+            bucket: bucket.into(),
+            key: key.into(),
+            owner,
+        };
+        let f = d.join("upload.json");
+        let json = serde_json::to_vec(&u).unwrap_or_default();
+        tokio::fs::write(&f, json).await.map_err(|e| io(&f, e))?;
+        Ok(id)
+    }
+
+    /// The upload's folder, once the id, object and uploader are its own.
+    async fn open(&self, id: &str, bucket: &str, key: &str, owner: &Option<String>) -> S3Result<PathBuf> {
+        // Ids are ours (hex); anything else names no upload (and no path).
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        let d = self.dir.join(id);
+        let text = tokio::fs::read(d.join("upload.json"))
+            .await
+            .map_err(|_| s3_error!(NoSuchUpload))?;
+        let u: Upload = serde_json::from_slice(&text).map_err(|_| s3_error!(NoSuchUpload))?;
+        if u.bucket != bucket || u.key != key {
+            return Err(s3_error!(NoSuchUpload, "upload `{id}` is for another object"));
+        }
+        if &u.owner != owner {
+            return Err(s3_error!(
+                AccessDenied,
+                "upload `{id}` was begun with other credentials"
+            ));
+        }
+        Ok(d)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_part(
+        &self,
+        id: &str,
+        bucket: &str,
+        key: &str,
+        owner: Option<String>,
+        number: i32,
+        body: Option<StreamingBlob>,
+        content_length: Option<i64>,
+        content_md5: Option<&str>,
+    ) -> S3Result<String> {
+        if !(1..=MAX_PART_NUMBER).contains(&number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers run from 1 to {MAX_PART_NUMBER}"
+            ));
+        }
+        let d = self.open(id, bucket, key, &owner).await?;
+        let tmp = d.join(format!("part-{number}.{}", uuid::Uuid::new_v4().simple()));
+        let r = write_part(&tmp, body, content_length, content_md5).await;
+        let md5 = match r {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let part = d.join(format!("part-{number}"));
+        tokio::fs::write(d.join(format!("part-{number}.md5")), &md5)
+            .await
+            .map_err(|e| io(&d, e))?;
+        tokio::fs::rename(&tmp, &part).await.map_err(|e| io(&part, e))?;
+        Ok(md5)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete(
+        &self,
+        s3: &FogS3,
+        id: &str,
+        bucket: &str,
+        key: &str,
+        store_key: &str,
+        owner: Option<String>,
+        parts: Vec<CompletedPart>,
+    ) -> S3Result<(ObjectMeta, String)> {
+        use tokio::io::AsyncReadExt;
+        let d = self.open(id, bucket, key, &owner).await?;
+        if parts.is_empty() {
+            return Err(s3_error!(MalformedXML, "no parts listed"));
+        }
+        // Check every part before writing anything.
+        let mut files = Vec::with_capacity(parts.len());
+        let mut joined = md5::Md5::new();
+        let mut prev = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let n = p.part_number.unwrap_or(0);
+            if n <= prev {
+                return Err(s3_error!(InvalidPartOrder));
+            }
+            prev = n;
+            let stored = tokio::fs::read_to_string(d.join(format!("part-{n}.md5")))
+                .await
+                .map_err(|_| s3_error!(InvalidPart, "part {n} was not uploaded"))?;
+            let given = p.e_tag.as_ref().map(|e| e.value().trim_matches('"').to_string());
+            if given.as_deref().is_some_and(|g| g != stored) {
+                return Err(s3_error!(InvalidPart, "part {n}: ETag does not match"));
+            }
+            let file = d.join(format!("part-{n}"));
+            let len = tokio::fs::metadata(&file).await.map_err(|e| io(&file, e))?.len();
+            if len < MIN_PART_BYTES && i + 1 < parts.len() {
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "part {n} is {len} bytes; all but the last must be 5 MiB or more"
+                ));
+            }
+            joined.update(hex::decode(&stored).unwrap_or_default());
+            files.push(file);
+        }
+        let etag = format!("{}-{}", hex::encode(joined.finalize()), parts.len());
+        let store = crate::store::LocalStore::new("minio.default", s3.root.clone());
+        let mut w = store.writer(store_key).await.map_err(store_err)?;
+        let mut buf = vec![0u8; 1 << 20];
+        for f in &files {
+            let mut src = tokio::fs::File::open(f).await.map_err(|e| io(f, e))?;
+            loop {
+                let n = src.read(&mut buf).await.map_err(|e| io(f, e))?;
+                if n == 0 {
+                    break;
+                }
+                w.write(&buf[..n]).await.map_err(store_err)?;
+            }
+        }
+        let done = w.commit(Some(etag)).await.map_err(store_err)?;
+        let _ = tokio::fs::remove_dir_all(&d).await;
+        Ok(done)
+    }
+
+    pub async fn abort(&self, id: &str, bucket: &str, key: &str, owner: Option<String>) -> S3Result<()> {
+        let d = self.open(id, bucket, key, &owner).await?;
+        tokio::fs::remove_dir_all(&d).await.map_err(|e| io(&d, e))
+    }
+
+    /// Removes uploads untouched for `age`. Returns how many.
+    pub fn sweep(&self, age: Duration) -> usize {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|el| el >= age);
+            if old && std::fs::remove_dir_all(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Writes one part; returns its MD5 (hex).
+async fn write_part(
+    path: &std::path::Path,
+    body: Option<StreamingBlob>,
+    content_length: Option<i64>,
+    content_md5: Option<&str>,
+) -> S3Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path).await.map_err(|e| io(path, e))?;
+    let mut m = md5::Md5::new();
+    let mut size = 0u64;
+    if let Some(mut body) = body {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| s3_error!(IncompleteBody, "the body was cut short: {e}"))?;
+            size += chunk.len() as u64;
+            if size > MAX_PART_BYTES {
+                return Err(s3_error!(EntityTooLarge, "a part is 5 GiB at most"));
+            }
+            m.update(&chunk);
+            f.write_all(&chunk).await.map_err(|e| io(path, e))?;
+        }
+    }
+    f.flush().await.map_err(|e| io(path, e))?;
+    if content_length.is_some_and(|n| n >= 0 && n as u64 != size) {
+        return Err(s3_error!(IncompleteBody));
+    }
+    let digest = m.finalize();
+    if let Some(want) = content_md5 {
+        use base64::Engine;
+        if base64::engine::general_purpose::STANDARD.encode(digest) != want {
+            return Err(s3_error!(BadDigest, "Content-MD5 does not match the part"));
+        }
+    }
+    Ok(hex::encode(digest))
+}
