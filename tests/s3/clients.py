@@ -181,6 +181,15 @@ step("an unsigned request is refused", code == ("AccessDenied", 403), code)
 code = error_code(lambda: s3.put_object(Bucket="bulk", Key="a/../../escape.txt", Body=b"x"))
 step("a key with `..` is refused", code[1] == 400 and not os.path.exists(os.path.join(work, "escape.txt")), code)
 
+# Camera footage lands in ingest.path (cameras/incoming/) raw: it may be put, never read out.
+s3.create_bucket(Bucket="cameras")
+s3.put_object(Bucket="cameras", Key="incoming/cam1.mp4", Body=b"raw video")
+code = error_code(lambda: s3.get_object(Bucket="cameras", Key="incoming/cam1.mp4"))
+step("raw camera footage is never read out", code == ("AccessDenied", 403), code)
+code = error_code(lambda: s3.copy_object(Bucket="bulk", Key="stolen.mp4",
+                                         CopySource={"Bucket": "cameras", "Key": "incoming/cam1.mp4"}))
+step("nor copied out", code == ("AccessDenied", 403), code)
+
 # A service's own keys (its name and token) reach its buckets only.
 token = oscar.get_service("upper").json()["token"]
 svc = boto3.client("s3", endpoint_url=mp["endpoint"], aws_access_key_id="upper", aws_secret_access_key=token,

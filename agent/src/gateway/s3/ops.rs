@@ -23,13 +23,33 @@ pub struct FogS3 {
     rt: Arc<Runtime>,
     pub(super) root: PathBuf,
     pub(super) uploads: Uploads,
+    /// Where camera items land before they are anonymised (`ingest.path`, `bucket/folder/`):
+    /// they may be put there, never read back out.
+    raw: String,
 }
 
 impl FogS3 {
     pub fn new(rt: Arc<Runtime>) -> FogS3 {
         let root = rt.data.store();
         let uploads = Uploads::new(rt.data.s3_uploads());
-        FogS3 { rt, root, uploads }
+        let raw = format!("{}/", rt.cfg.ingest.path.trim_matches('/'));
+        FogS3 {
+            rt,
+            root,
+            uploads,
+            raw,
+        }
+    }
+
+    /// Raw camera footage never leaves the node, whoever asks.
+    fn refuse_raw(&self, bucket: &str, key: &str) -> S3Result<()> {
+        if format!("{bucket}/{key}").starts_with(&self.raw) {
+            return Err(s3_error!(
+                AccessDenied,
+                "`{bucket}/{key}` is raw camera footage (ingest.path): it is anonymised on the node and never read out"
+            ));
+        }
+        Ok(())
     }
 
     fn bucket_dir(&self, bucket: &str) -> S3Result<PathBuf> {
@@ -562,6 +582,7 @@ impl S3 for FogS3 {
         let CopySource::Bucket { bucket, key, .. } = &i.copy_source else {
             return Err(s3_error!(NotImplemented, "copies from access points"));
         };
+        self.refuse_raw(bucket, key)?;
         let src = self.find(bucket, key).await?;
         if src.meta.is_dir() {
             return Err(s3_error!(InvalidArgument, "a folder marker cannot be copied"));
@@ -601,6 +622,7 @@ impl S3 for FogS3 {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         use tokio::io::AsyncSeekExt;
         let i = req.input;
+        self.refuse_raw(&i.bucket, &i.key)?;
         let f = self.find(&i.bucket, &i.key).await?;
         let len = if f.meta.is_dir() { 0 } else { f.meta.len() };
         let (range, content_range) = match &i.range {
