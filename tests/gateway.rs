@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,12 +36,6 @@ fn fogd(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("fogd")
 }
 
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(venv.exists(), "{} missing: run scripts/setup", venv.display());
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oscar_python_bad_requests_and_load() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -57,24 +51,17 @@ async fn oscar_python_bad_requests_and_load() {
         &["put", "minio/uploads/photo.txt", photo.to_str().unwrap_or("")],
     );
     assert!(put.status.success(), "{put:?}");
-    let out = Command::new(python())
-        .arg(here.join("client_session.py"))
-        .arg(&g.url)
-        .arg(PASSWORD)
-        .arg(here.join("shout.yaml"))
-        .arg(tmp.path())
-        .output()
-        .expect("python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let shout = here.join("shout.yaml");
+    let (ok, text) = common::run_python(
+        &here.join("client_session.py"),
+        &[
+            g.url.as_ref(),
+            PASSWORD.as_ref(),
+            shout.as_os_str(),
+            tmp.path().as_os_str(),
+        ],
     );
-    println!("{text}");
-    assert!(
-        out.status.success() && text.contains("all steps passed"),
-        "{text}"
-    );
+    assert!(ok && text.contains("all steps passed"), "{text}");
 
     // 2. Bad requests: the right status, a JSON error, nothing written.
     let http = reqwest::Client::new();

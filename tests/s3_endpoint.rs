@@ -4,16 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::FogdNode;
-
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(venv.exists(), "{} missing: run scripts/setup", venv.display());
-    venv
-}
 
 #[test]
 fn real_s3_clients_upload_list_fetch_and_trigger_through_the_endpoint() {
@@ -28,22 +21,13 @@ fn real_s3_clients_upload_list_fetch_and_trigger_through_the_endpoint() {
     );
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("work");
-    let out = Command::new(python())
-        .arg(here.join("clients.py"))
-        .arg(&node.url)
-        .arg(&node.password)
-        .arg(&work)
-        .output()
-        .expect("python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::run_python(
+        &here.join("clients.py"),
+        &[node.url.as_ref(), node.password.as_ref(), work.as_os_str()],
     );
-    println!("{text}");
     let log = std::fs::read_to_string(node.dir.join("fogd.log")).unwrap_or_default();
     assert!(
-        out.status.success() && text.contains("all steps passed"),
+        ok && text.contains("all steps passed"),
         "{text}\n--- fogd.log (tail) ---\n{}",
         log.lines()
             .rev()

@@ -278,3 +278,22 @@ pub fn wait_registered(data: &Path) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs a Python script of the tests with the venv's interpreter (the real clients from PyPI):
+/// whether it exited 0, and what it printed (stdout then stderr), which is also echoed.
+pub fn run_python(script: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(venv.exists(), "{} missing: run scripts/setup", venv.display());
+    let out = std::process::Command::new(venv)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    (out.status.success(), text)
+}
