@@ -100,6 +100,10 @@ impl Runtime {
         let mut workflows = Vec::new();
         for f in &files {
             let r = fdl::load_file(f, LoadOptions::default());
+            // What the file asks and fogd does not do (expose, volume, ...) is said at every start.
+            for d in r.warnings() {
+                tracing::warn!("{}: {d}", f.display());
+            }
             if !r.is_valid() {
                 let errors: Vec<String> = r.errors().map(|d| format!("  {d}")).collect();
                 return Err(RuntimeError::Fdl {

@@ -34,6 +34,7 @@ def error_code(fn):
     return None, 200
 
 
+admin = ("oscar", password)
 oscar = Client({"cluster_id": "fogd", "endpoint": api, "user": "oscar", "password": password, "ssl": False})
 cfg = oscar.get_cluster_config().json()
 mp = cfg["minio_provider"]
@@ -155,6 +156,18 @@ pages = list(s3.get_paginator("list_objects").paginate(Bucket="many", Pagination
 step("ListObjects (v1) pages too", sum(len(p.get("Contents", [])) for p in pages) == 2500, len(pages))
 top = s3.list_objects_v2(Bucket="s3in", Delimiter="/")
 step("delimiter listing", [p["Prefix"] for p in top.get("CommonPrefixes", [])] == ["in/", "out/"], top.get("CommonPrefixes"))
+# OSCAR's bucket API pages the same bucket (1,000 objects a page, `page` to go on).
+names, page, pages = [], "", 0
+while True:
+    r = requests.get(f"{api}/system/buckets/many", params={"page": page} if page else None, auth=admin, timeout=30)
+    body = r.json()
+    names += [o["object_name"] for o in body["objects"]]
+    pages += 1
+    if not body["is_truncated"]:
+        break
+    page = body["next_page"]
+step("GET /system/buckets/{b} pages over 2,500 objects", r.status_code == 200 and pages == 3 and names == keys
+     and body["storage_usage"] == sum(len(k) for k in keys), (pages, len(names), body.get("storage_usage")))
 code = error_code(lambda: s3.delete_bucket(Bucket="many"))
 step("a bucket with objects is not deleted", code == ("BucketNotEmpty", 409), code)
 for i in range(0, 2500, 1000):
@@ -199,7 +212,79 @@ code = error_code(lambda: svc.get_object(Bucket="bulk", Key="small.txt"))
 step("a service's keys reach its own buckets only", code == ("AccessDenied", 403), code)
 wait_jobs(3)
 
-# --- 3. rclone (checks every file's MD5 against the ETags) ---------------------------------
+# --- 3. OSCAR's bucket API and mounts -------------------------------------------------------
+def api_call(method, path, body=None, auth=admin):
+    r = requests.request(method, f"{api}{path}", json=body, auth=auth, timeout=30)
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, r.text
+
+
+code, _ = api_call("POST", "/system/buckets", {"bucket_name": "shared", "visibility": "private"})
+step("POST /system/buckets", code == 201, code)
+step("  again: 400", api_call("POST", "/system/buckets", {"bucket_name": "shared"})[0] == 400)
+step("  a bad name: 400", api_call("POST", "/system/buckets", {"bucket_name": "No_Such"})[0] == 400)
+step("  a bad visibility: 400", api_call("POST", "/system/buckets", {"bucket_name": "abc", "visibility": "open"})[0] == 400)
+step("  without credentials: 401", api_call("POST", "/system/buckets", {"bucket_name": "abc"}, auth=None)[0] == 401)
+code, listed = api_call("GET", "/system/buckets")
+by_name = {b["bucket_name"]: b for b in listed}
+step("GET /system/buckets", code == 200 and by_name["shared"]["visibility"] == "private"
+     and by_name["shared"]["owner"] == "oscar" and by_name["s3in"]["metadata"].get("service") == "true", listed)
+code, one = api_call("GET", "/system/buckets/bulk")
+step("GET /system/buckets/{b}: objects, usage", code == 200 and one["storage_usage"] == (100 << 20) + 3
+     and {o["object_name"] for o in one["objects"]} == {"dir/big.bin", "small.txt"}, {k: one[k] for k in one if k != "objects"})
+step("  an unknown bucket: 404", api_call("GET", "/system/buckets/nosuchbucket")[0] == 404)
+
+# Visibility, as the services' own keys see it: private, then restricted to `upper`.
+code = error_code(lambda: svc.put_object(Bucket="shared", Key="x.txt", Body=b"x"))
+step("a private bucket is not a service's", code == ("AccessDenied", 403), code)
+code, _ = api_call("PUT", "/system/buckets", {"bucket_name": "shared", "visibility": "restricted", "allowed_users": ["upper"]})
+step("PUT /system/buckets (restricted to upper)", code == 204, code)
+svc.put_object(Bucket="shared", Key="files/from-service.txt", Body=b"mounted\n")
+step("  now the service's keys reach it", True)
+step("  an unknown bucket: 404", api_call("PUT", "/system/buckets", {"bucket_name": "nosuchbucket", "visibility": "public"})[0] == 404)
+
+# Presigned URLs from the API (OSCAR's shape), for the S3 endpoint.
+code, p = api_call("POST", "/system/buckets/bulk/presign", {"object_key": "small.txt", "operation": "download"})
+r = requests.get(p["url"], timeout=10) if code == 200 else None
+step("POST /system/buckets/{b}/presign (download)", code == 200 and p["method"] == "GET" and r.content == b"abc", p)
+code, p = api_call("POST", "/system/buckets/bulk/presign", {"object_key": "up/new.txt", "operation": "upload", "expires_in": 60})
+r = requests.put(p["url"], data=b"via presign", timeout=10) if code == 200 else None
+step("  (upload)", code == 200 and r.status_code == 200
+     and s3.get_object(Bucket="bulk", Key="up/new.txt")["Body"].read() == b"via presign", p)
+step("  an hour at most: 400", api_call("POST", "/system/buckets/bulk/presign",
+                                        {"object_key": "a", "operation": "download", "expires_in": 7200})[0] == 400)
+step("  upload or download only: 400", api_call("POST", "/system/buckets/bulk/presign",
+                                                {"object_key": "a", "operation": "delete"})[0] == 400)
+step("  an unknown bucket: 404", api_call("POST", "/system/buckets/nosuchbucket/presign",
+                                          {"object_key": "a", "operation": "download"})[0] == 404)
+
+# mount: the bucket folder is the script's (MOUNT_PATH); a public bucket is refused (500, as OSCAR).
+api_call("POST", "/system/buckets", {"bucket_name": "open", "visibility": "public"})
+lister = {"name": "lister", "image": "debian:bookworm-slim", "memory": "64Mi", "cpu": "0.2",
+          "script": "#!/bin/sh\nls \"$MOUNT_PATH\" > \"$TMP_OUTPUT_DIR/listing.txt\"\n",
+          "input": [{"storage_provider": "minio", "path": "lister/in"}],
+          "output": [{"storage_provider": "minio", "path": "lister/out"}],
+          "mount": {"storage_provider": "minio", "path": "open/files"}}
+code, body = api_call("POST", "/system/services", lister)
+step("a service mounting a public bucket is refused", code == 500 and "public" in json.dumps(body), (code, body))
+lister["mount"]["path"] = "shared/files"
+code, body = api_call("POST", "/system/services", lister)
+step("a service mounting a private bucket", code == 201, (code, body))
+with open(os.path.join(work, "go.txt"), "w") as f:
+    f.write("go")
+r = oscar.run_service("lister", input=os.path.join(work, "go.txt"), output=os.path.join(work, "listing.txt"), timeout=60)
+got = open(os.path.join(work, "listing.txt")).read() if r.status_code == 200 else r.text
+step("its script lists the mounted folder", got.split() == ["from-service.txt"], repr(got))
+
+code, _ = api_call("DELETE", "/system/buckets/s3in")
+step("DELETE of a bucket a service uses: 409", code == 409, code)
+code, _ = api_call("DELETE", "/system/buckets/open")
+step("DELETE /system/buckets/{b}", code == 204 and "open" not in [b["Name"] for b in s3.list_buckets()["Buckets"]], code)
+step("  again: 404", api_call("DELETE", "/system/buckets/open")[0] == 404)
+
+# --- 4. rclone (checks every file's MD5 against the ETags) ---------------------------------
 tree = os.path.join(work, "tree")
 os.makedirs(os.path.join(tree, "sub"), exist_ok=True)
 for i in range(20):

@@ -152,8 +152,10 @@ pub struct Service {
     /// `nvidia.com/gpu: 1` on the kube executor.
     pub enable_gpu: bool,
     pub image_pull_secrets: Vec<String>,
+    /// A bucket folder the script sees as files (OSCAR's rclone sidecar at `/mnt/<path>`).
+    pub mount: Option<IoBinding>,
 }
-debug_redacted!(Service { name, platform, image, script, memory_bytes, cpu_millis, log_level, timeout_s, inputs, outputs, env, exposed, file_stage_in, delegation, enable_gpu, image_pull_secrets; secrets });
+debug_redacted!(Service { name, platform, image, script, memory_bytes, cpu_millis, log_level, timeout_s, inputs, outputs, env, exposed, file_stage_in, delegation, enable_gpu, image_pull_secrets, mount; secrets });
 
 fn keys_only<S: serde::Serializer>(m: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(m.keys())

@@ -140,6 +140,7 @@ mod tests {
             delegation: None,
             enable_gpu: false,
             image_pull_secrets: Vec::new(),
+            mount: None,
         }
     }
 

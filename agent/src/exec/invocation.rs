@@ -71,6 +71,19 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         })
     };
     let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
+    // `mount`: OSCAR's rclone sidecar shows the bucket folder at /mnt/<path> in the pod; a
+    // script on the host gets the store's folder itself, named by MOUNT_PATH.
+    let local = crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default");
+    if let Some(m) = svc.mount.as_ref().filter(|m| m.provider == local) {
+        let dir = rt.data.store_object(&m.path);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        env.push(("MOUNT_PATH".into(), dir.display().to_string()));
+    }
     if let Some(sock) = &exec.vision_socket {
         env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
     }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod body;
+mod buckets;
 pub mod guard;
 mod invoke;
 mod logs;
@@ -139,6 +140,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/system/services/{svc}",
             get(services::read).delete(services::delete),
         )
+        .route(
+            "/system/buckets",
+            get(buckets::list).post(buckets::create).put(buckets::update),
+        )
+        .route(
+            "/system/buckets/{bucket}",
+            get(buckets::read).delete(buckets::delete),
+        )
+        .route("/system/buckets/{bucket}/presign", post(buckets::presign))
         .route("/system/logs/{svc}", get(logs::list).delete(logs::delete_all))
         .route("/system/logs/{svc}/{job}", get(logs::read).delete(logs::delete))
         .route("/job/{svc}", post(invoke::job))

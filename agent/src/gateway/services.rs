@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::{ApiError, State};
 use crate::fdl::{self, Script, Service};
 
-/// Checks a service definition and returns its name.
-fn check(body: &[u8]) -> Result<(String, Value), ApiError> {
+/// Checks a service definition and returns it, with its JSON.
+fn check(body: &[u8]) -> Result<(Service, Value), ApiError> {
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     // `minio.default` is the cluster's own store, set by the cluster (OSCAR overrides whatever
@@ -38,12 +38,31 @@ fn check(body: &[u8]) -> Result<(String, Value), ApiError> {
     if !errors.is_empty() {
         return Err(ApiError::bad_request(errors.join("; ")));
     }
-    let name = r
+    for d in r.warnings() {
+        tracing::warn!("service from the API: {d}");
+    }
+    let svc = r
         .workflow
         .and_then(|w| w.services.into_iter().next())
-        .map(|s| s.name)
         .ok_or_else(|| ApiError::bad_request("no service in the body"))?;
-    Ok((name, value))
+    Ok((svc, value))
+}
+
+/// OSCAR refuses to mount a public bucket (500): its files would be every user's, and the
+/// script's.
+async fn check_mount(s: &State, svc: &Service) -> Result<(), ApiError> {
+    let Some(m) = &svc.mount else { return Ok(()) };
+    let bucket = m.path.split('/').next().unwrap_or_default();
+    if super::buckets::Settings::load(&s.rt, bucket).await.visibility() == super::buckets::PUBLIC {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "service `{}`: mount: bucket `{bucket}` is public and cannot be mounted",
+                svc.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The JSON of a service as OSCAR returns it, with its token.
@@ -143,7 +162,9 @@ pub async fn read(s: State, Path(name): Path<String>) -> Result<Json<Value>, Api
 
 pub async fn create(s: State, h: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
     let body = super::body::read(&h, body, s.body_limits()).await?;
-    let (name, value) = check(&body)?;
+    let (svc, value) = check(&body)?;
+    check_mount(&s, &svc).await?;
+    let name = svc.name;
     if s.rt.workflow().service(&name).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -171,7 +192,9 @@ pub async fn create(s: State, h: HeaderMap, body: Body) -> Result<impl IntoRespo
 
 pub async fn update(s: State, h: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
     let body = super::body::read(&h, body, s.body_limits()).await?;
-    let (name, value) = check(&body)?;
+    let (svc, value) = check(&body)?;
+    check_mount(&s, &svc).await?;
+    let name = svc.name;
     if s.rt.fdl_workflow().service(&name).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -225,6 +225,9 @@ const MIGRATIONS: &[&str] = &[
        INSERT INTO cameras(camera, frames, last_seen_ms) VALUES (NEW.camera, 1, NEW.created_ms)
          ON CONFLICT(camera) DO UPDATE SET frames = frames + 1, last_seen_ms = excluded.last_seen_ms;
      END;",
+    // 9: the settings of buckets made through /system/buckets (visibility, members, owner,
+    // metadata, quota), as their JSON.
+    "CREATE TABLE buckets(name TEXT PRIMARY KEY, json TEXT NOT NULL, created_ms INTEGER NOT NULL);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -64,6 +64,39 @@ impl Journal {
         Ok(n == 1)
     }
 
+    /// A bucket's settings (its JSON), if it has any.
+    pub fn bucket_settings(&self, name: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT json FROM buckets WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every bucket's settings, by name.
+    pub fn all_bucket_settings(&self) -> Result<Vec<(String, String)>> {
+        self.rows("SELECT name, json FROM buckets ORDER BY name", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
+
+    pub fn put_bucket_settings(&self, name: &str, json: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO buckets(name, json, created_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET json = excluded.json",
+                params![name, json, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn delete_bucket_settings(&self, name: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM buckets WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// The service's bearer token, made (64 hex characters, like OSCAR's) on first use.
     pub fn service_token(&self, name: &str) -> Result<String> {
         let conn = self.conn();

@@ -101,6 +101,44 @@ impl S3Store {
         &self.name
     }
 
+    /// A presigned URL (SigV4, in the query) to GET (`upload` false) or PUT `key` for
+    /// `expires`, with `content_type` signed into an upload when given. Computed here: nothing
+    /// is sent.
+    pub async fn presign(
+        &self,
+        key: &str,
+        upload: bool,
+        expires: Duration,
+        content_type: Option<&str>,
+    ) -> Result<String> {
+        use aws_sdk_s3::presigning::PresigningConfig;
+        let (bucket, object) = split(key);
+        let cfg = PresigningConfig::expires_in(expires).map_err(|e| StoreError::Unsupported {
+            provider: self.name.clone(),
+            message: format!("presigning: {e}"),
+        })?;
+        let failed = |e: &dyn std::error::Error| StoreError::Unsupported {
+            provider: self.name.clone(),
+            message: format!("presigning `{key}`: {e}"),
+        };
+        if upload {
+            let mut r = self.client.put_object().bucket(bucket).key(object);
+            if let Some(ct) = content_type {
+                r = r.content_type(ct);
+            }
+            r.presigned(cfg)
+                .await
+                .map(|p| p.uri().to_string())
+                .map_err(|e| failed(&e))
+        } else {
+            let r = self.client.get_object().bucket(bucket).key(object);
+            r.presigned(cfg)
+                .await
+                .map(|p| p.uri().to_string())
+                .map_err(|e| failed(&e))
+        }
+    }
+
     fn remote<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
         &self,
         op: &'static str,

@@ -225,7 +225,7 @@ pub(super) fn binding(cx: &mut Ctx, io: &StorageIo, service: &str, path: &str) -
 
 /// A `mount` is an rclone FUSE mount of a bucket folder, not a trigger; OSCAR trims a leading `/`
 /// there, so fogd does too (with a warning) instead of refusing real files.
-pub(super) fn mount(cx: &mut Ctx, m: &StorageIo, service: &str, path: &str) {
+pub(super) fn mount(cx: &mut Ctx, m: &StorageIo, service: &str, path: &str) -> Option<IoBinding> {
     if m.path.value.trim_start().starts_with('/') {
         let trimmed = m.path.value.trim().trim_start_matches('/').to_string();
         let msg = format!("path `{}` starts with `/`; read as `{trimmed}`", m.path.value);
@@ -237,9 +237,9 @@ pub(super) fn mount(cx: &mut Ctx, m: &StorageIo, service: &str, path: &str) {
             prefix: None,
             options: None,
         };
-        binding(cx, &fixed, service, path);
+        binding(cx, &fixed, service, path)
     } else {
-        binding(cx, m, service, path);
+        binding(cx, m, service, path)
     }
 }
 

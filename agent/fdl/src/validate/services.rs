@@ -29,6 +29,21 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
         cx.error(&s.image, &format!("{path}.image"), "image is empty".into());
     }
     let exposed = s.expose.is_some() || s.kserve.is_some();
+    // Read and kept, but no executor of fogd does what they ask yet: said, not ignored.
+    if s.expose.is_some() {
+        cx.warn(
+            &s.name,
+            &format!("{path}.expose"),
+            "`expose` (a long-running server on a port) is not run by fogd's executors (local, kube): the service is registered and never triggered by files, and nothing listens".into(),
+        );
+    }
+    if s.volume.is_some() {
+        cx.warn(
+            &s.name,
+            &format!("{path}.volume"),
+            "`volume` (a managed volume kept between invocations) is not provided by fogd's executors (local, kube): every invocation starts with empty folders".into(),
+        );
+    }
     let script = match &s.script {
         Some(sc) => resolve_script(cx, sc, &format!("{path}.script")),
         None if exposed => None,
@@ -72,9 +87,10 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
         .map(|l| log_level(cx, l, &format!("{path}.log_level")));
     let inputs = bindings(cx, &s.input, &name, &format!("{path}.input"));
     let outputs = bindings(cx, &s.output, &name, &format!("{path}.output"));
-    if let Some(m) = &s.mount {
-        mount(cx, m, &name, &format!("{path}.mount"));
-    }
+    let mount = s
+        .mount
+        .as_ref()
+        .and_then(|m| mount(cx, m, &name, &format!("{path}.mount")));
     let (env, secrets) = environment(cx, s.environment.as_ref(), &format!("{path}.environment"));
     let delegation = delegation(cx, s, path);
     let service = Service {
@@ -97,6 +113,7 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
         delegation,
         enable_gpu: s.enable_gpu.unwrap_or(false),
         image_pull_secrets: s.image_pull_secrets.clone().unwrap_or_default(),
+        mount,
     };
     (service, s.name.referenced)
 }
@@ -205,6 +222,7 @@ pub(super) fn lambda(cx: &mut Ctx, l: &model::Lambda, path: &str) -> Located {
         delegation: None,
         enable_gpu: false,
         image_pull_secrets: Vec::new(),
+        mount: None,
     };
     (service, l.name.referenced)
 }
@@ -264,6 +282,7 @@ pub(super) fn legacy_function(cx: &mut Ctx, f: &model::LegacyFunction, path: &st
         delegation: None,
         enable_gpu: false,
         image_pull_secrets: Vec::new(),
+        mount: None,
     };
     (service, f.name.referenced)
 }

@@ -10,8 +10,11 @@
 //!   its own MinIO credentials): the buckets of that service's `minio` paths only;
 //! - anyone else: nothing.
 
+mod errors;
+pub(crate) mod listing;
 mod multipart;
 mod ops;
+mod store;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use s3s::{s3_error, S3Result};
 use crate::fdl::ProviderKind;
 use crate::runtime::Runtime;
 
-pub use ops::FogS3;
+pub use store::FogS3;
 
 /// The admin's S3 keys.
 #[derive(Clone)]
@@ -156,9 +159,15 @@ impl S3Access for Access {
             .inputs
             .iter()
             .chain(&svc.outputs)
+            .chain(svc.mount.iter())
             .filter(|b| b.provider.kind == ProviderKind::Minio && b.provider.id == "default")
             .any(|b| b.path.split('/').next() == Some(bucket));
-        if own {
+        // Or a bucket made public, or restricted to it, through /system/buckets.
+        let shared = own
+            || super::buckets::Settings::load(&self.rt, bucket)
+                .await
+                .admits(&svc.name);
+        if shared {
             Ok(())
         } else {
             Err(s3_error!(

@@ -12,7 +12,8 @@ use s3s::dto::{CompletedPart, StreamingBlob};
 use s3s::{s3_error, S3Result};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{store_err, FogS3};
+use super::errors::store_err;
+use super::store::FogS3;
 use crate::store::ObjectMeta;
 
 /// S3's bounds: parts numbered 1 to 10,000, each but the last at least 5 MiB, at most 5 GiB.
