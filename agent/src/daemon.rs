@@ -139,6 +139,10 @@ impl Daemon {
             ),
             Err(e) => tracing::warn!("{e}"),
         }
+        tasks.push(crate::housekeeping::keep_node_log(
+            rt.data.clone(),
+            stop_rx.clone(),
+        ));
         tasks.push(tokio::spawn(crate::outbox::run(rt.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(crate::housekeeping::run(
             rt.clone(),

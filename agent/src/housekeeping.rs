@@ -176,3 +176,32 @@ fn quarantine(rt: &Runtime, s: &mut Swept, cutoff: i64) -> Result<(), crate::jou
     }
     Ok(())
 }
+
+/// The node's recent log lines (`GET /system/logs`) kept in `data_dir/node.log`, written every
+/// 30 s and at the stop, so that the run before this one (`?previous=true`) is there after a
+/// restart, and after a crash up to its last 30 s. Bounded by fogd-log's ring (2 MiB).
+pub fn keep_node_log(
+    data: crate::paths::DataDir,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (now, before) = (data.node_log(), data.node_log_previous());
+    if now.exists() {
+        let _ = std::fs::rename(&now, &before);
+    }
+    tokio::spawn(async move {
+        let save = |path: std::path::PathBuf| async move {
+            let text = fogd_log::recent().join("\n") + "\n";
+            let tmp = path.with_extension("log.tmp");
+            if tokio::fs::write(&tmp, text).await.is_ok() {
+                let _ = tokio::fs::rename(&tmp, &path).await;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => save(now.clone()).await,
+                _ = crate::runtime::stopped(&mut stop) => break,
+            }
+        }
+        save(now).await;
+    })
+}

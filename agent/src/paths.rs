@@ -38,6 +38,15 @@ impl DataDir {
         self.store().join(ingest_path.trim_end_matches('/'))
     }
 
+    /// The node's recent log lines (this run), and the run's before it.
+    pub fn node_log(&self) -> PathBuf {
+        self.0.join("node.log")
+    }
+
+    pub fn node_log_previous(&self) -> PathBuf {
+        self.0.join("node-previous.log")
+    }
+
     /// The S3 endpoint's admin keys (access and secret, 0600).
     pub fn s3_keys(&self) -> PathBuf {
         self.0.join("s3-keys")

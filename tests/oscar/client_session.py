@@ -15,7 +15,7 @@ client = Client({"cluster_id": "fogd", "endpoint": endpoint, "user": "oscar",
 
 
 def step(name, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
+    print(("ok   " if ok else "FAIL ") + name + (": " + str(detail) if detail else ""), flush=True)
     if not ok:
         sys.exit(1)
 
@@ -87,6 +87,60 @@ log = client.get_job_logs("shout", job).text
 step("get_job_logs", "HI PHOTO" in log, repr(log))
 r = client.remove_job("shout", job)
 step("remove_job", r.status_code == 204 and job not in client.list_jobs("shout").json()["jobs"], str(r.status_code))
+# --- OSCAR's read endpoints, with OSCAR's status codes and fields --------------------------
+admin = ("oscar", password)
+
+
+def get(path, **params):
+    return requests.get(f"{endpoint}{path}", params=params or None, auth=admin, timeout=30)
+
+
+svc3 = client.get_service("shout").json()
+step("service JSON: labels.oscar_service, minio.default among its providers",
+     svc3["labels"]["oscar_service"] == "shout" and "default" in svc3["storage_providers"]["minio"], json.dumps(svc3)[:200])
+cfg = get("/system/config").json()
+step("/system/config in OSCAR's shape", set(cfg) >= {"config", "minio_provider"}
+     and set(cfg["minio_provider"]) == {"endpoint", "verify", "access_key", "secret_key", "region"}, json.dumps(cfg)[:200])
+r = get("/system/logs")
+step("GET /system/logs: the node's log", r.status_code == 200 and "OSCAR API ready" in r.text, r.text[-200:])
+r2 = get("/system/logs", timestamps="true")
+step("  with timestamps", r2.text.splitlines()[0][:2] == "20" and r.text.splitlines()[0][:2] != "20", r2.text[:80])
+step("  previous run: none yet, 404", get("/system/logs", previous="true").status_code == 404)
+m = get("/system/metrics").json()
+step("GET /system/metrics", m["totals"]["requests_count_sync"] >= 1 and m["totals"]["requests_count_async"] >= 1
+     and {"start", "end", "sources"} <= m.keys(), json.dumps(m["totals"]))
+step("  a bad time: 400", get("/system/metrics", start="yesterday").status_code == 400)
+step("  end before start: 400", get("/system/metrics", start="2026-01-02T00:00:00Z", end="2026-01-01T00:00:00Z").status_code == 400)
+ms = get("/system/metrics/shout").json()
+by = {x["metric"]: x["value"] for x in ms["metrics"]}
+step("GET /system/metrics/{svc}", ms["service_name"] == "shout" and by["requests-sync-per-service"] >= 1
+     and by["requests-async-per-service"] >= 1 and by["cpu-hours"] > 0, json.dumps(by))
+one = get("/system/metrics/shout", metric="requests-async-per-service").json()
+step("  one metric", one["metric"] == "requests-async-per-service" and one["value"] == by["requests-async-per-service"], one)
+step("  an unknown metric: 400", get("/system/metrics/shout", metric="bogus").status_code == 400)
+step("  an unknown service: 404", get("/system/metrics/nosuch").status_code == 404)
+d = get("/system/services/shout/deployment").json()
+step("GET .../deployment", d["service_name"] == "shout" and d["state"] == "unavailable"
+     and {"active_instances", "affected_instances", "resource_kind"} <= d.keys(), d)
+dl = get("/system/services/shout/deployment/logs", timestamps="true").json()
+step("GET .../deployment/logs: the last job's log", dl["available"] and dl["entries"] and "timestamp" in dl["entries"][0], dl)
+step("  an unknown service: 404", get("/system/services/nosuch/deployment").status_code == 404)
+f = get("/system/federation/shout").json()
+step("GET /system/federation/{svc}", f == {"topology": "none", "members": None}, f)
+member = {"type": "oscar", "cluster_id": "far", "service_name": "shout", "priority": 5}
+clusters = {"far": {"endpoint": "http://127.0.0.1:9", "auth_user": "u", "auth_password": "p", "ssl_verify": False}}
+r = requests.post(f"{endpoint}/system/federation/shout", json={"members": [member], "clusters": clusters}, auth=admin, timeout=30)
+step("POST /system/federation/{svc} adds a member", r.status_code == 200 and r.json()["members"][0]["cluster_id"] == "far", r.text)
+r = requests.put(f"{endpoint}/system/federation/shout", json={"members": [member], "update": [dict(member, priority=9)]},
+                 auth=admin, timeout=30)
+step("PUT replaces it", r.status_code == 200 and r.json()["members"][0]["priority"] == 9, r.text)
+step("  and the service follows", get("/system/federation/shout").json()["members"][0]["priority"] == 9)
+r = requests.delete(f"{endpoint}/system/federation/shout", json={"members": [member]}, auth=admin, timeout=30)
+step("DELETE removes it", r.status_code == 200 and r.json()["members"] == [], r.text)
+step("  an unknown service: 404", requests.get(f"{endpoint}/system/federation/nosuch", auth=admin, timeout=10).status_code == 404)
+step("  a bad body: 400", requests.post(f"{endpoint}/system/federation/shout", data="{", auth=admin, timeout=10).status_code == 400)
+step("  no credentials: 401", requests.get(f"{endpoint}/system/federation/shout", timeout=10).status_code == 401)
+
 r = client.remove_service("shout")
 step("remove_service", r.status_code == 204, str(r.status_code))
 r = requests.get(f"{endpoint}/system/services/shout", auth=("oscar", password), timeout=10)

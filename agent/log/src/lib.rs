@@ -73,17 +73,82 @@ pub fn init(default: &str, format: LogFormat) {
         LogFormat::Auto => LogFormat::Text,
         f => f,
     };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().finish().with(ring()).init(),
         LogFormat::Journald => {
             let lines = tracing_subscriber::fmt::format().with_ansi(false).without_time();
-            builder.with_ansi(false).event_format(Priority(lines)).init()
+            builder
+                .with_ansi(false)
+                .event_format(Priority(lines))
+                .finish()
+                .with(ring())
+                .init()
         }
-        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        _ => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(ring())
+            .init(),
     }
+}
+
+/// Whatever goes to stderr, the recent lines are also kept, plain, for `GET /system/logs`.
+fn ring<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(|| RingWriter(Vec::new()))
+}
+
+/// The recent log lines kept in memory: at most this many, and this many bytes.
+const RING_LINES: usize = 5000;
+const RING_BYTES: usize = 2 << 20;
+
+static RING: std::sync::Mutex<(std::collections::VecDeque<String>, usize)> =
+    std::sync::Mutex::new((std::collections::VecDeque::new(), 0));
+
+/// Gathers one formatted event and keeps it as lines when dropped.
+struct RingWriter(Vec<u8>);
+
+impl std::io::Write for RingWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RingWriter {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let Ok(mut ring) = RING.lock() else { return };
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            ring.1 += line.len();
+            ring.0.push_back(line.to_string());
+        }
+        while ring.0.len() > RING_LINES || ring.1 > RING_BYTES {
+            match ring.0.pop_front() {
+                Some(old) => ring.1 -= old.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The process's recent log lines, oldest first, each starting with its RFC 3339 time.
+pub fn recent() -> Vec<String> {
+    RING.lock()
+        .map(|r| r.0.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Is stderr the journal's stream (`JOURNAL_STREAM=<device>:<inode>` of it)?

@@ -46,6 +46,12 @@ fn job_info(i: &Invocation) -> Value {
     Value::Object(info)
 }
 
+/// When a job last did something (finished, else started, else was made), RFC 3339.
+pub(super) fn job_time(i: &Invocation) -> Option<String> {
+    let ms = i.finished_ms.or(i.started_ms).unwrap_or(i.created_ms);
+    rfc3339(Some(ms)).and_then(|v| v.as_str().map(str::to_string))
+}
+
 fn status(i: &Invocation) -> &'static str {
     match i.state {
         JobState::Queued => "Pending",
@@ -177,4 +183,43 @@ mod tests {
         i.state = JobState::TimedOut;
         assert_eq!(status(&i), "Failed");
     }
+}
+
+#[derive(Deserialize)]
+pub struct NodeLogQuery {
+    #[serde(default)]
+    timestamps: bool,
+    #[serde(default)]
+    previous: bool,
+}
+
+/// `GET /system/logs`: the node's own log, as OSCAR answers with its manager's (text, one line
+/// an event; `timestamps=true` keeps each line's RFC 3339 time; `previous=true`, the run before
+/// this one).
+pub async fn node(s: State, Query(q): Query<NodeLogQuery>) -> Result<impl IntoResponse, ApiError> {
+    let lines: Vec<String> = if q.previous {
+        let path = s.rt.data.node_log_previous();
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|_| ApiError::not_found("no log of a previous run of this node"))?;
+        text.lines().map(str::to_string).collect()
+    } else {
+        fogd_log::recent()
+    };
+    let mut out = String::new();
+    for l in &lines {
+        let l = if q.timestamps {
+            l.as_str()
+        } else {
+            // The first field is the time; the rest is the event.
+            l.split_once(' ')
+                .map_or(l.as_str(), |(_, rest)| rest.trim_start())
+        };
+        out.push_str(l);
+        out.push('\n');
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        out,
+    ))
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 mod body;
 mod buckets;
+mod federation;
 pub mod guard;
 mod invoke;
 mod logs;
@@ -12,6 +13,7 @@ mod services;
 mod supervisor;
 mod system;
 mod ui;
+mod usage;
 
 use std::sync::Arc;
 
@@ -149,6 +151,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(buckets::read).delete(buckets::delete),
         )
         .route("/system/buckets/{bucket}/presign", post(buckets::presign))
+        .route("/system/logs", get(logs::node))
+        .route(
+            "/system/federation/{svc}",
+            get(federation::read)
+                .post(federation::change)
+                .put(federation::change)
+                .delete(federation::change),
+        )
+        .route("/system/metrics", get(usage::summary))
+        .route("/system/metrics/{svc}", get(usage::service))
+        .route("/system/services/{svc}/deployment", get(usage::deployment))
+        .route(
+            "/system/services/{svc}/deployment/logs",
+            get(usage::deployment_logs),
+        )
         .route("/system/logs/{svc}", get(logs::list).delete(logs::delete_all))
         .route("/system/logs/{svc}/{job}", get(logs::read).delete(logs::delete))
         .route("/job/{svc}", post(invoke::job))

@@ -12,7 +12,7 @@ use super::{ApiError, State};
 use crate::fdl::{self, Script, Service};
 
 /// Checks a service definition and returns it, with its JSON.
-fn check(body: &[u8]) -> Result<(Service, Value), ApiError> {
+pub(super) fn check(body: &[u8]) -> Result<(Service, Value), ApiError> {
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     // `minio.default` is the cluster's own store, set by the cluster (OSCAR overrides whatever

@@ -64,6 +64,36 @@ impl Journal {
         Ok(n == 1)
     }
 
+    /// Invocations created in [start_ms, end_ms], per service (or of one): (service, synchronous
+    /// (`/run`), asynchronous, milliseconds run: started to finished, or to `now_ms` for one
+    /// still running). For `/system/metrics`; the rows retention keeps are what is counted.
+    pub fn usage(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        service: Option<&str>,
+    ) -> Result<Vec<(String, u64, u64, i64)>> {
+        self.rows(
+            "SELECT i.service,
+                    SUM(CASE WHEN e.source = 'run' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN e.source <> 'run' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN i.started_ms IS NULL THEN 0
+                             ELSE MAX(0, COALESCE(i.finished_ms, ?4) - i.started_ms) END)
+             FROM invocations i JOIN events e ON e.id = i.event_id
+             WHERE i.created_ms >= ?1 AND i.created_ms <= ?2 AND (?3 IS NULL OR i.service = ?3)
+             GROUP BY i.service ORDER BY i.service",
+            params![start_ms, end_ms, service, now_ms()],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get(3)?,
+                ))
+            },
+        )
+    }
+
     /// A bucket's settings (its JSON), if it has any.
     pub fn bucket_settings(&self, name: &str) -> Result<Option<String>> {
         self.conn()
