@@ -28,11 +28,45 @@ impl Entry {
     }
 }
 
+/// What S3 leaves unencoded under `encoding-type=url` (clients decode the rest).
+const URL_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// A name as the listing says it: URL-encoded when the client asked (`encoding-type=url`, what
+/// boto3 always asks, so that any key survives XML).
+pub(super) fn say(name: Option<String>, url: bool) -> Option<String> {
+    match name {
+        Some(n) if url => Some(percent_encoding::utf8_percent_encode(&n, URL_KEEP).to_string()),
+        other => other,
+    }
+}
+
 pub(super) struct Page {
     pub(super) objects: Vec<Object>,
     pub(super) prefixes: Vec<String>,
     pub(super) truncated: bool,
     pub(super) last: Option<String>,
+}
+
+impl Page {
+    /// Keys and prefixes URL-encoded (see `say`).
+    pub(super) fn encode(mut self, url: bool) -> Page {
+        if url {
+            for o in &mut self.objects {
+                o.key = say(o.key.take(), true);
+            }
+            self.prefixes = self
+                .prefixes
+                .into_iter()
+                .filter_map(|p| say(Some(p), true))
+                .collect();
+        }
+        self
+    }
 }
 
 /// Every key under `prefix` in the bucket folder `dir` (files, and empty folders as `name/`

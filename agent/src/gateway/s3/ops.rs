@@ -7,7 +7,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
 use super::errors::{blocking, io_err, store_err};
-use super::listing::{keys_under, list_page, max_keys, timestamp};
+use super::listing::{keys_under, list_page, max_keys, say, timestamp};
 pub use super::store::FogS3;
 use super::store::{file_stream, EMPTY_MD5};
 use crate::store::etag_of;
@@ -121,19 +121,21 @@ impl S3 for FogS3 {
             (None, s) => s.clone(),
         };
         let (delim, max) = (i.delimiter.clone(), max_keys(i.max_keys));
-        let page =
-            blocking(move || list_page(&dir, &prefix, delim.as_deref(), after.as_deref(), max)).await?;
+        let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == "url");
+        let page = blocking(move || list_page(&dir, &prefix, delim.as_deref(), after.as_deref(), max))
+            .await?
+            .encode(url);
         let count = (page.objects.len() + page.prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
-            prefix: i.prefix,
-            delimiter: i.delimiter,
+            prefix: say(i.prefix, url),
+            delimiter: say(i.delimiter, url),
             max_keys: Some(max as i32),
             key_count: Some(count),
             is_truncated: Some(page.truncated),
             continuation_token: i.continuation_token,
             next_continuation_token: page.truncated.then_some(page.last).flatten(),
-            start_after: i.start_after,
+            start_after: say(i.start_after, url),
             encoding_type: i.encoding_type,
             contents: Some(page.objects),
             common_prefixes: Some(
@@ -154,16 +156,20 @@ impl S3 for FogS3 {
         let dir = self.require_bucket(&i.bucket).await?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let (delim, after, max) = (i.delimiter.clone(), i.marker.clone(), max_keys(i.max_keys));
+        let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == "url");
         let page =
             blocking(move || list_page(&dir, &prefix, delim.as_deref(), after.as_deref(), max)).await?;
+        // The marker goes back as the client will send it: encoded when the keys are.
+        let next = page.truncated.then(|| page.last.clone()).flatten();
+        let page = page.encode(url);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: i.prefix,
-            delimiter: i.delimiter,
-            marker: i.marker,
+            prefix: say(i.prefix, url),
+            delimiter: say(i.delimiter, url),
+            marker: say(i.marker, url),
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
-            next_marker: page.truncated.then_some(page.last).flatten(),
+            next_marker: say(next, url),
             encoding_type: i.encoding_type,
             contents: Some(page.objects),
             common_prefixes: Some(

@@ -194,6 +194,27 @@ impl FogS3 {
 impl FogS3 {
     /// Deletes an object (S3 answers a missing one as deleted too). A folder marker goes with
     /// its folder when that is empty.
+    /// As S3 has no folders, a prefix goes with its last object: the empty folders above a
+    /// deleted object are removed, up to the bucket, but for the folders of services' paths
+    /// (OSCAR keeps those as folder objects).
+    async fn prune(&self, bucket_dir: &Path, bucket: &str, removed: &Path) {
+        let wf = self.rt.workflow();
+        let kept: Vec<PathBuf> = wf
+            .services
+            .iter()
+            .flat_map(|s| s.inputs.iter().chain(&s.outputs).chain(s.mount.iter()))
+            .filter(|b| b.path.split('/').next() == Some(bucket))
+            .map(|b| self.root.join(&b.path))
+            .collect();
+        let mut d = removed.parent();
+        while let Some(dir) = d.filter(|d| d.starts_with(bucket_dir) && *d != bucket_dir) {
+            if kept.iter().any(|k| k == dir) || tokio::fs::remove_dir(dir).await.is_err() {
+                break;
+            }
+            d = dir.parent();
+        }
+    }
+
     pub(super) async fn remove(&self, dir: &Path, bucket: &str, key: &str) -> S3Result<()> {
         Self::store_key(bucket, key)?;
         let path = dir.join(key);
@@ -203,7 +224,10 @@ impl FogS3 {
             tokio::fs::remove_file(&path).await
         };
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.prune(dir, bucket, &path).await;
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
                 Ok(())
             }
