@@ -98,6 +98,13 @@ def get(path, **params):
 svc3 = client.get_service("shout").json()
 step("service JSON: labels.oscar_service, minio.default among its providers",
      svc3["labels"]["oscar_service"] == "shout" and "default" in svc3["storage_providers"]["minio"], json.dumps(svc3)[:200])
+r = requests.post(f"{endpoint}/system/services", auth=("oscar", password), timeout=30,
+                  json={"name": "bare", "image": "x", "script": "cat $INPUT_FILE_PATH",
+                        "input": [{"storage_provider": "minio", "path": "bare/in"}]})
+bare = client.get_service("bare").json()
+step("OSCAR's defaults on a service given none", r.status_code == 201 and bare["memory"] == "256Mi"
+     and bare["cpu"] == "0.2" and bare["log_level"] == "INFO", {k: bare.get(k) for k in ("memory", "cpu", "log_level")})
+client.remove_service("bare")
 cfg = get("/system/config").json()
 step("/system/config in OSCAR's shape", set(cfg) >= {"config", "minio_provider"}
      and set(cfg["minio_provider"]) == {"endpoint", "verify", "access_key", "secret_key", "region"}, json.dumps(cfg)[:200])

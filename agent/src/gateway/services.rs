@@ -23,6 +23,15 @@ pub(super) fn check(body: &[u8]) -> Result<(Service, Value), ApiError> {
     {
         m.remove("default");
     }
+    // OSCAR's defaults, stored with the service as OSCAR stores them (checkValues).
+    if let Some(o) = value.as_object_mut() {
+        for (k, v) in [("memory", "256Mi"), ("cpu", "0.2"), ("log_level", "INFO")] {
+            let unset = o.get(k).is_none_or(|x| x.is_null() || x.as_str() == Some(""));
+            if unset {
+                o.insert(k.into(), json!(v));
+            }
+        }
+    }
     let body = serde_json::to_vec(&value).unwrap_or_default();
     let r = fdl::load_api_service(&body, std::path::Path::new("request"));
     let errors: Vec<String> = r
