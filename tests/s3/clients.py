@@ -222,6 +222,8 @@ svc = boto3.client("s3", endpoint_url=mp["endpoint"], aws_access_key_id="upper",
 svc.put_object(Bucket="s3in", Key="in/by-service.txt", Body=b"service keys\n")
 code = error_code(lambda: svc.get_object(Bucket="bulk", Key="small.txt"))
 step("a service's keys reach its own buckets only", code == ("AccessDenied", 403), code)
+code = error_code(lambda: svc.copy_object(Bucket="s3in", Key="in/stolen.txt", CopySource={"Bucket": "bulk", "Key": "small.txt"}))
+step("  nor copy from another into its own", code == ("AccessDenied", 403), code)
 wait_jobs(3)
 
 # --- 3. OSCAR's bucket API and mounts -------------------------------------------------------

@@ -132,24 +132,18 @@ struct Access {
     admin: String,
 }
 
-#[async_trait::async_trait]
-impl S3Access for Access {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let Some(c) = cx.credentials() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "sign requests with the keys that /system/config gives (or a service's name and token)"
-            ));
-        };
-        if c.access_key == self.admin {
+impl Access {
+    /// May these (signature-checked) credentials use `bucket`? The admin: any. A service's:
+    /// the buckets of its own `minio` paths, and those made public or restricted to it.
+    async fn may(&self, access_key: &str, bucket: Option<&str>) -> S3Result<()> {
+        if access_key == self.admin {
             return Ok(());
         }
-        // A service's keys: the buckets of its own minio paths.
         let wf = self.rt.workflow();
-        let Some(svc) = wf.services.iter().find(|s| s.name == c.access_key) else {
+        let Some(svc) = wf.services.iter().find(|s| s.name == access_key) else {
             return Err(s3_error!(AccessDenied));
         };
-        let Some(bucket) = cx.s3_path().get_bucket_name() else {
+        let Some(bucket) = bucket else {
             return Err(s3_error!(
                 AccessDenied,
                 "a service's keys reach its own buckets only"
@@ -162,12 +156,11 @@ impl S3Access for Access {
             .chain(svc.mount.iter())
             .filter(|b| b.provider.kind == ProviderKind::Minio && b.provider.id == "default")
             .any(|b| b.path.split('/').next() == Some(bucket));
-        // Or a bucket made public, or restricted to it, through /system/buckets.
-        let shared = own
+        if own
             || super::buckets::Settings::load(&self.rt, bucket)
                 .await
-                .admits(&svc.name);
-        if shared {
+                .admits(&svc.name)
+        {
             Ok(())
         } else {
             Err(s3_error!(
@@ -175,6 +168,33 @@ impl S3Access for Access {
                 "bucket `{bucket}` is not in the paths of service `{}`",
                 svc.name
             ))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(c) = cx.credentials() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "sign requests with the keys that /system/config gives (or a service's name and token)"
+            ));
+        };
+        let key = c.access_key.clone();
+        self.may(&key, cx.s3_path().get_bucket_name()).await
+    }
+
+    /// A copy reads its source too: the source bucket must be the caller's as well.
+    async fn copy_object(&self, req: &mut s3s::S3Request<s3s::dto::CopyObjectInput>) -> S3Result<()> {
+        let Some(c) = &req.credentials else {
+            return Err(s3_error!(AccessDenied));
+        };
+        match &req.input.copy_source {
+            s3s::dto::CopySource::Bucket { bucket, .. } => {
+                self.may(&c.access_key, Some(bucket.as_ref())).await
+            }
+            _ => Err(s3_error!(NotImplemented, "copies from access points")),
         }
     }
 }
