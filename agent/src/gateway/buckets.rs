@@ -77,7 +77,7 @@ impl Settings {
 /// clients send it).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Body_ {
+pub struct BucketBody {
     #[serde(default)]
     bucket_name: String,
     #[serde(default)]
@@ -94,8 +94,8 @@ pub struct Body_ {
     storage_quota: Option<Value>,
 }
 
-fn parse_body(bytes: &[u8]) -> Result<(String, Option<String>, Body_), ApiError> {
-    let b: Body_ = serde_json::from_slice(bytes)
+fn parse_body(bytes: &[u8]) -> Result<(String, Option<String>, BucketBody), ApiError> {
+    let b: BucketBody = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("The Bucket specification is not valid: {e}")))?;
     let path = if b.bucket_name.trim().is_empty() {
         b.bucket_path.trim()
