@@ -157,6 +157,13 @@ pub struct Service {
 }
 debug_redacted!(Service { name, platform, image, script, memory_bytes, cpu_millis, log_level, timeout_s, inputs, outputs, env, exposed, file_stage_in, delegation, enable_gpu, image_pull_secrets, mount; secrets });
 
+impl Service {
+    /// Every storage path the service names: its inputs, its outputs and its mount.
+    pub fn storage_paths(&self) -> impl Iterator<Item = &IoBinding> {
+        self.inputs.iter().chain(&self.outputs).chain(self.mount.iter())
+    }
+}
+
 fn keys_only<S: serde::Serializer>(m: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(m.keys())
 }
@@ -235,6 +242,11 @@ pub struct IoBinding {
 }
 
 impl IoBinding {
+    /// The bucket the path is in (its first segment).
+    pub fn bucket(&self) -> &str {
+        self.path.split('/').next().unwrap_or_default()
+    }
+
     /// Does an object key (relative to the provider, `bucket/...`) match this binding? Prefix and
     /// suffix are matched against the path below the binding's folder, as the FaaS Supervisor
     /// matches output files.

@@ -174,12 +174,7 @@ async fn save(s: &State, bucket: &str, st: &Settings) -> Result<(), ApiError> {
 fn in_use(s: &State, bucket: &str) -> Option<String> {
     let wf = s.rt.workflow();
     for svc in &wf.services {
-        let used = svc
-            .inputs
-            .iter()
-            .chain(&svc.outputs)
-            .chain(svc.mount.iter())
-            .any(|b| b.path.split('/').next() == Some(bucket));
+        let used = svc.storage_paths().any(|b| b.bucket() == bucket);
         if used {
             return Some(format!("service `{}`", svc.name));
         }
@@ -233,11 +228,12 @@ pub async fn update(s: State, h: HeaderMap, body: Body) -> Result<impl IntoRespo
         // A mounted bucket's files are the script's: OSCAR refuses to mount a public one, and
         // so one that is mounted does not become public.
         if v == PUBLIC {
-            if let Some(svc) = s.rt.workflow().services.iter().find(|x| {
-                x.mount
-                    .as_ref()
-                    .is_some_and(|m| m.path.split('/').next() == Some(bucket.as_str()))
-            }) {
+            if let Some(svc) =
+                s.rt.workflow()
+                    .services
+                    .iter()
+                    .find(|x| x.mount.as_ref().is_some_and(|m| m.bucket() == bucket))
+            {
                 return Err(ApiError::bad_request(format!(
                     "bucket `{bucket}` is mounted by service `{}`: it cannot be public",
                     svc.name

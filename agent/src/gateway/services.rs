@@ -61,7 +61,7 @@ pub(super) fn check(body: &[u8]) -> Result<(Service, Value), ApiError> {
 /// script's.
 async fn check_mount(s: &State, svc: &Service) -> Result<(), ApiError> {
     let Some(m) = &svc.mount else { return Ok(()) };
-    let bucket = m.path.split('/').next().unwrap_or_default();
+    let bucket = m.bucket();
     if super::buckets::Settings::load(&s.rt, bucket).await.visibility() == super::buckets::PUBLIC {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

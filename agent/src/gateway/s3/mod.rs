@@ -150,12 +150,9 @@ impl Access {
             ));
         };
         let own = svc
-            .inputs
-            .iter()
-            .chain(&svc.outputs)
-            .chain(svc.mount.iter())
+            .storage_paths()
             .filter(|b| b.provider.kind == ProviderKind::Minio && b.provider.id == "default")
-            .any(|b| b.path.split('/').next() == Some(bucket));
+            .any(|b| b.bucket() == bucket);
         if own
             || super::buckets::Settings::load(&self.rt, bucket)
                 .await

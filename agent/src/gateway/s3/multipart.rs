@@ -162,8 +162,7 @@ impl Uploads {
             files.push(file);
         }
         let etag = format!("{}-{}", hex::encode(joined.finalize()), parts.len());
-        let store = crate::store::LocalStore::new("minio.default", s3.root.clone());
-        let mut w = store.writer(store_key).await.map_err(store_err)?;
+        let mut w = s3.store.writer(store_key).await.map_err(store_err)?;
         let mut buf = vec![0u8; 1 << 20];
         for f in &files {
             let mut src = tokio::fs::File::open(f).await.map_err(|e| io(f, e))?;
@@ -229,15 +228,7 @@ async fn write_part(
         }
     }
     f.flush().await.map_err(|e| io(path, e))?;
-    if content_length.is_some_and(|n| n >= 0 && n as u64 != size) {
-        return Err(s3_error!(IncompleteBody));
-    }
-    let digest = m.finalize();
-    if let Some(want) = content_md5 {
-        use base64::Engine;
-        if base64::engine::general_purpose::STANDARD.encode(digest) != want {
-            return Err(s3_error!(BadDigest, "Content-MD5 does not match the part"));
-        }
-    }
-    Ok(hex::encode(digest))
+    let md5 = hex::encode(m.finalize());
+    super::store::check_sent(size, &md5, content_length, content_md5)?;
+    Ok(md5)
 }

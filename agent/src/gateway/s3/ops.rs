@@ -18,7 +18,7 @@ impl S3 for FogS3 {
         &self,
         _req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let root = self.root.clone();
+        let root = self.store.root().to_path_buf();
         let buckets = blocking(move || {
             let mut out = Vec::new();
             let rd = match std::fs::read_dir(&root) {
@@ -226,9 +226,8 @@ impl S3 for FogS3 {
         self.require_bucket(&i.bucket).await?;
         let dst = Self::store_key(&i.bucket, &i.key)?;
         self.check_disk()?;
-        let store = crate::store::LocalStore::new("minio.default", self.root.clone());
-        let meta = store.put_file(&dst, &src.path).await.map_err(store_err)?;
-        let etag = etag_of(&self.root.join(&dst))
+        let meta = self.store.put_file(&dst, &src.path).await.map_err(store_err)?;
+        let etag = etag_of(&self.store.path_of(&dst))
             .map_err(store_err)?
             .unwrap_or_default();
         self.arrived(&meta).await?;

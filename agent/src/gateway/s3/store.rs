@@ -19,7 +19,8 @@ pub(super) const READ_CHUNK: usize = 256 * 1024;
 
 pub struct FogS3 {
     rt: Arc<Runtime>,
-    pub(super) root: PathBuf,
+    /// The local store the endpoint serves (`data_dir/store`).
+    pub(super) store: crate::store::LocalStore,
     pub(super) uploads: Uploads,
     /// Where camera items land before they are anonymised (`ingest.path`, `bucket/folder/`):
     /// they may be put there, never read back out.
@@ -28,12 +29,12 @@ pub struct FogS3 {
 
 impl FogS3 {
     pub fn new(rt: Arc<Runtime>) -> FogS3 {
-        let root = rt.data.store();
+        let store = crate::store::LocalStore::new("minio.default", rt.data.store());
         let uploads = Uploads::new(rt.data.s3_uploads());
         let raw = format!("{}/", rt.cfg.ingest.path.trim_matches('/'));
         FogS3 {
             rt,
-            root,
+            store,
             uploads,
             raw,
         }
@@ -55,7 +56,7 @@ impl FogS3 {
         if bucket.starts_with('.') || bucket.contains('/') {
             return Err(s3_error!(InvalidBucketName));
         }
-        Ok(self.root.join(bucket))
+        Ok(self.store.root().join(bucket))
     }
 
     pub(super) async fn require_bucket(&self, bucket: &str) -> S3Result<PathBuf> {
@@ -95,27 +96,37 @@ impl FogS3 {
         content_md5: Option<&str>,
         etag: Option<String>,
     ) -> S3Result<(ObjectMeta, String)> {
-        let store = crate::store::LocalStore::new("minio.default", self.root.clone());
-        let mut w = store.writer(key).await.map_err(store_err)?;
+        let mut w = self.store.writer(key).await.map_err(store_err)?;
         if let Some(mut body) = body {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| s3_error!(IncompleteBody, "the body was cut short: {e}"))?;
                 w.write(&chunk).await.map_err(store_err)?;
             }
         }
-        if content_length.is_some_and(|n| n >= 0 && n as u64 != w.size()) {
-            return Err(s3_error!(IncompleteBody));
-        }
-        if let Some(want) = content_md5 {
-            use base64::Engine;
-            let got = base64::engine::general_purpose::STANDARD
-                .encode(hex::decode(w.md5_hex()).unwrap_or_default());
-            if got != want {
-                return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
-            }
-        }
+        check_sent(w.size(), &w.md5_hex(), content_length, content_md5)?;
         w.commit(etag).await.map_err(store_err)
     }
+}
+
+/// Did the body that arrived (`size` bytes, MD5 `md5_hex`) match what the client declared
+/// (Content-Length, Content-MD5 in base64)?
+pub(super) fn check_sent(
+    size: u64,
+    md5_hex: &str,
+    content_length: Option<i64>,
+    content_md5: Option<&str>,
+) -> S3Result<()> {
+    if content_length.is_some_and(|n| n >= 0 && n as u64 != size) {
+        return Err(s3_error!(IncompleteBody));
+    }
+    if let Some(want) = content_md5 {
+        use base64::Engine;
+        let got = base64::engine::general_purpose::STANDARD.encode(hex::decode(md5_hex).unwrap_or_default());
+        if got != want {
+            return Err(s3_error!(BadDigest, "Content-MD5 does not match what was sent"));
+        }
+    }
+    Ok(())
 }
 
 /// `remaining` bytes of the file (from where it stands) as a body stream. A task reads ahead
@@ -202,9 +213,9 @@ impl FogS3 {
         let kept: Vec<PathBuf> = wf
             .services
             .iter()
-            .flat_map(|s| s.inputs.iter().chain(&s.outputs).chain(s.mount.iter()))
-            .filter(|b| b.path.split('/').next() == Some(bucket))
-            .map(|b| self.root.join(&b.path))
+            .flat_map(|s| s.storage_paths())
+            .filter(|b| b.bucket() == bucket)
+            .map(|b| self.store.path_of(&b.path))
             .collect();
         let mut d = removed.parent();
         while let Some(dir) = d.filter(|d| d.starts_with(bucket_dir) && *d != bucket_dir) {
