@@ -37,6 +37,8 @@ pub enum DaemonError {
     Locked { path: PathBuf, pid: String },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Podman(#[from] crate::exec::podman::PodmanError),
     #[error("the scheduler task ended abnormally: {0}")]
     Join(String),
 }
@@ -113,6 +115,8 @@ impl Daemon {
                 }
             }
         }
+        // Podman missing fails here, not at the first invocation; exposed services start.
+        crate::exec::podman::prepare(&rt).await?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let vision = vision_worker(&rt, stop_rx.clone());

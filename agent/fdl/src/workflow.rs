@@ -154,8 +154,29 @@ pub struct Service {
     pub image_pull_secrets: Vec<String>,
     /// A bucket folder the script sees as files (OSCAR's rclone sidecar at `/mnt/<path>`).
     pub mount: Option<IoBinding>,
+    /// `expose`: a long-running server (run by the podman executor).
+    pub expose: Option<Exposed>,
+    /// `volume`: a named volume kept between invocations (the podman executor's).
+    pub volume: Option<VolumeSpec>,
 }
-debug_redacted!(Service { name, platform, image, script, memory_bytes, cpu_millis, log_level, timeout_s, inputs, outputs, env, exposed, file_stage_in, delegation, enable_gpu, image_pull_secrets, mount; secrets });
+debug_redacted!(Service { name, platform, image, script, memory_bytes, cpu_millis, log_level, timeout_s, inputs, outputs, env, exposed, file_stage_in, delegation, enable_gpu, image_pull_secrets, mount, expose, volume; secrets });
+
+/// OSCAR's `expose` as fogd runs it: the server listens on `api_port` in its container, which is
+/// published on the box's `host_port` (`nodePort`, or `api_port` when none is given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exposed {
+    pub api_port: u16,
+    pub host_port: u16,
+    /// Run the image's own command instead of the script.
+    pub default_command: bool,
+}
+
+/// OSCAR's `volume`: `name` (default: the service's) mounted at `mount_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub mount_path: String,
+}
 
 impl Service {
     /// Every storage path the service names: its inputs, its outputs and its mount.

@@ -156,6 +156,17 @@ pub async fn check(
             ),
         }
     }
+    let podman_used = cfg.executor == crate::config::ExecutorKind::Podman
+        || cfg
+            .service_executors
+            .values()
+            .any(|e| *e == crate::config::ExecutorKind::Podman);
+    if podman_used {
+        match crate::exec::podman::check(&cfg.podman).await {
+            Ok(about) => r.line(Level::Ok, "executor", about),
+            Err(e) => r.line(Level::Fail, "executor", e.to_string()),
+        }
+    }
     inference(&mut r);
     // The MQTT broker: reachable (fogd retries forever, but a typo should show here).
     if let Some(m) = &cfg.mqtt {

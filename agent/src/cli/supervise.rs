@@ -1,7 +1,9 @@
-//! `fogd supervise`: the FaaS Supervisor inside a kube executor's pod. It fetches the input from
-//! the fogd that made the Job, runs the script (`/bin/sh $FOGD_SCRIPT`, the contract's variables
-//! already in the environment), and sends every output file back; its exit status is the
-//! script's, so the Job's status says how the run ended.
+//! `fogd supervise`: the FaaS Supervisor inside a kube executor's pod or a podman executor's
+//! container. It runs the script (`/bin/sh $FOGD_SCRIPT`, the contract's variables already in
+//! the environment); its exit status is the script's, so the Job's or container's status says
+//! how the run ended. In a pod (FOGD_GATEWAY set) it first fetches the input from the fogd that
+//! made the Job and afterwards sends every output file back; in a container the folders are
+//! bind-mounted from the invocation's, so there is nothing to carry.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,10 +18,16 @@ fn var(k: &str) -> anyhow::Result<String> {
 }
 
 pub fn supervise() -> anyhow::Result<ExitCode> {
-    let gateway = var("FOGD_GATEWAY")?.trim_end_matches('/').to_string();
+    let script = PathBuf::from(var("FOGD_SCRIPT")?);
+    let Ok(gateway) = std::env::var("FOGD_GATEWAY") else {
+        // A podman executor's container (or an exposed service's): the script, nothing else,
+        // and nothing said (the log is the script's: `/run` answers with it, as OSCAR does).
+        let code = run_script(&script, std::env::var_os("TMP_INPUT_DIR").map(PathBuf::from))?;
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    };
+    let gateway = gateway.trim_end_matches('/').to_string();
     let job = var("FOGD_JOB")?;
     let token = var("FOGD_JOB_TOKEN")?;
-    let script = PathBuf::from(var("FOGD_SCRIPT")?);
     let out_dir = PathBuf::from(var("TMP_OUTPUT_DIR")?);
     let in_dir = PathBuf::from(var("TMP_INPUT_DIR")?);
     for d in [&in_dir, &out_dir] {
@@ -36,12 +44,7 @@ pub fn supervise() -> anyhow::Result<ExitCode> {
         rt.block_on(fetch(&http, &base, &token, Path::new(&input)))?;
     }
     eprintln!("[fogd supervise] job {job}: running {}", script.display());
-    let status = std::process::Command::new("/bin/sh")
-        .arg(&script)
-        .current_dir(&in_dir)
-        .status()
-        .with_context(|| format!("/bin/sh {}", script.display()))?;
-    let code = status.code().unwrap_or(1);
+    let code = run_script(&script, Some(in_dir))?;
     let (files, skipped) = crate::exec::outputs::collect(&out_dir, u64::MAX)?;
     for s in skipped {
         eprintln!("[fogd supervise] not sent: {s}");
@@ -54,6 +57,43 @@ pub fn supervise() -> anyhow::Result<ExitCode> {
     })?;
     eprintln!("[fogd supervise] job {job}: script exited {code}, {sent} output(s) sent");
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The OOM kills of this container's memory cgroup (v2, then v1), when it can be read.
+fn oom_kills() -> Option<u64> {
+    ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+        })
+}
+
+/// `/bin/sh script` (the shebang ignored, as OSCAR's supervisor does), in `cwd` when given.
+fn run_script(script: &Path, cwd: Option<PathBuf>) -> anyhow::Result<i32> {
+    let before = oom_kills();
+    let code = run_shell(script, cwd)?;
+    if oom_kills() > before {
+        eprintln!("{}", crate::exec::contract::OOM_NOTE);
+    }
+    Ok(code)
+}
+
+fn run_shell(script: &Path, cwd: Option<PathBuf>) -> anyhow::Result<i32> {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg(script);
+    if let Some(d) = cwd.filter(|d| d.is_dir()) {
+        cmd.current_dir(d);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("/bin/sh {}", script.display()))?;
+    use std::os::unix::process::ExitStatusExt;
+    // Killed by a signal: 128 + its number, as a shell reports it.
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 async fn fetch(http: &reqwest::Client, base: &str, token: &str, to: &Path) -> anyhow::Result<()> {

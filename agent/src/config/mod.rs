@@ -7,11 +7,13 @@ use serde::Deserialize;
 
 mod gateway;
 mod ingest;
+mod podman;
 mod units;
 
 pub(crate) use units::{byte_size, humantime_serde_compat};
 
 pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
+pub use podman::PodmanConfig;
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
 };
@@ -82,13 +84,14 @@ pub struct Config {
     pub sync: SyncConfig,
     /// When services with `replicas` / `federation` go to other tiers.
     pub delegation: DelegationConfig,
-    /// Where scripts run: `local` (processes on this host, the default) or `kube` (one Job per
-    /// invocation on the cluster of `kube:`).
+    /// Where scripts run: `local` (processes on this host, the default), `podman` (a container
+    /// of the service's image per invocation) or `kube` (a Job per invocation on `kube:`'s cluster).
     pub executor: ExecutorKind,
     /// Services that run elsewhere than `executor` says: `{service: kube}`.
     pub service_executors: std::collections::BTreeMap<String, ExecutorKind>,
     /// The k3s / Kubernetes executor.
     pub kube: KubeConfig,
+    pub podman: PodmanConfig,
     /// The vision models' folder (relative to this file); default: FOGD_MODELS, then the
     /// install's share folder. Given to the vision worker and the scripts as FOGD_MODELS.
     pub models_dir: Option<PathBuf>,
@@ -100,6 +103,7 @@ pub enum ExecutorKind {
     #[default]
     Local,
     Kube,
+    Podman,
 }
 
 /// `kube:` in fogd.yaml.
@@ -332,6 +336,7 @@ impl Default for Config {
             executor: ExecutorKind::Local,
             service_executors: Default::default(),
             kube: KubeConfig::default(),
+            podman: PodmanConfig::default(),
             models_dir: None,
         }
     }
@@ -357,7 +362,7 @@ impl Config {
                 *w = base.join(&*w);
             }
         }
-        for p in [cfg.ingest.watch_dir.as_mut(), cfg.models_dir.as_mut()]
+        for p in [cfg.ingest.watch_dir.as_mut(), cfg.models_dir.as_mut(), cfg.podman.supervisor.as_mut()]
             .into_iter()
             .flatten()
         {

@@ -105,6 +105,12 @@ pub fn output_targets(outputs: &[IoBinding], rel: &str) -> Vec<(ProviderRef, Str
         .collect()
 }
 
+/// What the supervisor says on stderr when the kernel killed a process of its container for
+/// memory: where the runtime does not report OOM kills (conmon on hybrid cgroups), fogd finds
+/// this line in the container's log.
+pub const OOM_NOTE: &str =
+    "[fogd supervise] out of memory: the kernel killed a process of the script (over the memory limit)";
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -141,6 +147,8 @@ mod tests {
             enable_gpu: false,
             image_pull_secrets: Vec::new(),
             mount: None,
+            expose: None,
+            volume: None,
         }
     }
 

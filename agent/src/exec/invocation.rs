@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::local::{self, ScriptSpec, ScriptStatus};
-use super::{contract, kube, Error, Executors};
+use super::{contract, kube, podman, Error, Executors};
+use crate::config::ExecutorKind;
 use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -25,8 +26,15 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             tracing::warn!(job = %inv.uuid, killed, "processes of the interrupted run killed before the rerun");
         }
     }
-    // A Job adopted after a restart may have sent outputs already: its folder stays.
-    let adopting = inv.attempts > 1 && rt.cfg.executor_of(&inv.service) == crate::config::ExecutorKind::Kube;
+    // A Job or container adopted after a restart may have written outputs already: its folder
+    // stays. (A container is found by its name; a Job by creating it again.)
+    let executor = rt.cfg.executor_of(&inv.service);
+    let adopting = inv.attempts > 1
+        && match executor {
+            ExecutorKind::Kube => true,
+            ExecutorKind::Podman => podman::exists(&rt.cfg.podman, &inv.uuid).await,
+            ExecutorKind::Local => false,
+        };
     if !adopting {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
@@ -70,10 +78,11 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             input_file,
         })
     };
-    let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
-    // `mount`: OSCAR's rclone sidecar shows the bucket folder at /mnt/<path> in the pod; a
-    // script on the host gets the store's folder itself, named by MOUNT_PATH.
+    // `mount`: OSCAR's rclone sidecar shows the bucket folder at /mnt/<path> in the pod; the
+    // podman executor binds the store's folder there, and a script on the host gets the
+    // store's folder itself. Either way MOUNT_PATH names it.
     let local = crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default");
+    let mut mount = None;
     if let Some(m) = svc.mount.as_ref().filter(|m| m.provider == local) {
         let dir = rt.data.store_object(&m.path);
         tokio::fs::create_dir_all(&dir)
@@ -82,55 +91,93 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
                 path: dir.clone(),
                 source,
             })?;
-        env.push(("MOUNT_PATH".into(), dir.display().to_string()));
-    }
-    if let Some(sock) = &exec.vision_socket {
-        env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
+        mount = Some((dir, format!("/mnt/{}", m.path.trim_matches('/'))));
     }
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
-    let (status, spawned_us) = if rt.cfg.executor_of(&svc.name) == crate::config::ExecutorKind::Kube {
-        // The pod sees the contract's folders inside it; its supervisor fetches the input from
-        // `in_dir` and sends the outputs into `out_dir` through the gateway.
-        let name = input_file
-            .as_ref()
-            .and_then(|f| f.file_name())
-            .map(|n| n.to_owned());
-        let pod_input = name.map(|n| Path::new(kube::POD_INPUT_DIR).join(n));
-        let env = kube::pod_environment(
-            rt,
-            &inv.uuid,
-            contract_env(
-                Path::new(kube::POD_INPUT_DIR),
-                Path::new(kube::POD_OUTPUT_DIR),
-                pod_input.as_deref(),
-            ),
-        )?;
-        let run = kube::KubeRun {
-            cfg: &rt.cfg.kube,
-            svc: &svc,
-            job: &inv.uuid,
-            node: &rt.node,
-            env,
-            timeout,
-            log_path: &log_path,
-        };
-        exec.kube.run(run, exec.stopping.subscribe()).await?
-    } else {
-        local::run_script(ScriptSpec {
-            script: svc.script.as_ref(),
-            dir: &dir,
-            env,
-            timeout,
-            log_path: &log_path,
-            log_cap: rt.cfg.log_cap_bytes,
-            budget: local::DiskBudget {
-                max_work_bytes: rt.cfg.max_work_bytes,
-                data_dir: rt.cfg.data_dir.clone(),
-                // Under the line where new work stops: what runs may finish, not fill the disk.
-                min_free_bytes: rt.cfg.min_free_bytes / 2,
-            },
-        })
-        .await?
+    // The input's name as the pod or container sees it.
+    let inside_input = input_file
+        .as_ref()
+        .and_then(|f| f.file_name())
+        .map(|n| Path::new(kube::POD_INPUT_DIR).join(n));
+    let (status, spawned_us) = match executor {
+        ExecutorKind::Kube => {
+            // The pod sees the contract's folders inside it; its supervisor fetches the input
+            // from `in_dir` and sends the outputs into `out_dir` through the gateway.
+            let env = kube::pod_environment(
+                rt,
+                &inv.uuid,
+                contract_env(
+                    Path::new(kube::POD_INPUT_DIR),
+                    Path::new(kube::POD_OUTPUT_DIR),
+                    inside_input.as_deref(),
+                ),
+            )?;
+            let run = kube::KubeRun {
+                cfg: &rt.cfg.kube,
+                svc: &svc,
+                job: &inv.uuid,
+                node: &rt.node,
+                env,
+                timeout,
+                log_path: &log_path,
+            };
+            exec.kube.run(run, exec.stopping.subscribe()).await?
+        }
+        ExecutorKind::Podman => {
+            // The folders are bind-mounted where the pods have them; the supervisor runs the
+            // script and fogd stores what it left in the output folder.
+            let mut env = contract_env(
+                Path::new(podman::INPUT_DIR),
+                Path::new(podman::OUTPUT_DIR),
+                inside_input.as_deref(),
+            );
+            env.extend([
+                ("FOGD_JOB".to_string(), inv.uuid.clone()),
+                ("FOGD_SCRIPT".to_string(), podman::SCRIPT.to_string()),
+            ]);
+            if let Some((_, inside)) = &mount {
+                env.push(("MOUNT_PATH".into(), inside.clone()));
+            }
+            let script = local::script_file(svc.script.as_ref(), &dir).await?;
+            podman::run(podman::PodmanRun {
+                cfg: &rt.cfg.podman,
+                svc: &svc,
+                job: &inv.uuid,
+                node: &rt.node,
+                dir: &dir,
+                script: &script,
+                env,
+                mount,
+                timeout,
+                log_path: &log_path,
+                log_cap: rt.cfg.log_cap_bytes,
+            })
+            .await?
+        }
+        ExecutorKind::Local => {
+            let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
+            if let Some((dir, _)) = &mount {
+                env.push(("MOUNT_PATH".into(), dir.display().to_string()));
+            }
+            if let Some(sock) = &exec.vision_socket {
+                env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
+            }
+            local::run_script(ScriptSpec {
+                script: svc.script.as_ref(),
+                dir: &dir,
+                env,
+                timeout,
+                log_path: &log_path,
+                log_cap: rt.cfg.log_cap_bytes,
+                budget: local::DiskBudget {
+                    max_work_bytes: rt.cfg.max_work_bytes,
+                    data_dir: rt.cfg.data_dir.clone(),
+                    // Under the line where new work stops: what runs may finish, not fill the disk.
+                    min_free_bytes: rt.cfg.min_free_bytes / 2,
+                },
+            })
+            .await?
+        }
     };
     let overrun = matches!(status, ScriptStatus::OverBudget(_));
     let (state, exit_code, error) = match status {
@@ -141,6 +188,14 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             Some(format!("script exited with status {c}")),
         ),
         ScriptStatus::Signalled(s) => (State::Failed, None, Some(format!("script killed by signal {s}"))),
+        ScriptStatus::OutOfMemory => (
+            State::Failed,
+            None,
+            Some(format!(
+                "script killed by the kernel: over its memory limit of {} bytes (OOM)",
+                svc.memory_bytes.unwrap_or(0)
+            )),
+        ),
         ScriptStatus::TimedOut => (
             State::TimedOut,
             None,

@@ -58,6 +58,8 @@ pub enum ScriptStatus {
     /// Killed by a signal (its number).
     Signalled(i32),
     TimedOut,
+    /// Killed by the kernel: over its memory limit (a container's).
+    OutOfMemory,
     /// Killed while running: it went over its disk budget.
     OverBudget(Overrun),
 }
@@ -132,16 +134,21 @@ pub fn kill_leftovers(dir: &Path) -> usize {
     killed
 }
 
-pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
-    let script_path = match spec.script {
-        Some(Script::File(p)) => p.clone(),
+/// The script as a file: its own, or its text written into the invocation's folder.
+pub async fn script_file(script: Option<&Script>, dir: &Path) -> Result<PathBuf, ExecError> {
+    match script {
+        Some(Script::File(p)) => Ok(p.clone()),
         Some(Script::Inline(text)) => {
-            let p = spec.dir.join("script.sh");
+            let p = dir.join("script.sh");
             tokio::fs::write(&p, text).await.map_err(io(&p))?;
-            p
+            Ok(p)
         }
-        Some(Script::Unchecked(_)) | None => return Err(ExecError::NoScript),
-    };
+        Some(Script::Unchecked(_)) | None => Err(ExecError::NoScript),
+    }
+}
+
+pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
+    let script_path = script_file(spec.script, spec.dir).await?;
     let mut cmd = Command::new("/bin/sh");
     cmd.arg(&script_path)
         .current_dir(spec.dir)
@@ -228,7 +235,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
     Ok((status, spawned_us))
 }
 
-async fn append_note(log: &Path, note: &str) -> Result<(), ExecError> {
+pub(crate) async fn append_note(log: &Path, note: &str) -> Result<(), ExecError> {
     let mut f = tokio::fs::OpenOptions::new()
         .append(true)
         .open(log)
@@ -259,7 +266,7 @@ fn kill_group(pgid: Option<i32>) {
 }
 
 /// Copies stdout and stderr into the log until `cap` bytes, then drains and counts the rest.
-async fn capture(
+pub(crate) async fn capture(
     out: Option<impl AsyncRead + Unpin>,
     err: Option<impl AsyncRead + Unpin>,
     mut log: tokio::fs::File,

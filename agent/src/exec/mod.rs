@@ -1,6 +1,7 @@
 //! Executors: where an invocation's script runs. `contract` is the FaaS Supervisor contract
-//! (pure); `local` runs scripts as processes on this host; `kube` runs them as Kubernetes Jobs
-//! (k3s); `delegate` hands invocations to other tiers (OSCAR `replicas` / `federation`).
+//! (pure); `local` runs scripts as processes on this host; `podman` runs them in containers of
+//! the services' images on this host; `kube` runs them as Kubernetes Jobs (k3s); `delegate` hands
+//! invocations to other tiers (OSCAR `replicas` / `federation`).
 
 pub mod contract;
 pub mod delegate;
@@ -8,6 +9,7 @@ mod invocation;
 pub mod kube;
 pub mod local;
 pub mod outputs;
+pub mod podman;
 
 pub use invocation::execute;
 
@@ -25,6 +27,8 @@ pub enum Error {
     Script(#[from] local::ExecError),
     #[error(transparent)]
     Kube(#[from] kube::KubeError),
+    #[error(transparent)]
+    Podman(#[from] podman::PodmanError),
     #[error(transparent)]
     Output(#[from] crate::exec::outputs::OutputError),
 }

@@ -29,21 +29,24 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
         cx.error(&s.image, &format!("{path}.image"), "image is empty".into());
     }
     let exposed = s.expose.is_some() || s.kserve.is_some();
-    // Read and kept, but no executor of fogd does what they ask yet: said, not ignored.
+    // Only the podman executor runs these; the FDL does not know the node's executor, so it is
+    // said here and again, as an error, when another executor is asked to run the service.
     if s.expose.is_some() {
         cx.warn(
             &s.name,
             &format!("{path}.expose"),
-            "`expose` (a long-running server on a port) is not run by fogd's executors (local, kube): the service is registered and never triggered by files, and nothing listens".into(),
+            "`expose` (a long-running server on a port) is run by the podman executor only; under the local and kube executors the service is registered, never triggered by files, and nothing listens".into(),
         );
     }
     if s.volume.is_some() {
         cx.warn(
             &s.name,
             &format!("{path}.volume"),
-            "`volume` (a managed volume kept between invocations) is not provided by fogd's executors (local, kube): every invocation starts with empty folders".into(),
+            "`volume` (a named volume kept between invocations) is provided by the podman executor only; under the local and kube executors every invocation starts with empty folders".into(),
         );
     }
+    let expose = s.expose.as_ref().and_then(|e| expose(cx, e, &s.name, &format!("{path}.expose")));
+    let volume = s.volume.as_ref().and_then(|v| volume(cx, v, &name, &s.name, &format!("{path}.volume")));
     let script = match &s.script {
         Some(sc) => resolve_script(cx, sc, &format!("{path}.script")),
         None if exposed => None,
@@ -114,6 +117,8 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
         enable_gpu: s.enable_gpu.unwrap_or(false),
         image_pull_secrets: s.image_pull_secrets.clone().unwrap_or_default(),
         mount,
+        expose,
+        volume,
     };
     (service, s.name.referenced)
 }
@@ -223,6 +228,8 @@ pub(super) fn lambda(cx: &mut Ctx, l: &model::Lambda, path: &str) -> Located {
         enable_gpu: false,
         image_pull_secrets: Vec::new(),
         mount: None,
+        expose: None,
+        volume: None,
     };
     (service, l.name.referenced)
 }
@@ -283,6 +290,8 @@ pub(super) fn legacy_function(cx: &mut Ctx, f: &model::LegacyFunction, path: &st
         enable_gpu: false,
         image_pull_secrets: Vec::new(),
         mount: None,
+        expose: None,
+        volume: None,
     };
     (service, f.name.referenced)
 }
@@ -394,4 +403,45 @@ pub(super) fn delegation(cx: &mut Ctx, s: &model::OscarService, path: &str) -> O
         rescheduler_threshold_s: threshold.and_then(|t| t.0.parse().ok()),
         members: out,
     })
+}
+
+/// `expose`: the first `api_port` (default 8080) and `nodePort`, each a TCP port.
+fn expose(cx: &mut Ctx, e: &model::Expose, at: &model::Sp<String>, path: &str) -> Option<crate::Exposed> {
+    let port = |cx: &mut Ctx, v: Option<&model::OneOrMany<i64>>, field: &str| -> Option<Option<u16>> {
+        match v.and_then(|p| p.0.first()) {
+            None => Some(None),
+            Some(&p) => match u16::try_from(p) {
+                Ok(p) if p > 0 => Some(Some(p)),
+                _ => {
+                    cx.error(at, &format!("{path}.{field}"), format!("{p} is not a TCP port (1 to 65535)"));
+                    None
+                }
+            },
+        }
+    };
+    let api_port = port(cx, e.api_port.as_ref(), "api_port")?.unwrap_or(8080);
+    let host_port = port(cx, e.node_port.as_ref(), "nodePort")?.unwrap_or(api_port);
+    Some(crate::Exposed {
+        api_port,
+        host_port,
+        default_command: e.default_command.unwrap_or(false),
+    })
+}
+
+/// `volume`: an absolute `mount_path` without `..`; the name is the service's when not given.
+fn volume(cx: &mut Ctx, v: &model::Volume, service: &str, at: &model::Sp<String>, path: &str) -> Option<crate::VolumeSpec> {
+    let Some(mount_path) = v.mount_path.clone() else {
+        cx.error(at, &format!("{path}.mount_path"), "a volume needs `mount_path` (where the container sees it)".into());
+        return None;
+    };
+    if !mount_path.starts_with('/') || mount_path.split('/').any(|c| c == "..") || mount_path == "/" {
+        cx.error(at, &format!("{path}.mount_path"), format!("`{mount_path}` is not an absolute folder without `..`"));
+        return None;
+    }
+    let name = v.name.clone().unwrap_or_else(|| service.to_string());
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        cx.error(at, &format!("{path}.name"), format!("volume name `{name}`: letters, digits, `-`, `_` and `.` only"));
+        return None;
+    }
+    Some(crate::VolumeSpec { name, mount_path })
 }

@@ -1,0 +1,139 @@
+//! OSCAR's exposed services on the podman executor: one long-lived container per service
+//! (`fogd-expose-<service>`), its `api_port` published on the box, started again by podman if it
+//! dies. A container made for the same definition is kept across fogd restarts (its label holds
+//! a hash of the definition); one made for an older definition is replaced.
+
+use std::path::Path;
+
+use super::run::{ensure_image, supervisor, write_env};
+use super::{run_args, ContainerSpec, PodmanError};
+use crate::config::PodmanConfig;
+use crate::fdl::Service;
+
+/// At the node's start: podman is there if a service runs on it, and the exposed services of
+/// the podman executor run.
+pub async fn prepare(rt: &crate::runtime::Runtime) -> Result<(), PodmanError> {
+    let wf = rt.workflow();
+    let on_podman: Vec<&Service> = wf
+        .services
+        .iter()
+        .filter(|s| rt.cfg.executor_of(&s.name) == crate::config::ExecutorKind::Podman)
+        .collect();
+    if on_podman.is_empty() {
+        return Ok(());
+    }
+    let about = super::check(&rt.cfg.podman).await?;
+    tracing::info!("podman executor: {about}");
+    for svc in on_podman.into_iter().filter(|s| s.expose.is_some()) {
+        let mut env: Vec<(String, String)> = svc.env.clone().into_iter().collect();
+        env.extend(svc.secrets.clone());
+        env.push(("OSCAR_SERVICE_NAME".into(), svc.name.clone()));
+        let dir = rt.cfg.data_dir.join("exposed").join(&svc.name);
+        start_exposed(&rt.cfg.podman, svc, &rt.node, &dir, env).await?;
+    }
+    Ok(())
+}
+
+pub fn expose_name(service: &str) -> String {
+    format!("fogd-expose-{service}")
+}
+
+/// Starts (or keeps) the container of an exposed service; `dir` holds its script and env file.
+pub async fn start_exposed(
+    cfg: &PodmanConfig,
+    svc: &Service,
+    node: &str,
+    dir: &Path,
+    env: Vec<(String, String)>,
+) -> Result<(), PodmanError> {
+    let name = expose_name(&svc.name);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PodmanError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let script = dir.join("script.sh");
+    let text = match &svc.script {
+        Some(crate::fdl::Script::File(p)) => std::fs::read_to_string(p).map_err(io(p))?,
+        Some(crate::fdl::Script::Inline(t)) => t.clone(),
+        _ => String::new(),
+    };
+    std::fs::write(&script, &text).map_err(io(&script))?;
+    let image = cfg.image_for(svc.image.as_deref().unwrap_or_default());
+    let env_path = dir.join("env");
+    let mut env = env;
+    env.push(("FOGD_SCRIPT".into(), super::SCRIPT.into()));
+    let supervisor = supervisor(cfg)?;
+    let spec = ContainerSpec {
+        cfg,
+        svc,
+        name: &name,
+        node,
+        job: None,
+        env_file: &env_path,
+        supervisor: &supervisor,
+        script: Some(&script),
+        work: None,
+        mount: None,
+        timeout: None,
+    };
+    let mut args = run_args(&spec);
+    // The definition's hash: the same one found running is kept, another replaced.
+    let hash = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(args.join("\n"));
+        h.update(&text);
+        for (k, v) in &env {
+            h.update(format!("{k}={v}\n"));
+        }
+        hex::encode(&h.finalize()[..8])
+    };
+    args.insert(4, format!("--label=fogd.io/spec={hash}"));
+    let out = tokio::process::Command::new(&cfg.binary)
+        .args([
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{index .Config.Labels \"fogd.io/spec\"}}",
+            &name,
+        ])
+        .output()
+        .await
+        .map_err(|source| PodmanError::Missing {
+            binary: cfg.binary.clone(),
+            source,
+        })?;
+    if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == format!("true {hash}") {
+        tracing::info!(service = %svc.name, container = %name, "exposed service running already: kept");
+        return Ok(());
+    }
+    ensure_image(cfg, &image).await?;
+    let rm = tokio::process::Command::new(&cfg.binary)
+        .args(["rm", "--force", "--time", "5", &name])
+        .output()
+        .await;
+    if rm.is_err() {
+        tracing::debug!(container = %name, "no container to replace");
+    }
+    write_env(&env_path, &env)?;
+    let out = tokio::process::Command::new(&cfg.binary)
+        .args(&args)
+        .output()
+        .await;
+    let _ = std::fs::remove_file(&env_path);
+    let out = out.map_err(|source| PodmanError::Missing {
+        binary: cfg.binary.clone(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(PodmanError::Command {
+            what: format!("run {image} (exposed service {})", svc.name),
+            msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    if let Some(e) = &svc.expose {
+        tracing::info!(service = %svc.name, container = %name, port = e.host_port, address = %cfg.expose_address, "exposed service started");
+    }
+    Ok(())
+}
