@@ -1,8 +1,9 @@
 //! The kube executor against `kmock` (PyPI), a Kubernetes API emulator, driven over HTTP through
 //! a kubeconfig exactly as against k3s. No real API server (nor kubelet) can run on these
 //! machines: kmock keeps objects and answers the API (409 on a duplicate), but runs no
-//! controller, so this test plays the pod (it runs `fogd supervise` with the Job's environment)
-//! and the Job controller (it patches the Job's status).
+//! controller, so this test plays the kubelet (it runs the Job's pod spec in a real container
+//! with podman: image, command, env, the script's ConfigMap and the supervisor's hostPath) and
+//! the Job controller (it patches the Job's status).
 
 mod common;
 
@@ -161,6 +162,99 @@ fn normalised(job: &Value) -> Value {
     serde_json::from_str(&text).expect("json")
 }
 
+/// Runs a Job's pod as a kubelet would, in podman: the container's image, command, env,
+/// resource limits and security context, its volume mounts (the ConfigMap `map` as files, the
+/// hostPath of the supervisor, which stands in for the node's `/opt/fogd/fogd`: this fogd).
+/// The host's network: the pod reaches the gateway on loopback. A GPU limit is not asked of
+/// podman (this machine has none).
+fn run_pod(job: &Value, map: &Value, dir: &Path) -> std::process::Output {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let made = Command::new(repo.join("scripts/images"))
+        .arg("base")
+        .output()
+        .expect("scripts/images");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let image = c["image"].as_str().expect("image");
+    let tag = Command::new("podman")
+        .args(["tag", "localhost/fogd/debian:bookworm", image])
+        .status()
+        .expect("podman tag");
+    assert!(tag.success());
+    let mut args: Vec<String> = ["run", "--rm", "--runtime=runc", "--pull=never", "--network=host"]
+        .map(String::from)
+        .into();
+    args.extend([
+        "--ulimit=nofile=1024:1024".into(),
+        "--ulimit=nproc=1024:1024".into(),
+    ]);
+    let env: String = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            format!(
+                "{}={}\n",
+                e["name"].as_str().unwrap_or(""),
+                e["value"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("pod.env"), env).expect("env file");
+    args.push(format!("--env-file={}", dir.join("pod.env").display()));
+    let limits = &c["resources"]["limits"];
+    if let Some(m) = limits["memory"].as_str() {
+        args.push(format!("--memory={m}"));
+    }
+    if let Some(cpu) = limits["cpu"].as_str().and_then(|c| c.strip_suffix('m')) {
+        let m: u64 = cpu.parse().expect("millicores");
+        args.push(format!("--cpus={}.{:03}", m / 1000, m % 1000));
+    }
+    let sc = &c["securityContext"];
+    if sc["capabilities"]["drop"][0] == "ALL" {
+        args.push("--cap-drop=all".into());
+    }
+    if sc["allowPrivilegeEscalation"] == false {
+        args.push("--security-opt=no-new-privileges".into());
+    }
+    for m in c["volumeMounts"].as_array().expect("mounts") {
+        let name = m["name"].as_str().expect("name");
+        let v = pod["volumes"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+            .expect("volume");
+        let host = if v["configMap"].is_object() {
+            let d = dir.join(format!("cm-{name}"));
+            std::fs::create_dir_all(&d).expect("configmap dir");
+            for (k, text) in map["data"].as_object().expect("data") {
+                std::fs::write(d.join(k), text.as_str().unwrap_or("")).expect("configmap file");
+            }
+            d
+        } else if v["hostPath"]["path"] == "/opt/fogd/fogd" {
+            PathBuf::from(env!("CARGO_BIN_EXE_fogd"))
+        } else {
+            panic!("volume {v} is not played by this test");
+        };
+        let ro = if m["readOnly"] == true { ":ro" } else { "" };
+        args.push(format!(
+            "--volume={}:{}{ro}",
+            host.display(),
+            m["mountPath"].as_str().expect("path")
+        ));
+    }
+    let cmd: Vec<&str> = c["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    args.push(format!("--entrypoint={}", cmd[0]));
+    args.push(image.into());
+    args.extend(cmd[1..].iter().map(|s| s.to_string()));
+    Command::new("podman").args(&args).output().expect("podman run")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_on_kmock_golden_spec_states_409_and_api_down() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -243,7 +337,8 @@ async fn jobs_on_kmock_golden_spec_states_409_and_api_down() {
     assert_eq!(code, 200, "{map}");
     assert_eq!(map["data"]["script.sh"], WORK);
 
-    // 2. The pod: `fogd supervise` with the Job's environment fetches the input through the
+    // 2. The pod, in a container of an image made here (`scripts/images base`, under the Job's
+    // image name): `fogd supervise` with the Job's environment fetches the input through the
     // gateway, runs the script and sends the outputs back. A wrong token gets nothing.
     let pod = tmp.path().join("pod");
     let script = pod.join("script.sh");
@@ -283,9 +378,10 @@ async fn jobs_on_kmock_golden_spec_states_409_and_api_down() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
-    let ran = cmd.output().expect("supervise");
+    let ran = run_pod(&job, &map, &pod);
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
-    assert_eq!(std::fs::read(&input).expect("input fetched"), b"payload a\n");
+    let said = String::from_utf8_lossy(&ran.stderr);
+    assert!(said.contains("script exited 0, 2 output(s) sent"), "{said}");
 
     // 3. The Job succeeds: fogd stores the outputs, copies the log, deletes the Job.
     set_status(

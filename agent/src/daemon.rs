@@ -77,6 +77,7 @@ impl Daemon {
     /// Opens the journal, the workflows (`workflows`, else the config's, else those the daemon
     /// last ran) and the stores, then starts every part the config asks for.
     pub async fn start(cfg: Config, workflows: &[PathBuf]) -> Result<Daemon> {
+        let started = std::time::SystemTime::now();
         let files = if workflows.is_empty() {
             cfg.workflows.clone()
         } else {
@@ -135,7 +136,7 @@ impl Daemon {
             tasks.push(task);
             gateway_addr = Some(addr);
         }
-        match crate::ingest::sweep_orphans(&rt).await {
+        match crate::ingest::sweep_orphans(&rt, started).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 removed = n,

@@ -61,13 +61,16 @@ pub fn supervise() -> anyhow::Result<ExitCode> {
 
 /// The OOM kills of this container's memory cgroup (v2, then v1), when it can be read.
 fn oom_kills() -> Option<u64> {
-    ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(f).ok())
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
-        })
+    [
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(f).ok())
+    .and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+    })
 }
 
 /// `/bin/sh script` (the shebang ignored, as OSCAR's supervisor does), in `cwd` when given.

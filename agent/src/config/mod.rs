@@ -13,10 +13,10 @@ mod units;
 pub(crate) use units::{byte_size, humantime_serde_compat};
 
 pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
-pub use podman::PodmanConfig;
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
 };
+pub use podman::PodmanConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -362,9 +362,13 @@ impl Config {
                 *w = base.join(&*w);
             }
         }
-        for p in [cfg.ingest.watch_dir.as_mut(), cfg.models_dir.as_mut(), cfg.podman.supervisor.as_mut()]
-            .into_iter()
-            .flatten()
+        for p in [
+            cfg.ingest.watch_dir.as_mut(),
+            cfg.models_dir.as_mut(),
+            cfg.podman.supervisor.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);

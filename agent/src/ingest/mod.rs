@@ -345,12 +345,17 @@ pub fn start_sources(
 /// Removes raw files with no journal row: written by a batch that a crash cut short before its
 /// commit. Their sources were not acknowledged and deliver them again. (Temporary files of cut
 /// writes are swept with the rest of the store's at start.)
-pub async fn sweep_orphans(rt: &Runtime) -> Result<usize> {
+/// Only files older than `before` (the node's start) are looked at: one written since is not
+/// an ingest cut short but a `fogd put` or S3 PUT racing the start, journalled in a moment.
+pub async fn sweep_orphans(rt: &Runtime, before: std::time::SystemTime) -> Result<usize> {
     let store = rt.local_store();
     let prefix = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
     let mut removed = 0;
     for meta in store.list(&prefix).await? {
-        if !rt.journal.ingest_has_key(&meta.key)? && store.delete(&meta.key).await.is_ok() {
+        let old = std::fs::metadata(rt.data.store_object(&meta.key))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < before);
+        if old && !rt.journal.ingest_has_key(&meta.key)? && store.delete(&meta.key).await.is_ok() {
             removed += 1;
         }
     }

@@ -45,8 +45,14 @@ pub(super) fn oscar_service(cx: &mut Ctx, cluster_id: &str, s: &model::OscarServ
             "`volume` (a named volume kept between invocations) is provided by the podman executor only; under the local and kube executors every invocation starts with empty folders".into(),
         );
     }
-    let expose = s.expose.as_ref().and_then(|e| expose(cx, e, &s.name, &format!("{path}.expose")));
-    let volume = s.volume.as_ref().and_then(|v| volume(cx, v, &name, &s.name, &format!("{path}.volume")));
+    let expose = s
+        .expose
+        .as_ref()
+        .and_then(|e| expose(cx, e, &s.name, &format!("{path}.expose")));
+    let volume = s
+        .volume
+        .as_ref()
+        .and_then(|v| volume(cx, v, &name, &s.name, &format!("{path}.volume")));
     let script = match &s.script {
         Some(sc) => resolve_script(cx, sc, &format!("{path}.script")),
         None if exposed => None,
@@ -413,7 +419,11 @@ fn expose(cx: &mut Ctx, e: &model::Expose, at: &model::Sp<String>, path: &str) -
             Some(&p) => match u16::try_from(p) {
                 Ok(p) if p > 0 => Some(Some(p)),
                 _ => {
-                    cx.error(at, &format!("{path}.{field}"), format!("{p} is not a TCP port (1 to 65535)"));
+                    cx.error(
+                        at,
+                        &format!("{path}.{field}"),
+                        format!("{p} is not a TCP port (1 to 65535)"),
+                    );
                     None
                 }
             },
@@ -429,18 +439,40 @@ fn expose(cx: &mut Ctx, e: &model::Expose, at: &model::Sp<String>, path: &str) -
 }
 
 /// `volume`: an absolute `mount_path` without `..`; the name is the service's when not given.
-fn volume(cx: &mut Ctx, v: &model::Volume, service: &str, at: &model::Sp<String>, path: &str) -> Option<crate::VolumeSpec> {
+fn volume(
+    cx: &mut Ctx,
+    v: &model::Volume,
+    service: &str,
+    at: &model::Sp<String>,
+    path: &str,
+) -> Option<crate::VolumeSpec> {
     let Some(mount_path) = v.mount_path.clone() else {
-        cx.error(at, &format!("{path}.mount_path"), "a volume needs `mount_path` (where the container sees it)".into());
+        cx.error(
+            at,
+            &format!("{path}.mount_path"),
+            "a volume needs `mount_path` (where the container sees it)".into(),
+        );
         return None;
     };
     if !mount_path.starts_with('/') || mount_path.split('/').any(|c| c == "..") || mount_path == "/" {
-        cx.error(at, &format!("{path}.mount_path"), format!("`{mount_path}` is not an absolute folder without `..`"));
+        cx.error(
+            at,
+            &format!("{path}.mount_path"),
+            format!("`{mount_path}` is not an absolute folder without `..`"),
+        );
         return None;
     }
     let name = v.name.clone().unwrap_or_else(|| service.to_string());
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        cx.error(at, &format!("{path}.name"), format!("volume name `{name}`: letters, digits, `-`, `_` and `.` only"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        cx.error(
+            at,
+            &format!("{path}.name"),
+            format!("volume name `{name}`: letters, digits, `-`, `_` and `.` only"),
+        );
         return None;
     }
     Some(crate::VolumeSpec { name, mount_path })

@@ -116,7 +116,11 @@ pub fn run_args(s: &ContainerSpec<'_>) -> Vec<String> {
         a.push(format!("--timeout={}", t.as_secs().max(1)));
     }
     let bind = |host: &Path, inside: &str, ro: bool| {
-        format!("--volume={}:{inside}{}", host.display(), if ro { ":ro" } else { "" })
+        format!(
+            "--volume={}:{inside}{}",
+            host.display(),
+            if ro { ":ro" } else { "" }
+        )
     };
     a.push(bind(s.supervisor, SUPERVISOR, true));
     if let Some(script) = s.script {

@@ -103,9 +103,7 @@ pub(super) async fn ensure_image(cfg: &PodmanConfig, image: &str) -> Result<(), 
     };
     match cfg.image_pull_policy {
         PullPolicy::Never if present().await? => Ok(()),
-        PullPolicy::Never => Err(PodmanError::ImageAbsent {
-            image: image.into(),
-        }),
+        PullPolicy::Never => Err(PodmanError::ImageAbsent { image: image.into() }),
         PullPolicy::IfNotPresent if present().await? => Ok(()),
         PullPolicy::IfNotPresent | PullPolicy::Always => {
             tracing::info!(image, "pulling the image");
