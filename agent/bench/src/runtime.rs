@@ -120,7 +120,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
     })
 }
 
-async fn wait_final(rt: &Runtime, id: InvocationId) -> Result<fogd::journal::Invocation> {
+pub(crate) async fn wait_final(rt: &Runtime, id: InvocationId) -> Result<fogd::journal::Invocation> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(i) = rt.journal.invocation(id)? {

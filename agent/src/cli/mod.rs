@@ -158,14 +158,15 @@ pub enum Command {
     /// The paper's use case here, on the embedded default (no broker, no S3): a sample video (or
     /// yours) is split into frames with faces blurred and masks judged, then a summary.
     Demo(demo::DemoArgs),
-    /// Inside a kube executor's pod: fetch the input, run the script, send the outputs back.
+    /// Inside a kube executor's pod or a podman executor's container: run the script (in a pod,
+    /// fetching the input first and sending the outputs back).
     #[command(hide = true)]
     Supervise,
     /// The init container's copy of this binary into a pod (`DIR/fogd`).
     #[command(hide = true)]
     InstallSupervisor { dir: PathBuf },
-    /// Measure fogd on this machine and print the numbers: `runtime`, `ingest`, `continuum`
-    /// (by `fogd-bench`), `anonymize` (by `fogd-vision`).
+    /// Measure fogd on this machine and print the numbers: `runtime`, `ingest`, `continuum`,
+    /// `retention`, `s3`, `containers` (by `fogd-bench`), `anonymize` (by `fogd-vision`).
     #[command(disable_help_flag = true)]
     Bench(Handed),
 }

@@ -151,6 +151,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
                 timeout,
                 log_path: &log_path,
                 log_cap: rt.cfg.log_cap_bytes,
+                adopt: adopting,
             })
             .await?
         }

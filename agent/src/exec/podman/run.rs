@@ -27,6 +27,8 @@ pub struct PodmanRun<'a> {
     pub timeout: Duration,
     pub log_path: &'a Path,
     pub log_cap: u64,
+    /// A rerun after a restart: its container may exist already, and is then followed.
+    pub adopt: bool,
 }
 
 /// What podman printed, or why it could not be run.
@@ -159,11 +161,13 @@ async fn inspect(cfg: &PodmanConfig, name: &str) -> Result<(bool, i32, bool, i64
 pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
     let name = container_name(r.job);
     let image = r.cfg.image_for(r.svc.image.as_deref().unwrap_or_default());
-    if exists(r.cfg, r.job).await {
+    if r.adopt && exists(r.cfg, r.job).await {
         // Never doubled: the container of this invocation is followed to its end.
         tracing::warn!(job = r.job, container = %name, "the container exists already (fogd restarted while it ran): followed, not started again");
     } else {
-        ensure_image(r.cfg, &image).await?;
+        if r.cfg.image_pull_policy == PullPolicy::Always {
+            ensure_image(r.cfg, &image).await?;
+        }
         let env_path = r.dir.join("env");
         write_env(&env_path, &r.env)?;
         let supervisor = supervisor(r.cfg)?;
@@ -181,7 +185,22 @@ pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
             timeout: Some(r.timeout),
         });
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = podman(r.cfg, &args).await;
+        // The image is looked for only when podman misses it: one podman call on the way in.
+        let mut out = podman(r.cfg, &args).await;
+        let missing = |o: &std::process::Output| {
+            let e = String::from_utf8_lossy(&o.stderr);
+            !o.status.success() && (e.contains("image not known") || e.contains("no such image"))
+        };
+        if out.as_ref().is_ok_and(missing) {
+            let _ = podman(r.cfg, &["rm", "--force", &name]).await;
+            match ensure_image(r.cfg, &image).await {
+                Ok(()) => out = podman(r.cfg, &args).await,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&env_path);
+                    return Err(e);
+                }
+            }
+        }
         let _ = std::fs::remove_file(&env_path);
         let out = out?;
         if !out.status.success() {
@@ -193,14 +212,20 @@ pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
     // One second over conmon's `--timeout`: the limit is conmon's, this wait only backs it up.
     let waited = tokio::time::timeout(
         r.timeout + Duration::from_secs(1),
-        podman(r.cfg, &["wait", &name]),
+        podman(r.cfg, &["wait", "--interval=100ms", &name]),
     )
     .await;
+    let mut logged = false;
     let status = match waited {
         Err(_) => ScriptStatus::TimedOut,
         Ok(w) => {
             w?;
-            let (running, code, oom, ran_s) = inspect(r.cfg, &name).await?;
+            let (state, copied) = tokio::join!(
+                inspect(r.cfg, &name),
+                copy_log(r.cfg, &name, r.log_path, r.log_cap)
+            );
+            logged = copied.map(|()| true)?;
+            let (running, code, oom, ran_s) = state?;
             // Killed by conmon at `--timeout`: podman reports -1 (no script exits so), or 137
             // with how long it ran (its own times when it was adopted after a restart; conmon
             // counts from before the container's start, so a second's slack).
@@ -216,7 +241,9 @@ pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
             }
         }
     };
-    copy_log(r.cfg, &name, r.log_path, r.log_cap).await?;
+    if !logged {
+        copy_log(r.cfg, &name, r.log_path, r.log_cap).await?;
+    }
     // The supervisor says an OOM kill that the runtime did not see (conmon on hybrid cgroups).
     let status = match status {
         ScriptStatus::Exited(137) | ScriptStatus::Signalled(9) if said_oom(r.log_path).await => {
@@ -250,15 +277,22 @@ async fn said_oom(log: &Path) -> bool {
     String::from_utf8_lossy(tail).contains(crate::exec::contract::OOM_NOTE)
 }
 
-/// The binary mounted as the supervisor: `podman.supervisor`, else this fogd.
+/// The binary mounted as the supervisor: `podman.supervisor`, else this fogd (the `fogd` beside
+/// this executable when a node runs inside another binary, `fogd-bench`).
 pub(super) fn supervisor(cfg: &PodmanConfig) -> Result<PathBuf, PodmanError> {
-    match &cfg.supervisor {
-        Some(p) => Ok(p.clone()),
-        None => std::env::current_exe().map_err(|source| PodmanError::Io {
-            path: PathBuf::from("/proc/self/exe"),
-            source,
-        }),
+    if let Some(p) = &cfg.supervisor {
+        return Ok(p.clone());
     }
+    let me = std::env::current_exe().map_err(|source| PodmanError::Io {
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    let fogd = me.with_file_name("fogd");
+    Ok(if me.file_name().is_some_and(|n| n != "fogd") && fogd.is_file() {
+        fogd
+    } else {
+        me
+    })
 }
 
 /// The container's log (stdout and stderr) into the invocation's log file, up to `cap` bytes.
