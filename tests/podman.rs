@@ -134,7 +134,6 @@ fn the_paper_workflow_in_containers_gives_the_local_executors_outputs() {
     let d = dir.path();
     let clip = d.join("cam1.mp4");
     sample_clip(&clip, 11, 1280, 720, &[]);
-    let example = common::repo().join("examples/camera-ingest/workflow.yaml");
     let mut trees = Vec::new();
     for executor in ["local", "podman"] {
         let node_dir = d.join(executor);
@@ -145,27 +144,7 @@ fn the_paper_workflow_in_containers_gives_the_local_executors_outputs() {
             format!("data_dir: data\ngateway: {{enabled: false}}\nexecutor: {executor}\npodman: {{runtime: runc}}\n"),
         )
         .unwrap();
-        let mut daemon = Command::new(fogd_bin())
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "run",
-                example.to_str().unwrap(),
-            ])
-            .env("PATH", path_with_fogd())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(node_dir.join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap();
-        common::wait_registered(&node_dir.join("data"));
-        let o = fogd(&[
-            "--config",
-            cfg.to_str().unwrap(),
-            "put",
-            "minio/cameras/incoming/",
-            clip.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
+        let mut daemon = run_example_with(&node_dir, &clip);
         let results = node_dir.join("data/store/cameras/results/cam1");
         let t0 = Instant::now();
         while t0.elapsed().as_secs() < 180

@@ -166,35 +166,11 @@ fn bad_inputs_each_get_a_clear_message_and_the_rest_goes_on() {
 fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let path = path_with_fogd();
-    let example = common::repo().join("examples/camera-ingest/workflow.yaml");
     std::fs::write(d.join("fogd.yaml"), "data_dir: data\ngateway: {enabled: false}\n").unwrap();
     let clip = d.join("cam1.mp4");
     sample_clip(&clip, 11, 1280, 720, &[]);
     let cfg = d.join("fogd.yaml");
-    let log = std::fs::File::create(d.join("daemon.log")).unwrap();
-    let mut daemon = Command::new(fogd_bin())
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "run",
-            example.to_str().unwrap(),
-        ])
-        .env("PATH", &path)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    common::wait_registered(&d.join("data"));
-    let o = fogd(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "put",
-        "minio/cameras/incoming/",
-        clip.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("1 invocation(s) queued"), "{}", text(&o));
+    let mut daemon = run_example_with(d, &clip);
     let results = d.join("data/store/cameras/results/cam1");
     let anonymised = d.join("data/store/cameras/anonymised/cam1");
     // 11 s, one frame every 5 s: frames at 0, 5 and 10 s.

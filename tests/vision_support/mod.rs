@@ -28,6 +28,37 @@ pub fn fogd_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run fogd")
 }
 
+/// `fogd run` of the camera-ingest example's workflow with `<dir>/fogd.yaml` (data in
+/// `<dir>/data`, its log in `<dir>/daemon.log`), then `clip` put into its input path. The
+/// caller kills the daemon.
+pub fn run_example_with(dir: &Path, clip: &Path) -> std::process::Child {
+    let example = crate::common::repo().join("examples/camera-ingest/workflow.yaml");
+    let cfg = dir.join("fogd.yaml");
+    let daemon = Command::new(fogd_bin())
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            example.to_str().unwrap(),
+        ])
+        .env("PATH", path_with_fogd())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    crate::common::wait_registered(&dir.join("data"));
+    let o = fogd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "put",
+        "minio/cameras/incoming/",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 invocation(s) queued"), "{}", text(&o));
+    daemon
+}
+
 /// PATH with the binaries built here first: the example workflows' scripts call `fogd`.
 pub fn path_with_fogd() -> String {
     let bin_dir = fogd_bin().parent().unwrap().to_path_buf();

@@ -135,12 +135,7 @@ pub async fn check(
         Ok(_) => r.line(Level::Ok, "executor", "local processes (/bin/sh)"),
         Err(e) => r.line(Level::Fail, "executor", format!("/bin/sh: {e}")),
     }
-    let kube_used = cfg.executor == crate::config::ExecutorKind::Kube
-        || cfg
-            .service_executors
-            .values()
-            .any(|e| *e == crate::config::ExecutorKind::Kube);
-    if kube_used {
+    if cfg.uses_executor(crate::config::ExecutorKind::Kube) {
         let k = crate::exec::kube::Kube::default();
         match tokio::time::timeout(Duration::from_secs(10), k.server_version(&cfg.kube)).await {
             Ok(Ok(v)) => r.line(
@@ -156,12 +151,7 @@ pub async fn check(
             ),
         }
     }
-    let podman_used = cfg.executor == crate::config::ExecutorKind::Podman
-        || cfg
-            .service_executors
-            .values()
-            .any(|e| *e == crate::config::ExecutorKind::Podman);
-    if podman_used {
+    if cfg.uses_executor(crate::config::ExecutorKind::Podman) {
         match crate::exec::podman::check(&cfg.podman).await {
             Ok(about) => r.line(Level::Ok, "executor", about),
             Err(e) => r.line(Level::Fail, "executor", e.to_string()),

@@ -16,7 +16,7 @@ pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
 };
-pub use podman::PodmanConfig;
+pub use podman::{PodmanConfig, PullPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -129,15 +129,6 @@ pub struct KubeConfig {
     /// When the nodes pull the services' images (and the supervisor's). `IfNotPresent` by
     /// default: an edge cluster whose uplink is down still starts Jobs from the images it has.
     pub image_pull_policy: PullPolicy,
-}
-
-/// Kubernetes' `imagePullPolicy`, spelled as the API spells it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub enum PullPolicy {
-    Always,
-    #[default]
-    IfNotPresent,
-    Never,
 }
 
 impl Default for KubeConfig {
@@ -460,6 +451,11 @@ impl Config {
             .get(service)
             .copied()
             .unwrap_or(self.executor)
+    }
+
+    /// Whether a service may run on `kind` (the default, or one named in `service_executors`).
+    pub fn uses_executor(&self, kind: ExecutorKind) -> bool {
+        self.executor == kind || self.service_executors.values().any(|e| *e == kind)
     }
 
     pub fn concurrency(&self) -> usize {

@@ -5,7 +5,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::PullPolicy;
+/// Kubernetes' `imagePullPolicy`, spelled as the API spells it (the kube and podman executors').
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
