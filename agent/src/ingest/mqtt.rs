@@ -181,6 +181,16 @@ pub async fn run(
     let mut deferred = 0u64;
     let mut cycling = false;
     loop {
+        // The spool may have emptied while the loop was not waiting on `drained` (a
+        // notification with no waiter is lost): checked at every turn, not only when woken.
+        if deferred > 0 && !cycling && budget.is_empty() {
+            tracing::debug!(
+                deferred,
+                "mqtt: spool caught up; reconnecting for the messages left at the broker"
+            );
+            cycling = true;
+            let _ = client.try_disconnect();
+        }
         let ev = tokio::select! {
             _ = crate::runtime::stopped(&mut stop2) => break,
             _ = budget.drained.notified(), if deferred > 0 && !cycling => {
