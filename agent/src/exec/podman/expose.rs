@@ -10,8 +10,8 @@ use super::{run_args, ContainerSpec, PodmanError};
 use crate::config::PodmanConfig;
 use crate::fdl::Service;
 
-/// At the node's start: podman is there if a service runs on it, and the exposed services of
-/// the podman executor run.
+/// At the node's start: podman is there if a service runs on it (else the start fails), and the
+/// exposed services of the podman executor run (one that cannot is an error in the log).
 pub async fn prepare(rt: &crate::runtime::Runtime) -> Result<(), PodmanError> {
     let wf = rt.workflow();
     let on_podman: Vec<&Service> = wf
@@ -29,7 +29,11 @@ pub async fn prepare(rt: &crate::runtime::Runtime) -> Result<(), PodmanError> {
         env.extend(svc.secrets.clone());
         env.push(("OSCAR_SERVICE_NAME".into(), svc.name.clone()));
         let dir = rt.cfg.data_dir.join("exposed").join(&svc.name);
-        start_exposed(&rt.cfg.podman, svc, &rt.node, &dir, env).await?;
+        // One exposed service that cannot start (its port taken, its image gone) must not keep
+        // the node, its cameras and other services down: said loudly, the rest goes on.
+        if let Err(e) = start_exposed(&rt.cfg.podman, svc, &rt.node, &dir, env).await {
+            tracing::error!(service = %svc.name, "exposed service not started: {e}");
+        }
     }
     Ok(())
 }
