@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::run::{ensure_image, supervisor, write_env};
+use super::run::{ensure_image, failed, podman, supervisor, write_env};
 use super::{run_args, ContainerSpec, PodmanError};
 use crate::config::PodmanConfig;
 use crate::fdl::Service;
@@ -94,47 +94,34 @@ pub async fn start_exposed(
         hex::encode(&h.finalize()[..8])
     };
     args.insert(4, format!("--label=fogd.io/spec={hash}"));
-    let out = tokio::process::Command::new(&cfg.binary)
-        .args([
+    let out = podman(
+        cfg,
+        &[
             "container",
             "inspect",
             "--format",
             "{{.State.Running}} {{index .Config.Labels \"fogd.io/spec\"}}",
             &name,
-        ])
-        .output()
-        .await
-        .map_err(|source| PodmanError::Missing {
-            binary: cfg.binary.clone(),
-            source,
-        })?;
+        ],
+    )
+    .await?;
     if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == format!("true {hash}") {
         tracing::info!(service = %svc.name, container = %name, "exposed service running already: kept");
         return Ok(());
     }
     ensure_image(cfg, &image).await?;
-    let rm = tokio::process::Command::new(&cfg.binary)
-        .args(["rm", "--force", "--time", "5", &name])
-        .output()
-        .await;
-    if rm.is_err() {
-        tracing::debug!(container = %name, "no container to replace");
-    }
+    // The container of an older definition, if any (none to remove is not an error).
+    let _ = podman(cfg, &["rm", "--force", "--time", "5", &name]).await;
     write_env(&env_path, &env)?;
-    let out = tokio::process::Command::new(&cfg.binary)
-        .args(&args)
-        .output()
-        .await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = podman(cfg, &args).await;
     let _ = std::fs::remove_file(&env_path);
-    let out = out.map_err(|source| PodmanError::Missing {
-        binary: cfg.binary.clone(),
-        source,
-    })?;
+    let out = out?;
     if !out.status.success() {
-        return Err(PodmanError::Command {
-            what: format!("run {image} (exposed service {})", svc.name),
-            msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(failed(
+            &format!("run {image} (exposed service {})", svc.name),
+            &out,
+        ));
     }
     if let Some(e) = &svc.expose {
         tracing::info!(service = %svc.name, container = %name, port = e.host_port, address = %cfg.expose_address, "exposed service started");

@@ -32,7 +32,7 @@ pub struct PodmanRun<'a> {
 }
 
 /// What podman printed, or why it could not be run.
-async fn podman(cfg: &PodmanConfig, args: &[&str]) -> Result<std::process::Output, PodmanError> {
+pub(super) async fn podman(cfg: &PodmanConfig, args: &[&str]) -> Result<std::process::Output, PodmanError> {
     Command::new(&cfg.binary)
         .args(args)
         .stdin(Stdio::null())
@@ -45,7 +45,7 @@ async fn podman(cfg: &PodmanConfig, args: &[&str]) -> Result<std::process::Outpu
         })
 }
 
-fn failed(what: &str, out: &std::process::Output) -> PodmanError {
+pub(super) fn failed(what: &str, out: &std::process::Output) -> PodmanError {
     let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
     PodmanError::Command {
         what: what.to_string(),
