@@ -27,7 +27,7 @@ pub struct PodmanRun<'a> {
     pub timeout: Duration,
     pub log_path: &'a Path,
     pub log_cap: u64,
-    /// A rerun after a restart: its container may exist already, and is then followed.
+    /// A rerun after a restart whose container exists (the caller looked): it is followed.
     pub adopt: bool,
 }
 
@@ -161,7 +161,7 @@ async fn inspect(cfg: &PodmanConfig, name: &str) -> Result<(bool, i32, bool, i64
 pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
     let name = container_name(r.job);
     let image = r.cfg.image_for(r.svc.image.as_deref().unwrap_or_default());
-    if r.adopt && exists(r.cfg, r.job).await {
+    if r.adopt {
         // Never doubled: the container of this invocation is followed to its end.
         tracing::warn!(job = r.job, container = %name, "the container exists already (fogd restarted while it ran): followed, not started again");
     } else {
