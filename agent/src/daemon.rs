@@ -473,9 +473,9 @@ fn start_s3(
         region: c.region.clone(),
         keys: keys.clone(),
     };
-    let app = s3::router(s3::service(rt.clone(), &keys));
+    let app = s3::router(s3::service(rt.clone(), &keys), rt.clone(), &keys);
     let g = rt.cfg.gateway.clone();
-    let sweeper = s3::sweep_uploads(rt);
+    let sweeper = s3::sweep_uploads(rt.clone(), &keys.access);
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -170,17 +170,47 @@ async fn save(s: &State, bucket: &str, st: &Settings) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Is the bucket one a service's path or the camera ingest needs?
-fn in_use(s: &State, bucket: &str) -> Option<String> {
-    let wf = s.rt.workflow();
+/// Is the bucket one a service's path or the camera ingest needs? (The same rule for the API
+/// and the S3 endpoint.)
+pub(crate) fn in_use(rt: &Runtime, bucket: &str) -> Option<String> {
+    let wf = rt.workflow();
     for svc in &wf.services {
         let used = svc.storage_paths().any(|b| b.bucket() == bucket);
         if used {
             return Some(format!("service `{}`", svc.name));
         }
     }
-    (s.rt.cfg.ingest.path.trim_matches('/').split('/').next() == Some(bucket))
-        .then(|| "the camera ingest (ingest.path)".to_string())
+    is_ingest(rt, bucket).then(|| "the camera ingest (ingest.path)".to_string())
+}
+
+/// A bucket's bytes: its objects and the parts of unfinished multipart uploads into it. Walked
+/// at most once in `USAGE_TTL` per bucket, not once per page.
+pub(crate) async fn storage_usage(rt: &Runtime, bucket: &str) -> u64 {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+    const USAGE_TTL: Duration = Duration::from_secs(30);
+    type Cache = Mutex<BTreeMap<(PathBuf, String), (Instant, u64)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let at = (rt.data.store(), bucket.to_string());
+    if let Some((t, n)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&at) {
+        if t.elapsed() < USAGE_TTL {
+            return *n;
+        }
+    }
+    let store = crate::store::LocalStore::new("minio.default", rt.data.store());
+    let objects = store.usage(&format!("{bucket}/")).await.map_or(0, |u| u.1);
+    let parked = super::s3::parked_bytes(rt, bucket).await;
+    let n = objects + parked;
+    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    c.retain(|_, (t, _)| t.elapsed() < USAGE_TTL);
+    c.insert(at, (Instant::now(), n));
+    n
+}
+
+/// Does the bucket hold the raw area (`ingest.path`)?
+pub(crate) fn is_ingest(rt: &Runtime, bucket: &str) -> bool {
+    rt.cfg.ingest.path.trim_matches('/').split('/').next() == Some(bucket)
 }
 
 pub async fn create(s: State, h: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
@@ -225,6 +255,12 @@ pub async fn update(s: State, h: HeaderMap, body: Body) -> Result<impl IntoRespo
     let mut st = Settings::load(&s.rt, &bucket).await;
     if !b.visibility.is_empty() {
         let v = b.visibility.to_ascii_lowercase();
+        // Raw footage is never shared: the ingest bucket stays private, whoever asks.
+        if v != PRIVATE && is_ingest(&s.rt, &bucket) {
+            return Err(ApiError::bad_request(format!(
+                "bucket `{bucket}` holds raw camera footage (ingest.path): it stays private"
+            )));
+        }
         // A mounted bucket's files are the script's: OSCAR refuses to mount a public one, and
         // so one that is mounted does not become public.
         if v == PUBLIC {
@@ -261,7 +297,7 @@ pub async fn update(s: State, h: HeaderMap, body: Body) -> Result<impl IntoRespo
 async fn summary(s: &State, bucket: &str) -> Value {
     let st = Settings::load(&s.rt, bucket).await;
     let mut metadata = st.metadata.clone();
-    if in_use(s, bucket).is_some() {
+    if in_use(&s.rt, bucket).is_some() {
         metadata.insert("service".into(), "true".into());
     }
     json!({
@@ -304,46 +340,35 @@ pub async fn read(
     Path(bucket): Path<String>,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let dir = bucket_dir(&s, &bucket)?;
-    let d = dir.clone();
-    let keys = tokio::task::spawn_blocking(move || super::s3::listing::keys_under(&d, ""))
+    bucket_dir(&s, &bucket)?;
+    let root = crate::store::LocalStore::new("minio.default", s.rt.data.store());
+    let after = (!p.page.is_empty()).then(|| format!("{bucket}/{}", p.page));
+    // One more than a page: the walk stops there, whatever the bucket holds.
+    let mut found = root
+        .entries(&format!("{bucket}/"), after.as_deref(), Some(PAGE + 1))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{}: {e}", dir.display()),
-            )
-        })?;
-    let mut usage = 0u64;
-    let mut objects = Vec::new();
-    let mut next = None;
-    for (key, path) in &keys {
-        let meta = std::fs::metadata(path).ok();
-        let size = meta.as_ref().filter(|m| m.is_file()).map_or(0, |m| m.len());
-        usage += size;
-        if !p.page.is_empty() && key.as_str() <= p.page.as_str() {
-            continue;
-        }
-        if objects.len() == PAGE {
-            next.get_or_insert_with(|| {
-                objects
-                    .last()
-                    .and_then(|o: &Value| o["object_name"].as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            });
-            continue;
-        }
-        let modified = meta
-            .and_then(|m| m.modified().ok())
-            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
-        let mut o = json!({"object_name": key, "size_bytes": size});
-        if let Some(m) = modified {
-            o["last_modified"] = json!(m);
-        }
-        objects.push(o);
-    }
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let truncated = found.len() > PAGE;
+    found.truncate(PAGE);
+    let objects: Vec<Value> = found
+        .iter()
+        .map(|(k, st)| {
+            let key = k.strip_prefix(&format!("{bucket}/")).unwrap_or(k);
+            let mut o = json!({"object_name": key, "size_bytes": st.size});
+            if let Some(t) = st.modified {
+                o["last_modified"] = json!(humantime::format_rfc3339_seconds(t).to_string());
+            }
+            o
+        })
+        .collect();
+    let next = truncated.then(|| {
+        objects
+            .last()
+            .and_then(|o| o["object_name"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    });
+    let usage = storage_usage(&s.rt, &bucket).await;
     let mut v = summary(&s, &bucket).await;
     let st = Settings::load(&s.rt, &bucket).await;
     v["returned_items"] = json!(objects.len());
@@ -359,7 +384,7 @@ pub async fn read(
 
 pub async fn delete(s: State, Path(bucket): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let dir = bucket_dir(&s, &bucket)?;
-    if let Some(user) = in_use(&s, &bucket) {
+    if let Some(user) = in_use(&s.rt, &bucket) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("bucket `{bucket}` is used by {user}: delete or change that first"),

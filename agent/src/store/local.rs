@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::root::{Root, Stat, Walk, Walked};
 use super::{ObjectMeta, Result, StoreError};
 
 pub struct LocalStore {
@@ -34,36 +35,53 @@ impl LocalStore {
         &self.root
     }
 
-    /// The file that holds `key` (the key is checked by the caller).
+    /// Where `key` would be, for messages and comparisons only: every file of the store is
+    /// opened through `root()` (beneath the root, no link followed), never by this path.
     pub fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
 
+    /// The store's root, opened for resolving keys beneath it.
+    pub fn open_root(&self) -> Result<Root> {
+        Root::open(&self.root).map_err(|e| StoreError::io(&self.root, e))
+    }
+
     pub async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta> {
-        let dst = self.path_of(key);
+        let root = self.root.clone();
         let (src, key) = (src.to_path_buf(), key.to_string());
-        blocking(move || put_blocking(&src, &dst, key)).await
+        blocking(move || put_blocking(&root, &src, key)).await
     }
 
     /// An object written as it arrives; it appears under `key` at `commit`.
     pub async fn writer(&self, key: &str) -> Result<super::ObjectWriter> {
-        super::ObjectWriter::create(key, self.path_of(key)).await
+        super::ObjectWriter::create(self.root.clone(), key).await
     }
 
     pub async fn get_file(&self, key: &str, dst: &Path) -> Result<ObjectMeta> {
-        let src = self.path_of(key);
+        let root = self.root.clone();
         let (dst, key, name) = (dst.to_path_buf(), key.to_string(), self.name.clone());
         blocking(move || {
-            let mut from = match File::open(&src) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::NotFound { provider: name, key });
-                }
-                Err(e) => return Err(StoreError::io(&src, e)),
+            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let shown = root.shown(&key);
+            let Some((mut from, _)) = root.open_file(&key).map_err(|e| StoreError::io(&shown, e))? else {
+                return Err(StoreError::NotFound { provider: name, key });
             };
             let mut to = File::create(&dst).map_err(|e| StoreError::io(&dst, e))?;
-            let (size, etag, _) = copy_hashing(&mut from, &mut to, &src, &dst)?;
+            let (size, etag, _) = copy_hashing(&mut from, &mut to, &shown, &dst)?;
             Ok(ObjectMeta { key, size, etag })
+        })
+        .await
+    }
+
+    /// Removes `key` (no error when it is not there; a link there goes as a link).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let root = self.root.clone();
+        let key = key.to_string();
+        blocking(move || {
+            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            root.remove(&key)
+                .map_err(|e| StoreError::io(&root.shown(&key), e))?;
+            Ok(())
         })
         .await
     }
@@ -96,20 +114,88 @@ impl LocalStore {
         removed
     }
 
-    /// Objects under `prefix`. The etag of a listed object is its size and modification time
-    /// (hashing every file to list it would be too slow); `put_file` returns the content hash.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    /// Objects (files) under `prefix` after `after`, at most `max`, in key order with their
+    /// size and time, read folder by folder from the marker on: a page costs its size.
+    pub async fn entries(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Vec<(String, Stat)>> {
         let root = self.root.clone();
-        let prefix = prefix.to_string();
+        let (prefix, after) = (prefix.to_string(), after.map(str::to_string));
         blocking(move || {
             let mut out = Vec::new();
-            let start = root.join(prefix.rsplit_once('/').map_or("", |(dir, _)| dir));
-            walk(&root, &start, &mut out)?;
-            out.retain(|m: &ObjectMeta| m.key.starts_with(&prefix));
-            out.sort_by(|a, b| a.key.cmp(&b.key));
+            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let shown = root.path().to_path_buf();
+            let walk = Walk::new(root.dir(), &prefix, after.as_deref(), false)
+                .map_err(|e| StoreError::io(&shown, e))?;
+            for w in walk {
+                if out.len() >= max.unwrap_or(usize::MAX) {
+                    break;
+                }
+                let Walked::Key(f) = w.map_err(|e| StoreError::io(&shown, e))? else {
+                    continue;
+                };
+                if !f.is_folder() {
+                    out.push((f.key, f.stat));
+                }
+            }
             Ok(out)
         })
         .await
+    }
+
+    /// How many objects lie under `prefix` and their bytes (one walk, nothing kept).
+    pub async fn usage(&self, prefix: &str) -> Result<(u64, u64)> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let shown = root.path().to_path_buf();
+            let mut total = (0, 0);
+            for w in Walk::new(root.dir(), &prefix, None, false).map_err(|e| StoreError::io(&shown, e))? {
+                if let Walked::Key(f) = w.map_err(|e| StoreError::io(&shown, e))? {
+                    if !f.is_folder() {
+                        total = (total.0 + 1, total.1 + f.stat.size);
+                    }
+                }
+            }
+            Ok(total)
+        })
+        .await
+    }
+
+    /// Objects under `prefix` after `after`, at most `max`. The etag of a listed object is its
+    /// size and modification time (hashing every file to list it would be too slow);
+    /// `put_file` returns the content hash.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Vec<ObjectMeta>> {
+        Ok(self
+            .entries(prefix, after, max)
+            .await?
+            .into_iter()
+            .map(|(key, st)| {
+                let mtime = st
+                    .modified
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                ObjectMeta {
+                    key,
+                    size: st.size,
+                    etag: format!("{:x}-{mtime:x}", st.size),
+                }
+            })
+            .collect())
+    }
+
+    /// Every object under `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_after(prefix, None, None).await
     }
 }
 
@@ -122,25 +208,35 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     })
 }
 
-fn put_blocking(src: &Path, dst: &Path, key: String) -> Result<ObjectMeta> {
-    let dir = dst.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+fn put_blocking(root: &Path, src: &Path, key: String) -> Result<ObjectMeta> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let root = Root::open(root).map_err(|e| StoreError::io(root, e))?;
+    let shown = root.shown(&key);
+    let dir = root.make_folders(&key).map_err(|e| StoreError::io(&shown, e))?;
+    let name = super::root::segments(&key)
+        .ok()
+        .and_then(|s| s.last().map(|n| n.to_string()))
+        .unwrap_or_default();
+    let tmp = format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4());
     let result = (|| {
-        let mut from = File::open(src).map_err(|e| StoreError::io(src, e))?;
-        let mut to = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let (size, etag, md5) = copy_hashing(&mut from, &mut to, src, &tmp)?;
-        to.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        // The source is a script's output: a link it swapped in late is refused, not followed.
+        let mut from = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(src)
+            .map_err(|e| StoreError::io(src, e))?;
+        let mut to = super::root::create_new(&dir, &tmp).map_err(|e| StoreError::io(&shown, e))?;
+        let (size, etag, md5) = copy_hashing(&mut from, &mut to, src, &shown)?;
+        to.sync_all().map_err(|e| StoreError::io(&shown, e))?;
         super::writer::remember_etag(&to, &md5);
-        std::fs::rename(&tmp, dst).map_err(|e| StoreError::io(dst, e))?;
+        dir.rename(&tmp, &dir, &name)
+            .map_err(|e| StoreError::io(&shown, e))?;
         // The rename is durable only once the folder is synced.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(dir, e))?;
+        super::root::sync_dir(&dir).map_err(|e| StoreError::io(&shown, e))?;
         Ok(ObjectMeta { key, size, etag })
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = dir.remove_file(&tmp);
     }
     result
 }
@@ -211,42 +307,6 @@ pub(crate) fn copy_hashing(
         format!("{:032x}", h.digest128()),
         hex::encode(m.finalize()),
     ))
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with(TMP_PREFIX) {
-            continue;
-        }
-        let ft = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
-        if ft.is_dir() {
-            walk(root, &path, out)?;
-        } else if ft.is_file() {
-            let meta = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            out.push(ObjectMeta {
-                key: rel.to_string_lossy().into_owned(),
-                size: meta.len(),
-                etag: format!("{:x}-{mtime:x}", meta.len()),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod links;
 mod local;
+pub mod root;
 mod s3;
 mod writer;
 
@@ -243,13 +244,7 @@ impl AnyStore {
         max: Option<usize>,
     ) -> Result<Vec<ObjectMeta>> {
         match self {
-            AnyStore::Local(s) => {
-                let mut all = s.list(prefix).await?;
-                all.sort_by(|a, b| a.key.cmp(&b.key));
-                all.retain(|m| after.is_none_or(|a| m.key.as_str() > a));
-                all.truncate(max.unwrap_or(usize::MAX));
-                Ok(all)
-            }
+            AnyStore::Local(s) => s.list_after(prefix, after, max).await,
             AnyStore::S3(s) => s.list_after(prefix, after, max).await,
         }
     }
@@ -262,14 +257,7 @@ impl AnyStore {
     pub async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
         match self {
-            AnyStore::Local(s) => {
-                let p = s.path_of(key);
-                match tokio::fs::remove_file(&p).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(StoreError::io(&p, e)),
-                }
-            }
+            AnyStore::Local(s) => s.delete(key).await,
             AnyStore::S3(s) => s.delete(key).await,
         }
     }

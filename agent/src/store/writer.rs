@@ -7,23 +7,29 @@
 //! other means (edited in place) no longer matches them and its MD5 is computed again.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use md5::Digest;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::local::TMP_PREFIX;
+use super::root::Root;
 use super::{ObjectMeta, Result, StoreError};
 
 const ETAG_XATTR: &str = "user.fogd.etag";
 
 /// An object being written: a temporary file beside its final place, hashed as it grows; it
 /// appears under its key only at `commit`, durable, and never half written. Dropped before
-/// that, it leaves nothing behind.
+/// that, it leaves nothing behind. Its folder is held as a handle reached without links, so
+/// the object lands beneath the store whatever is renamed or planted meanwhile.
 pub struct ObjectWriter {
     key: String,
-    dst: PathBuf,
-    tmp: PathBuf,
+    /// The object's folder, its name there, the temporary's name (empty once renamed).
+    dir: cap_std::fs::Dir,
+    name: String,
+    tmp: String,
+    /// For messages only.
+    shown: PathBuf,
     file: Option<tokio::fs::File>,
     xxh3: Xxh3,
     md5: md5::Md5,
@@ -31,20 +37,33 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    pub(crate) async fn create(key: &str, dst: PathBuf) -> Result<ObjectWriter> {
-        let dir = dst.parent().unwrap_or(Path::new(".")).to_path_buf();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| StoreError::io(&dir, e))?;
-        let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| StoreError::io(&tmp, e))?;
+    pub(crate) async fn create(root: PathBuf, key: &str) -> Result<ObjectWriter> {
+        let k = key.to_string();
+        let made = tokio::task::spawn_blocking(move || -> Result<_> {
+            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let shown = root.shown(&k);
+            let dir = root.make_folders(&k).map_err(|e| StoreError::io(&shown, e))?;
+            let name = super::root::segments(&k)
+                .ok()
+                .and_then(|s| s.last().map(|n| n.to_string()))
+                .unwrap_or_default();
+            let tmp = format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4());
+            let file = super::root::create_new(&dir, &tmp).map_err(|e| StoreError::io(&shown, e))?;
+            Ok((dir, name, tmp, shown, file))
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            path: PathBuf::from(key),
+            source: std::io::Error::other(format!("store task failed: {e}")),
+        })?;
+        let (dir, name, tmp, shown, file) = made?;
         Ok(ObjectWriter {
             key: key.to_string(),
-            dst,
+            dir,
+            name,
             tmp,
-            file: Some(file),
+            shown,
+            file: Some(tokio::fs::File::from_std(file)),
             xxh3: Xxh3::new(),
             md5: md5::Md5::new(),
             size: 0,
@@ -58,7 +77,7 @@ impl ObjectWriter {
         };
         f.write_all(bytes)
             .await
-            .map_err(|e| StoreError::io(&self.tmp, e))?;
+            .map_err(|e| StoreError::io(&self.shown, e))?;
         self.xxh3.update(bytes);
         self.md5.update(bytes);
         self.size += bytes.len() as u64;
@@ -80,24 +99,30 @@ impl ObjectWriter {
         use tokio::io::AsyncWriteExt;
         let etag = etag.unwrap_or_else(|| self.md5_hex());
         let mut f = self.file.take().ok_or_else(|| StoreError::Io {
-            path: self.tmp.clone(),
+            path: self.shown.clone(),
             source: std::io::Error::other("committed twice"),
         })?;
-        f.flush().await.map_err(|e| StoreError::io(&self.tmp, e))?;
-        f.sync_all().await.map_err(|e| StoreError::io(&self.tmp, e))?;
+        f.flush().await.map_err(|e| StoreError::io(&self.shown, e))?;
+        f.sync_all().await.map_err(|e| StoreError::io(&self.shown, e))?;
         let f = f.into_std().await;
-        let (tmp, dst, tag) = (self.tmp.clone(), self.dst.clone(), etag.clone());
+        let dir = self.dir.try_clone().map_err(|e| StoreError::io(&self.shown, e))?;
+        let (tmp, name, tag, shown) = (
+            self.tmp.clone(),
+            self.name.clone(),
+            etag.clone(),
+            self.shown.clone(),
+        );
         let done = tokio::task::spawn_blocking(move || -> Result<()> {
             remember_etag(&f, &tag);
-            std::fs::rename(&tmp, &dst).map_err(|e| StoreError::io(&dst, e))?;
-            let dir = dst.parent().unwrap_or(Path::new("."));
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::io(dir, e))
+            // A folder or a link someone put under the object's name is replaced as a name,
+            // never written through (rename(2) does not follow the target).
+            dir.rename(&tmp, &dir, &name)
+                .map_err(|e| StoreError::io(&shown, e))?;
+            super::root::sync_dir(&dir).map_err(|e| StoreError::io(&shown, e))
         })
         .await
         .map_err(|e| StoreError::Io {
-            path: self.dst.clone(),
+            path: self.shown.clone(),
             source: std::io::Error::other(format!("store task failed: {e}")),
         })?;
         done?;
@@ -107,15 +132,15 @@ impl ObjectWriter {
             etag: format!("{:032x}", self.xxh3.digest128()),
         };
         // Renamed: nothing to clean up.
-        self.tmp = PathBuf::new();
+        self.tmp.clear();
         Ok((meta, etag))
     }
 }
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if !self.tmp.is_empty() {
+            let _ = self.dir.remove_file(&self.tmp);
         }
     }
 }
@@ -139,37 +164,34 @@ pub(crate) fn remember_etag(f: &File, etag: &str) {
     }
 }
 
-/// The S3 ETag of the file at `path` (unquoted): the stored one while the file is unchanged,
-/// else its MD5, computed now and stored. None when there is no such file.
-pub fn etag_of(path: &Path) -> Result<Option<String>> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io(path, e)),
-    };
-    if let Ok(Some(v)) = xattr::get(path, ETAG_XATTR) {
+/// The S3 ETag of an open store file (unquoted): the stored one while the file is unchanged,
+/// else its MD5, computed now and stored. Works on the descriptor, so it only ever touches the
+/// file the store's walk opened (never a path someone could swap for a link).
+pub fn etag_of(f: &File) -> std::io::Result<String> {
+    use xattr::FileExt;
+    let meta = f.metadata()?;
+    if let Ok(Some(v)) = f.get_xattr(ETAG_XATTR) {
         let v = String::from_utf8_lossy(&v);
         if let Some((etag, rest)) = v.split_once(' ') {
             if rest == stamp(&meta) {
-                return Ok(Some(etag.to_string()));
+                return Ok(etag.to_string());
             }
         }
     }
-    let (_, _, md5) = super::file_digests(path)?;
-    let md5 = base64_to_hex(&md5);
-    if let Ok(f) = File::open(path) {
-        remember_etag(&f, &md5);
+    let mut m = md5::Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0u64;
+    loop {
+        let n = std::os::unix::fs::FileExt::read_at(f, &mut buf, at)?;
+        if n == 0 {
+            break;
+        }
+        m.update(&buf[..n]);
+        at += n as u64;
     }
-    Ok(Some(md5))
-}
-
-fn base64_to_hex(b64: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map(hex::encode)
-        .unwrap_or_default()
+    let md5 = hex::encode(m.finalize());
+    remember_etag(f, &md5);
+    Ok(md5)
 }
 
 #[cfg(test)]
@@ -180,7 +202,7 @@ mod tests {
     async fn a_written_object_carries_its_md5_until_it_is_changed() {
         let dir = tempfile::tempdir().expect("tmp");
         let dst = dir.path().join("b/k.txt");
-        let mut w = ObjectWriter::create("b/k.txt", dst.clone())
+        let mut w = ObjectWriter::create(dir.path().to_path_buf(), "b/k.txt")
             .await
             .expect("create");
         w.write(b"hello ").await.expect("w");
@@ -189,7 +211,8 @@ mod tests {
         assert_eq!(meta.size, 11);
         // md5("hello world")
         assert_eq!(etag, "5eb63bbbe01eeed093cb22bb8f5acdc3");
-        assert_eq!(etag_of(&dst).expect("etag").as_deref(), Some(etag.as_str()));
+        let etag_at = |p: &std::path::Path| etag_of(&File::open(p).expect("open")).expect("etag");
+        assert_eq!(etag_at(&dst), etag);
         assert_eq!(
             std::fs::read_dir(dir.path().join("b")).expect("dir").count(),
             1,
@@ -198,16 +221,38 @@ mod tests {
         // Edited in place: the stored ETag is stale, and the MD5 is computed again.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&dst, b"other").expect("w");
-        assert_eq!(
-            etag_of(&dst).expect("etag").as_deref(),
-            Some("795f3202b17cb6bc3d4b771d8c6c9eaf")
-        );
+        assert_eq!(etag_at(&dst), "795f3202b17cb6bc3d4b771d8c6c9eaf");
         // Dropped before commit: nothing appears, nothing is left.
-        let mut w = ObjectWriter::create("b/gone", dir.path().join("b/gone"))
+        let mut w = ObjectWriter::create(dir.path().to_path_buf(), "b/gone")
             .await
             .expect("create");
         w.write(b"partial").await.expect("w");
         drop(w);
         assert_eq!(std::fs::read_dir(dir.path().join("b")).expect("dir").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_link_in_the_way_is_never_written_through() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        let root = dir.path().join("store");
+        std::fs::create_dir_all(root.join("b")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, root.join("b/esc")).expect("link");
+        let e = ObjectWriter::create(root.clone(), "b/esc/x.txt")
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("link"), "{e}");
+        // A link at the object's own name is replaced by the object, not written through.
+        std::fs::write(outside.join("target"), b"keep").expect("w");
+        std::os::unix::fs::symlink(outside.join("target"), root.join("b/t")).expect("link");
+        let mut w = ObjectWriter::create(root.clone(), "b/t").await.expect("create");
+        w.write(b"new").await.expect("w");
+        w.commit(None).await.expect("commit");
+        assert_eq!(std::fs::read(outside.join("target")).expect("r"), b"keep");
+        assert_eq!(std::fs::read(root.join("b/t")).expect("r"), b"new");
+        assert!(std::fs::read_dir(&outside).expect("dir").count() == 1);
     }
 }

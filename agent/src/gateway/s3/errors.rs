@@ -23,6 +23,11 @@ pub(super) fn store_err(e: StoreError) -> S3Error {
             err.set_status_code(axum::http::StatusCode::BAD_REQUEST);
             err
         }
+        // A link or a file where the key needs a folder (store::root): the caller's doing.
+        StoreError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            tracing::warn!("S3 endpoint: {e}");
+            S3Error::with_message(S3ErrorCode::InvalidArgument, e.to_string())
+        }
         _ => {
             tracing::error!("S3 endpoint: {e}");
             S3Error::with_message(S3ErrorCode::InternalError, e.to_string())

@@ -1,31 +1,14 @@
 //! Listings: a bucket folder's keys in S3's order, grouped by a delimiter and paged.
 
-use std::path::{Path, PathBuf};
-
+use cap_std::fs::Dir;
 use s3s::dto::{ETag, Object, ObjectStorageClass, Timestamp};
-use s3s::S3Result;
 
-use super::errors::{io_err, store_err};
 use super::store::EMPTY_MD5;
 use crate::store::etag_of;
+use crate::store::root::{Walk, Walked};
 
 pub(super) fn timestamp(t: Option<std::time::SystemTime>) -> Option<Timestamp> {
     t.map(Timestamp::from)
-}
-
-/// One entry of a listing, in key order.
-enum Entry {
-    Object { key: String, path: PathBuf },
-    Prefix(String),
-}
-
-impl Entry {
-    fn name(&self) -> &str {
-        match self {
-            Entry::Object { key, .. } => key,
-            Entry::Prefix(p) => p,
-        }
-    }
 }
 
 /// What S3 leaves unencoded under `encoding-type=url` (clients decode the rest).
@@ -69,109 +52,79 @@ impl Page {
     }
 }
 
-/// Every key under `prefix` in the bucket folder `dir` (files, and empty folders as `name/`
-/// markers, as OSCAR makes for its input paths), sorted as S3 sorts (by UTF-8 bytes).
-pub(crate) fn keys_under(dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let start = prefix.rsplit_once('/').map_or("", |(d, _)| d);
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join(start)];
-    while let Some(d) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
-            Err(e) => return Err(e),
-        };
-        let mut empty = true;
-        for e in rd {
-            let e = e?;
-            empty = false;
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with(crate::store::TMP_PREFIX) {
-                continue;
-            }
-            let ft = e.file_type()?;
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                if let Ok(rel) = e.path().strip_prefix(dir) {
-                    out.push((rel.to_string_lossy().into_owned(), e.path()));
-                }
-            }
-        }
-        if empty && d != dir {
-            if let Ok(rel) = d.strip_prefix(dir) {
-                out.push((format!("{}/", rel.to_string_lossy()), d.clone()));
-            }
-        }
-    }
-    out.retain(|(k, _)| k.starts_with(prefix));
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-/// A page of the listing: objects and common prefixes (with a delimiter) after `after`, at
-/// most `max` of them together.
+/// A page of the listing of the bucket folder `bucket`: objects and common prefixes (with a
+/// delimiter) after `after`, at most `max` of them together. Folders are read from the marker
+/// on and the walk stops one entry past the page, so a page costs its size, not the bucket's.
+/// Keys under `skip` (the raw area) are never visited.
 pub(super) fn list_page(
-    dir: &Path,
+    bucket: &Dir,
     prefix: &str,
     delimiter: Option<&str>,
     after: Option<&str>,
     max: usize,
-) -> S3Result<Page> {
-    let keys = keys_under(dir, prefix).map_err(|e| io_err(dir, e))?;
-    let mut entries: Vec<Entry> = Vec::new();
-    for (key, path) in keys {
-        let grouped = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-            key[prefix.len()..]
-                .find(d)
-                .map(|i| key[..prefix.len() + i + d.len()].to_string())
-        });
-        match grouped {
-            Some(p) => {
-                if !matches!(entries.last(), Some(Entry::Prefix(last)) if *last == p) {
-                    entries.push(Entry::Prefix(p));
-                }
-            }
-            None => entries.push(Entry::Object { key, path }),
-        }
+    skip: Option<&str>,
+) -> std::io::Result<Page> {
+    let delimiter = delimiter.filter(|d| !d.is_empty());
+    let mut walk = Walk::new(bucket, prefix, after, delimiter == Some("/"))?;
+    if let Some(s) = skip {
+        walk = walk.skipping(s);
     }
-    let mut rest = entries
-        .into_iter()
-        .filter(|e| after.is_none_or(|a| e.name() > a))
-        .peekable();
     let mut page = Page {
         objects: Vec::new(),
         prefixes: Vec::new(),
         truncated: false,
         last: None,
     };
-    let mut n = 0;
-    while n < max {
-        let Some(e) = rest.next() else { break };
-        page.last = Some(e.name().to_string());
-        match e {
-            Entry::Prefix(p) => page.prefixes.push(p),
-            Entry::Object { key, path } => {
-                let meta = std::fs::metadata(&path).map_err(|e| io_err(&path, e))?;
-                let etag = if meta.is_dir() {
-                    Some(EMPTY_MD5.to_string())
-                } else {
-                    etag_of(&path).map_err(store_err)?
-                };
-                page.objects.push(Object {
-                    key: Some(key),
-                    size: Some(if meta.is_dir() { 0 } else { meta.len() as i64 }),
-                    last_modified: timestamp(meta.modified().ok()),
-                    e_tag: etag.map(ETag::Strong),
-                    storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-                    ..Default::default()
+    for w in walk {
+        let (name, found) = match w? {
+            Walked::Folder(p) => (p, None),
+            Walked::Key(f) => {
+                let grouped = delimiter.and_then(|d| {
+                    f.key[prefix.len()..]
+                        .find(d)
+                        .map(|i| f.key[..prefix.len() + i + d.len()].to_string())
                 });
+                match grouped {
+                    Some(p) => (p, None),
+                    None => (f.key.clone(), Some(f)),
+                }
             }
+        };
+        if after.is_some_and(|a| name.as_str() <= a) || page.last.as_deref() == Some(name.as_str()) {
+            continue;
         }
-        n += 1;
+        if page.objects.len() + page.prefixes.len() >= max {
+            page.truncated = true;
+            break;
+        }
+        page.last = Some(name.clone());
+        let Some(f) = found else {
+            page.prefixes.push(name);
+            continue;
+        };
+        let (size, etag) = if f.is_folder() {
+            (0, EMPTY_MD5.to_string())
+        } else {
+            match f.open() {
+                Ok(file) => (f.stat.size, etag_of(&file)?),
+                // Gone or swapped for a link since the folder was read: not an object.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        page.objects.push(Object {
+            key: Some(name),
+            size: Some(size as i64),
+            last_modified: timestamp(f.stat.modified),
+            e_tag: Some(ETag::Strong(etag)),
+            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            ..Default::default()
+        });
     }
-    page.truncated = rest.peek().is_some();
     Ok(page)
 }
 
@@ -202,9 +155,12 @@ mod tests {
         }
         std::fs::create_dir_all(d.path().join("in")).expect("mkdir");
         std::fs::write(d.path().join("a/.fogd-tmp-x"), b"partial").expect("w");
-        let all = list_page(d.path(), "", None, None, 1000).expect("list");
+        let dir = Dir::open_ambient_dir(d.path(), cap_std::ambient_authority()).expect("open");
+        let list_page =
+            |p: &str, dl: Option<&str>, a: Option<&str>, m: usize| list_page(&dir, p, dl, a, m, None);
+        let all = list_page("", None, None, 1000).expect("list");
         assert_eq!(names(&all).0, ["a/1", "a/2", "b", "c/x/y", "in/", "ü"]);
-        let top = list_page(d.path(), "", Some("/"), None, 1000).expect("list");
+        let top = list_page("", Some("/"), None, 1000).expect("list");
         assert_eq!(
             names(&top),
             (
@@ -213,16 +169,16 @@ mod tests {
             )
         );
         // Pages of two: each resumes after the last name of the one before.
-        let p1 = list_page(d.path(), "", Some("/"), None, 2).expect("list");
+        let p1 = list_page("", Some("/"), None, 2).expect("list");
         assert_eq!(
             (names(&p1).1, p1.truncated, p1.last.as_deref()),
             (vec!["a/".to_string()], true, Some("b"))
         );
-        let p2 = list_page(d.path(), "", Some("/"), Some("b"), 2).expect("list");
+        let p2 = list_page("", Some("/"), Some("b"), 2).expect("list");
         assert_eq!(names(&p2).1, ["c/", "in/"]);
-        let p3 = list_page(d.path(), "", Some("/"), Some("in/"), 2).expect("list");
+        let p3 = list_page("", Some("/"), Some("in/"), 2).expect("list");
         assert_eq!((names(&p3).0, p3.truncated), (vec!["ü".to_string()], false));
-        let sub = list_page(d.path(), "a/", Some("/"), None, 1000).expect("list");
+        let sub = list_page("a/", Some("/"), None, 1000).expect("list");
         assert_eq!(names(&sub).0, ["a/1", "a/2"]);
         assert_eq!(
             all.objects[0].e_tag,

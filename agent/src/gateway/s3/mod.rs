@@ -11,6 +11,7 @@
 //! - anyone else: nothing.
 
 mod errors;
+mod guard;
 pub(crate) mod listing;
 mod multipart;
 mod ops;
@@ -153,10 +154,13 @@ impl Access {
             .storage_paths()
             .filter(|b| b.provider.kind == ProviderKind::Minio && b.provider.id == "default")
             .any(|b| b.bucket() == bucket);
+        // The raw area's bucket is never shared by visibility: only its own services reach it.
+        let ingest = self.rt.cfg.ingest.path.trim_matches('/').split('/').next() == Some(bucket);
         if own
-            || super::buckets::Settings::load(&self.rt, bucket)
-                .await
-                .admits(&svc.name)
+            || (!ingest
+                && super::buckets::Settings::load(&self.rt, bucket)
+                    .await
+                    .admits(&svc.name))
         {
             Ok(())
         } else {
@@ -198,7 +202,7 @@ impl S3Access for Access {
 
 /// The S3 service, ready to serve.
 pub fn service(rt: Arc<Runtime>, keys: &Keys) -> s3s::service::S3Service {
-    let uploads = FogS3::new(rt.clone());
+    let uploads = FogS3::new(rt.clone(), &keys.access);
     let mut b = s3s::service::S3ServiceBuilder::new(uploads);
     b.set_auth(Auth {
         rt: rt.clone(),
@@ -208,18 +212,45 @@ pub fn service(rt: Arc<Runtime>, keys: &Keys) -> s3s::service::S3Service {
         rt,
         admin: keys.access.clone(),
     });
+    // XML bodies (multi-delete, the parts of a multipart upload) are read into memory: bounded
+    // to what 10,000 parts or 1,000 keys need.
+    let mut config = s3s::config::S3Config::default();
+    config.xml_max_body_size = 2 << 20;
+    config.post_object_max_file_size = 0;
+    b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
     b.build()
 }
 
-/// The S3 service as an axum app (so it is served, bounded and shut down as the API is).
-pub fn router(svc: s3s::service::S3Service) -> axum::Router {
+/// The S3 service as an axum app (so it is served, bounded and shut down as the API is). Each
+/// request is judged on its head first (`guard::admit`), and its body read under
+/// `gateway.body_timeout` and S3's 5 GiB bound for one PUT.
+pub fn router(svc: s3s::service::S3Service, rt: Arc<Runtime>, keys: &Keys) -> axum::Router {
     use axum::response::IntoResponse;
+    const MAX_PUT_BYTES: u64 = 5 << 30;
+    let admin = keys.access.clone();
+    let idle = rt.cfg.gateway.body_timeout;
     let handler = move |req: axum::extract::Request| {
-        let svc = svc.clone();
+        let (svc, rt, admin) = (svc.clone(), rt.clone(), admin.clone());
         async move {
-            let req = req.map(s3s::Body::http_body_unsync);
+            let known = |k: &str| k == admin || rt.workflow().services.iter().any(|s| s.name == k);
+            let query = req.uri().query().unwrap_or_default().to_string();
+            if let Err(refused) = guard::admit(req.method(), req.headers(), &query, known) {
+                return refused.into_response();
+            }
+            let with_body = guard::has_body(req.headers());
+            let req = req.map(|b| s3s::Body::http_body_unsync(guard::Guarded::new(b, idle, MAX_PUT_BYTES)));
             match svc.call(req).await {
-                Ok(resp) => resp.map(axum::body::Body::new).into_response(),
+                Ok(mut resp) => {
+                    // A body refused before it was read to its end must not be taken for the
+                    // next request on the connection: close it.
+                    if with_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+                        resp.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    resp.map(axum::body::Body::new).into_response()
+                }
                 Err(e) => {
                     tracing::error!("S3 endpoint: {e:?}");
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -230,21 +261,39 @@ pub fn router(svc: s3s::service::S3Service) -> axum::Router {
     axum::Router::new().fallback(handler)
 }
 
-/// Removes multipart uploads left unfinished, now and then every hour.
-pub fn sweep_uploads(rt: &Runtime) -> tokio::task::JoinHandle<()> {
-    let uploads = multipart::Uploads::new(rt.data.s3_uploads());
+/// Removes multipart uploads left unfinished: untouched for `STALE_AFTER`, or for
+/// `STALE_WHEN_LOW` while the disk is under its reserve. Now, then every ten minutes.
+pub fn sweep_uploads(rt: Arc<Runtime>, admin: &str) -> tokio::task::JoinHandle<()> {
+    let uploads = multipart::Uploads::new(rt.data.s3_uploads(), admin);
     tokio::spawn(async move {
         loop {
-            let n = uploads.sweep(multipart::STALE_AFTER);
+            let low = rt.check_disk().is_err();
+            let age = if low {
+                multipart::STALE_WHEN_LOW
+            } else {
+                multipart::STALE_AFTER
+            };
+            let n = uploads.sweep(age);
             if n > 0 {
                 tracing::info!(
                     removed = n,
-                    "unfinished S3 multipart uploads older than a week removed"
+                    ?age,
+                    low_disk = low,
+                    "unfinished S3 multipart uploads removed"
                 );
             }
-            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
     })
+}
+
+/// Bytes parked in unfinished multipart uploads into `bucket`.
+pub async fn parked_bytes(rt: &Runtime, bucket: &str) -> u64 {
+    let uploads = multipart::Uploads::new(rt.data.s3_uploads(), "");
+    let b = bucket.to_string();
+    tokio::task::spawn_blocking(move || uploads.parked(&b))
+        .await
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

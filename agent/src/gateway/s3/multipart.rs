@@ -20,7 +20,12 @@ use crate::store::ObjectMeta;
 const MAX_PART_NUMBER: i32 = 10_000;
 const MIN_PART_BYTES: u64 = 5 << 20;
 const MAX_PART_BYTES: u64 = 5 << 30;
-pub const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// An upload nobody added to for this long is abandoned and removed (a client that resumes
+/// later starts again); sooner when the disk runs low (`STALE_WHEN_LOW`).
+pub const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+pub const STALE_WHEN_LOW: Duration = Duration::from_secs(10 * 60);
+/// How many uploads one ListMultipartUploads answers at most.
+const MAX_UPLOADS_LISTED: usize = 1000;
 
 #[derive(Serialize, Deserialize)]
 struct Upload {
@@ -32,6 +37,16 @@ struct Upload {
 
 pub struct Uploads {
     dir: PathBuf,
+    /// The admin's access key: it may list and abort anyone's upload.
+    admin: String,
+}
+
+/// An upload as ListMultipartUploads shows it.
+pub struct Listed {
+    pub id: String,
+    pub key: String,
+    pub owner: Option<String>,
+    pub initiated: Option<std::time::SystemTime>,
 }
 
 fn io(path: &std::path::Path, e: std::io::Error) -> s3s::S3Error {
@@ -39,8 +54,72 @@ fn io(path: &std::path::Path, e: std::io::Error) -> s3s::S3Error {
 }
 
 impl Uploads {
-    pub fn new(dir: PathBuf) -> Uploads {
-        Uploads { dir }
+    pub fn new(dir: PathBuf, admin: &str) -> Uploads {
+        Uploads {
+            dir,
+            admin: admin.to_string(),
+        }
+    }
+
+    /// Every upload (id, what it is for, its folder), read from the uploads folder.
+    fn all(&self) -> Vec<(String, Upload, PathBuf)> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let text = std::fs::read(e.path().join("upload.json")).ok()?;
+                let u: Upload = serde_json::from_slice(&text).ok()?;
+                Some((e.file_name().to_string_lossy().into_owned(), u, e.path()))
+            })
+            .collect()
+    }
+
+    /// The uploads into `bucket` that `caller` may see (its own; the admin's: all), in key
+    /// order, at most 1,000.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        caller: Option<String>,
+    ) -> S3Result<(Vec<Listed>, bool)> {
+        let this = Uploads::new(self.dir.clone(), &self.admin);
+        let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
+        super::errors::blocking(move || {
+            let mut out: Vec<Listed> = this
+                .all()
+                .into_iter()
+                .filter(|(_, u, _)| u.bucket == bucket && u.key.starts_with(&prefix))
+                .filter(|(_, u, _)| caller.as_deref() == Some(this.admin.as_str()) || u.owner == caller)
+                .map(|(id, u, d)| Listed {
+                    initiated: std::fs::metadata(d.join("upload.json"))
+                        .and_then(|m| m.modified())
+                        .ok(),
+                    id,
+                    key: u.key,
+                    owner: u.owner,
+                })
+                .collect();
+            out.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
+            let truncated = out.len() > MAX_UPLOADS_LISTED;
+            out.truncate(MAX_UPLOADS_LISTED);
+            Ok((out, truncated))
+        })
+        .await
+    }
+
+    /// Bytes parked in the parts of unfinished uploads into `bucket` (they count in its usage).
+    pub fn parked(&self, bucket: &str) -> u64 {
+        self.all()
+            .into_iter()
+            .filter(|(_, u, _)| u.bucket == bucket)
+            .flat_map(|(_, _, d)| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
     }
 
     pub async fn create(&self, bucket: &str, key: &str, owner: Option<String>) -> S3Result<String> {
@@ -72,7 +151,7 @@ impl Uploads {
         if u.bucket != bucket || u.key != key {
             return Err(s3_error!(NoSuchUpload, "upload `{id}` is for another object"));
         }
-        if &u.owner != owner {
+        if &u.owner != owner && owner.as_deref() != Some(self.admin.as_str()) {
             return Err(s3_error!(
                 AccessDenied,
                 "upload `{id}` was begun with other credentials"
@@ -92,6 +171,7 @@ impl Uploads {
         body: Option<StreamingBlob>,
         content_length: Option<i64>,
         content_md5: Option<&str>,
+        room: &(dyn Fn() -> S3Result<()> + Sync),
     ) -> S3Result<String> {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(s3_error!(
@@ -101,7 +181,7 @@ impl Uploads {
         }
         let d = self.open(id, bucket, key, &owner).await?;
         let tmp = d.join(format!("part-{number}.{}", uuid::Uuid::new_v4().simple()));
-        let r = write_part(&tmp, body, content_length, content_md5).await;
+        let r = write_part(&tmp, body, content_length, content_md5, room).await;
         let md5 = match r {
             Ok(m) => m,
             Err(e) => {
@@ -211,6 +291,7 @@ async fn write_part(
     body: Option<StreamingBlob>,
     content_length: Option<i64>,
     content_md5: Option<&str>,
+    room: &(dyn Fn() -> S3Result<()> + Sync),
 ) -> S3Result<String> {
     use tokio::io::AsyncWriteExt;
     let mut f = tokio::fs::File::create(path).await.map_err(|e| io(path, e))?;
@@ -219,9 +300,13 @@ async fn write_part(
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| s3_error!(IncompleteBody, "the body was cut short: {e}"))?;
+            let before = size;
             size += chunk.len() as u64;
             if size > MAX_PART_BYTES {
                 return Err(s3_error!(EntityTooLarge, "a part is 5 GiB at most"));
+            }
+            if before / super::store::ROOM_EVERY != size / super::store::ROOM_EVERY {
+                room()?;
             }
             m.update(&chunk);
             f.write_all(&chunk).await.map_err(|e| io(path, e))?;

@@ -7,10 +7,10 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
 use super::errors::{blocking, io_err, store_err};
-use super::listing::{keys_under, list_page, max_keys, say, timestamp};
+use super::listing::{max_keys, say, timestamp};
 pub use super::store::FogS3;
 use super::store::{file_stream, EMPTY_MD5};
-use crate::store::etag_of;
+use crate::store::root::{Walk, Walked};
 
 #[async_trait::async_trait]
 impl S3 for FogS3 {
@@ -18,20 +18,23 @@ impl S3 for FogS3 {
         &self,
         _req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let root = self.store.root().to_path_buf();
+        let root = self.root()?;
         let buckets = blocking(move || {
             let mut out = Vec::new();
-            let rd = match std::fs::read_dir(&root) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(io_err(&root, e)),
-            };
+            let rd = root.dir().entries().map_err(|e| io_err(root.path(), e))?;
             for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+                let Ok(name) = e.file_name().into_string() else {
+                    continue;
+                };
+                // file_type does not follow links: a linked "bucket" is not one.
                 if name.starts_with('.') || !e.file_type().is_ok_and(|t| t.is_dir()) {
                     continue;
                 }
-                let created = e.metadata().ok().and_then(|m| m.modified().ok());
+                let created = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .map(|t| t.into_std());
                 out.push(Bucket {
                     name: Some(name),
                     creation_date: timestamp(created),
@@ -52,19 +55,19 @@ impl S3 for FogS3 {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
-        let dir = self.bucket_dir(&req.input.bucket)?;
-        match tokio::fs::create_dir(&dir).await {
-            Ok(()) => {}
+        let bucket = req.input.bucket.clone();
+        Self::check_bucket_name(&bucket)?;
+        let root = self.root()?;
+        blocking(move || match root.dir().create_dir(&bucket) {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(s3_error!(BucketAlreadyOwnedByYou));
+                Err(s3_error!(BucketAlreadyOwnedByYou))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tokio::fs::create_dir_all(&dir)
-                    .await
-                    .map_err(|e| io_err(&dir, e))?;
-            }
-            Err(e) => return Err(io_err(&dir, e)),
-        }
+            Err(e) => Err(io_err(&root.shown(&bucket), e)),
+        })
+        .await?;
+        // A new bucket starts private, whatever an older one of the same name was.
+        self.forget_settings(&req.input.bucket).await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", req.input.bucket)),
         }))
@@ -87,25 +90,30 @@ impl S3 for FogS3 {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        let dir = self.require_bucket(&req.input.bucket).await?;
-        let d = dir.clone();
-        let empty = blocking(move || {
-            Ok(keys_under(&d, "")
-                .map_err(|e| io_err(&d, e))?
-                .iter()
-                .all(|(k, _)| k.ends_with('/')))
+        let bucket = req.input.bucket.clone();
+        // The same rule as DELETE /system/buckets/{b}: a bucket a service or the ingest uses stays.
+        if let Some(user) = crate::gateway::buckets::in_use(&self.rt, &bucket) {
+            let mut e = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("XFogdBucketInUse".into()),
+                format!("bucket `{bucket}` is used by {user}: delete or change that first"),
+            );
+            e.set_status_code(axum::http::StatusCode::CONFLICT);
+            return Err(e);
+        }
+        let (root, dir) = self.bucket_handle(&bucket)?;
+        let b = bucket.clone();
+        blocking(move || {
+            let mut keys = Walk::new(&dir, "", None, false).map_err(|e| io_err(&root.shown(&b), e))?;
+            let holds_object = keys.any(|k| !matches!(k, Ok(Walked::Key(f)) if f.is_folder()));
+            if holds_object {
+                return Err(s3_error!(BucketNotEmpty, "bucket `{b}` holds objects"));
+            }
+            root.dir()
+                .remove_dir_all(&b)
+                .map_err(|e| io_err(&root.shown(&b), e))
         })
         .await?;
-        if !empty {
-            return Err(s3_error!(
-                BucketNotEmpty,
-                "bucket `{}` holds objects",
-                req.input.bucket
-            ));
-        }
-        tokio::fs::remove_dir_all(&dir)
-            .await
-            .map_err(|e| io_err(&dir, e))?;
+        self.forget_settings(&bucket).await?;
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
 
@@ -114,15 +122,14 @@ impl S3 for FogS3 {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        let dir = self.require_bucket(&i.bucket).await?;
-        let prefix = i.prefix.clone().unwrap_or_default();
         let after = match (&i.continuation_token, &i.start_after) {
             (Some(t), _) => Some(t.clone()),
             (None, s) => s.clone(),
         };
-        let (delim, max) = (i.delimiter.clone(), max_keys(i.max_keys));
         let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == "url");
-        let page = blocking(move || list_page(&dir, &prefix, delim.as_deref(), after.as_deref(), max))
+        let max = max_keys(i.max_keys);
+        let page = self
+            .page(&i.bucket, i.prefix.as_deref(), i.delimiter.as_deref(), after, max)
             .await?
             .encode(url);
         let count = (page.objects.len() + page.prefixes.len()) as i32;
@@ -153,12 +160,17 @@ impl S3 for FogS3 {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        let dir = self.require_bucket(&i.bucket).await?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let (delim, after, max) = (i.delimiter.clone(), i.marker.clone(), max_keys(i.max_keys));
         let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == "url");
-        let page =
-            blocking(move || list_page(&dir, &prefix, delim.as_deref(), after.as_deref(), max)).await?;
+        let max = max_keys(i.max_keys);
+        let page = self
+            .page(
+                &i.bucket,
+                i.prefix.as_deref(),
+                i.delimiter.as_deref(),
+                i.marker.clone(),
+                max,
+            )
+            .await?;
         // The marker goes back as the client will send it: encoded when the keys are.
         let next = page.truncated.then(|| page.last.clone()).flatten();
         let page = page.encode(url);
@@ -184,8 +196,10 @@ impl S3 for FogS3 {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let i = req.input;
-        let dir = self.require_bucket(&i.bucket).await?;
+        self.require_bucket(&i.bucket).await?;
         let key = Self::store_key(&i.bucket, &i.key)?;
+        self.check_raw_write(&i.bucket, &i.key, req.credentials.as_ref())
+            .await?;
         self.check_disk()?;
         if i.key.ends_with('/') {
             // A folder marker (OSCAR makes one per input path): a folder, never a trigger.
@@ -195,8 +209,13 @@ impl S3 for FogS3 {
                     "a key ending in `/` names a folder and takes no data"
                 ));
             }
-            let d = dir.join(&i.key);
-            tokio::fs::create_dir_all(&d).await.map_err(|e| io_err(&d, e))?;
+            let root = self.root()?;
+            blocking(move || {
+                root.make_folders(&key)
+                    .map(|_| ())
+                    .map_err(|e| io_err(&root.shown(&key), e))
+            })
+            .await?;
             return Ok(S3Response::new(PutObjectOutput {
                 e_tag: Some(ETag::Strong(EMPTY_MD5.into())),
                 ..Default::default()
@@ -220,16 +239,30 @@ impl S3 for FogS3 {
         };
         self.refuse_raw(bucket, key)?;
         let src = self.find(bucket, key).await?;
-        if src.meta.is_dir() {
+        let Some(file) = src.file else {
             return Err(s3_error!(InvalidArgument, "a folder marker cannot be copied"));
-        }
+        };
         self.require_bucket(&i.bucket).await?;
         let dst = Self::store_key(&i.bucket, &i.key)?;
+        self.check_raw_write(&i.bucket, &i.key, req.credentials.as_ref())
+            .await?;
         self.check_disk()?;
-        let meta = self.store.put_file(&dst, &src.path).await.map_err(store_err)?;
-        let etag = etag_of(&self.store.path_of(&dst))
-            .map_err(store_err)?
-            .unwrap_or_default();
+        // Copied from the file found beneath the store, never by its path again.
+        let mut w = self.store.writer(&dst).await.map_err(store_err)?;
+        let mut from = tokio::fs::File::from_std(file);
+        let mut buf = vec![0u8; super::store::READ_CHUNK];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = from
+                .read(&mut buf)
+                .await
+                .map_err(|e| io_err(&self.store.path_of(&dst), e))?;
+            if n == 0 {
+                break;
+            }
+            w.write(&buf[..n]).await.map_err(store_err)?;
+        }
+        let (meta, etag) = w.commit(None).await.map_err(store_err)?;
         self.arrived(&meta).await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -242,12 +275,13 @@ impl S3 for FogS3 {
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        // Raw footage's size, digest and time are as much a read as its bytes.
+        self.refuse_raw(&req.input.bucket, &req.input.key)?;
         let f = self.find(&req.input.bucket, &req.input.key).await?;
-        let len = if f.meta.is_dir() { 0 } else { f.meta.len() };
         Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(len as i64),
+            content_length: Some(f.stat.size as i64),
             e_tag: Some(ETag::Strong(f.etag)),
-            last_modified: timestamp(f.meta.modified().ok()),
+            last_modified: timestamp(f.stat.modified),
             accept_ranges: Some("bytes".into()),
             content_type: Some("application/octet-stream".to_string()),
             ..Default::default()
@@ -259,7 +293,7 @@ impl S3 for FogS3 {
         let i = req.input;
         self.refuse_raw(&i.bucket, &i.key)?;
         let f = self.find(&i.bucket, &i.key).await?;
-        let len = if f.meta.is_dir() { 0 } else { f.meta.len() };
+        let len = f.stat.size;
         let (range, content_range) = match &i.range {
             None => (0..len, None),
             Some(r) => {
@@ -268,23 +302,23 @@ impl S3 for FogS3 {
                 (r, Some(cr))
             }
         };
-        let body = if f.meta.is_dir() {
-            None
-        } else {
-            let mut file = tokio::fs::File::open(&f.path)
-                .await
-                .map_err(|e| io_err(&f.path, e))?;
-            file.seek(std::io::SeekFrom::Start(range.start))
-                .await
-                .map_err(|e| io_err(&f.path, e))?;
-            Some(StreamingBlob::wrap(file_stream(file, range.end - range.start)))
+        let body = match f.file {
+            None => None,
+            Some(file) => {
+                let mut file = tokio::fs::File::from_std(file);
+                let shown = self.store.path_of(&format!("{}/{}", i.bucket, i.key));
+                file.seek(std::io::SeekFrom::Start(range.start))
+                    .await
+                    .map_err(|e| io_err(&shown, e))?;
+                Some(StreamingBlob::wrap(file_stream(file, range.end - range.start)))
+            }
         };
         Ok(S3Response::new(GetObjectOutput {
             body,
             content_length: Some((range.end - range.start) as i64),
             content_range,
             e_tag: Some(ETag::Strong(f.etag)),
-            last_modified: timestamp(f.meta.modified().ok()),
+            last_modified: timestamp(f.stat.modified),
             accept_ranges: Some("bytes".into()),
             content_type: Some("application/octet-stream".to_string()),
             ..Default::default()
@@ -295,8 +329,9 @@ impl S3 for FogS3 {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let dir = self.require_bucket(&req.input.bucket).await?;
-        self.remove(&dir, &req.input.bucket, &req.input.key).await?;
+        self.require_bucket(&req.input.bucket).await?;
+        self.check_raw_delete(&req.input.bucket, &req.input.key, req.credentials.as_ref())?;
+        self.remove(&req.input.bucket, &req.input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -305,10 +340,14 @@ impl S3 for FogS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let i = req.input;
-        let dir = self.require_bucket(&i.bucket).await?;
+        self.require_bucket(&i.bucket).await?;
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for o in i.delete.objects {
-            match self.remove(&dir, &i.bucket, &o.key).await {
+            let r = match self.check_raw_delete(&i.bucket, &o.key, req.credentials.as_ref()) {
+                Ok(()) => self.remove(&i.bucket, &o.key).await,
+                Err(e) => Err(e),
+            };
+            match r {
                 Ok(()) => deleted.push(DeletedObject {
                     key: Some(o.key),
                     ..Default::default()
@@ -336,6 +375,8 @@ impl S3 for FogS3 {
         let i = &req.input;
         self.require_bucket(&i.bucket).await?;
         Self::store_key(&i.bucket, &i.key)?;
+        self.check_raw_write(&i.bucket, &i.key, req.credentials.as_ref())
+            .await?;
         self.check_disk()?;
         let owner = req.credentials.as_ref().map(|c| c.access_key.clone());
         let id = self.uploads.create(&i.bucket, &i.key, owner).await?;
@@ -362,6 +403,7 @@ impl S3 for FogS3 {
                 i.body,
                 i.content_length,
                 i.content_md5.as_deref(),
+                &|| self.check_disk(),
             )
             .await?;
         Ok(S3Response::new(UploadPartOutput {
@@ -401,5 +443,37 @@ impl S3 for FogS3 {
         let i = req.input;
         self.uploads.abort(&i.upload_id, &i.bucket, &i.key, owner).await?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let caller = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let i = req.input;
+        self.require_bucket(&i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let (found, truncated) = self.uploads.list(&i.bucket, &prefix, caller).await?;
+        let uploads = found
+            .into_iter()
+            .map(|u| MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.id),
+                initiated: timestamp(u.initiated),
+                initiator: u.owner.clone().map(|o| Initiator {
+                    id: Some(o.clone()),
+                    display_name: Some(o),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: i.prefix,
+            is_truncated: Some(truncated),
+            max_uploads: Some(1000),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
     }
 }
