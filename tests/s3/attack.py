@@ -121,6 +121,29 @@ step("DELETE of a link removes the link, not its target",
      not os.path.lexists(os.path.join(data_dir, "store/vault/files/hostname")) and os.path.exists("/etc/hostname"))
 step("a service's own file is served", planter.get_object(Bucket="vault", Key="files/real/file.txt")["Body"].read() == b"mine\n")
 
+# --- 9. Local scripts: the data folder and other services' secrets are out of their sight ----
+s3.put_object(Bucket="cameras", Key="incoming/cam9/slow.jpg", Body=b"keeps anon running")
+time.sleep(1)  # anon is running now, its secret in its environment
+with open(os.path.join(work, "snoop.txt"), "w") as f:
+    f.write("snoop")
+s3.upload_file(os.path.join(work, "snoop.txt"), "snoop", "in/go.txt")
+deadline = time.time() + 60
+found = None
+while found is None:
+    try:
+        found = s3.get_object(Bucket="snoop", Key="out/found.txt")["Body"].read().decode()
+    except botocore.exceptions.ClientError:
+        step("the snoop ran", time.time() < deadline)
+        time.sleep(0.2)
+lines = found.splitlines()
+step("a script reads no journal, S3 keys or admin password", not any(l.startswith("read ") for l in lines), lines)
+step("  sees only its own folder of the data folder",
+     [l for l in lines if l.startswith("ls ")] == ["ls store", "ls work"]
+     and len([l for l in lines if l.startswith("work ")]) == 1
+     and [l for l in lines if l.startswith("store ")] == ["store vault"], lines)
+step("  finds no other service's secret in any process", not any(l.startswith("environ ") for l in lines), lines)
+step("  and still has its input and its mounted bucket", "input snoop" in lines and "mount real" in lines, lines)
+
 # --- 3. Memory and connections before authentication -----------------------------------------
 before = rss_mib()
 

@@ -157,6 +157,30 @@ pub async fn check(
             Err(e) => r.line(Level::Fail, "executor", e.to_string()),
         }
     }
+    if cfg.uses_executor(crate::config::ExecutorKind::Local) {
+        use crate::exec::sandbox::{probe, resolve, Isolation};
+        match (resolve(cfg.isolation), cfg.isolation) {
+            (Err(e), _) => r.line(Level::Fail, "script sandbox", e),
+            (Ok(Some(_)), _) => r.line(
+                Level::Ok,
+                "script sandbox",
+                "local scripts run in bubblewrap namespaces: the data folder is hidden from them",
+            ),
+            (Ok(None), Isolation::None) => r.line(
+                Level::Warn,
+                "script sandbox",
+                "isolation: none: every local script can read the journal, other services' secrets and the admin's keys",
+            ),
+            (Ok(None), _) => r.line(
+                Level::Warn,
+                "script sandbox",
+                format!(
+                    "{}: local scripts run unconfined and can read the journal, other services' secrets and the admin's keys (apt install bubblewrap)",
+                    probe().err().unwrap_or_default()
+                ),
+            ),
+        }
+    }
     inference(&mut r);
     // The MQTT broker: reachable (fogd retries forever, but a typo should show here).
     if let Some(m) = &cfg.mqtt {

@@ -95,6 +95,10 @@ pub struct Config {
     /// The vision models' folder (relative to this file); default: FOGD_MODELS, then the
     /// install's share folder. Given to the vision worker and the scripts as FOGD_MODELS.
     pub models_dir: Option<PathBuf>,
+    /// How local scripts are kept from the node's data (journal, keys, other invocations):
+    /// `auto` (namespaces where bubblewrap works, else unconfined with a warning),
+    /// `namespaces` (or they do not run), `none`.
+    pub isolation: crate::exec::sandbox::Isolation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -329,6 +333,7 @@ impl Default for Config {
             kube: KubeConfig::default(),
             podman: PodmanConfig::default(),
             models_dir: None,
+            isolation: Default::default(),
         }
     }
 }

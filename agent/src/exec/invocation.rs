@@ -84,13 +84,30 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
     let local = crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default");
     let mut mount = None;
     if let Some(m) = svc.mount.as_ref().filter(|m| m.provider == local) {
+        // Made beneath the store without following links: another service's script could have
+        // put a link where the folder should be, and it would be bound into this one's sandbox
+        // or container.
         let dir = rt.data.store_object(&m.path);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|source| RuntimeError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+        let store = crate::store::LocalStore::new("minio.default", rt.data.store());
+        let key = format!("{}/", m.path.trim_matches('/'));
+        let made = tokio::task::spawn_blocking(move || {
+            store.open_root().and_then(|r| {
+                r.make_folders(&key)
+                    .map_err(|e| crate::store::StoreError::io(&r.shown(&key), e))
+            })
+        })
+        .await;
+        match made {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => {
+                return Err(RuntimeError::Io {
+                    path: dir,
+                    source: std::io::Error::other(e.to_string()),
+                }
+                .into())
+            }
+        }
         mount = Some((dir, format!("/mnt/{}", m.path.trim_matches('/'))));
     }
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
@@ -156,6 +173,9 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             .await?
         }
         ExecutorKind::Local => {
+            if let Some(why) = &exec.sandbox_refused {
+                return Err(local::ExecError::Sandbox(why.clone()).into());
+            }
             let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
             if let Some((dir, _)) = &mount {
                 env.push(("MOUNT_PATH".into(), dir.display().to_string()));
@@ -176,6 +196,12 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
                     // Under the line where new work stops: what runs may finish, not fill the disk.
                     min_free_bytes: rt.cfg.min_free_bytes / 2,
                 },
+                sandbox: exec.sandbox.as_ref(),
+                shared: mount
+                    .iter()
+                    .map(|(d, _)| d.clone())
+                    .chain(exec.vision_socket.clone())
+                    .collect(),
             })
             .await?
         }

@@ -18,6 +18,8 @@ pub enum ExecError {
     NoScript,
     #[error("cannot start /bin/sh: {0}")]
     Spawn(std::io::Error),
+    #[error("local scripts cannot be confined: {0}")]
+    Sandbox(String),
     #[error("output `{rel}` is {size} bytes, over max_output_bytes ({max}); nothing of this run was stored")]
     OutputTooLarge { rel: String, size: u64, max: u64 },
 }
@@ -39,6 +41,10 @@ pub struct ScriptSpec<'a> {
     pub log_cap: u64,
     /// What the run may take of the disk while it runs.
     pub budget: DiskBudget,
+    /// The namespace sandbox it runs in (None: unconfined), and what of the data folder it
+    /// sees besides its own folder (the mounted bucket, the vision socket).
+    pub sandbox: Option<&'a super::sandbox::Sandbox>,
+    pub shared: Vec<PathBuf>,
 }
 
 /// Checked every second while a script runs: one script must not fill the disk under the
@@ -149,9 +155,27 @@ pub async fn script_file(script: Option<&Script>, dir: &Path) -> Result<PathBuf,
 
 pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
     let script_path = script_file(spec.script, spec.dir).await?;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg(&script_path)
-        .current_dir(spec.dir)
+    let mut cmd = match spec.sandbox {
+        Some(sb) => {
+            let (rw, ro) = spec.shared.iter().partition::<Vec<_>, _>(|p| p.is_dir());
+            let mut rw: Vec<&Path> = rw.into_iter().map(PathBuf::as_path).collect();
+            rw.push(spec.dir);
+            let mut ro: Vec<&Path> = ro.into_iter().map(PathBuf::as_path).collect();
+            ro.push(&script_path);
+            let c = super::sandbox::Confinement {
+                data_dir: &spec.budget.data_dir,
+                rw,
+                ro,
+            };
+            sb.command(&c, &["/bin/sh".as_ref(), script_path.as_os_str()])
+        }
+        None => {
+            let mut c = Command::new("/bin/sh");
+            c.arg(&script_path);
+            c
+        }
+    };
+    cmd.current_dir(spec.dir)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -337,6 +361,8 @@ mod tests {
                 max_work_bytes: 8 << 20,
                 ..roomy(d)
             },
+            sandbox: None,
+            shared: Vec::new(),
         })
         .await
         .expect("run");
@@ -364,6 +390,8 @@ mod tests {
             "sleep 30 & echo $! > bg.pid\nnohup sleep 30 > /dev/null 2>&1 &\necho $! > nohup.pid\necho done\n".into(),
         );
         let started = std::time::Instant::now();
+        // In the namespace sandbox where this host has one: what is left ends there too.
+        let sandbox = crate::exec::sandbox::probe().ok();
         let (status, _) = run_script(ScriptSpec {
             script: Some(&script),
             dir: d,
@@ -372,6 +400,8 @@ mod tests {
             log_path: &d.join("log"),
             log_cap: 1 << 20,
             budget: roomy(d),
+            sandbox: sandbox.as_ref(),
+            shared: Vec::new(),
         })
         .await
         .expect("run");
@@ -387,9 +417,20 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(d.join("log")).expect("log"), "done\n");
         std::thread::sleep(Duration::from_millis(200));
+        // Pids written inside the sandbox are its own namespace's: the host's view is what
+        // still runs in the folder.
+        assert_eq!(
+            kill_leftovers(d),
+            0,
+            "nothing still runs in the invocation's folder"
+        );
         for f in ["bg.pid", "nohup.pid"] {
             let pid = std::fs::read_to_string(d.join(f)).expect("pid");
-            assert!(!alive(pid.trim()), "{f}: {} still runs", pid.trim());
+            assert!(
+                sandbox.is_some() || !alive(pid.trim()),
+                "{f}: {} still runs",
+                pid.trim()
+            );
         }
     }
 }

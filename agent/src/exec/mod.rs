@@ -10,6 +10,7 @@ pub mod kube;
 pub mod local;
 pub mod outputs;
 pub mod podman;
+pub mod sandbox;
 
 pub use invocation::execute;
 
@@ -56,15 +57,37 @@ pub struct Executors {
     pub vision_socket: Option<std::path::PathBuf>,
     /// True once the scheduler stops: work that would wait for a cluster leaves off instead.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The sandbox local scripts run in (`isolation:`); None: unconfined.
+    pub sandbox: Option<sandbox::Sandbox>,
+    /// Why scripts cannot run, when `isolation: namespaces` found no sandbox.
+    pub sandbox_refused: Option<String>,
 }
 
 impl Executors {
     pub fn new(cfg: &Config, vision_socket: Option<std::path::PathBuf>) -> Executors {
+        let (sandbox, sandbox_refused) = match sandbox::resolve(cfg.isolation) {
+            Ok(s) => (s, None),
+            Err(e) => (None, Some(e)),
+        };
+        let local_used = cfg.uses_executor(crate::config::ExecutorKind::Local);
+        match (&sandbox, &sandbox_refused, cfg.isolation) {
+            (_, Some(e), _) if local_used => tracing::error!("{e}: local scripts will not run"),
+            (None, None, sandbox::Isolation::Auto) if local_used => tracing::warn!(
+                "local scripts run unconfined ({}): each can read the journal, every service's secrets and the admin's keys; install bubblewrap",
+                sandbox::probe().err().unwrap_or_default()
+            ),
+            (None, None, sandbox::Isolation::None) if local_used => {
+                tracing::warn!("isolation: none: local scripts can read everything fogd can")
+            }
+            _ => {}
+        }
         Executors {
             delegator: delegate::Delegator::new(cfg.delegation.call_timeout),
             kube: kube::Kube::default(),
             vision_socket,
             stopping: tokio::sync::watch::channel(false).0,
+            sandbox,
+            sandbox_refused,
         }
     }
 }
