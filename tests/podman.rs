@@ -230,66 +230,28 @@ fn container_faults_limits_volume_and_exposed_service() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let web_port = fogd_testkit::free_ports(1);
+    let here = common::repo().join("tests/podman/faults");
+    let read = |n: &str| std::fs::read_to_string(here.join(n)).unwrap();
+    let names = [
+        "ok.sh",
+        "fails.sh",
+        "slow.sh",
+        "hog.sh",
+        "counter.sh",
+        "web.sh",
+        "keep.sh",
+    ];
+    let scripts: Vec<(&str, String)> = names.iter().map(|n| (*n, read(n))).collect();
+    let scripts: Vec<(&str, &str)> = scripts.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let fdl = common::workflow(
         d,
-        &format!(
-            "functions:
-  oscar:
-  - c:
-      name: absent
-      image: localhost/fogd/absent:1
-      script: ok.sh
-      input: [{{storage_provider: minio, path: absent/in}}]
-  - c:
-      name: fails
-      image: localhost/fogd/debian:bookworm
-      script: fails.sh
-      input: [{{storage_provider: minio, path: fails/in}}]
-  - c:
-      name: slow
-      image: localhost/fogd/debian:bookworm
-      script: slow.sh
-      input: [{{storage_provider: minio, path: slow/in}}]
-  - c:
-      name: hog
-      image: localhost/fogd/debian:bookworm
-      script: hog.sh
-      memory: 64Mi
-      input: [{{storage_provider: minio, path: hog/in}}]
-  - c:
-      name: counter
-      image: localhost/fogd/debian:bookworm
-      script: counter.sh
-      cpu: '0.5'
-      environment:
-        variables: {{GREETING: hello}}
-        secrets: {{TOKEN: s3cr3t}}
-      volume: {{name: state, mount_path: /state}}
-      input: [{{storage_provider: minio, path: counter/in}}]
-      output: [{{storage_provider: minio, path: counter/out}}]
-  - c:
-      name: web
-      image: localhost/fogd/debian:bookworm
-      script: web.sh
-      expose: {{api_port: 8080, nodePort: {web_port}}}
-"
-        ),
-        &[
-            ("ok.sh", "true\n"),
-            ("fails.sh", "echo about to fail\nexit 3\n"),
-            ("slow.sh", "sleep 60\n"),
-            ("hog.sh", "dd if=/dev/zero of=/dev/null bs=256M count=1\n"),
-            (
-                "counter.sh",
-                "n=$(cat /state/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /state/n\necho \"$n $GREETING $TOKEN $(nproc)\" > \"$TMP_OUTPUT_DIR/$(basename \"$INPUT_FILE_PATH\").out\"\n",
-            ),
-            (
-                "web.sh",
-                "mkdir -p /tmp/www && echo \"served by $OSCAR_SERVICE_NAME\" > /tmp/www/index.html\nexec busybox httpd -f -p 8080 -h /tmp/www\n",
-            ),
-        ],
+        &read("faults.yaml").replace("WEB_PORT", &web_port.to_string()),
+        &scripts,
     );
-    let _ = podman(&["volume", "rm", "--force", "fogd-counter-state"]);
+    let volumes = ["fogd-7-counter-state", "fogd-3-cam-a-cache", "fogd-5-cam-a-cache"];
+    for v in volumes {
+        let _ = podman(&["volume", "rm", "--force", v]);
+    }
     let node = FogdNode::start(
         &fogd_bin(),
         &d.join("node"),
@@ -299,7 +261,7 @@ fn container_faults_limits_volume_and_exposed_service() {
     );
     let http = reqwest::Client::new();
     rt().block_on(async {
-        for svc in ["absent", "fails", "slow", "hog", "counter"] {
+        for svc in ["absent", "fails", "slow", "hog", "counter", "cam"] {
             node.submit(&http, svc, "a.txt", b"a\n").await;
         }
     });
@@ -381,9 +343,43 @@ fn container_faults_limits_volume_and_exposed_service() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(body, "served by web\n");
+    // Its secret reached the script, and is nowhere in what `podman inspect` shows.
+    let token = rt().block_on(async {
+        http.get(format!("http://127.0.0.1:{web_port}/token.txt"))
+            .send()
+            .await
+            .expect("token")
+            .text()
+            .await
+            .expect("text")
+    });
+    assert_eq!(token, "w3b-s3cr3t\n");
+    let inspected = podman(&["container", "inspect", "fogd-expose-web"]);
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    assert!(
+        !text(&inspected).contains("w3b-s3cr3t"),
+        "the secret shows in podman inspect"
+    );
+    // `cam` (volume `a-cache`) and `cam-a` (volume `cache`) share no volume: cam-a, run after
+    // cam, finds its own volume empty.
+    assert_eq!(one("cam").state, State::Succeeded);
+    rt().block_on(node.submit(&http, "cam-a", "a.txt", b"a\n"));
+    assert_eq!(one("cam-a").state, State::Succeeded);
+    let seen = std::fs::read_to_string(node.dir.join("data/store/cama/out/seen.txt")).unwrap();
+    assert_eq!(seen, "", "cam-a saw cam's volume");
+    let labelled = podman(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{index .Labels \"fogd.io/service\"}}",
+        "fogd-3-cam-a-cache",
+    ]);
+    assert_eq!(text(&labelled).trim(), "cam");
     drop(node);
     let _ = podman(&["rm", "--force", "fogd-expose-web"]);
-    let _ = podman(&["volume", "rm", "--force", "fogd-counter-state"]);
+    for v in volumes {
+        let _ = podman(&["volume", "rm", "--force", v]);
+    }
 }
 
 /// fogd killed while a container runs: the next start finds the container by its name and
@@ -411,7 +407,7 @@ fn a_restart_follows_the_running_container_and_podman_missing_is_said() {
             "echo run >> /runs/log\nsleep 5\nwc -l < /runs/log > \"$TMP_OUTPUT_DIR/runs.txt\"\n",
         )],
     );
-    let _ = podman(&["volume", "rm", "--force", "fogd-long-runs"]);
+    let _ = podman(&["volume", "rm", "--force", "fogd-4-long-runs"]);
     let node_dir = d.join("node");
     let mut node = FogdNode::start(&fogd_bin(), &node_dir, "restart", PODMAN_CFG, Some(&fdl));
     rt().block_on(node.submit(&reqwest::Client::new(), "long", "a.txt", b"a\n"));
@@ -445,7 +441,7 @@ fn a_restart_follows_the_running_container_and_podman_missing_is_said() {
         .unwrap();
     assert_eq!(runs.trim(), "1", "the script ran more than once");
     drop(node);
-    let _ = podman(&["volume", "rm", "--force", "fogd-long-runs"]);
+    let _ = podman(&["volume", "rm", "--force", "fogd-4-long-runs"]);
 
     // Podman missing.
     let cfg = d.join("missing.yaml");

@@ -246,3 +246,64 @@ async fn a_node_starts_on_a_full_disk_and_says_so() {
     );
     d.stop().await;
 }
+
+/// Issue 30, finding 12: `dd` into TMP_OUTPUT_DIR fills a 96 MiB data disk faster than a
+/// once-a-second watcher looks. Before, the journal could not commit the invocation's end
+/// ("database or disk is full"), its files stayed in `data/work`, and after a restart the node
+/// took no new work. Now its files go before its end is journalled, the end is final (not rerun
+/// after a restart), and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dd_that_fills_the_disk_at_once_is_failed_for_good_and_the_node_goes_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fdl, _fs, mut c, data) = on_tmpfs(
+        tmp.path(),
+        "size=96m",
+        "dd if=/dev/zero of=\"$TMP_OUTPUT_DIR/big\" bs=1M\nsleep 1\n",
+    );
+    c.min_free_bytes = 16 << 20;
+    let minio = ProviderRef::new(ProviderKind::Minio, "default");
+    let src = tmp.path().join("in.bin");
+    std::fs::write(&src, b"go").expect("w");
+    let d = Daemon::start(c.clone(), std::slice::from_ref(&fdl)).await;
+    d.rt.put(&minio, "d/in/a.bin", &src).await.expect("put");
+    let all = d.settle(60).await;
+    assert_eq!(all.len(), 1);
+    let err = all[0].error.clone().unwrap_or_default();
+    assert_eq!(all[0].state, State::Failed, "{err}");
+    assert!(err.contains("bytes free"), "{err}");
+    assert!(
+        files_under(&data.join("work")).is_empty(),
+        "{:?}",
+        files_under(&data.join("work"))
+    );
+    d.stop().await;
+    // Started again: the end was journalled, nothing reruns, and new work runs.
+    let d = Daemon::start(c, &[fdl]).await;
+    let again = d.rt.journal.invocations(None, 10).expect("list");
+    assert!(again.iter().all(|i| i.state.is_final()), "{:?}", summary(&again));
+    assert_eq!(again.len(), 1, "not rerun: {:?}", summary(&again));
+    d.stop().await;
+}
+
+/// No file a script writes grows past max_work_bytes, however fast it writes (RLIMIT_FSIZE):
+/// the writer is stopped at the limit, not a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_stops_growing_at_max_work_bytes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fdl, _fs, mut c, data) = on_tmpfs(
+        tmp.path(),
+        "size=256m",
+        "dd if=/dev/zero of=\"$TMP_OUTPUT_DIR/big\" bs=1M count=64 2>/dev/null\nwc -c < \"$TMP_OUTPUT_DIR/big\" > \"$TMP_OUTPUT_DIR/size\"\nrm \"$TMP_OUTPUT_DIR/big\"\n",
+    );
+    c.max_work_bytes = 8 << 20;
+    let minio = ProviderRef::new(ProviderKind::Minio, "default");
+    let src = tmp.path().join("in.bin");
+    std::fs::write(&src, b"go").expect("w");
+    let d = Daemon::start(c, std::slice::from_ref(&fdl)).await;
+    d.rt.put(&minio, "d/in/a.bin", &src).await.expect("put");
+    let all = d.settle(60).await;
+    assert_eq!(all[0].state, State::Succeeded, "{:?}", all[0].error);
+    let size = std::fs::read_to_string(data.join("store/d/out/size")).expect("size");
+    assert_eq!(size.trim(), (8u64 << 20).to_string());
+    d.stop().await;
+}

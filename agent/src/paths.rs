@@ -153,6 +153,12 @@ impl DataDir {
         free_bytes(&self.0)
     }
 
+    /// Free bytes for work: a released reserve's space is the journal's, not a script's.
+    pub fn free_for_work(&self) -> Option<u64> {
+        let held = if self.reserve_released() { RESERVE_BYTES } else { 0 };
+        self.free_bytes().map(|f| f.saturating_sub(held))
+    }
+
     /// Free bytes and free inodes (where counted), from one `statvfs`.
     pub fn free_space(&self) -> Option<(u64, Option<u64>)> {
         free_space(&self.0)

@@ -86,6 +86,16 @@ fn run_script(script: &Path, cwd: Option<PathBuf>) -> anyhow::Result<i32> {
 fn run_shell(script: &Path, cwd: Option<PathBuf>) -> anyhow::Result<i32> {
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.arg(script);
+    // The podman executor's secrets arrive as files (never in the container's inspectable
+    // environment); the script gets them as variables, as the contract says.
+    if let Some(dir) = std::env::var_os("FOGD_SECRETS") {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if let (Ok(name), Ok(value)) = (e.file_name().into_string(), std::fs::read_to_string(e.path())) {
+                cmd.env(name, value);
+            }
+        }
+        cmd.env_remove("FOGD_SECRETS");
+    }
     if let Some(d) = cwd.filter(|d| d.is_dir()) {
         cmd.current_dir(d);
     }

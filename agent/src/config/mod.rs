@@ -16,7 +16,7 @@ pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
 };
-pub use podman::{PodmanConfig, PullPolicy};
+pub use podman::{Isolation, PodmanConfig, PullPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -98,7 +98,7 @@ pub struct Config {
     /// How local scripts are kept from the node's data (journal, keys, other invocations):
     /// `auto` (namespaces where bubblewrap works, else unconfined with a warning),
     /// `namespaces` (or they do not run), `none`.
-    pub isolation: crate::exec::sandbox::Isolation,
+    pub isolation: Isolation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -1,4 +1,5 @@
-//! `podman:` in `fogd.yaml`: the container executor (one container per invocation, on this box).
+//! `podman:` in `fogd.yaml`: the container executor (one container per invocation, on this box);
+//! and `isolation:`, how the local scripts are confined.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -72,4 +73,17 @@ impl PodmanConfig {
         }
         image.to_string()
     }
+}
+
+/// `isolation:` in fogd.yaml: how local scripts are kept from the node's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Namespaces when bwrap works here, else unconfined with a warning.
+    #[default]
+    Auto,
+    /// Namespaces, or the script does not run.
+    Namespaces,
+    /// No sandbox: scripts can read everything fogd can (a single-user box by choice).
+    None,
 }

@@ -81,10 +81,17 @@ pub enum Overrun {
 impl DiskBudget {
     /// Returns once the running script went over the budget.
     async fn overrun(&self, dir: &Path) -> Overrun {
+        // Free space is one statvfs: looked at ten times a second, so a writer as fast as `dd`
+        // on the disk is caught early; the folder's size (a walk) once a second.
+        let mut tick = 0u32;
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if crate::paths::free_bytes(&self.data_dir).is_some_and(|f| f < self.min_free_bytes) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if self.disk_low() {
                 return Overrun::Disk;
+            }
+            tick += 1;
+            if !tick.is_multiple_of(10) {
+                continue;
             }
             let d = dir.to_path_buf();
             let used = tokio::task::spawn_blocking(move || dir_bytes(&d))
@@ -94,6 +101,13 @@ impl DiskBudget {
                 return Overrun::WorkFolder;
             }
         }
+    }
+
+    /// Is the data folder under the free space that running scripts must leave?
+    fn disk_low(&self) -> bool {
+        crate::paths::DataDir::new(self.data_dir.clone())
+            .free_for_work()
+            .is_some_and(|f| f < self.min_free_bytes)
     }
 }
 
@@ -155,6 +169,18 @@ pub async fn script_file(script: Option<&Script>, dir: &Path) -> Result<PathBuf,
 
 pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
     let script_path = script_file(spec.script, spec.dir).await?;
+    // No file the script writes may grow past max_work_bytes (RLIMIT_FSIZE, set by the shell
+    // that then becomes the script: no pre_exec hook, so the spawn stays a posix_spawn); the
+    // watcher below bounds the folder as a whole. (`ulimit -f` counts 512-byte blocks in
+    // dash, Debian's and Raspberry Pi OS's /bin/sh.)
+    let blocks = (spec.budget.max_work_bytes / 512).max(1).to_string();
+    let limited: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        "ulimit -f \"$1\" && exec /bin/sh \"$2\"".into(),
+        "fogd-script".into(),
+        blocks.into(),
+        script_path.clone().into_os_string(),
+    ];
     let mut cmd = match spec.sandbox {
         Some(sb) => {
             let (rw, ro) = spec.shared.iter().partition::<Vec<_>, _>(|p| p.is_dir());
@@ -167,11 +193,13 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
                 rw,
                 ro,
             };
-            sb.command(&c, &["/bin/sh".as_ref(), script_path.as_os_str()])
+            let mut argv: Vec<&std::ffi::OsStr> = vec!["/bin/sh".as_ref()];
+            argv.extend(limited.iter().map(|a| a.as_os_str()));
+            sb.command(&c, &argv)
         }
         None => {
             let mut c = Command::new("/bin/sh");
-            c.arg(&script_path);
+            c.args(&limited);
             c
         }
     };
@@ -191,14 +219,15 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         }
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    // Made before the script starts: one that fills the disk at once must still have a log.
+    let log = tokio::fs::File::create(spec.log_path)
+        .await
+        .map_err(io(spec.log_path))?;
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let spawned_us = crate::journal::now_us();
     let pgid = child.id().map(|p| p as i32);
     // Dropped before the script ends (the daemon's drain deadline passed): its whole group dies.
     let mut group = GroupKill(pgid);
-    let log = tokio::fs::File::create(spec.log_path)
-        .await
-        .map_err(io(spec.log_path))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let capture = capture(out, err, log, spec.log_cap);
     let budget = spec.budget.clone();
@@ -222,7 +251,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
             kill_group(pgid);
             let _ = child.wait().await;
             // Its files go now: they are what filled the disk.
-            let _ = tokio::fs::remove_dir_all(spec.dir.join("output")).await;
+            clear_folder(spec.dir).await;
             let why = match over {
                 Overrun::WorkFolder => format!(
                     "its work folder went over max_work_bytes ({})",
@@ -233,8 +262,21 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
                     spec.budget.min_free_bytes
                 ),
             };
-            append_note(spec.log_path, &format!("\n[fogd] killed while running: {why}\n")).await?;
+            // Best effort: the disk may be too full for the log's last line.
+            let _ = append_note(spec.log_path, &format!("\n[fogd] killed while running: {why}\n")).await;
             ScriptStatus::OverBudget(over)
+        }
+        // It ended (a writer stopped by ENOSPC, say) leaving the disk under the line before
+        // the watcher looked: its files go before anything is journalled, or the journal could
+        // not record its end (and its log may not have taken its last lines: that is no error).
+        Ok(Ok(_)) if spec.budget.disk_low() => {
+            clear_folder(spec.dir).await;
+            let note = format!(
+                "\n[fogd] ended with the data folder under {} bytes free: its files were removed\n",
+                spec.budget.min_free_bytes
+            );
+            let _ = append_note(spec.log_path, &note).await;
+            ScriptStatus::OverBudget(Overrun::Disk)
         }
         Ok(Ok((status, captured))) => {
             captured.map_err(io(spec.log_path))?;
@@ -257,6 +299,21 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
     };
     group.0 = None;
     Ok((status, spawned_us))
+}
+
+/// Removes everything in the invocation's folder (what the script wrote, wherever in it), the
+/// folder itself kept.
+async fn clear_folder(dir: &Path) {
+    let Ok(mut rd) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(e)) = rd.next_entry().await {
+        let p = e.path();
+        let _ = match e.file_type().await {
+            Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(&p).await,
+            _ => tokio::fs::remove_file(&p).await,
+        };
+    }
 }
 
 pub(crate) async fn append_note(log: &Path, note: &str) -> Result<(), ExecError> {

@@ -16,20 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use serde::Deserialize;
-
-/// `isolation:` in fogd.yaml: how local scripts are kept from the node's data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Isolation {
-    /// Namespaces when bwrap works here, else unconfined with a warning.
-    #[default]
-    Auto,
-    /// Namespaces, or the script does not run.
-    Namespaces,
-    /// No sandbox: scripts can read everything fogd can (a single-user box by choice).
-    None,
-}
+pub use crate::config::Isolation;
 
 /// The sandbox command, once found to work on this host.
 #[derive(Debug, Clone)]

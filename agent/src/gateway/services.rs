@@ -237,6 +237,11 @@ pub async fn delete(s: State, Path(name): Path<String>) -> Result<impl IntoRespo
         return Err(ApiError::not_found(format!("no service `{name}`")));
     }
     s.rt.reload()?;
+    // Its podman volume and secrets go with it: a later service of the same name (another
+    // owner, perhaps) starts empty.
+    if s.rt.cfg.executor_of(&name) == crate::config::ExecutorKind::Podman {
+        crate::exec::podman::forget_service(&s.rt.cfg.podman, &name).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

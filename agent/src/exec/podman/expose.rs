@@ -67,6 +67,8 @@ pub async fn start_exposed(
     let env_path = dir.join("env");
     let mut env = env;
     env.push(("FOGD_SCRIPT".into(), super::SCRIPT.into()));
+    let secrets = super::owned::secrets(cfg, svc, &mut env).await?;
+    super::owned::ensure_volume(cfg, svc).await?;
     let supervisor = supervisor(cfg)?;
     let spec = ContainerSpec {
         cfg,
@@ -75,6 +77,7 @@ pub async fn start_exposed(
         node,
         job: None,
         env_file: &env_path,
+        secrets: &secrets,
         supervisor: &supervisor,
         script: Some(&script),
         work: None,

@@ -14,9 +14,11 @@
 //! This module is the pure part (errors, names, the `podman run` arguments); `run` calls podman.
 
 mod expose;
+mod owned;
 mod run;
 
 pub use expose::{expose_name, prepare, start_exposed};
+pub use owned::{forget_service, secret_name, volume_name, SECRETS_DIR};
 pub use run::{check, exists, run, PodmanRun};
 
 use std::path::{Path, PathBuf};
@@ -52,11 +54,6 @@ pub fn container_name(job: &str) -> String {
     format!("fogd-{job}")
 }
 
-/// The named volume of a service's `volume` block.
-pub fn volume_name(service: &str, name: &str) -> String {
-    format!("fogd-{service}-{name}")
-}
-
 /// What a container is made of, besides the service.
 pub struct ContainerSpec<'a> {
     pub cfg: &'a PodmanConfig,
@@ -65,6 +62,8 @@ pub struct ContainerSpec<'a> {
     pub node: &'a str,
     pub job: Option<&'a str>,
     pub env_file: &'a Path,
+    /// `--secret` values: the service's secrets, mounted as files (`owned::secrets`).
+    pub secrets: &'a [String],
     pub supervisor: &'a Path,
     pub script: Option<&'a Path>,
     /// The invocation's folders on the host (none for an exposed service).
@@ -99,6 +98,9 @@ pub fn run_args(s: &ContainerSpec<'_>) -> Vec<String> {
     // As the kube pods: no capability, no privilege gained through setuid binaries.
     a.extend(["--cap-drop=all".into(), "--security-opt=no-new-privileges".into()]);
     a.push(format!("--env-file={}", s.env_file.display()));
+    for secret in s.secrets {
+        a.push(format!("--secret={secret}"));
+    }
     if let Some(m) = s.svc.memory_bytes {
         // No swap beyond the limit: over it, the kernel's OOM killer ends the script (reported).
         a.push(format!("--memory={m}"));
@@ -203,6 +205,7 @@ mod tests {
             node: "n1",
             job: Some("j1"),
             env_file: Path::new("/w/env"),
+            secrets: &["fogd-4-work-3-KEY-abc,type=mount,target=/run/secrets/fogd/KEY".into()],
             supervisor: Path::new("/usr/bin/fogd"),
             script: Some(Path::new("/w/script.sh")),
             work: Some((Path::new("/w/input"), Path::new("/w/output"))),
@@ -215,7 +218,8 @@ mod tests {
             "--memory=268435456 --memory-swap=268435456 --cpus=0.500 --device=nvidia.com/gpu=all --timeout=30",
             "--volume=/usr/bin/fogd:/fogd-bin/fogd:ro --volume=/w/script.sh:/fogd-script/script.sh:ro",
             "--volume=/w/input:/tmp/fogd/input --volume=/w/output:/tmp/fogd/output",
-            "--volume=fogd-work-cache:/cache",
+            "--volume=fogd-4-work-cache:/cache",
+            "--secret=fogd-4-work-3-KEY-abc,type=mount,target=/run/secrets/fogd/KEY",
             "--label=fogd.io/job=j1",
             "--entrypoint=/fogd-bin/fogd localhost/fogd/fogd:latest supervise",
         ] {

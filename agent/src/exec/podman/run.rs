@@ -45,6 +45,31 @@ pub(super) async fn podman(cfg: &PodmanConfig, args: &[&str]) -> Result<std::pro
         })
 }
 
+/// `podman args` with `input` on its standard input (a secret's value: never on the command line).
+pub(super) async fn podman_with_input(
+    cfg: &PodmanConfig,
+    args: &[&str],
+    input: &[u8],
+) -> Result<std::process::Output, PodmanError> {
+    use tokio::io::AsyncWriteExt;
+    let missing = |source| PodmanError::Missing {
+        binary: cfg.binary.clone(),
+        source,
+    };
+    let mut child = Command::new(&cfg.binary)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(missing)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).await.map_err(missing)?;
+    }
+    child.wait_with_output().await.map_err(missing)
+}
+
 pub(super) fn failed(what: &str, out: &std::process::Output) -> PodmanError {
     let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
     PodmanError::Command {
@@ -169,7 +194,10 @@ pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
             ensure_image(r.cfg, &image).await?;
         }
         let env_path = r.dir.join("env");
-        write_env(&env_path, &r.env)?;
+        let mut env = r.env.clone();
+        let secrets = super::owned::secrets(r.cfg, r.svc, &mut env).await?;
+        super::owned::ensure_volume(r.cfg, r.svc).await?;
+        write_env(&env_path, &env)?;
         let supervisor = supervisor(r.cfg)?;
         let args = run_args(&ContainerSpec {
             cfg: r.cfg,
@@ -178,6 +206,7 @@ pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
             node: r.node,
             job: Some(r.job),
             env_file: &env_path,
+            secrets: &secrets,
             supervisor: &supervisor,
             script: Some(r.script),
             work: Some((&r.dir.join("input"), &r.dir.join("output"))),
