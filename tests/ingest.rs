@@ -256,3 +256,65 @@ async fn mqtt_over_tls_with_the_brokers_ca() {
     );
     node.stop().await;
 }
+
+/// Issue 30, finding 11: cameras `door.1`, `door@1` and `door_1` were one Home Assistant device;
+/// with 3,000 cameras only 2,048 cameras' discovery documents were retained (a full client queue
+/// dropped the rest, silently); and any client of the broker could make cameras without end.
+/// Now each camera is a device of its own, every admitted camera's documents are retained, and
+/// a camera past `ingest.max_cameras` is refused and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_sees_each_camera_once_and_cameras_are_bounded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(&tmp.path().join("mosquitto"));
+    let wf = workflow(
+        tmp.path(),
+        "functions:\n  oscar:\n  - edge:\n      name: idle\n      image: x\n      script: idle.sh\n      input: [{storage_provider: minio, path: other/in}]\n",
+        &[("idle.sh", "true\n")],
+    );
+    let mut c = node_cfg(tmp.path(), &broker, "ha");
+    c.ingest.max_cameras = 2_400;
+    if let Some(m) = c.mqtt.as_mut() {
+        m.snapshots = true;
+    }
+    let node = Node::start(c, &wf).await;
+    let mut m = Mqtt::connect(broker.port, "test-ha").await;
+    wait_online(&mut m, "ha").await;
+    let jpeg = face_jpeg();
+    let mut cameras: Vec<String> = ["door.1", "door@1", "door_1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    cameras.extend((0..2_400).map(|i| format!("c{i:04}")));
+    for (i, cam) in cameras.iter().enumerate() {
+        let frame = tagged_jpeg(&jpeg, &format!("f{i}"));
+        assert!(
+            m.send(&format!("fogd/cameras/{cam}/frame"), frame).await,
+            "broker took {cam}"
+        );
+    }
+    node.wait_ingested(2_400, 120).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(node.ingested(), 2_400);
+    assert_eq!(counter(&node, "ingest_rejected_too_many_cameras"), 3);
+    // What a Home Assistant that subscribes now is handed: every admitted camera's documents.
+    let mut ha = Mqtt::connect(broker.port, "test-ha-reader").await;
+    ha.subscribe("homeassistant/sensor/+/verdict/config").await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let devices = loop {
+        ha.pump(Duration::from_millis(500)).await;
+        let devices: BTreeSet<String> = ha.received.iter().map(|(t, _)| t.clone()).collect();
+        if devices.len() >= 2_400 || Instant::now() > deadline {
+            break devices;
+        }
+        // Retained documents sent since the subscription arrive as they are published.
+    };
+    assert_eq!(
+        devices.len(),
+        2_400,
+        "retained verdict documents: {}",
+        devices.len()
+    );
+    let doors: Vec<&String> = devices.iter().filter(|t| t.contains("door")).collect();
+    assert_eq!(doors.len(), 3, "{doors:?}");
+    node.stop().await;
+}

@@ -120,6 +120,10 @@ pub struct IngestConfig {
     /// input path of `<path>` gets every camera, `<path>/<camera>` one); nothing under it can
     /// enter the outbox.
     pub path: String,
+    /// Cameras at most (every source together): an item from a camera the node has not seen
+    /// once this many are known is refused, so no client of the broker can make state (cameras,
+    /// folders, Home Assistant devices) without end.
+    pub max_cameras: u64,
     /// Keep a raw item this long after every invocation on it succeeded (default: delete at once).
     #[serde(with = "humantime_serde_compat")]
     pub raw_retention: Duration,
@@ -148,6 +152,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             path: "cameras/incoming".into(),
+            max_cameras: 256,
             raw_retention: Duration::ZERO,
             watch_dir: None,
             watch_interval: Duration::from_secs(1),

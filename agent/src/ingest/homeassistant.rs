@@ -44,17 +44,30 @@ pub fn state(c: &Camera) -> Value {
     })
 }
 
-/// Home Assistant's object ids allow `[a-zA-Z0-9_-]`; camera names may hold `.` and `@`.
-fn object_id(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// Home Assistant's object ids allow `[a-zA-Z0-9_-]`; camera names may hold `.` and `@` too.
+/// One-to-one: a name of allowed characters without `__` is its own id (ids already in use stay);
+/// any other is `x__` and the name with `_`, `.` and `@` spelled `__u`, `__d`, `__a`. Only these
+/// hold `__`, so `door.1`, `door@1` and `door_1` are three devices.
+pub fn object_id(s: &str) -> String {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.contains("__");
+    if plain {
+        return s.to_string();
+    }
+    let mut out = String::from("x__");
+    for c in s.chars() {
+        match c {
+            '_' => out.push_str("__u"),
+            '.' => out.push_str("__d"),
+            '@' => out.push_str("__a"),
+            c if c.is_ascii_alphanumeric() || c == '-' => out.push(c),
+            // Not a camera name's character: spelled by its code point, still one-to-one.
+            c => out.push_str(&format!("__x{:x}_", c as u32)),
+        }
+    }
+    out
 }
 
 fn availability(base: &str) -> Value {
@@ -193,4 +206,25 @@ pub fn camera_discovery(
         ));
     }
     docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::object_id;
+
+    #[test]
+    fn object_ids_are_one_to_one_and_plain_names_keep_theirs() {
+        assert_eq!(object_id("porch"), "porch");
+        assert_eq!(object_id("door_1"), "door_1");
+        assert_eq!(object_id("cam-2"), "cam-2");
+        let ids: std::collections::BTreeSet<String> =
+            ["door.1", "door@1", "door_1", "door__1", "door__d1", "x__door__d1"]
+                .iter()
+                .map(|n| object_id(n))
+                .collect();
+        assert_eq!(ids.len(), 6, "{ids:?}");
+        assert!(ids.iter().all(|i| i
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')));
+    }
 }

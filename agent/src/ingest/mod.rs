@@ -47,6 +47,10 @@ pub enum Reject {
     Truncated,
     NotVideo,
     UnknownTopic,
+    /// A new camera, with `ingest.max_cameras` known already.
+    TooManyCameras {
+        max: u64,
+    },
 }
 
 /// A frame's pixels at most (8K UHD is 33 Mpx): what the header declares is checked before
@@ -64,6 +68,7 @@ impl Reject {
             Reject::Truncated => "ingest_rejected_truncated",
             Reject::NotVideo => "ingest_rejected_not_video",
             Reject::UnknownTopic => "ingest_rejected_unknown_topic",
+            Reject::TooManyCameras { .. } => "ingest_rejected_too_many_cameras",
         }
     }
 }
@@ -88,6 +93,10 @@ impl std::fmt::Display for Reject {
                 "payload is not a video file (MP4/MOV, Matroska/WebM, MPEG-TS or AVI)"
             ),
             Reject::UnknownTopic => write!(f, "topic matches no configured camera topic"),
+            Reject::TooManyCameras { max } => write!(
+                f,
+                "a new camera, and {max} are known already (ingest.max_cameras)"
+            ),
         }
     }
 }
@@ -170,6 +179,8 @@ pub struct Item {
 pub struct BatchReport {
     pub spooled: usize,
     pub duplicates: usize,
+    /// New cameras over `ingest.max_cameras` (counted and logged, not stored).
+    pub refused: usize,
     pub invocations: usize,
 }
 
@@ -231,7 +242,20 @@ pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
     let mut seen = BTreeSet::new();
     let mut dirs = BTreeSet::new();
     let mut spooled = Vec::with_capacity(items.len());
+    let mut cameras = Cameras::default();
     for it in items {
+        if !cameras.admit(rt, &it.camera)? {
+            refuse(
+                rt,
+                it.source,
+                &it.camera,
+                &Reject::TooManyCameras {
+                    max: rt.cfg.ingest.max_cameras,
+                },
+            );
+            report.refused += 1;
+            continue;
+        }
         let checksum = content_hash(&it.payload);
         if !seen.insert((it.camera.clone(), checksum.clone()))
             || rt.journal.ingest_known(&it.camera, &checksum)?
@@ -306,6 +330,34 @@ pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
         "ingest batch"
     );
     Ok(report)
+}
+
+/// The cameras a batch may bring: the known ones, and new ones while under the bound.
+#[derive(Default)]
+struct Cameras {
+    admitted: BTreeSet<String>,
+    /// How many the journal knew, once asked, plus the new ones of this batch.
+    count: Option<u64>,
+}
+
+impl Cameras {
+    fn admit(&mut self, rt: &Runtime, camera: &str) -> Result<bool> {
+        if self.admitted.contains(camera) || rt.journal.camera_known(camera)? {
+            self.admitted.insert(camera.to_string());
+            return Ok(true);
+        }
+        let count = match self.count {
+            Some(n) => n,
+            None => rt.journal.camera_count()?,
+        };
+        if count >= rt.cfg.ingest.max_cameras {
+            self.count = Some(count);
+            return Ok(false);
+        }
+        self.count = Some(count + 1);
+        self.admitted.insert(camera.to_string());
+        Ok(true)
+    }
 }
 
 /// Counts and logs a refused item.

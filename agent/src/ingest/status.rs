@@ -149,7 +149,7 @@ pub async fn publish(
                     announced.clear();
                     if !p.discovery_prefix.is_empty() {
                         for (topic, doc) in super::homeassistant::node_discovery(&p.discovery_prefix, &p.base, &rt.node) {
-                            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, doc.to_string());
+                            retained(&client, topic, doc.to_string()).await;
                         }
                     }
                     cameras(&rt, &client, &p, &mut announced, None).await;
@@ -204,7 +204,7 @@ async fn cameras(
     };
     for c in list.iter().filter(|c| only.is_none_or(|o| o == c.camera)) {
         if !announced.contains(&c.camera) {
-            announced.insert(c.camera.clone());
+            let mut sent = true;
             if !p.discovery_prefix.is_empty() {
                 let docs = super::homeassistant::camera_discovery(
                     &p.discovery_prefix,
@@ -214,20 +214,24 @@ async fn cameras(
                     p.snapshots,
                 );
                 for (topic, doc) in docs {
-                    let _ = client.try_publish(topic, QoS::AtLeastOnce, true, doc.to_string());
+                    sent &= retained(client, topic, doc.to_string()).await;
                 }
+            }
+            // Announced only once every document went: one that did not is sent again next round.
+            if sent {
+                announced.insert(c.camera.clone());
             }
             if p.snapshots && c.snapshot_key.is_some() {
                 snapshot(rt, client, &p.base, &c.camera).await;
             }
         }
         let state = super::homeassistant::state(c);
-        let _ = client.try_publish(
+        retained(
+            client,
             super::homeassistant::state_topic(&p.base, &c.camera),
-            QoS::AtLeastOnce,
-            true,
             state.to_string(),
-        );
+        )
+        .await;
     }
 }
 
@@ -238,14 +242,31 @@ async fn snapshot(rt: &Runtime, client: &AsyncClient, base: &str, camera: &str) 
     }
     match tokio::fs::read(rt.data.snapshot(camera)).await {
         Ok(jpeg) => {
-            let _ = client.try_publish(
-                super::homeassistant::snapshot_topic(base, camera),
-                QoS::AtLeastOnce,
-                true,
-                jpeg,
-            );
+            retained(client, super::homeassistant::snapshot_topic(base, camera), jpeg).await;
         }
         Err(e) => tracing::debug!(camera, "mqtt: no snapshot to publish: {e}"),
+    }
+}
+
+/// Queues a retained document with back-pressure: it waits while the client's queue is full
+/// (thousands of cameras' discovery documents at a reconnect), at most 10 s, and one that does
+/// not go is logged, never dropped in silence. Whether it was queued.
+async fn retained(client: &AsyncClient, topic: String, payload: impl Into<Vec<u8>>) -> bool {
+    let sent = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.publish(topic.clone(), QoS::AtLeastOnce, true, payload),
+    )
+    .await;
+    match sent {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(%topic, "mqtt: retained document not sent: {e}");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(%topic, "mqtt: retained document not queued within 10 s (the broker is slow or gone); sent again later");
+            false
+        }
     }
 }
 

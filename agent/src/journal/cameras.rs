@@ -111,6 +111,22 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
+    /// Has the journal seen this camera?
+    pub fn camera_known(&self, camera: &str) -> Result<bool> {
+        self.conn()
+            .prepare_cached("SELECT 1 FROM cameras WHERE camera = ?1")
+            .and_then(|mut st| st.exists([camera]))
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many cameras the journal knows.
+    pub fn camera_count(&self) -> Result<u64> {
+        self.conn()
+            .query_row("SELECT count(*) FROM cameras", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn cameras(&self) -> Result<Vec<Camera>> {
         self.rows(
             "SELECT camera, frames, last_seen_ms, judged, faces, masked, unmasked, last_result,
