@@ -215,6 +215,36 @@ async fn oscar_python_bad_requests_and_load() {
     assert_eq!(names, ["a.txt", "d/b.txt"]);
     let log = body_text(run("quiet")).await;
     assert_eq!(log, "only a log line\n");
+    // Issue 30, finding 13: a /run whose caller gives up leaves no folder behind once the
+    // invocation ends (before: kept ten minutes, across restarts too).
+    let slow = serde_json::json!({"name": "slowrun", "image": "x",
+        "script": "sleep 2\necho late > \"$TMP_OUTPUT_DIR/o.txt\"\n"});
+    let r = admin(http.post(format!("{}/system/services", g.url)))
+        .body(slow.to_string())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status().as_u16(), 201);
+    let gave_up = run("slowrun").timeout(Duration::from_millis(500)).send().await;
+    assert!(gave_up.is_err(), "the caller gives up before the answer");
+    let work = g.dir.join("data/work");
+    let slowrun_folders = || {
+        std::fs::read_dir(&work)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("slowrun-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let t0 = std::time::Instant::now();
+    while journal_state(&g.dir, "slowrun").0 == 0 || slowrun_folders() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the abandoned /run's folder is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // OSCAR's delegated event (what a cluster that bursts to this node sends).
     let minio_event = serde_json::json!({"Records": [{"eventSource": "minio:s3",

@@ -226,6 +226,10 @@ async fn bad_keys_escaping_scripts_timeouts_big_outputs_and_failures() {
     let mut c = cfg(tmp.path());
     c.timeout = Duration::from_secs(2);
     c.log_cap_bytes = 1000;
+    // The background child's pid is read from the host: unconfined, so that it is the host's
+    // (in the sandbox it would be its PID namespace's; the sandbox's own ending of what a script
+    // leaves is exec::local's `what_a_script_leaves_running_ends_with_it`).
+    c.isolation = fogd::config::Isolation::None;
     let d = Daemon::start(c, &[fdl]).await;
     let src = tmp.path().join("in.bin");
     std::fs::write(&src, b"in").expect("w");

@@ -59,14 +59,16 @@ fn older_than(p: &Path, age: Duration) -> bool {
 pub fn sweep(rt: &Runtime) -> Result<Swept, crate::journal::JournalError> {
     let mut s = Swept::default();
     let now = crate::journal::now_ms();
-    // Work folders: kept while their invocation may still run or be read.
+    let started_ms = now - rt.started.elapsed().as_millis() as i64;
+    // Work folders: kept while their invocation may still run or be read. One that ended before
+    // this node started has no `/run` caller waiting for it any more.
     for e in std::fs::read_dir(rt.data.work()).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let keep = match rt.journal.job(&name)? {
             Some(inv) if !inv.state.is_final() => true,
             Some(inv) => inv
                 .finished_ms
-                .is_some_and(|f| now - f < WORK_GRACE.as_millis() as i64),
+                .is_some_and(|f| f >= started_ms && now - f < WORK_GRACE.as_millis() as i64),
             // No invocation (pruned, or never recorded): unless it was made a moment ago.
             None => !older_than(&e.path(), WORK_GRACE),
         };

@@ -173,7 +173,12 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
     // that then becomes the script: no pre_exec hook, so the spawn stays a posix_spawn); the
     // watcher below bounds the folder as a whole. (`ulimit -f` counts 512-byte blocks in
     // dash, Debian's and Raspberry Pi OS's /bin/sh.)
-    let blocks = (spec.budget.max_work_bytes / 512).max(1).to_string();
+    // Past a tebibyte (or u64::MAX, "no limit") the shell is told `unlimited`: dash parses the
+    // count into a signed long, and a huge one would wrap into a tiny limit.
+    let blocks = match spec.budget.max_work_bytes {
+        b if b >= 1 << 40 => "unlimited".to_string(),
+        b => (b / 512).max(1).to_string(),
+    };
     let limited: Vec<std::ffi::OsString> = vec![
         "-c".into(),
         "ulimit -f \"$1\" && exec /bin/sh \"$2\"".into(),
@@ -251,7 +256,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
             kill_group(pgid);
             let _ = child.wait().await;
             // Its files go now: they are what filled the disk.
-            clear_folder(spec.dir).await;
+            clear_folder(spec.dir, spec.log_path).await;
             let why = match over {
                 Overrun::WorkFolder => format!(
                     "its work folder went over max_work_bytes ({})",
@@ -270,7 +275,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         // the watcher looked: its files go before anything is journalled, or the journal could
         // not record its end (and its log may not have taken its last lines: that is no error).
         Ok(Ok(_)) if spec.budget.disk_low() => {
-            clear_folder(spec.dir).await;
+            clear_folder(spec.dir, spec.log_path).await;
             let note = format!(
                 "\n[fogd] ended with the data folder under {} bytes free: its files were removed\n",
                 spec.budget.min_free_bytes
@@ -302,13 +307,16 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
 }
 
 /// Removes everything in the invocation's folder (what the script wrote, wherever in it), the
-/// folder itself kept.
-async fn clear_folder(dir: &Path) {
+/// folder itself and the log (when it lies there) kept.
+async fn clear_folder(dir: &Path, log: &Path) {
     let Ok(mut rd) = tokio::fs::read_dir(dir).await else {
         return;
     };
     while let Ok(Some(e)) = rd.next_entry().await {
         let p = e.path();
+        if p == log {
+            continue;
+        }
         let _ = match e.file_type().await {
             Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(&p).await,
             _ => tokio::fs::remove_file(&p).await,

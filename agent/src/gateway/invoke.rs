@@ -311,6 +311,13 @@ pub async fn run(
 ) -> Result<impl IntoResponse, ApiError> {
     let started = Instant::now();
     let id = enqueue(&s, &h, &svc, body, "run").await?;
+    // Until the answer is handed over, a caller that goes away (the future is dropped) leaves
+    // the invocation's folder to this guard: removed once the invocation ends, not kept for the
+    // housekeeping's ten minutes.
+    let mut abandoned = Abandoned {
+        rt: Some(s.rt.clone()),
+        id,
+    };
     let service = s.rt.service(&svc)?;
     let limit = service.timeout_s.map_or(s.rt.cfg.timeout, Duration::from_secs) + Duration::from_secs(30);
     // Woken when an invocation of this node finishes (its id on `finished`); the journal is
@@ -344,6 +351,8 @@ pub async fn run(
     };
     let dir = s.rt.work_dir(&inv.uuid);
     let log = s.rt.log_path(&svc, &inv.uuid);
+    // The answer takes the folder over (and removes it once sent).
+    abandoned.rt = None;
     s.rt.metrics.observe_request("/run", started.elapsed());
     let status = if inv.state == JobState::Succeeded {
         StatusCode::OK
@@ -351,6 +360,40 @@ pub async fn run(
         StatusCode::INTERNAL_SERVER_ERROR
     };
     Ok((status, response_body(dir, log)))
+}
+
+/// The folder of a `/run` whose caller went away before its answer.
+struct Abandoned {
+    rt: Option<std::sync::Arc<crate::runtime::Runtime>>,
+    id: crate::journal::InvocationId,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let (Some(rt), id) = (self.rt.take(), self.id) else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            // Polled, not followed: a caller gone is rare, and the invocation is bounded by its
+            // timeout (the housekeeping sweep remains the backstop).
+            for _ in 0..24 * 3600 {
+                match rt.journal.call(move |j| j.invocation(id)).await {
+                    Ok(Some(inv)) if inv.state.is_final() => {
+                        let dir = rt.work_dir(&inv.uuid);
+                        if tokio::fs::remove_dir_all(&dir).await.is_ok() {
+                            tracing::info!(job = %inv.uuid, "the /run caller went away: its folder removed");
+                        }
+                        return;
+                    }
+                    Ok(Some(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    _ => return,
+                }
+            }
+        });
+    }
 }
 
 /// Base64 is written in chunks of this many input bytes (a multiple of 3: no padding between).

@@ -134,8 +134,8 @@ pub async fn publish(
 ) {
     let mut events = rt.events.subscribe();
     let mut tick = tokio::time::interval(p.every);
-    // Cameras announced on the current connection, and the connection they were announced on.
-    let mut announced: std::collections::HashSet<String> = Default::default();
+    // Cameras announced on the current connection (and the state each was last sent with).
+    let mut announced = Announced::default();
     let mut session = u64::MAX;
     // Notices a new connection within a second, to send the retained documents again.
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -146,7 +146,7 @@ pub async fn publish(
                 let now = CONNECTS.load(Ordering::Relaxed);
                 if now != session && connected() {
                     session = now;
-                    announced.clear();
+                    announced = Announced::default();
                     if !p.discovery_prefix.is_empty() {
                         for (topic, doc) in super::homeassistant::node_discovery(&p.discovery_prefix, &p.base, &rt.node) {
                             retained(&client, topic, doc.to_string()).await;
@@ -191,7 +191,7 @@ async fn cameras(
     rt: &Arc<Runtime>,
     client: &AsyncClient,
     p: &Publishing,
-    announced: &mut std::collections::HashSet<String>,
+    announced: &mut Announced,
     only: Option<&str>,
 ) {
     // Offline, nothing is queued: the client's queue would fill with states that are stale by
@@ -203,7 +203,7 @@ async fn cameras(
         return;
     };
     for c in list.iter().filter(|c| only.is_none_or(|o| o == c.camera)) {
-        if !announced.contains(&c.camera) {
+        if !announced.devices.contains(&c.camera) {
             let mut sent = true;
             if !p.discovery_prefix.is_empty() {
                 let docs = super::homeassistant::camera_discovery(
@@ -219,19 +219,25 @@ async fn cameras(
             }
             // Announced only once every document went: one that did not is sent again next round.
             if sent {
-                announced.insert(c.camera.clone());
+                announced.devices.insert(c.camera.clone());
             }
             if p.snapshots && c.snapshot_key.is_some() {
                 snapshot(rt, client, &p.base, &c.camera).await;
             }
         }
-        let state = super::homeassistant::state(c);
-        retained(
-            client,
-            super::homeassistant::state_topic(&p.base, &c.camera),
-            state.to_string(),
-        )
-        .await;
+        // Sent when it changed: thousands of cameras' unchanged states every tick would crowd
+        // out the frames' acknowledgements on the same connection.
+        let state = super::homeassistant::state(c).to_string();
+        if announced.states.get(&c.camera) != Some(&state)
+            && retained(
+                client,
+                super::homeassistant::state_topic(&p.base, &c.camera),
+                state.clone(),
+            )
+            .await
+        {
+            announced.states.insert(c.camera.clone(), state);
+        }
     }
 }
 
@@ -246,6 +252,14 @@ async fn snapshot(rt: &Runtime, client: &AsyncClient, base: &str, camera: &str) 
         }
         Err(e) => tracing::debug!(camera, "mqtt: no snapshot to publish: {e}"),
     }
+}
+
+/// What this connection was sent: the cameras whose discovery documents all went, and the
+/// last state sent of each (bounded by `ingest.max_cameras`).
+#[derive(Default)]
+struct Announced {
+    devices: std::collections::HashSet<String>,
+    states: std::collections::HashMap<String, String>,
 }
 
 /// Queues a retained document with back-pressure: it waits while the client's queue is full
