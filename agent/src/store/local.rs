@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::root::{Root, Stat, Walk, Walked};
+use super::root::{open_store, NewObject, Root, Stat, Walk, Walked};
 use super::{ObjectMeta, Result, StoreError};
 
 pub struct LocalStore {
@@ -43,7 +43,7 @@ impl LocalStore {
 
     /// The store's root, opened for resolving keys beneath it.
     pub fn open_root(&self) -> Result<Root> {
-        Root::open(&self.root).map_err(|e| StoreError::io(&self.root, e))
+        open_store(&self.root)
     }
 
     pub async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta> {
@@ -61,7 +61,7 @@ impl LocalStore {
         let root = self.root.clone();
         let (dst, key, name) = (dst.to_path_buf(), key.to_string(), self.name.clone());
         blocking(move || {
-            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let root = open_store(&root)?;
             let shown = root.shown(&key);
             let Some((mut from, _)) = root.open_file(&key).map_err(|e| StoreError::io(&shown, e))? else {
                 return Err(StoreError::NotFound { provider: name, key });
@@ -78,7 +78,7 @@ impl LocalStore {
         let root = self.root.clone();
         let key = key.to_string();
         blocking(move || {
-            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let root = open_store(&root)?;
             root.remove(&key)
                 .map_err(|e| StoreError::io(&root.shown(&key), e))?;
             Ok(())
@@ -126,7 +126,7 @@ impl LocalStore {
         let (prefix, after) = (prefix.to_string(), after.map(str::to_string));
         blocking(move || {
             let mut out = Vec::new();
-            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let root = open_store(&root)?;
             let shown = root.path().to_path_buf();
             let walk = Walk::new(root.dir(), &prefix, after.as_deref(), false)
                 .map_err(|e| StoreError::io(&shown, e))?;
@@ -151,7 +151,7 @@ impl LocalStore {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         blocking(move || {
-            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let root = open_store(&root)?;
             let shown = root.path().to_path_buf();
             let mut total = (0, 0);
             for w in Walk::new(root.dir(), &prefix, None, false).map_err(|e| StoreError::io(&shown, e))? {
@@ -210,14 +210,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 fn put_blocking(root: &Path, src: &Path, key: String) -> Result<ObjectMeta> {
     use std::os::unix::fs::OpenOptionsExt;
-    let root = Root::open(root).map_err(|e| StoreError::io(root, e))?;
+    let root = open_store(root)?;
     let shown = root.shown(&key);
-    let dir = root.make_folders(&key).map_err(|e| StoreError::io(&shown, e))?;
-    let name = super::root::segments(&key)
-        .ok()
-        .and_then(|s| s.last().map(|n| n.to_string()))
-        .unwrap_or_default();
-    let tmp = format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4());
+    let NewObject {
+        dir,
+        name,
+        tmp,
+        file: mut to,
+    } = root.new_object(&key).map_err(|e| StoreError::io(&shown, e))?;
     let result = (|| {
         // The source is a script's output: a link it swapped in late is refused, not followed.
         let mut from = std::fs::OpenOptions::new()
@@ -225,7 +225,6 @@ fn put_blocking(root: &Path, src: &Path, key: String) -> Result<ObjectMeta> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(src)
             .map_err(|e| StoreError::io(src, e))?;
-        let mut to = super::root::create_new(&dir, &tmp).map_err(|e| StoreError::io(&shown, e))?;
         let (size, etag, md5) = copy_hashing(&mut from, &mut to, src, &shown)?;
         to.sync_all().map_err(|e| StoreError::io(&shown, e))?;
         super::writer::remember_etag(&to, &md5);

@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use md5::Digest;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::local::TMP_PREFIX;
-use super::root::Root;
 use super::{ObjectMeta, Result, StoreError};
 
 const ETAG_XATTR: &str = "user.fogd.etag";
@@ -40,16 +38,10 @@ impl ObjectWriter {
     pub(crate) async fn create(root: PathBuf, key: &str) -> Result<ObjectWriter> {
         let k = key.to_string();
         let made = tokio::task::spawn_blocking(move || -> Result<_> {
-            let root = Root::open(&root).map_err(|e| StoreError::io(&root, e))?;
+            let root = super::root::open_store(&root)?;
             let shown = root.shown(&k);
-            let dir = root.make_folders(&k).map_err(|e| StoreError::io(&shown, e))?;
-            let name = super::root::segments(&k)
-                .ok()
-                .and_then(|s| s.last().map(|n| n.to_string()))
-                .unwrap_or_default();
-            let tmp = format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4());
-            let file = super::root::create_new(&dir, &tmp).map_err(|e| StoreError::io(&shown, e))?;
-            Ok((dir, name, tmp, shown, file))
+            let o = root.new_object(&k).map_err(|e| StoreError::io(&shown, e))?;
+            Ok((o.dir, o.name, o.tmp, shown, o.file))
         })
         .await
         .map_err(|e| StoreError::Io {

@@ -204,6 +204,17 @@ impl Root {
             .ok_or_else(|| io::Error::other("the folder could not be made"))
     }
 
+    /// Where a new object of `key` is written: its folder (made beneath the root, no link
+    /// followed), its name there, and a new temporary file beside it (renamed over the name once
+    /// complete).
+    pub fn new_object(&self, key: &str) -> io::Result<NewObject> {
+        let dir = self.make_folders(key)?;
+        let name = segments(key)?.last().map(|n| n.to_string()).unwrap_or_default();
+        let tmp = format!("{}{}", crate::store::TMP_PREFIX, uuid::Uuid::new_v4());
+        let file = create_new(&dir, &tmp)?;
+        Ok(NewObject { dir, name, tmp, file })
+    }
+
     /// The top folder `bucket`, or None.
     pub fn bucket(&self, bucket: &str) -> io::Result<Option<Dir>> {
         self.folder(&segments(bucket)?, false)
@@ -213,6 +224,19 @@ impl Root {
     pub fn dir(&self) -> &Dir {
         &self.dir
     }
+}
+
+/// A new object's place: see `Root::new_object`.
+pub struct NewObject {
+    pub dir: Dir,
+    pub name: String,
+    pub tmp: String,
+    pub file: std::fs::File,
+}
+
+/// Opens the store's root (made on first use), as a store error naming it.
+pub fn open_store(path: &Path) -> crate::store::Result<Root> {
+    Root::open(path).map_err(|e| crate::store::StoreError::io(path, e))
 }
 
 /// Opens `name` in `dir` for reading, refusing a link (ELOOP).
