@@ -52,6 +52,9 @@ enum Bench {
         throughput: usize,
         #[arg(long)]
         json: bool,
+        /// Scripts without the namespace sandbox (`isolation: none`): what the sandbox costs.
+        #[arg(long)]
+        unconfined: bool,
     },
     /// MQTT ingest into the durable spool and journal (JPEG frames, anonymisation off), through a
     /// Mosquitto started for it; and small-object uploads from the outbox to a SeaweedFS
@@ -104,7 +107,8 @@ fn main() -> ExitCode {
                 latency_samples,
                 throughput,
                 json,
-            } => runtime::print(latency_samples, throughput, json).await,
+                unconfined,
+            } => runtime::print(latency_samples, throughput, json, unconfined).await,
             Bench::Ingest(a) => ingest::bench(a).await,
             Bench::Continuum(a) => continuum::bench(&a).await,
             Bench::Retention(a) => retention::bench(a).await,

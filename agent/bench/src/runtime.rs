@@ -38,15 +38,25 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
 }
 
 /// Runs both measurements in a scratch folder under `dir` (removed afterwards).
-pub async fn runtime(dir: &Path, latency_n: usize, throughput_n: usize) -> anyhow::Result<RuntimeBench> {
+pub async fn runtime(
+    dir: &Path,
+    latency_n: usize,
+    throughput_n: usize,
+    isolation: fogd::config::Isolation,
+) -> anyhow::Result<RuntimeBench> {
     let root = dir.join(format!("fogd-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&root).map_err(io(&root))?;
-    let result = run_in(&root, latency_n, throughput_n).await;
+    let result = run_in(&root, latency_n, throughput_n, isolation).await;
     let _ = std::fs::remove_dir_all(&root);
     result
 }
 
-async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::Result<RuntimeBench> {
+async fn run_in(
+    root: &Path,
+    latency_n: usize,
+    throughput_n: usize,
+    isolation: fogd::config::Isolation,
+) -> anyhow::Result<RuntimeBench> {
     let wf = root.join("wf.yaml");
     std::fs::write(&wf, WORKFLOW).map_err(io(&wf))?;
     let script = root.join("noop.sh");
@@ -58,6 +68,7 @@ async fn run_in(root: &Path, latency_n: usize, throughput_n: usize) -> anyhow::R
         ..Config::default()
     };
     cfg.gateway.enabled = false;
+    cfg.isolation = isolation;
     let concurrency = cfg.concurrency();
     // The node as `fogd run` starts it (scheduler, outbox loop), on the embedded default.
     let daemon = fogd::daemon::Daemon::start(cfg, &[wf]).await?;
@@ -146,16 +157,31 @@ pub fn scratch_dir() -> PathBuf {
 }
 
 /// `fogd bench runtime`: runs the bench in a scratch folder and prints its numbers.
-pub async fn print(latency: usize, throughput: usize, json: bool) -> anyhow::Result<std::process::ExitCode> {
-    let b = runtime(&scratch_dir(), latency, throughput).await?;
+pub async fn print(
+    latency: usize,
+    throughput: usize,
+    json: bool,
+    unconfined: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let isolation = if unconfined {
+        fogd::config::Isolation::None
+    } else {
+        fogd::config::Isolation::Auto
+    };
+    let b = runtime(&scratch_dir(), latency, throughput, isolation).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&b)?);
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "fogd bench runtime ({cores} cores, concurrency {})",
-        b.concurrency
+        "fogd bench runtime ({cores} cores, concurrency {}, scripts {})",
+        b.concurrency,
+        if unconfined {
+            "unconfined"
+        } else {
+            "as isolation: auto runs them"
+        }
     );
     println!(
         "  object landed -> script started: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples; target p50 <= 5 ms, p99 <= 20 ms)",
