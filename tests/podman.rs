@@ -380,6 +380,14 @@ fn container_faults_limits_volume_and_exposed_service() {
     for v in volumes {
         let _ = podman(&["volume", "rm", "--force", v]);
     }
+    // The FDL's services are never deleted through the API: their podman secrets go here.
+    let secrets = text(&podman(&["secret", "ls", "--format", "{{.Name}}"]));
+    for s in secrets
+        .lines()
+        .filter(|s| s.starts_with("fogd-3-web-") || s.starts_with("fogd-7-counter-"))
+    {
+        let _ = podman(&["secret", "rm", s]);
+    }
 }
 
 /// fogd killed while a container runs: the next start finds the container by its name and
