@@ -155,7 +155,7 @@ impl Access {
             .filter(|b| b.provider.kind == ProviderKind::Minio && b.provider.id == "default")
             .any(|b| b.bucket() == bucket);
         // The raw area's bucket is never shared by visibility: only its own services reach it.
-        let ingest = self.rt.cfg.ingest.path.trim_matches('/').split('/').next() == Some(bucket);
+        let ingest = super::buckets::is_ingest(&self.rt, bucket);
         if own
             || (!ingest
                 && super::buckets::Settings::load(&self.rt, bucket)

@@ -84,27 +84,12 @@ impl FogS3 {
 
     /// The bucket's folder handle; NoSuchBucket when it is missing (or a link).
     pub(super) fn bucket_handle(&self, bucket: &str) -> S3Result<(Root, cap_std::fs::Dir)> {
-        Self::check_bucket_name(bucket)?;
-        let root = self.root()?;
-        match root.bucket(bucket) {
-            Ok(Some(d)) => Ok((root, d)),
-            Ok(None) => Err(s3_error!(NoSuchBucket, "no bucket `{bucket}`")),
-            Err(e) => Err(io_err(&root.shown(bucket), e)),
-        }
+        open_bucket(self.root()?, bucket)
     }
 
     pub(super) async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
-        let b = bucket.to_string();
-        let this = self.store.open_root().map_err(store_err)?;
-        blocking(move || {
-            FogS3::check_bucket_name(&b)?;
-            match this.bucket(&b) {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(s3_error!(NoSuchBucket, "no bucket `{b}`")),
-                Err(e) => Err(io_err(&this.shown(&b), e)),
-            }
-        })
-        .await
+        let (root, b) = (self.root()?, bucket.to_string());
+        blocking(move || open_bucket(root, &b).map(|_| ())).await
     }
 
     /// The store key (`bucket/key`) of an object, checked as every key of the store is.
@@ -149,6 +134,17 @@ impl FogS3 {
         }
         check_sent(w.size(), &w.md5_hex(), content_length, content_md5)?;
         w.commit(etag).await.map_err(store_err)
+    }
+}
+
+/// The folder of `bucket` beneath the store's root, checked by name; NoSuchBucket when it is
+/// missing (or a link).
+fn open_bucket(root: Root, bucket: &str) -> S3Result<(Root, cap_std::fs::Dir)> {
+    FogS3::check_bucket_name(bucket)?;
+    match root.bucket(bucket) {
+        Ok(Some(d)) => Ok((root, d)),
+        Ok(None) => Err(s3_error!(NoSuchBucket, "no bucket `{bucket}`")),
+        Err(e) => Err(io_err(&root.shown(bucket), e)),
     }
 }
 
