@@ -2,12 +2,16 @@
 //! 200 authenticated clients on `/job` and `/system/services`, 500 idle connections from other
 //! addresses, 8 clients sending large bodies without credentials, an MQTT flood of camera frames
 //! with malformed, bomb and cut-off ones among them, and a script that tries to fill the disk.
+//! Beside it, on the S3 port (`abuse_s3`): the `anon` service's own clients putting, fetching and
+//! listing a bucket of many keys, anonymous stalled and 64 MiB uploads, form posts, and stalled
+//! uploads through a presigned URL.
 //! Then: nothing lost (frames acknowledged = ingested + refused; jobs accepted = ended), `/health`
 //! answered throughout, peak RSS and descriptors printed and bounded.
 //!
-//! Short in CI (FOGD_ABUSE_SECS=8, FOGD_ABUSE_FRAMES=600); `scripts/soak abuse` runs the full
-//! form (120 s of load, 20,000 frames).
+//! Short in CI (FOGD_ABUSE_SECS=8, FOGD_ABUSE_FRAMES=600, FOGD_ABUSE_S3_KEYS=10000);
+//! `scripts/soak abuse` runs the full form (120 s of load, 20,000 frames, 100,000 keys).
 
+mod abuse_s3;
 mod common;
 mod ingest_support;
 
@@ -40,6 +44,52 @@ const MORE_SERVICES: &str = "  - edge:
 /// Writes a MiB at a time into its outputs until something stops it.
 const FILLER: &str =
     "i=0\nwhile :; do head -c 1048576 /dev/zero > \"$TMP_OUTPUT_DIR/f$i\" || sleep 0.1; i=$((i+1)); done\n";
+
+/// `gateway.body_timeout` of the soaked node, in seconds.
+const BODY_TIMEOUT_S: u64 = 3;
+
+/// The S3 endpoint and the `anon` service's keys (`/system/config`, `/system/services/anon`), and
+/// a presigned upload URL made with the admin's.
+async fn s3_target(http: &reqwest::Client, node: &FogdNode, shelf_keys: u64) -> abuse_s3::S3Target {
+    let get = |path: &str| {
+        http.get(format!("{}{path}", node.url))
+            .basic_auth("oscar", Some(&node.password))
+            .send()
+    };
+    let cfg: serde_json::Value = get("/system/config")
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    let p = &cfg["minio_provider"];
+    let svc: serde_json::Value = get("/system/services/anon")
+        .await
+        .expect("service")
+        .json()
+        .await
+        .expect("json");
+    let presign: serde_json::Value = http
+        .post(format!("{}/system/buckets/anon/presign", node.url))
+        .basic_auth("oscar", Some(&node.password))
+        .json(&serde_json::json!({"object_key": "stalled.bin", "operation": "upload", "expires_in": 3600}))
+        .send()
+        .await
+        .expect("presign")
+        .json()
+        .await
+        .expect("json");
+    let s = |v: &serde_json::Value| v.as_str().expect("string").to_string();
+    abuse_s3::S3Target {
+        endpoint: s(&p["endpoint"]),
+        region: s(&p["region"]),
+        access: "anon".into(),
+        secret: s(&svc["token"]),
+        bucket: "anon".into(),
+        shelf_keys,
+        presigned_put: s(&presign["url"]),
+    }
+}
 
 fn fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
@@ -78,6 +128,7 @@ struct Tally {
 async fn everything_at_once_loses_nothing_and_stays_bounded() {
     let secs = env_u64("FOGD_ABUSE_SECS", 8);
     let frames = env_u64("FOGD_ABUSE_FRAMES", 600);
+    let shelf_keys = env_u64("FOGD_ABUSE_S3_KEYS", 10_000);
     let tmp = tempfile::tempdir().expect("tmp");
     let broker = Mosquitto::start(&tmp.path().join("mosquitto"));
     let fdl = workflow(
@@ -87,7 +138,7 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
     );
     let yaml = format!(
         "concurrency: 2\nmax_work_bytes: 67108864\n\
-         gateway: {{listen: '{{listen}}'}}\n\
+         gateway: {{listen: '{{listen}}', body_timeout: {BODY_TIMEOUT_S}s, s3: {{listen: '127.0.0.1:0'}}}}\n\
          mqtt: {{broker: '127.0.0.1:{}', client_id: fogd-abuse, max_frame_bytes: 1000000, stats_interval: 5s}}\n",
         broker.port
     );
@@ -105,12 +156,17 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
     let tally = Arc::new(Tally::default());
     let done = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-
-    // 200 authenticated clients: a job, then the service list, twice a second each.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
+
+    // The S3 port: the `anon` service's bucket holds the shelf its own client lists.
+    let s3_target = s3_target(&http, &node, shelf_keys).await;
+    abuse_s3::fill_shelf(&node.dir.join("data/store/anon"), shelf_keys);
+    let s3_tally = Arc::new(abuse_s3::S3Tally::default());
+
+    // 200 authenticated clients: a job, then the service list, twice a second each.
     for c in 0..200u64 {
         let (http, url, pw, t, done) = (
             http.clone(),
@@ -237,6 +293,8 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
         }));
     }
 
+    tasks.extend(abuse_s3::start(&s3_target, &s3_tally, &done));
+
     // The MQTT flood, meanwhile: good frames, and 1 in 10 bad (not a JPEG, a bomb, cut off).
     let photo = face_jpeg();
     let bomb = fogd_testkit::jpeg_bomb(&photo);
@@ -324,6 +382,7 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
         t.health_worst_ms.load(Ordering::Relaxed),
         peak_fds.load(Ordering::Relaxed),
     );
+    println!("abuse soak: {}", s3_tally.line());
     assert_eq!(ingested, good, "every good frame acknowledged was ingested");
     assert_eq!(refused, bad, "every bad one was refused and counted");
     // A job in flight when the clients stopped may have been accepted unseen: at most one each.
@@ -338,6 +397,32 @@ async fn everything_at_once_loses_nothing_and_stays_bounded() {
         "/health answered throughout"
     );
     assert!(peak_rss < 300, "peak RSS {peak_rss} MiB");
+    // The S3 port: its own client served throughout, no stalled body held past body_timeout.
+    let s3 = &s3_tally;
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(
+        g(&s3.own_failed),
+        0,
+        "the service's own S3 client was served throughout"
+    );
+    assert!(g(&s3.own_ok) > 0 && g(&s3.listings) > 0, "{}", s3.line());
+    assert_eq!(
+        g(&s3.listings_wrong),
+        0,
+        "every listing had the {shelf_keys} keys"
+    );
+    assert!(
+        g(&s3.anonymous_turned_away) > 0 && g(&s3.forms_refused) > 0 && g(&s3.huge_refused) > 0,
+        "{}",
+        s3.line()
+    );
+    assert!(g(&s3.signed_stalls) > 0, "{}", s3.line());
+    assert!(
+        // (the last byte sent may wait a while in fogd's queue under this load before it is read)
+        g(&s3.stall_held_worst_ms) <= (BODY_TIMEOUT_S + 3) * 1000,
+        "a stalled signed upload was held past body_timeout: {}",
+        s3.line()
+    );
     for f in &fillers {
         let e = f.error.clone().unwrap_or_default();
         assert!(e.contains("max_work_bytes") || e.contains("bytes free"), "{e}");

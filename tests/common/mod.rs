@@ -119,7 +119,8 @@ pub fn files_under(root: &Path) -> Vec<String> {
         let Ok(rd) = std::fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // A link (a hostile script plants them) is listed, never followed.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(p);
             } else if let Ok(r) = p.strip_prefix(root) {
                 out.push(r.to_string_lossy().into_owned());

@@ -19,6 +19,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body::{Body, Frame, SizeHint};
 
+/// S3's bound for one PUT (a part or an object).
+pub const MAX_PUT_BYTES: u64 = 5 << 30;
+
 /// Why a request is turned away before s3s sees it, answered as S3 answers errors.
 #[derive(Debug)]
 pub struct Refused {
@@ -109,6 +112,18 @@ pub fn admit(
             StatusCode::NOT_IMPLEMENTED,
             "NotImplemented",
             "browser form uploads (POST object) are not served: PUT the object with signed requests",
+        ));
+    }
+    let declared = h
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_PUT_BYTES) {
+        // As AWS answers it, before a byte of the body is read.
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size (5 GiB for one PUT)",
         ));
     }
     if has_body(h) && !access_key(h, query).is_some_and(|k| known(&k)) {
@@ -247,6 +262,13 @@ mod tests {
             ("authorization", "AWS4-HMAC-SHA256 Credential=svc/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x"),
         ]);
         assert!(admit(&Method::PUT, &svc, "", known).is_ok());
+        let mut huge = svc.clone();
+        huge.insert(
+            "content-length",
+            (MAX_PUT_BYTES + 1).to_string().parse().expect("header"),
+        );
+        let e = admit(&Method::PUT, &huge, "", known).expect_err("over 5 GiB");
+        assert_eq!(e.into_response().status(), StatusCode::BAD_REQUEST);
         assert!(
             admit(&Method::GET, &headers(&[]), "", known).is_ok(),
             "no body: s3s decides"

@@ -226,7 +226,6 @@ pub fn service(rt: Arc<Runtime>, keys: &Keys) -> s3s::service::S3Service {
 /// `gateway.body_timeout` and S3's 5 GiB bound for one PUT.
 pub fn router(svc: s3s::service::S3Service, rt: Arc<Runtime>, keys: &Keys) -> axum::Router {
     use axum::response::IntoResponse;
-    const MAX_PUT_BYTES: u64 = 5 << 30;
     let admin = keys.access.clone();
     let idle = rt.cfg.gateway.body_timeout;
     let handler = move |req: axum::extract::Request| {
@@ -238,7 +237,8 @@ pub fn router(svc: s3s::service::S3Service, rt: Arc<Runtime>, keys: &Keys) -> ax
                 return refused.into_response();
             }
             let with_body = guard::has_body(req.headers());
-            let req = req.map(|b| s3s::Body::http_body_unsync(guard::Guarded::new(b, idle, MAX_PUT_BYTES)));
+            let req =
+                req.map(|b| s3s::Body::http_body_unsync(guard::Guarded::new(b, idle, guard::MAX_PUT_BYTES)));
             match svc.call(req).await {
                 Ok(mut resp) => {
                     // A body refused before it was read to its end must not be taken for the
