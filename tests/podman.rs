@@ -4,6 +4,8 @@
 //! service, and a restart while a container runs.
 
 mod common;
+#[path = "podman/planted.rs"]
+mod planted;
 mod vision_support;
 
 use std::sync::OnceLock;
@@ -376,7 +378,7 @@ fn container_faults_limits_volume_and_exposed_service() {
         "fogd-3-cam-a-cache",
     ]);
     assert_eq!(text(&labelled).trim(), "cam");
-    links_planted_by_a_container_lead_nowhere(&node, one("planter"));
+    planted::links_planted_by_a_container_lead_nowhere(&node, one("planter"));
     drop(node);
     let _ = podman(&["rm", "--force", "fogd-expose-web"]);
     for v in volumes {
@@ -390,103 +392,6 @@ fn container_faults_limits_volume_and_exposed_service() {
     {
         let _ = podman(&["secret", "rm", s]);
     }
-}
-
-/// Issue 30, finding 2, with a real container: `planter` linked its mounted bucket to the host's
-/// root and `/etc/hostname`, and put a link among its outputs. With its own S3 keys nothing
-/// behind those links is read or written, and no output is the host's file.
-fn links_planted_by_a_container_lead_nowhere(node: &FogdNode, inv: Invocation) {
-    let files = node.dir.join("data/store/vault/files");
-    assert!(
-        std::fs::symlink_metadata(files.join("hostroot")).is_ok_and(|m| m.file_type().is_symlink()),
-        "the container planted its link: {inv:?}"
-    );
-    let out = node.dir.join("data/store/plant/out");
-    assert!(out.join("done.txt").is_file(), "{inv:?}");
-    assert!(
-        !std::fs::symlink_metadata(out.join("hostname")).is_ok_and(|m| m.is_file()),
-        "a link among the outputs was stored as the host's file: {inv:?}"
-    );
-    let escape = format!("/tmp/fogd-escape-{}", std::process::id());
-    let http = reqwest::Client::new();
-    let steps = async {
-        let get = |p: &str| {
-            http.get(format!("{}{p}", node.url))
-                .basic_auth("oscar", Some(&node.password))
-                .send()
-        };
-        let cfg: serde_json::Value = get("/system/config").await.unwrap().json().await.unwrap();
-        let svc: serde_json::Value = get("/system/services/planter")
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let p = &cfg["minio_provider"];
-        let creds = aws_sdk_s3::config::Credentials::new(
-            "planter",
-            svc["token"].as_str().unwrap(),
-            None,
-            None,
-            "test",
-        );
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version_latest()
-                .endpoint_url(p["endpoint"].as_str().unwrap())
-                .region(aws_sdk_s3::config::Region::new(
-                    p["region"].as_str().unwrap().to_string(),
-                ))
-                .credentials_provider(creds)
-                .force_path_style(true)
-                .build(),
-        );
-        for key in [
-            "files/hostroot/etc/hostname",
-            "files/hostname",
-            "files/hostroot/etc/passwd",
-        ] {
-            let got = s3.get_object().bucket("vault").key(key).send().await;
-            assert!(got.is_err(), "{key} was served through the container's link");
-        }
-        let key = format!("files/hostroot{escape}");
-        let _ = s3
-            .put_object()
-            .bucket("vault")
-            .key(&key)
-            .body(b"x".to_vec().into())
-            .send()
-            .await;
-        let listed = s3.list_objects_v2().bucket("vault").send().await.unwrap();
-        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
-        assert!(keys.contains(&"files/mine.txt"), "{keys:?}");
-        assert!(
-            !keys
-                .iter()
-                .any(|k| k.starts_with("files/hostroot/etc") || *k == "files/hostname"),
-            "{keys:?}"
-        );
-        let mine = s3
-            .get_object()
-            .bucket("vault")
-            .key("files/mine.txt")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            mine.body.collect().await.unwrap().into_bytes().as_ref(),
-            b"mine\n"
-        );
-    };
-    rt().block_on(async {
-        tokio::time::timeout(Duration::from_secs(120), steps)
-            .await
-            .expect("the S3 steps ended within 2 minutes")
-    });
-    assert!(
-        !std::path::Path::new(&escape).exists(),
-        "a PUT went through the container's link to the host"
-    );
 }
 
 /// fogd killed while a container runs: the next start finds the container by its name and

@@ -51,24 +51,6 @@ const BODY_TIMEOUT_S: u64 = 3;
 /// The S3 endpoint and the `anon` service's keys (`/system/config`, `/system/services/anon`), and
 /// a presigned upload URL made with the admin's.
 async fn s3_target(http: &reqwest::Client, node: &FogdNode, shelf_keys: u64) -> abuse_s3::S3Target {
-    let get = |path: &str| {
-        http.get(format!("{}{path}", node.url))
-            .basic_auth("oscar", Some(&node.password))
-            .send()
-    };
-    let cfg: serde_json::Value = get("/system/config")
-        .await
-        .expect("config")
-        .json()
-        .await
-        .expect("json");
-    let p = &cfg["minio_provider"];
-    let svc: serde_json::Value = get("/system/services/anon")
-        .await
-        .expect("service")
-        .json()
-        .await
-        .expect("json");
     let presign: serde_json::Value = http
         .post(format!("{}/system/buckets/anon/presign", node.url))
         .basic_auth("oscar", Some(&node.password))
@@ -79,15 +61,11 @@ async fn s3_target(http: &reqwest::Client, node: &FogdNode, shelf_keys: u64) -> 
         .json()
         .await
         .expect("json");
-    let s = |v: &serde_json::Value| v.as_str().expect("string").to_string();
     abuse_s3::S3Target {
-        endpoint: s(&p["endpoint"]),
-        region: s(&p["region"]),
-        access: "anon".into(),
-        secret: s(&svc["token"]),
+        keys: Arc::new(node.service_keys(http, "anon").await),
         bucket: "anon".into(),
         shelf_keys,
-        presigned_put: s(&presign["url"]),
+        presigned_put: presign["url"].as_str().expect("url").to_string(),
     }
 }
 

@@ -32,10 +32,7 @@ pub struct S3Tally {
 /// upload URL made with the admin's keys.
 #[derive(Clone)]
 pub struct S3Target {
-    pub endpoint: String,
-    pub region: String,
-    pub access: String,
-    pub secret: String,
+    pub keys: Arc<fogd_testkit::ServiceKeys>,
     pub bucket: String,
     /// Keys under `shelf/` in `bucket`, made on disk before the load.
     pub shelf_keys: u64,
@@ -44,7 +41,8 @@ pub struct S3Target {
 
 impl S3Target {
     fn addr(&self) -> SocketAddr {
-        self.endpoint
+        self.keys
+            .endpoint
             .trim_start_matches("http://")
             .parse()
             .expect("endpoint address")
@@ -93,22 +91,10 @@ fn status_of(head: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn client(t: &S3Target) -> aws_sdk_s3::Client {
-    let creds = aws_sdk_s3::config::Credentials::new(&t.access, &t.secret, None, None, "soak");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(&t.endpoint)
-        .region(aws_sdk_s3::config::Region::new(t.region.clone()))
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
 /// Starts every S3 task; they run until `done`.
 pub fn start(t: &S3Target, tally: &Arc<S3Tally>, done: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let s3 = client(t);
+    let s3 = t.keys.client();
     // The service's own clients: put a small object, fetch it back, compare.
     for c in 0..4u64 {
         let (s3, t, tally, done) = (s3.clone(), t.clone(), tally.clone(), done.clone());

@@ -6,11 +6,13 @@ mod media;
 mod mosquitto;
 mod node;
 mod rtsp;
+mod s3;
 
 pub use media::{jpeg_bomb, padded_jpeg, proc_status_kib};
 pub use mosquitto::{openssl, self_signed, Mosquitto};
 pub use node::FogdNode;
 pub use rtsp::RtspServer;
+pub use s3::{s3_client, ServiceKeys};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
