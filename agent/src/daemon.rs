@@ -122,6 +122,11 @@ impl Daemon {
         let mut tasks = Vec::new();
         let vision = vision_worker(&rt, stop_rx.clone());
         let vision_socket = vision.as_ref().map(|(_, socket)| socket.clone());
+        // A script started before the worker listens would load the models itself: wait a little.
+        let t0 = std::time::Instant::now();
+        while vision_socket.as_ref().is_some_and(|s| !s.exists()) && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         tasks.extend(vision.map(|(task, _)| task));
         let exec = Arc::new(Executors::new(&rt.cfg, vision_socket));
         let members: crate::ingest::status::Members = {
@@ -315,6 +320,7 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<(
         return None;
     }
     let socket = rt.data.vision_socket();
+    let _ = std::fs::remove_file(&socket); // a killed run's: not a sign that the new one listens
     let path = socket.clone();
     let task = tokio::spawn(async move {
         let mut backoff =
