@@ -88,11 +88,14 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 
 /// Does the request carry a body (a declared length above zero, or a chunked one)?
 pub fn has_body(h: &HeaderMap) -> bool {
-    let declared = h
-        .get("content-length")
+    declared_length(h).is_some_and(|n| n > 0) || h.contains_key("transfer-encoding")
+}
+
+/// The body's length the head declares (`Content-Length`), if it declares one.
+fn declared_length(h: &HeaderMap) -> Option<u64> {
+    h.get("content-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    declared.is_some_and(|n| n > 0) || h.contains_key("transfer-encoding")
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Judges a request on its head. `known` says whether an access key is the admin's or a
@@ -114,11 +117,7 @@ pub fn admit(
             "browser form uploads (POST object) are not served: PUT the object with signed requests",
         ));
     }
-    let declared = h
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_PUT_BYTES) {
+    if declared_length(h).is_some_and(|n| n > MAX_PUT_BYTES) {
         // As AWS answers it, before a byte of the body is read.
         return Err(refuse(
             StatusCode::BAD_REQUEST,
