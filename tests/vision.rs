@@ -229,7 +229,7 @@ fn an_anonymised_frame_alone_gets_its_verdict_drawn_and_unjudged_masks_are_said_
 
 #[test]
 fn a_corrupt_or_missing_model_is_a_clear_error_never_garbage_boxes() {
-    // The default int8 files and the fp32 detector; the classifier beside a sound detector.
+    // The int8 files and the default fp32 detector; the classifier beside a sound detector.
     for (file, precision) in [
         ("centerface-int8.onnx", "int8"),
         ("centerface.onnx", "fp32"),

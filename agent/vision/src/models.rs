@@ -22,13 +22,16 @@ pub enum Model {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// The original 32-bit float files.
+    /// The original 32-bit float files: the default, because they find the same faces on every
+    /// CPU. Issue 32: the int8 CenterFace scored one face 0.532 on an AVX2 EPYC (no VNNI, where
+    /// ONNX Runtime's u8s8 kernels can saturate) against 0.776 in fp32, and the privacy tests
+    /// failed there; a privacy claim must not depend on the CPU that ran it.
+    #[default]
     Fp32,
     /// 8-bit integer weights and activations (ONNX Runtime only; OpenCV gets the fp32 files):
     /// detection 1.5x faster and classification on 1.9x less CPU with int8 dot products (x86
-    /// VNNI, Arm dotprod), 80 MB less memory; on the bench the same faces found and redacted and
-    /// every mask verdict the same as fp32.
-    #[default]
+    /// VNNI, Arm dotprod), 80 MB less memory. Opt-in: its boxes and scores move with the CPU's
+    /// int8 kernels (see `Fp32`).
     Int8,
 }
 

@@ -28,25 +28,24 @@ pub struct DetectArgs {
     /// masks; UltraFace 0.7).
     #[arg(long)]
     pub thresh: Option<f32>,
-    /// CenterFace: the longer side, in pixels, of the image the detector sees. Larger finds
-    /// smaller faces, at a quadratic cost.
+    /// CenterFace: the longer side of the image the detector sees (larger: smaller faces, slower).
     #[arg(long, default_value_t = 960)]
     pub scale: u32,
-    /// Also detect on N x N overlapping tiles (2 or 3), for small faces of far cameras; costs
-    /// N*N + 1 detector runs a frame.
+    /// CenterFace: on frames over --scale, a second pass at up to this size for small faces (0: off).
+    #[arg(long, default_value_t = crate::detect::DEFAULT_FINE_SIZE)]
+    pub fine_scale: u32,
+    /// Also detect on N x N overlapping tiles (2 or 3): N*N + 1 detector runs a frame.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
     pub tiles: u32,
     /// Inference backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
-    /// The models' precision: int8 (quantized CenterFace and mask classifier: faster, less
-    /// memory, the same faces and verdicts on the bench) or fp32 (the original files). The
-    /// OpenCV backend always runs fp32.
-    #[arg(long, value_enum, default_value_t = Precision::Int8)]
+    /// fp32 (the same faces on every CPU) or int8 (faster, less memory; scores move with the
+    /// CPU's int8 kernels). The OpenCV backend always runs fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
-    /// Video frames in inference at once, each worker on cores / N threads (default: 2 where
-    /// there are 2 cores or more). 1 saves a second copy of the models' working memory (about
-    /// 50 MB) at 20-30% more time on a 2-core box.
+    /// Video frames in inference at once, each on cores / N threads (default: 2 from 2 cores). 1
+    /// saves a copy of the models' working memory (~50 MB) at 20-30% more time on 2 cores.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub in_flight: Option<u32>,
     /// Folder of the model files (default: FOGD_MODELS, the install's share folder, ./models).
@@ -69,6 +68,7 @@ impl DetectArgs {
             kind: self.detector,
             threshold: self.thresh,
             input_size: self.scale,
+            fine_size: self.fine_scale,
             backend: self.backend,
             precision: self.precision,
             sessions,
@@ -101,7 +101,7 @@ pub struct AnonymizeArgs {
     pub mode: Mode,
     #[arg(long, value_enum, default_value_t = Shape::Ellipse)]
     pub shape: Shape,
-    /// The redacted area is the face box grown by this factor.
+    /// The redacted area is the face box grown by this factor (and by 8 px a side at least).
     #[arg(long, default_value_t = 1.3)]
     pub grow: f32,
     /// Judge masks on the raw face crops before blurring; the result goes in the sidecar.
