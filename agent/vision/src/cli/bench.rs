@@ -211,6 +211,18 @@ fn print_bench(b: &crate::bench::AnonymizeBench) {
                 l.on_faces, l.on_faces_40px, l.elsewhere
             ));
         }
+        let rows: Vec<String> = acc
+            .by_size
+            .iter()
+            .map(|r| {
+                let found = r.found.map(|n| format!("found {n}, ")).unwrap_or_default();
+                let left = r.left.map(|n| format!(", left {n}")).unwrap_or_default();
+                format!("{} {}: {found}changed {}{left}", r.bucket, r.faces, r.redacted)
+            })
+            .collect();
+        if !rows.is_empty() {
+            parts.push(format!("by size: {}", rows.join("; ")));
+        }
         parts.join("; ")
     };
     for m in [&b.exact, &b.keyframes] {
