@@ -1,7 +1,7 @@
 //! `fogd run`, `put`, `invoke`, `jobs` and `logs` as a user types them, in separate processes that
 //! share one data folder.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

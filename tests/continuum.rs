@@ -5,8 +5,8 @@
 //! finishes on the edge; results written by the cloud flow back into the edge's workflow; then
 //! the push way (the input handed to the remote's input folder through the outbox).
 
-mod common;
-mod continuum_support;
+use crate::common;
+use crate::continuum_support;
 
 use continuum_support::*;
 

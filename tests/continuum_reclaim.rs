@@ -1,8 +1,7 @@
 //! Delegation's upper bound: a job a remote still reports running after
 //! `delegation.running_limit` is given back and runs here, never sent out again.
 
-mod common;
-mod continuum_support;
+use crate::continuum_support;
 
 use continuum_support::*;
 

@@ -3,7 +3,7 @@
 //!
 //! The load phase runs FOGD_LOAD_SECS seconds (5 in CI; `scripts/soak gateway-load` runs 30).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

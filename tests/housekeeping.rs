@@ -2,7 +2,7 @@
 //! their logs and events are pruned by count and age, empty logs are never written, abandoned
 //! work folders and upload spool files are swept, and free inodes are guarded like free bytes.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,8 +3,7 @@
 //! then everything synced in order per camera), MQTT over TLS, and the privacy rule (no raw item
 //! ever enters the outbox).
 
-mod common;
-mod ingest_support;
+use crate::ingest_support;
 
 use ingest_support::*;
 

@@ -2,8 +2,7 @@
 //! and 11): one message far over the size limit, a backlog of large frames held by bytes (not
 //! messages), and frames that are JPEG bombs or cut off.
 
-mod common;
-mod ingest_support;
+use crate::ingest_support;
 
 use fogd_testkit::FogdNode;
 use ingest_support::*;

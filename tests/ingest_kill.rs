@@ -7,7 +7,7 @@
 //! CI runs one short round; `scripts/soak ingest-kill ROUNDS` runs the full one (500 frames a
 //! round; FOGD_KILL_ROUNDS, FOGD_INGEST_FRAMES).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

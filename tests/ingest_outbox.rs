@@ -2,8 +2,7 @@
 //! objects in parts under the bandwidth cap, a watched folder and streams (a file and a real RTSP
 //! server).
 
-mod common;
-mod ingest_support;
+use crate::ingest_support;
 
 use ingest_support::*;
 

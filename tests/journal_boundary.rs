@@ -1,7 +1,8 @@
 //! The journal is behind an async boundary: a node that runs a two-stage chain, takes `/job`
 //! and `/run` requests and settles, never uses its SQLite connection on an async worker thread
-//! (where a commit's fsync would stall every task on that thread). A test binary of its own:
-//! the count is per process, and no other test may touch a journal beside it.
+//! (where a commit's fsync would stall every task on that thread). The count is per process
+//! and the other tests of this binary touch journals too, so the test runs alone, in a child
+//! process of this binary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +33,32 @@ async fn all(j: &Arc<Journal>) -> Vec<Invocation> {
     j.call(|j| j.invocations(None, 10_000)).await.expect("list")
 }
 
+#[test]
+fn a_busy_node_keeps_the_journal_off_its_async_workers() {
+    let alone = "journal_boundary::the_node_alone";
+    let o = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--exact",
+            alone,
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .output()
+        .expect("run the test alone");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success() && out.contains("1 passed"), "{out}");
+}
+
+/// Run by `a_busy_node_keeps_the_journal_off_its_async_workers`, alone in its process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_node_keeps_the_journal_off_its_async_workers() {
+#[ignore = "run alone in a child process by a_busy_node_keeps_the_journal_off_its_async_workers"]
+async fn the_node_alone() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
     std::fs::write(

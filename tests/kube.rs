@@ -5,7 +5,7 @@
 //! with podman: image, command, env, the script's ConfigMap and the supervisor's hostPath) and
 //! the Job controller (it patches the Job's status).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

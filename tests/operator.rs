@@ -10,8 +10,8 @@
 //!   in the DOM, a screenshot of each view, a live update after a new frame, and no image served
 //!   that is a raw frame.
 
-mod common;
-mod vision_support;
+use crate::common;
+use crate::vision_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};

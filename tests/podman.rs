@@ -3,10 +3,9 @@
 //! paper's workflow byte for byte as under the local executor, the faults, a volume, an exposed
 //! service, and a restart while a container runs.
 
-mod common;
-#[path = "podman/planted.rs"]
+use crate::common;
 mod planted;
-mod vision_support;
+use crate::vision_support;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The runtime end to end: files land, scripts run under the FaaS Supervisor contract, outputs
 //! chain the next service; against the local store and a real SeaweedFS.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //!
 //! CI runs one round; `scripts/soak runtime-kill ROUNDS` runs more (FOGD_KILL_ROUNDS).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The data folder's disk full: fogd refuses new work with a clear error, keeps what it has
 //! queued, and its journal stays consistent. Uses a small tmpfs (needs root, as CI runs).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! (tests/s3/clients.py: oscar-python's storage client, boto3, rclone) against a `fogd run` of
 //! tests/s3/upper.yaml: objects put through it trigger the service as `fogd put` does.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

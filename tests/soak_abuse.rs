@@ -11,9 +11,8 @@
 //! Short in CI (FOGD_ABUSE_SECS=8, FOGD_ABUSE_FRAMES=600, FOGD_ABUSE_S3_KEYS=10000);
 //! `scripts/soak abuse` runs the full form (120 s of load, 20,000 frames, 100,000 keys).
 
-mod abuse_s3;
-mod common;
-mod ingest_support;
+use crate::abuse_s3;
+use crate::ingest_support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

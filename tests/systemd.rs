@@ -1,7 +1,7 @@
 //! The systemd unit passes `systemd-analyze verify`, and `fogd run` speaks the notify protocol:
 //! READY=1, watchdog pings at half of WatchdogSec, STOPPING=1.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! Edge vision's results on real pictures (`fogd anonymize`, `fogd detect-masks`): the real
 //! photos, a generated video with known faces, the real models on ONNX Runtime and OpenCV DNN.
 
-mod common;
-mod vision_support;
+use crate::common;
+use crate::vision_support;
 
 use vision_support::*;
 

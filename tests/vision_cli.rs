@@ -1,8 +1,8 @@
 //! Edge vision as a user runs it: bad inputs, the example workflow under `fogd run`, a live
 //! stream, `fogd demo`.
 
-mod common;
-mod vision_support;
+use crate::common;
+use crate::vision_support;
 
 use vision_support::*;
 

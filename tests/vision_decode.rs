@@ -4,8 +4,8 @@
 //! container (MP4 with its index, MPEG-TS without one, AVI) or B-frames. And live streams: a
 //! frame every N s from a real RTSP server with only keyframes decoded, on time.
 
-mod common;
-mod vision_support;
+use crate::common;
+use crate::vision_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,0 +1,13 @@
+//! fogd-vision's integration tests (and the agent's tests that need it) in one binary, a module
+//! per area. Run one area with a filter: `cargo test -p fogd-vision --test vision_tests -- vision_cli::`.
+
+mod common;
+mod vision_support;
+
+mod ingest_kill;
+mod operator;
+mod podman;
+mod vision;
+mod vision_arm64;
+mod vision_cli;
+mod vision_decode;
