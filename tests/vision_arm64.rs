@@ -36,9 +36,8 @@ fn anonymize(runner: &[String], bin: &Path, inputs: &[PathBuf], out: &Path) -> V
         .arg("--out")
         .arg(out)
         .args(["--every", "2s", "--backend", "onnxruntime", "--json"])
-        // The second, full-size pass is the same network on 4x the pixels: under qemu that
-        // alone took the test from minutes to over half an hour. The first pass's numbers are
-        // what is compared.
+        // The second, full-size pass is the same network on 4x the pixels: under qemu it had
+        // the test at 30 CPU-minutes, unfinished. The first pass's numbers are what is compared.
         .args(["--fine-scale", "0"])
         .env_remove("ORT_DYLIB_PATH")
         .env_remove("FOGD_MODELS");
