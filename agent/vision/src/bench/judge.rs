@@ -143,8 +143,9 @@ pub(super) fn score(
         let out = media::read_image(path)?;
         let original = originals.frame(*index)?;
         for f in truth.frame(*index) {
-            let side = f.face_box().shorter_side();
-            let was_changed = changed(&original, &out, &f.face_box())?;
+            let b = f.face_box();
+            let side = b.shorter_side();
+            let was_changed = changed(&original, &out, &b)?;
             let row = &mut acc.by_size[super::bucket_of(side)];
             row.faces += 1;
             row.redacted += usize::from(was_changed);
@@ -158,24 +159,24 @@ pub(super) fn score(
     if let Some(j) = judge {
         let paths: Vec<PathBuf> = outputs.iter().map(|(p, _)| p.clone()).collect();
         let mut left = Left::default();
+        for row in &mut acc.by_size {
+            row.left = Some(0);
+        }
         for ((_, index), found) in outputs.iter().zip(j.faces(&paths)?) {
             let faces = truth.frame(*index);
             for b in &found {
                 match faces.iter().find(|f| f.face_box().iou(b) >= 0.3) {
                     Some(f) => {
+                        let side = f.face_box().shorter_side();
                         left.on_faces += 1;
-                        let row = &mut acc.by_size[super::bucket_of(f.face_box().shorter_side())];
-                        *row.left.get_or_insert(0) += 1;
-                        if f.face_box().shorter_side() >= 40.0 {
+                        *acc.by_size[super::bucket_of(side)].left.get_or_insert(0) += 1;
+                        if side >= 40.0 {
                             left.on_faces_40px += 1;
                         }
                     }
                     None => left.elsewhere += 1,
                 }
             }
-        }
-        for row in &mut acc.by_size {
-            row.left.get_or_insert(0);
         }
         acc.left = Some(left);
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::anonymize::{AnonymizeOptions, Anonymizer, FrameReport, InputSummary};
 use crate::detect::FaceBox;
 use crate::media::Sampling;
-use crate::sample::{self, MaskTally, Recall, SampleSpec, Truth};
+use crate::sample::{self, MaskTally, Recall, SampleSpec, Truth, TruthFace};
 use crate::{io_err, Result, VisionError};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -241,10 +241,16 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
             .map(|(b, _)| b)
             .collect();
         sample::recall(faces, &found, 40.0, &mut rec);
-        for f in faces {
-            let b = f.face_box();
-            let hit = found.iter().any(|g| g.iou(&b) >= 0.5);
-            *rows[bucket_of(b.shorter_side())].found.get_or_insert(0) += usize::from(hit);
+        // Matched as `recall` matches (one box a face, IoU 0.5), bucket by bucket.
+        for (i, row) in rows.iter_mut().enumerate() {
+            let in_bucket: Vec<TruthFace> = faces
+                .iter()
+                .filter(|f| bucket_of(f.face_box().shorter_side()) == i)
+                .cloned()
+                .collect();
+            let mut bucket = Recall::default();
+            sample::recall(&in_bucket, &found, 0.0, &mut bucket);
+            *row.found.get_or_insert(0) += bucket.found;
         }
         masks.add(faces, &r.faces);
         outputs.push((img.clone(), truth.frame_index(t)));
