@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::workflow;
+use common::{text, workflow};
 
 /// Every command with the same config: data in `dir/data`, no gateway (tests run side by side).
 fn fogd(dir: &Path, args: &[&str]) -> Output {
@@ -21,14 +21,6 @@ fn fogd(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("fogd")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const FDL: &str = "functions:

@@ -37,11 +37,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         .args(&files)
         .output()
         .expect("validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::common::text(&out);
     assert!(out.status.success(), "{text}");
     for kind in [
         "namespace/fogd",

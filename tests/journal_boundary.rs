@@ -47,11 +47,7 @@ fn a_busy_node_keeps_the_journal_off_its_async_workers() {
         ])
         .output()
         .expect("run the test alone");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = crate::common::text(&o);
     assert!(o.status.success() && out.contains("1 passed"), "{out}");
 }
 

@@ -322,12 +322,7 @@ async fn jobs_on_kmock_golden_spec_states_409_and_api_down() {
         .arg(&job_file)
         .output()
         .expect("validate");
-    assert!(
-        v.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    assert!(v.status.success(), "{}", common::text(&v));
     // The script is in its ConfigMap.
     let (code, map) = get(
         &http,

@@ -280,6 +280,15 @@ pub fn wait_registered(data: &Path) {
     }
 }
 
+/// What a child printed: stdout, then stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Runs a Python script of the tests with the venv's interpreter (the real clients from PyPI):
 /// whether it exited 0, and what it printed (stdout then stderr), which is also echoed.
 pub fn run_python(script: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
@@ -290,11 +299,7 @@ pub fn run_python(script: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
         .args(args)
         .output()
         .expect("python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     println!("{text}");
     (out.status.success(), text)
 }

@@ -89,13 +89,7 @@ pub fn detect_masks_json(inputs: &[&str], out: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+pub use crate::common::text;
 
 pub fn media_dir() -> PathBuf {
     crate::common::repo().join("examples/camera-ingest/media")
