@@ -140,10 +140,6 @@ fn check_discovery(topic: &str, doc: &serde_json::Value, retained: &HashMap<Stri
 async fn operator_view_of_a_node_fed_by_a_camera() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The workflow's scripts call `fogd`: the one built here.
-    let path = vision_support::path_with_fogd();
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe { std::env::set_var("PATH", &path) };
     let broker = Mosquitto::start(d);
     let clip = d.join("clip.mp4");
     vision_support::sample_clip(&clip, 11, 640, 360, &[]);
@@ -410,6 +406,21 @@ async fn operator_view_of_a_node_fed_by_a_camera() {
         serde_json::json!([]),
         "the page's script failed"
     );
+    // A privacy zone drawn with the mouse over the snapshot: saved through the API, in the
+    // snapshot's coordinates (0.1-0.4 of its width, 0.1-0.3 of its height), and shown.
+    let zones = &ui["zones"];
+    assert_eq!(zones["source"], "api", "{zones}");
+    let points = zones["zones"][0]["points"].as_array().expect("a zone");
+    let near = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 0.02;
+    assert!(
+        points.len() == 4
+            && near(&points[0][0], 0.1)
+            && near(&points[0][1], 0.1)
+            && near(&points[2][0], 0.4)
+            && near(&points[2][1], 0.3),
+        "{zones}"
+    );
+    assert_eq!(ui["zones_shown"], 1, "{ui}");
     let dom = &ui["dom"];
     let card = dom["cameras"]
         .as_array()

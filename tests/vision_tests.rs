@@ -11,3 +11,4 @@ mod vision;
 mod vision_arm64;
 mod vision_cli;
 mod vision_decode;
+mod vision_zones;

@@ -436,6 +436,24 @@ impl Runtime {
 
     /// The raw area: the local store's folder where camera items land. Nothing under it may
     /// leave the node.
+    /// The privacy zones of `camera`: those set through the API, else fogd.yaml's; `None` when it
+    /// has none. Blocking (the journal): call it off the async workers.
+    pub fn zones(&self, camera: &str) -> Result<Option<fogd_vision_proto::CameraZones>> {
+        let zones = match self.journal.zones(camera)? {
+            Some(z) => z,
+            None => self
+                .cfg
+                .cameras
+                .get(camera)
+                .map(|c| c.zones.clone())
+                .unwrap_or_default(),
+        };
+        Ok((!zones.is_empty()).then(|| fogd_vision_proto::CameraZones {
+            camera: camera.to_string(),
+            zones,
+        }))
+    }
+
     pub fn raw_area(&self) -> PathBuf {
         self.data.raw_area(&self.cfg.ingest.path)
     }

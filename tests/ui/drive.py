@@ -220,6 +220,23 @@ async def main():
                 out["script_errors"] = [ev["params"]["exceptionDetails"].get("exception", {}).get("description")
                                         or ev["params"]["exceptionDetails"].get("text")
                                         for ev in cdp.events if ev.get("method") == "Runtime.exceptionThrown"]
+                # Privacy zones: a zone drawn with the mouse over the snapshot, saved, read back.
+                card = (f"[...document.querySelectorAll('#cameras [data-camera]')]"
+                        f".find(c => c.dataset.camera === {json.dumps(a.camera)})")
+                await page.eval(f"{card}.querySelector('.zone-edit').click()")
+                rect = await page.eval(f"(() => {{ const r = {card}.querySelector('svg.zones').getBoundingClientRect();"
+                                       f" return [r.left, r.top, r.width, r.height]; }})()")
+                for fx, fy in ((0.1, 0.1), (0.4, 0.1), (0.4, 0.3), (0.1, 0.3)):
+                    x, y = rect[0] + fx * rect[2], rect[1] + fy * rect[3]
+                    for kind in ("mousePressed", "mouseReleased"):
+                        await page.send("Input.dispatchMouseEvent",
+                                        {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+                shots["zones"] = await page.screenshot(os.path.join(a.out, "zones.png"))
+                await page.eval(f"{card}.querySelector('.zone-save').click()")
+                await page.until(f"{card}.querySelector('.zone-info').textContent.includes('from api')")
+                out["zones"] = await page.eval(f"fetch('/fogd/cameras/' + encodeURIComponent({json.dumps(a.camera)})"
+                                               f" + '/zones', {{credentials: 'same-origin'}}).then(r => r.json())")
+                out["zones_shown"] = await page.eval(f"{card}.querySelectorAll('svg.zones .zone').length")
                 cdp.reader.cancel()
     finally:
         browser.terminate()

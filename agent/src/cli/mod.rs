@@ -267,16 +267,20 @@ fn forward_to_worker(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
         .map(|a| a.into_string())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))?;
-    let req = serde_json::json!({ "argv": argv, "cwd": std::env::current_dir()? });
-    conn.write_all(format!("{req}\n").as_bytes())?;
+    let req = fogd_vision_proto::worker::Request {
+        argv,
+        cwd: std::env::current_dir()?,
+        // The camera's privacy zones and the object's key travel with the command line.
+        env: fogd_vision_proto::worker::Request::env_from(|k| std::env::var(k).ok()),
+    };
+    conn.write_all(format!("{}\n", serde_json::to_string(&req)?).as_bytes())?;
     conn.shutdown(std::net::Shutdown::Write)?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply)?;
-    let r: serde_json::Value = serde_json::from_str(&reply)?;
-    print!("{}", r["stdout"].as_str().unwrap_or_default());
-    eprint!("{}", r["stderr"].as_str().unwrap_or_default());
-    let code = r["code"].as_u64().and_then(|c| u8::try_from(c).ok()).unwrap_or(2);
-    Ok(ExitCode::from(code))
+    let r: fogd_vision_proto::worker::Reply = serde_json::from_str(&reply)?;
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    Ok(ExitCode::from(r.code))
 }
 
 /// Exit statuses, for scripts and systemd (README, "Exit status"): 0 done; 1 the answer is no

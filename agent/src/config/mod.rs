@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod cameras;
 mod gateway;
 mod ingest;
 mod podman;
@@ -12,6 +13,7 @@ mod units;
 
 pub(crate) use units::{byte_size, humantime_serde_compat};
 
+pub use cameras::CameraConfig;
 pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
@@ -80,6 +82,8 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     /// Where camera items land, and the watched directory.
     pub ingest: IngestConfig,
+    /// Per camera: its privacy zones.
+    pub cameras: std::collections::BTreeMap<String, CameraConfig>,
     /// The outbox that carries objects to remote stores.
     pub sync: SyncConfig,
     /// When services with `replicas` / `federation` go to other tiers.
@@ -326,6 +330,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             mqtt: None,
             ingest: IngestConfig::default(),
+            cameras: Default::default(),
             sync: SyncConfig::default(),
             delegation: DelegationConfig::default(),
             executor: ExecutorKind::Local,
@@ -350,43 +355,27 @@ impl Config {
             message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if cfg.data_dir.is_relative() {
-            cfg.data_dir = base.join(&cfg.data_dir);
-        }
-        for w in &mut cfg.workflows {
-            if w.is_relative() {
-                *w = base.join(&*w);
-            }
-        }
-        for p in [
+        let mqtt_tls = cfg.mqtt.as_mut().and_then(|m| m.tls.as_mut());
+        let mqtt_tls = mqtt_tls.map(|t| [t.ca.as_mut(), t.cert.as_mut(), t.key.as_mut()]);
+        let gateway_tls = cfg
+            .gateway
+            .tls
+            .as_mut()
+            .map(|t| [Some(&mut t.cert), Some(&mut t.key)]);
+        let paths = [
+            Some(&mut cfg.data_dir),
             cfg.ingest.watch_dir.as_mut(),
             cfg.models_dir.as_mut(),
             cfg.podman.supervisor.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+            cfg.kube.kubeconfig.as_mut(),
+        ];
+        let all = paths
+            .into_iter()
+            .chain(mqtt_tls.into_iter().flatten())
+            .chain(gateway_tls.into_iter().flatten());
+        for p in all.flatten().chain(cfg.workflows.iter_mut()) {
             if p.is_relative() {
                 *p = base.join(&*p);
-            }
-        }
-        if let Some(t) = cfg.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
-            for p in [&mut t.ca, &mut t.cert, &mut t.key].into_iter().flatten() {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
-        }
-        if let Some(t) = &mut cfg.gateway.tls {
-            for p in [&mut t.cert, &mut t.key] {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
-        }
-        if let Some(k) = &mut cfg.kube.kubeconfig {
-            if k.is_relative() {
-                *k = base.join(&*k);
             }
         }
         Ok(cfg)
@@ -437,6 +426,7 @@ impl Config {
         if cfg.sync.parallel == 0 {
             return Err("sync.parallel must be at least 1".into());
         }
+        cameras::check(&cfg.cameras)?;
         Ok(cfg)
     }
 

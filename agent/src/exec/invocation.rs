@@ -11,6 +11,26 @@ use crate::config::ExecutorKind;
 use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
+/// FOGD_PRIVACY_ZONES for an invocation whose chain started from a camera with privacy zones:
+/// fogd's anonymiser blacks them out before anything else. Err (the invocation fails, its input
+/// stays) when they cannot be read: a frame never runs without the zones its camera has.
+async fn privacy_env(
+    rt: &Arc<Runtime>,
+    id: crate::journal::InvocationId,
+) -> Result<Vec<(String, String)>, Error> {
+    let rt2 = rt.clone();
+    let zones = crate::journal::boundary::offload(move || -> Result<_, RuntimeError> {
+        let camera = rt2.journal.camera_of(id)?;
+        camera.map_or(Ok(None), |c| rt2.zones(&c))
+    })
+    .await
+    .ok_or_else(|| RuntimeError::Journal(crate::journal::JournalError::Stopped("privacy zones".into())))??;
+    Ok(zones
+        .map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()))
+        .into_iter()
+        .collect())
+}
+
 /// One invocation: fetch the input, run the script, store the outputs.
 pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> Result<Outcome, Error> {
     let svc = rt.service(&inv.service)?;
@@ -62,9 +82,10 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         rt.store(&provider)?.get_file(&ev.key, &f).await?;
         Some(f)
     };
-    // The contract's variables, for the folders the script will see.
+    let privacy = privacy_env(rt, inv.id).await?;
+    // The contract's variables, for the folders the script will see, and the camera's zones.
     let contract_env = |tmp_input_dir: &Path, tmp_output_dir: &Path, input_file: Option<&Path>| {
-        contract::environment(&contract::Invocation {
+        let mut env = contract::environment(&contract::Invocation {
             service: &svc,
             job_uuid: &inv.uuid,
             node: &rt.node,
@@ -76,7 +97,9 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             tmp_input_dir,
             tmp_output_dir,
             input_file,
-        })
+        });
+        env.extend(privacy.clone());
+        env
     };
     // `mount`: OSCAR's rclone sidecar shows the bucket folder at /mnt/<path> in the pod; the
     // podman executor binds the store's folder there, and a script on the host gets the

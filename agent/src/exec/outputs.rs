@@ -176,6 +176,17 @@ fn snapshot(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile)
     if imagesize::image_type(&bytes).ok() != Some(imagesize::ImageType::Jpeg) {
         return Err("not a JPEG".into());
     }
+    // A camera with privacy zones: only a frame whose report says they were all blacked out (the
+    // zones changed since it was made: the next frame will do).
+    if let Some(z) = rt.zones(camera).map_err(|e| e.to_string())? {
+        let applied = fogd_vision_proto::ReportPrivacy::of_jpeg(&bytes).map(|r| r.zones);
+        if applied != Some(z.zones.len()) {
+            return Err(format!(
+                "camera `{camera}` has {} privacy zone(s); the frame's report says {applied:?}",
+                z.zones.len()
+            ));
+        }
+    }
     let sum = crate::store::content_hash(&bytes);
     if rt
         .journal

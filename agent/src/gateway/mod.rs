@@ -14,6 +14,7 @@ mod supervisor;
 mod system;
 mod ui;
 mod usage;
+mod zones;
 
 use std::sync::Arc;
 
@@ -172,6 +173,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/run/{svc}", post(invoke::run))
         .route("/metrics", get(metrics))
         .merge(ui::routes())
+        .route(
+            "/fogd/cameras/{camera}/zones",
+            get(zones::read).put(zones::put).delete(zones::delete),
+        )
         .route("/fogd/jobs/{job}/input", get(supervisor::input))
         .route(
             "/fogd/jobs/{job}/outputs/{*rel}",

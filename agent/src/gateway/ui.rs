@@ -156,7 +156,7 @@ fn status_doc(
     Ok(doc)
 }
 
-fn checked_camera(camera: &str) -> Result<(), ApiError> {
+pub(super) fn checked_camera(camera: &str) -> Result<(), ApiError> {
     match crate::config::camera_problem(camera) {
         Some(why) => Err(ApiError::bad_request(format!("bad camera name: {why}"))),
         None => Ok(()),

@@ -13,6 +13,7 @@ mod outbox;
 pub mod retention;
 mod schema;
 mod services;
+mod zones;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +41,8 @@ pub enum JournalError {
     NoInvocation(String),
     #[error("journal: the call was cut short ({0}): fogd is stopping")]
     Stopped(String),
+    #[error("journal: {0}")]
+    Unreadable(String),
     #[error("{key}: refused for {provider}: it is byte for byte the raw item `{raw}` from camera `{camera}`; raw frames never leave this node")]
     RawContent {
         provider: String,

@@ -228,6 +228,8 @@ const MIGRATIONS: &[&str] = &[
     // 9: the settings of buckets made through /system/buckets (visibility, members, owner,
     // metadata, quota), as their JSON.
     "CREATE TABLE buckets(name TEXT PRIMARY KEY, json TEXT NOT NULL, created_ms INTEGER NOT NULL);",
+    // 10: privacy zones set through the API (they replace the camera's zones of fogd.yaml).
+    "CREATE TABLE camera_zones(camera TEXT PRIMARY KEY, json TEXT NOT NULL, updated_ms INTEGER NOT NULL);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

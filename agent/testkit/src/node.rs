@@ -48,11 +48,19 @@ impl FogdNode {
             .output()
             .expect("fogd admin");
         assert!(st.status.success(), "fogd admin: {st:?}");
+        // Workflow scripts call `fogd` (`fogd anonymize`): the one beside `bin` comes first.
+        let bin_dir = bin.parent().unwrap_or(Path::new("."));
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let child = Command::new(bin)
             .arg("--config")
             .arg(&cfg)
             .arg("run")
             .args(fdl)
+            .env("PATH", path)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.join("fogd.log")).expect("log"),

@@ -12,6 +12,7 @@ use super::detect::{Detector, DetectorOptions, FaceBox};
 use super::masks::{MaskClassifier, Status};
 use super::media::{self, Sampling, Truncated, VideoReader};
 use super::redact::{self, RedactOptions};
+use super::zones::Zone;
 use super::{Result, VisionError};
 pub use crate::report::{sidecar_faces, Counts, FaceReport, FrameReport, InputSummary, StageMs, Timings};
 
@@ -89,10 +90,18 @@ impl Anonymizer {
         &self.detector
     }
 
-    /// Detects, classifies and redacts one frame in place. Err only when the frame must not be
-    /// written (detection failed and the policy is to drop it).
-    pub fn process(&self, img: &mut Mat, t: &mut Timings) -> Result<(Vec<FaceReport>, &'static str)> {
+    /// Blacks out `zones`, then detects, classifies and redacts one frame in place. Err only when
+    /// the frame must not be written (a zone could not be drawn, or detection failed and the
+    /// policy is to drop it).
+    pub fn process(
+        &self,
+        img: &mut Mat,
+        zones: &[Zone],
+        t: &mut Timings,
+    ) -> Result<(Vec<FaceReport>, &'static str)> {
         let started = Instant::now();
+        // Before the detector: a face inside a zone is neither counted nor judged.
+        crate::zones::black_out(img, zones)?;
         let faces = match self.detector.detect(img) {
             Ok(f) => f,
             Err(e) => {
@@ -150,9 +159,17 @@ impl Anonymizer {
         Ok((reports, "ok"))
     }
 
-    fn report(&self, source: &str, img: &Mat, faces: Vec<FaceReport>, status: &str) -> FrameReport {
+    fn report(
+        &self,
+        source: &str,
+        img: &Mat,
+        faces: Vec<FaceReport>,
+        status: &str,
+        zones: usize,
+    ) -> FrameReport {
         let counts = Counts::of(&faces);
         FrameReport {
+            zones,
             source: source.to_string(),
             frame: None,
             timestamp_s: None,
@@ -201,6 +218,7 @@ impl Anonymizer {
         &self,
         input: &str,
         out: &Path,
+        zones: &[Zone],
         progress: &mut dyn FnMut(usize, Option<usize>),
     ) -> Result<InputSummary> {
         let path = Path::new(input);
@@ -227,9 +245,9 @@ impl Anonymizer {
                 _ => "jpg".to_string(),
             };
             let mut t = Timings::default();
-            match self.process(&mut img, &mut t) {
+            match self.process(&mut img, zones, &mut t) {
                 Ok((faces, status)) => {
-                    let mut report = self.report(input, &img, faces, status);
+                    let mut report = self.report(input, &img, faces, status, zones.len());
                     let dest = out.join(format!("{stem}.{ext}"));
                     self.write(&dest, &img, &mut report, &mut t)?;
                     sum.add_frame(&report, dest);
@@ -263,7 +281,7 @@ impl Anonymizer {
                 scope.spawn(move || loop {
                     let next = job_rx.lock().ok().and_then(|rx| rx.recv().ok());
                     let Some(f) = next else { break };
-                    if res_tx.send(self.frame(input, dir, f, &pool)).is_err() {
+                    if res_tx.send(self.frame(input, dir, zones, f, &pool)).is_err() {
                         break;
                     }
                 });
@@ -336,6 +354,7 @@ impl Anonymizer {
         &self,
         input: &str,
         dir: &Path,
+        zones: &[Zone],
         mut f: media::SampledFrame,
         pool: &media::FramePool,
     ) -> FrameDone {
@@ -343,9 +362,9 @@ impl Anonymizer {
             decode: f.decode,
             ..Default::default()
         };
-        let result = match self.process(&mut f.image, &mut timings) {
+        let result = match self.process(&mut f.image, zones, &mut timings) {
             Ok((faces, status)) => {
-                let mut report = self.report(input, &f.image, faces, status);
+                let mut report = self.report(input, &f.image, faces, status, zones.len());
                 report.frame = Some(f.index);
                 report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
                 let dest = dir.join(format!("img{}.jpg", f.index));
@@ -394,7 +413,7 @@ mod tests {
     fn a_frame_whose_detection_failed_is_dropped_by_default() {
         let a = anonymizer(OnFailure::Drop);
         let mut img = failing_frame();
-        assert!(a.process(&mut img, &mut Timings::default()).is_err());
+        assert!(a.process(&mut img, &[], &mut Timings::default()).is_err());
     }
 
     #[test]
@@ -402,7 +421,7 @@ mod tests {
         let a = anonymizer(OnFailure::RedactAll);
         let mut img = failing_frame();
         let before = img.data_bytes().unwrap().to_vec();
-        let (faces, status) = a.process(&mut img, &mut Timings::default()).unwrap();
+        let (faces, status) = a.process(&mut img, &[], &mut Timings::default()).unwrap();
         assert!(faces.is_empty());
         assert_eq!(status, "redacted-whole");
         let after = img.data_bytes().unwrap();

@@ -9,7 +9,7 @@ pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod image;
-pub mod jpeg_note;
+pub use fogd_vision_proto::jpeg_note;
 pub mod libav;
 pub mod masks;
 pub mod media;
@@ -17,6 +17,7 @@ pub mod models;
 pub mod redact;
 pub mod report;
 pub mod sample;
+pub mod zones;
 
 use std::path::PathBuf;
 

@@ -57,6 +57,10 @@ impl Counts {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The JSON sidecar written next to each frame.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FrameReport {
@@ -73,6 +77,9 @@ pub struct FrameReport {
     pub status: String,
     pub faces: Vec<FaceReport>,
     pub counts: Counts,
+    /// Privacy zones blacked out before detection (the camera's, from fogd).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub zones: usize,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mask_status: Option<Status>,
     /// What this frame cost, per stage, in milliseconds.

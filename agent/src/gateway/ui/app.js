@@ -62,6 +62,7 @@ function drawCameras(s) {
       card = $("#camera-card").content.firstElementChild.cloneNode(true);
       card.dataset.camera = c.camera;
       box.appendChild(card);
+      zoneEditor(card, c.camera);
     }
     const last = c.last || null;
     text($(".name", card), c.camera);
@@ -86,6 +87,9 @@ function drawCameras(s) {
     } else {
       img.hidden = true;
     }
+    // Zones are drawn over a snapshot: without one there is nothing to draw on.
+    $(".zones", card).style.display = img.hidden ? "none" : "";
+    $(".zone-edit", card).disabled = img.hidden;
     // The chart is refetched when the camera has a new verdict.
     const key = last ? last.time_ms : 0;
     if (historyAt[c.camera] !== key) {
@@ -94,6 +98,82 @@ function drawCameras(s) {
     }
   }
   box.querySelectorAll("[data-camera]").forEach(el => { if (!seen.has(el.dataset.camera)) el.remove(); });
+}
+
+// Privacy zones: shown over the latest snapshot, drawn there by clicking corners, saved through
+// /fogd/cameras/<camera>/zones (which checks them: a refused list comes back as a message).
+const SVGNS = "http://www.w3.org/2000/svg";
+const zonesOf = {};
+let editing = null;
+
+function zonesUrl(camera) { return "/fogd/cameras/" + encodeURIComponent(camera) + "/zones"; }
+function cardOf(camera) { return [...document.querySelectorAll("#cameras [data-camera]")].find(c => c.dataset.camera === camera); }
+
+async function loadZones(camera) {
+  try { zonesOf[camera] = await getJson(zonesUrl(camera)); } catch (e) { return; }
+  const card = cardOf(camera);
+  if (card) drawZones(card, camera);
+}
+
+function drawZones(card, camera) {
+  const svg = $(".zones", card);
+  svg.replaceChildren();
+  const mine = editing && editing.camera === camera;
+  const info = zonesOf[camera] || { zones: [], source: "none" };
+  const poly = (pts, cls) => {
+    const el = document.createElementNS(SVGNS, pts.length >= 3 ? "polygon" : "polyline");
+    el.setAttribute("class", cls);
+    el.setAttribute("points", pts.map(p => p[0] + "," + p[1]).join(" "));
+    svg.appendChild(el);
+  };
+  (mine ? editing.zones : info.zones).forEach(z => poly(z.points, "zone"));
+  if (mine && editing.current.length) poly(editing.current, "zone drawing");
+  svg.classList.toggle("editing", !!mine);
+  text($(".zone-info", card), mine
+    ? "Click the picture to add corners; Finish zone closes one. " + editing.zones.length + " zone(s)."
+    : (info.zones.length ? info.zones.length + " privacy zone(s), from " + info.source : "no privacy zones"));
+  $(".zone-edit", card).hidden = !!mine;
+  $(".zone-tools", card).hidden = !mine;
+  $(".zone-reset", card).hidden = info.source !== "api";
+}
+
+function zoneEditor(card, camera) {
+  const svg = $(".zones", card);
+  const round = v => Math.round(Math.min(1, Math.max(0, v)) * 10000) / 10000;
+  const finish = () => {
+    if (editing.current.length >= 3) editing.zones.push({ name: "zone " + (editing.zones.length + 1), points: editing.current });
+    editing.current = [];
+  };
+  const send = async (method, body) => {
+    const r = await fetch(zonesUrl(camera), {
+      method, credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const reply = await r.json().catch(() => ({}));
+    if (!r.ok) { text($(".zone-error", card), reply.error || ("HTTP " + r.status)); return; }
+    text($(".zone-error", card), "");
+    zonesOf[camera] = reply;
+    editing = null;
+    drawZones(card, camera);
+  };
+  svg.addEventListener("click", ev => {
+    if (!editing || editing.camera !== camera) return;
+    const r = svg.getBoundingClientRect();
+    editing.current.push([round((ev.clientX - r.left) / r.width), round((ev.clientY - r.top) / r.height)]);
+    drawZones(card, camera);
+  });
+  const on = (cls, f) => $(cls, card).addEventListener("click", () => { f(); drawZones(card, camera); });
+  on(".zone-edit", () => {
+    const now = (zonesOf[camera] || { zones: [] }).zones;
+    editing = { camera, zones: now.map(z => ({ name: z.name, points: z.points.slice() })), current: [] };
+  });
+  on(".zone-finish", finish);
+  on(".zone-undo", () => { if (editing.current.length) editing.current.pop(); else editing.zones.pop(); });
+  on(".zone-clear", () => { editing.zones = []; editing.current = []; });
+  on(".zone-cancel", () => { editing = null; text($(".zone-error", card), ""); });
+  $(".zone-save", card).addEventListener("click", () => { finish(); send("PUT", { zones: editing.zones.map(z => ({ name: z.name, points: z.points })) }); });
+  $(".zone-reset", card).addEventListener("click", () => send("DELETE"));
+  loadZones(camera);
 }
 
 async function drawChart(card, camera) {
@@ -257,6 +337,7 @@ window.addEventListener("DOMContentLoaded", () => {
     const es = new EventSource("/fogd/events");
     ["mask_result", "snapshot", "invocation_done", "invocation_delegated", "frame_anonymised", "frame_quarantined", "upload_done", "upload_dropped", "store_offline", "store_online"]
       .forEach(t => es.addEventListener(t, soon));
+    es.addEventListener("zones", ev => { try { loadZones(JSON.parse(ev.data).camera); } catch (e) { /* not ours */ } });
     es.onmessage = soon;
   }
 });

@@ -220,7 +220,7 @@ fn median(v: &[f64]) -> f64 {
 fn fogd_round(anon: &Anonymizer, clip: &Path, out: &Path) -> Result<(f64, f64, InputSummary)> {
     let _ = std::fs::remove_dir_all(out);
     let (started, cpu) = (Instant::now(), cpu_time_s());
-    let sum = anon.run(&clip.to_string_lossy(), out, &mut |_, _| {})?;
+    let sum = anon.run(&clip.to_string_lossy(), out, &[], &mut |_, _| {})?;
     Ok((started.elapsed().as_secs_f64(), cpu_time_s() - cpu, sum))
 }
 

@@ -10,73 +10,14 @@ use opencv::core::{Mat, Point, Rect, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
+pub use super::detect_args::DetectArgs;
 use super::worker::{cached, Out, Warm};
 use crate::anonymize::{sidecar_faces, FrameReport};
-use crate::detect::{DetectorKind, DetectorOptions};
 use crate::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
 use crate::media::{self, Sampling};
-use crate::models::Precision;
 use crate::redact::{Mode, RedactOptions, Shape};
-use crate::{AnonymizeOptions, Anonymizer, Backend, Detector, FaceBox, OnFailure};
-
-#[derive(Debug, clap::Args)]
-pub struct DetectArgs {
-    /// Face detector.
-    #[arg(long, value_enum, default_value_t = DetectorKind::Centerface)]
-    pub detector: DetectorKind,
-    /// Detection score threshold (default: CenterFace 0.1 to redact, 0.2 to count and judge
-    /// masks; UltraFace 0.7).
-    #[arg(long)]
-    pub thresh: Option<f32>,
-    /// CenterFace: the longer side of the image the detector sees (larger: smaller faces, slower).
-    #[arg(long, default_value_t = 960)]
-    pub scale: u32,
-    /// CenterFace: on frames over --scale, a second pass at up to this size for small faces (0: off).
-    #[arg(long, default_value_t = crate::detect::DEFAULT_FINE_SIZE)]
-    pub fine_scale: u32,
-    /// Also detect on N x N overlapping tiles (2 or 3): N*N + 1 detector runs a frame.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
-    pub tiles: u32,
-    /// Inference backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// fp32 (the same faces on every CPU) or int8 (faster, less memory; scores move with the
-    /// CPU's int8 kernels). The OpenCV backend always runs fp32.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    pub precision: Precision,
-    /// Video frames in inference at once, each on cores / N threads (default: 2 from 2 cores). 1
-    /// saves a copy of the models' working memory (~50 MB) at 20-30% more time on 2 cores.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
-    pub in_flight: Option<u32>,
-    /// Folder of the model files (default: FOGD_MODELS, the install's share folder, ./models).
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-}
-
-impl DetectArgs {
-    /// With `--in-flight` (or its default) sessions.
-    pub(super) fn options(&self) -> DetectorOptions {
-        self.options_for(
-            self.in_flight
-                .map_or_else(crate::default_in_flight, |n| n as usize),
-        )
-    }
-
-    /// With `sessions` sessions, each on its share of the cores.
-    fn options_for(&self, sessions: usize) -> DetectorOptions {
-        DetectorOptions {
-            kind: self.detector,
-            threshold: self.thresh,
-            input_size: self.scale,
-            fine_size: self.fine_scale,
-            backend: self.backend,
-            precision: self.precision,
-            sessions,
-            threads: (crate::cores() / sessions).max(1),
-            tiles: self.tiles,
-        }
-    }
-}
+use crate::zones::{CameraZones, Zone, ENV_ZONES};
+use crate::{AnonymizeOptions, Anonymizer, Detector, FaceBox, OnFailure};
 
 #[derive(Debug, clap::Args)]
 pub struct AnonymizeArgs {
@@ -113,6 +54,11 @@ pub struct AnonymizeArgs {
     /// JPEG quality of the written frames.
     #[arg(long, default_value_t = 90)]
     pub quality: i32,
+    /// Privacy zones, blacked out before detection: a JSON file, or the JSON itself:
+    /// `{"camera": "door", "zones": [{"points": [[x, y], ...]}]}`, x and y from 0 to 1 of the
+    /// width and height (default: FOGD_PRIVACY_ZONES, which fogd sets for a camera with zones).
+    #[arg(long)]
+    pub zones: Option<String>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,
@@ -120,10 +66,39 @@ pub struct AnonymizeArgs {
     pub detect: DetectArgs,
 }
 
-/// Runs a command once, cold, on this process's stdout and stderr.
+/// The variables of the caller's environment a command reads (`worker::FORWARDED_ENV`): the
+/// process's own, or those a request to the worker carried.
+pub type Env = std::collections::BTreeMap<String, String>;
+
+/// The zones to black out: `--zones`, else FOGD_PRIVACY_ZONES; checked, and checked against the
+/// object being anonymised (STORAGE_OBJECT_KEY). Err stops the command before anything is written.
+fn zones_of(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<Vec<Zone>> {
+    let text = match &a.zones {
+        Some(z) if z.trim_start().starts_with('{') => z.clone(),
+        Some(file) => {
+            let mut text = String::new();
+            std::fs::File::open(file)
+                .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text))
+                .map_err(|e| anyhow::anyhow!("--zones {file}: {e}"))?;
+            text
+        }
+        None => match env.get(ENV_ZONES) {
+            Some(t) => t.clone(),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let from = if a.zones.is_some() { "--zones" } else { ENV_ZONES };
+    let cz = CameraZones::parse(&text).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+    if let Some(key) = env.get("STORAGE_OBJECT_KEY") {
+        cz.check_key(key)?;
+    }
+    Ok(cz.zones)
+}
+
+/// Runs a command once, cold, on this process's stdout and stderr and with its environment.
 fn on_stdio<A>(
     a: &A,
-    run: fn(&A, &mut Warm, &mut Out<'_>) -> anyhow::Result<ExitCode>,
+    run: fn(&A, &mut Warm, &mut Out<'_>, &Env) -> anyhow::Result<ExitCode>,
 ) -> anyhow::Result<ExitCode> {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let mut o = Out {
@@ -131,20 +106,27 @@ fn on_stdio<A>(
         err: &mut err,
         terminal: std::io::stderr().is_terminal(),
     };
-    run(a, &mut Warm::default(), &mut o)
+    let env = fogd_vision_proto::worker::Request::env_from(|k| std::env::var(k).ok());
+    run(a, &mut Warm::default(), &mut o, &env)
 }
 
 pub fn anonymize(a: &AnonymizeArgs) -> anyhow::Result<ExitCode> {
     on_stdio(a, anonymize_with)
 }
 
-pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+pub fn anonymize_with(
+    a: &AnonymizeArgs,
+    warm: &mut Warm,
+    o: &mut Out<'_>,
+    env: &Env,
+) -> anyhow::Result<ExitCode> {
     if !(a.grow >= 1.0 && a.grow <= 4.0) {
         anyhow::bail!("--grow {}: must be between 1 and 4", a.grow);
     }
     if a.every.is_zero() {
         anyhow::bail!("--every: must be more than 0");
     }
+    let zones = zones_of(a, env)?;
     let opts = AnonymizeOptions {
         detector: a.detect.options(),
         redact: RedactOptions {
@@ -175,7 +157,7 @@ pub fn anonymize_with(a: &AnonymizeArgs, warm: &mut Warm, o: &mut Out<'_>) -> an
             b.set_message(input.clone());
             b.set_position(0);
         }
-        let result = anon.run(input, &a.out, &mut |done, expected| {
+        let result = anon.run(input, &a.out, &zones, &mut |done, expected| {
             if let Some(b) = &bar {
                 if let Some(n) = expected {
                     b.set_length(n as u64);
@@ -281,7 +263,12 @@ pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
     on_stdio(a, detect_masks_with)
 }
 
-pub fn detect_masks_with(a: &DetectMasksArgs, warm: &mut Warm, o: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+pub fn detect_masks_with(
+    a: &DetectMasksArgs,
+    warm: &mut Warm,
+    o: &mut Out<'_>,
+    _env: &Env,
+) -> anyhow::Result<ExitCode> {
     // One image at a time: one session of each model, on every core.
     let opts = a.detect.options_for(1);
     let key = format!("{:?}", a.detect);

@@ -4,6 +4,7 @@
 
 mod bench;
 mod commands;
+mod detect_args;
 mod grab;
 mod progress;
 mod tools;

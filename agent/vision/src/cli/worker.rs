@@ -2,7 +2,7 @@
 //! and `fogd detect-masks` with the models kept loaded, and what the commands share with it (the
 //! model cache, where output goes).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -48,19 +48,7 @@ pub struct Out<'w> {
     pub terminal: bool,
 }
 
-/// A request to `fogd-vision serve`: the command line a script ran, and where it ran it.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Request {
-    pub argv: Vec<String>,
-    pub cwd: PathBuf,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Reply {
-    pub code: u8,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use fogd_vision_proto::worker::{Reply, Request};
 
 /// `fogd-vision serve --socket PATH`: the daemon's vision worker. Runs `anonymize` and
 /// `detect-masks` requests one at a time (inference uses every core already) with the models
@@ -91,6 +79,8 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
     let mut line = String::new();
     std::io::BufReader::new(&conn).read_line(&mut line)?;
     let req: Request = serde_json::from_str(&line).context("request")?;
+    // Only the variables a request may carry: the worker's own environment is not the script's.
+    let env = Request::env_from(|k| req.env.get(k).cloned());
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = {
         let mut o = Out {
@@ -104,8 +94,8 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
             .and_then(
                 |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
                     Ok(cli) => match cli.command {
-                        super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o),
-                        super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o),
+                        super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o, &env),
+                        super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
                         _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
                     },
                     Err(e) => {

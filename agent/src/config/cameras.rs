@@ -1,0 +1,28 @@
+//! `cameras:` in fogd.yaml: what the node knows of each camera before its first frame, today its
+//! privacy zones.
+
+use std::collections::BTreeMap;
+
+use fogd_vision_proto::zones::{self, Zone};
+use serde::Deserialize;
+
+/// `cameras.<id>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Polygons blacked out in every frame before detection and before anything is written
+    /// (anonymised frames, snapshots, Home Assistant images): `[{name, points: [[x, y], ...]}]`,
+    /// x and y from 0 to 1 of the picture's width and height.
+    pub zones: Vec<Zone>,
+}
+
+/// Checks every camera's name and zones; the message names the camera and the zone.
+pub fn check(cameras: &BTreeMap<String, CameraConfig>) -> Result<(), String> {
+    for (id, c) in cameras {
+        if let Some(why) = super::camera_problem(id) {
+            return Err(format!("cameras.{id}: bad camera name: {why}"));
+        }
+        zones::check_all(&c.zones).map_err(|e| format!("cameras.{id}.zones: {e}"))?;
+    }
+    Ok(())
+}

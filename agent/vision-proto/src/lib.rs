@@ -1,0 +1,27 @@
+//! The typed seam between `fogd` (the agent, no OpenCV) and `fogd-vision` (the binary that links
+//! it): what travels between them is defined once, here, so that a changed field fails to compile
+//! on both sides instead of at run time. serde only.
+
+pub mod jpeg_note;
+pub mod worker;
+pub mod zones;
+
+/// What fogd reads of the report an anonymised frame carries (`jpeg_note`): fogd-vision's
+/// `FrameReport` has these fields under these names (its tests parse one into this).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ReportPrivacy {
+    /// `ok`, or `redacted-whole` when detection failed and the frame was blurred whole.
+    pub status: String,
+    /// Privacy zones blacked out in the frame.
+    #[serde(default)]
+    pub zones: usize,
+}
+
+impl ReportPrivacy {
+    /// The report a JPEG carries, if it carries one that reads.
+    pub fn of_jpeg(jpeg: &[u8]) -> Option<ReportPrivacy> {
+        serde_json::from_slice(&jpeg_note::read(jpeg)?).ok()
+    }
+}
+
+pub use zones::{CameraZones, Zone, ZoneError};
