@@ -11,4 +11,5 @@ mod vision;
 mod vision_arm64;
 mod vision_cli;
 mod vision_decode;
+mod vision_receipts;
 mod vision_zones;

@@ -349,3 +349,20 @@ fn a_broken_zone_stops_the_frame_with_a_clear_error() {
         "{t}"
     );
 }
+
+/// The operator test's status page (tests/ui/drive.py) drew a zone with the mouse over the
+/// snapshot (0.1-0.4 of its width, 0.1-0.3 of its height): saved through the API in the
+/// snapshot's coordinates, and shown.
+pub fn check_drawn_zone(ui: &serde_json::Value) {
+    let zones = &ui["zones"];
+    let near = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap_or(-1.0) - want).abs() < 0.02;
+    let p = &zones["zones"][0]["points"];
+    let drawn = [(0, 0, 0.1), (0, 1, 0.1), (2, 0, 0.4), (2, 1, 0.3)]
+        .iter()
+        .all(|&(i, j, w)| near(&p[i][j], w));
+    assert!(
+        zones["source"] == "api" && p.as_array().map(Vec::len) == Some(4) && drawn,
+        "{zones}"
+    );
+    assert_eq!(ui["zones_shown"], 1, "{ui}");
+}

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod metrics;
 pub mod outbox;
 pub mod paths;
+pub mod receipts;
 pub mod router;
 pub mod runtime;
 pub mod scheduler;

@@ -244,6 +244,23 @@ pub fn vision_binary() -> Option<PathBuf> {
     found
 }
 
+/// Reads a file without following a link in its last component (a script's leftover process
+/// could swap an output for a link to something else), up to `max` bytes.
+pub fn read_no_follow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut out = Vec::new();
+    f.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::other(format!("over {max} bytes")));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

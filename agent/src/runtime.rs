@@ -31,6 +31,21 @@ pub enum RuntimeError {
     LowInodes { path: PathBuf, free: u64, min: u64 },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Receipt(Box<crate::receipts::ReceiptError>),
+    #[error("{key}: refused for {provider}: a picture from camera `{camera}` leaves this node only with a valid fogd receipt, and {reason}; anonymise it with `fogd anonymize`")]
+    Unsigned {
+        provider: String,
+        key: String,
+        camera: String,
+        reason: Box<crate::receipts::ReceiptError>,
+    },
+}
+
+impl From<crate::receipts::ReceiptError> for RuntimeError {
+    fn from(e: crate::receipts::ReceiptError) -> Self {
+        RuntimeError::Receipt(Box::new(e))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
@@ -63,6 +78,8 @@ pub struct Runtime {
     /// status topic; dropped when nobody listens.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     pub started: std::time::Instant,
+    /// The key that signs the receipts of anonymised frames.
+    pub receipts: Arc<crate::receipts::NodeKey>,
 }
 
 impl Runtime {
@@ -88,6 +105,7 @@ impl Runtime {
             );
         }
         let journal = Arc::new(Journal::open(&data.journal(), cfg.journal_sync)?);
+        let receipts = Arc::new(crate::receipts::NodeKey::load_or_create(data.root())?);
         data.make_reserve(cfg.min_free_bytes);
         let files: Vec<PathBuf> = if fdl_files.is_empty() {
             journal.workflows()?
@@ -129,6 +147,7 @@ impl Runtime {
             events: tokio::sync::broadcast::channel(4096).0,
             finished: tokio::sync::broadcast::channel(1024).0,
             started: std::time::Instant::now(),
+            receipts,
         };
         for problem in rt.reload()? {
             tracing::warn!("{problem}");

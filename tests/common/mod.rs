@@ -292,7 +292,7 @@ pub fn text(o: &std::process::Output) -> String {
 /// Runs a Python script of the tests with the venv's interpreter (the real clients from PyPI):
 /// whether it exited 0, and what it printed (stdout then stderr), which is also echoed.
 pub fn run_python(script: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let venv = repo().join(".venv/bin/python");
     assert!(venv.exists(), "{} missing: run scripts/setup", venv.display());
     let out = std::process::Command::new(venv)
         .arg(script)

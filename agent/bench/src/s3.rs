@@ -92,6 +92,7 @@ async fn large_round(
         part_bytes: 16 << 20,
         pace: None,
         checksum: "",
+        receipt: None,
     };
     let t0 = Instant::now();
     s.put_checked(&format!("bench/large/r{round}.bin"), file, md5, &opts)

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod fdl;
 mod queue;
+mod receipts;
 mod remote;
 mod runtime;
 mod supervise;
@@ -138,6 +139,23 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// The manual page, in roff (`fogd man > fogd.1; man ./fogd.1`).
     Man,
+    /// This node's receipt key (made at the first start): the Ed25519 public key that
+    /// `fogd verify --key` checks its anonymised frames with.
+    Key {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check anonymised frames' signed receipts: signed by this node (or --key), and the picture
+    /// the one signed (not a pixel changed). Exit 1 when one fails.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The signing node's public key (`fogd key` there), or a file holding it.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Gateway administration.
     Admin {
         #[command(subcommand)]
@@ -401,6 +419,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Supervise => supervise::supervise(),
         Command::InstallSupervisor { dir } => supervise::install(dir),
+        Command::Key { json } => receipts::key(&config(&cli)?, *json),
+        Command::Verify { files, key, json } => {
+            receipts::verify(&config(&cli)?, files, key.as_deref(), *json)
+        }
         Command::Check { json } => {
             let cfg = config(&cli)?;
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -11,24 +11,23 @@ use crate::config::ExecutorKind;
 use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
-/// FOGD_PRIVACY_ZONES for an invocation whose chain started from a camera with privacy zones:
+/// The camera the invocation's chain started from, and FOGD_PRIVACY_ZONES when it has zones:
 /// fogd's anonymiser blacks them out before anything else. Err (the invocation fails, its input
 /// stays) when they cannot be read: a frame never runs without the zones its camera has.
-async fn privacy_env(
+async fn camera_and_zones(
     rt: &Arc<Runtime>,
     id: crate::journal::InvocationId,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<(Option<String>, Vec<(String, String)>), Error> {
     let rt2 = rt.clone();
-    let zones = crate::journal::boundary::offload(move || -> Result<_, RuntimeError> {
+    let (camera, zones) = crate::journal::boundary::offload(move || -> Result<_, RuntimeError> {
         let camera = rt2.journal.camera_of(id)?;
-        camera.map_or(Ok(None), |c| rt2.zones(&c))
+        let zones = camera.as_deref().map_or(Ok(None), |c| rt2.zones(c))?;
+        Ok((camera, zones))
     })
     .await
     .ok_or_else(|| RuntimeError::Journal(crate::journal::JournalError::Stopped("privacy zones".into())))??;
-    Ok(zones
-        .map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()))
-        .into_iter()
-        .collect())
+    let env = zones.map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()));
+    Ok((camera, env.into_iter().collect()))
 }
 
 /// One invocation: fetch the input, run the script, store the outputs.
@@ -82,7 +81,19 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         rt.store(&provider)?.get_file(&ev.key, &f).await?;
         Some(f)
     };
-    let privacy = privacy_env(rt, inv.id).await?;
+    let (camera, privacy) = camera_and_zones(rt, inv.id).await?;
+    // What the receipts of its frames will say of their origin (hashing the raw item).
+    let origin = {
+        let raw_prefix = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
+        let raw = provider == crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default")
+            && ev.key.starts_with(&raw_prefix);
+        let (rt2, time, input) = (rt.clone(), ev.event_time.clone(), input_file.clone());
+        crate::journal::boundary::offload(move || {
+            super::provenance::Origin::of(&rt2, camera, raw, &time, input.as_deref())
+        })
+        .await
+        .unwrap_or_default()
+    };
     // The contract's variables, for the folders the script will see, and the camera's zones.
     let contract_env = |tmp_input_dir: &Path, tmp_output_dir: &Path, input_file: Option<&Path>| {
         let mut env = contract::environment(&contract::Invocation {
@@ -271,7 +282,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
     let store_outputs =
         state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs && !overrun);
     let outputs = if store_outputs {
-        match crate::exec::outputs::store(rt, inv.id, &svc, &out_dir, &log_path).await {
+        match crate::exec::outputs::store(rt, inv.id, &svc, &origin, &out_dir, &log_path).await {
             Ok(n) => n,
             // Not kept: outputs left behind fill the disk (a retry makes them again).
             Err(e) => {

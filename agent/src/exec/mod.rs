@@ -10,6 +10,7 @@ pub mod kube;
 pub mod local;
 pub mod outputs;
 pub mod podman;
+pub mod provenance;
 pub mod sandbox;
 
 pub use invocation::execute;

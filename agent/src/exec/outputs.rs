@@ -39,16 +39,24 @@ pub async fn store(
     rt: &Arc<Runtime>,
     invocation: crate::journal::InvocationId,
     svc: &crate::fdl::Service,
+    origin: &super::provenance::Origin,
     out_dir: &Path,
     log_path: &Path,
 ) -> Result<u32, OutputError> {
     let (out, max) = (out_dir.to_path_buf(), rt.cfg.max_output_bytes);
-    let (files, skipped) = tokio::task::spawn_blocking(move || collect(&out, max))
-        .await
-        .map_err(|e| OutputError::Io {
-            path: out_dir.to_path_buf(),
-            source: std::io::Error::other(e),
-        })??;
+    let (rt2, svc2, origin2) = (rt.clone(), svc.clone(), origin.clone());
+    // Collected, then each anonymised frame stamped with the node's receipt before it is stored.
+    let (files, skipped) = tokio::task::spawn_blocking(move || {
+        collect(&out, max).map(|(mut files, skipped)| {
+            super::provenance::stamp(&rt2, &svc2, &origin2, &mut files);
+            (files, skipped)
+        })
+    })
+    .await
+    .map_err(|e| OutputError::Io {
+        path: out_dir.to_path_buf(),
+        source: std::io::Error::other(e),
+    })??;
     if !skipped.is_empty() {
         let note = format!(
             "\n[fogd] not stored (not regular files): {}\n",

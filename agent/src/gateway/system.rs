@@ -13,13 +13,15 @@ fn arch() -> &'static str {
     }
 }
 
-pub async fn info() -> Result<Json<Value>, ApiError> {
+pub async fn info(s: State) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("FOGD_GIT_COMMIT").unwrap_or(""),
         "architecture": arch(),
         "kubernetes_version": "",
         "serverless_backend": {"name": "fogd", "version": env!("CARGO_PKG_VERSION")},
+        // fogd's own: the key its anonymised frames' receipts are signed with (`fogd verify`).
+        "fogd_receipt_key": {"ed25519": s.rt.receipts.public_b64(), "key_id": s.rt.receipts.key_id()},
     })))
 }
 

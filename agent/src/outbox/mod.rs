@@ -141,6 +141,21 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
         let _ = std::fs::remove_file(&path);
         return None;
     }
+    // An anonymised frame's receipt sits right after the JPEG's start.
+    let receipt = {
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut head = Vec::new();
+            std::fs::File::open(&p)
+                .and_then(|f| f.take(256 << 10).read_to_end(&mut head))
+                .ok()?;
+            crate::receipts::token_of(&head)
+        })
+        .await
+        .ok()
+        .flatten()
+    };
     let result = match crate::fdl::ProviderRef::parse(&row.provider).map(|p| rt.store(&p)) {
         Some(Ok(store)) => {
             let opts = PutOptions {
@@ -148,6 +163,7 @@ async fn upload(rt: &Runtime, row: &OutboxRow, pace: &TokenBucket) -> Option<Upl
                 part_bytes: rt.cfg.sync.part_bytes,
                 pace: Some(pace),
                 checksum: &row.checksum,
+                receipt: receipt.as_deref(),
             };
             // A link that hangs (half-open TCP, a store that accepts and never answers) must
             // not hold the folder for the SDK's 5 minutes: give up after a time fit for the size.

@@ -7,6 +7,57 @@ use crate::journal::{Enqueued, JournalError, OutboxItem};
 use crate::runtime::{Result, Runtime, RuntimeError};
 use crate::store::file_digests;
 
+/// Pictures a format of which starts so (JPEG, PNG, GIF, WebP's RIFF, TIFF both ways, BMP).
+const IMAGE_MAGIC: &[&[u8]] = &[
+    &[0xFF, 0xD8, 0xFF],
+    b"\x89PNG",
+    b"GIF8",
+    b"RIFF",
+    b"II*\0",
+    b"MM\0*",
+    b"BM",
+];
+
+/// A picture from a camera's chain leaves only with a valid receipt of this node: the raw-frame
+/// rule made checkable. A workflow that copies or re-encodes raw frames is stopped here, and so is
+/// a frame changed after fogd anonymised it.
+fn check_receipt(
+    rt: &Runtime,
+    provider: &str,
+    key: &str,
+    file: &Path,
+    invocation: crate::journal::InvocationId,
+) -> Result<()> {
+    use std::io::Read;
+    let io = |e| RuntimeError::Io {
+        path: file.to_path_buf(),
+        source: e,
+    };
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(file)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(io)?;
+    if !IMAGE_MAGIC.iter().any(|m| head[..n].starts_with(m)) {
+        return Ok(());
+    }
+    let Some(camera) = rt.journal.camera_of(invocation)? else {
+        return Ok(());
+    };
+    let refused = |reason| RuntimeError::Unsigned {
+        provider: provider.to_string(),
+        key: key.to_string(),
+        camera: camera.clone(),
+        reason: Box::new(reason),
+    };
+    let bytes = crate::paths::read_no_follow(file, crate::receipts::MAX_SIGNED_BYTES).map_err(|e| {
+        refused(crate::receipts::ReceiptError::Malformed(format!(
+            "unreadable: {e}"
+        )))
+    })?;
+    crate::receipts::check_jpeg(&bytes, &rt.receipts.public()).map_err(refused)?;
+    Ok(())
+}
+
 /// Queues `file` (already under `data/outbox/`) for `provider`/`key`, as an output of
 /// `invocation` when it is one. Refuses a file under the raw area, or with a raw item's exact
 /// content.
@@ -27,6 +78,11 @@ pub fn enqueue(
         }));
     }
     let (size, checksum, md5) = file_digests(file)?;
+    // A raw item's exact bytes are refused next, by the journal, naming the raw item.
+    if let Some(inv) = invocation.filter(|_| !matches!(rt.journal.raw_with_checksum(&checksum), Ok(Some(_))))
+    {
+        check_receipt(rt, provider, key, file, inv)?;
+    }
     let item = OutboxItem {
         provider: provider.to_string(),
         key: key.to_string(),

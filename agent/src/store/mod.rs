@@ -117,7 +117,13 @@ pub struct PutOptions<'a> {
     pub pace: Option<&'a TokenBucket>,
     /// Stored with the object as `x-amz-meta-fogd-xxh3`, so a receiver can check it end to end.
     pub checksum: &'a str,
+    /// An anonymised frame's receipt, stored as `x-amz-meta-fogd-receipt` (the JPEG carries it too).
+    pub receipt: Option<&'a str>,
 }
+
+/// S3 keeps 2 KB of user metadata: a longer receipt (a frame with many faces) travels in the
+/// JPEG only.
+pub const MAX_RECEIPT_METADATA: usize = 1800;
 
 /// A bandwidth cap: `rate` bytes a second, bursts up to one second's worth (or one request).
 pub struct TokenBucket {

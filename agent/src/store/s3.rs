@@ -272,7 +272,7 @@ impl S3Store {
                 .bucket(bucket)
                 .key(object)
                 .content_md5(md5)
-                .metadata("fogd-xxh3", opts.checksum)
+                .set_metadata(Some(object_metadata(opts)))
                 .body(body)
                 .send()
                 .await;
@@ -330,7 +330,7 @@ impl S3Store {
                 .create_multipart_upload()
                 .bucket(bucket)
                 .key(object)
-                .metadata("fogd-xxh3", opts.checksum)
+                .set_metadata(Some(object_metadata(opts)))
                 .send()
                 .await
             {
@@ -499,4 +499,13 @@ impl S3Store {
 /// `bucket/rest/of/key` -> (`bucket`, `rest/of/key`).
 fn split(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or((key, ""))
+}
+
+/// `x-amz-meta-fogd-xxh3`, and `x-amz-meta-fogd-receipt` when the object has one that fits.
+fn object_metadata(opts: &super::PutOptions<'_>) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::from([("fogd-xxh3".to_string(), opts.checksum.to_string())]);
+    if let Some(r) = opts.receipt.filter(|r| r.len() <= super::MAX_RECEIPT_METADATA) {
+        m.insert("fogd-receipt".into(), r.to_string());
+    }
+    m
 }

@@ -2,40 +2,82 @@
 //! stage of a workflow, which is given that one file, knows the faces and the masks judged
 //! before blurring (the blurred picture cannot tell) and can draw its verdict on the picture.
 
-/// Starts each of fogd's COM segments; other comments are left alone.
-const TAG: &[u8] = b"fogd-report/1\n";
+/// Starts each COM segment of the anonymiser's report; other comments are left alone.
+pub const REPORT: &[u8] = b"fogd-report/1\n";
+/// Starts the COM segment of the node's signed receipt (added by fogd when it stores the frame).
+pub const RECEIPT: &[u8] = b"fogd-receipt/1\n";
 const SOI: [u8; 2] = [0xFF, 0xD8];
 const COM: u8 = 0xFE;
 const SOS: u8 = 0xDA;
 const EOI: u8 = 0xD9;
-/// A segment's length field counts itself (2 bytes) and holds at most 65535.
-const MAX_CHUNK: usize = 65535 - 2 - TAG.len();
-
-/// `jpeg` with `payload` added in COM segments right after SOI; `None` if it is not a JPEG.
+/// `jpeg` with the anonymiser's report added (`REPORT`); `None` if it is not a JPEG.
 pub fn embed(jpeg: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
+    embed_tagged(jpeg, REPORT, payload)
+}
+
+/// The anonymiser's report, if the JPEG carries one.
+pub fn read(jpeg: &[u8]) -> Option<Vec<u8>> {
+    read_tagged(jpeg, REPORT)
+}
+
+/// `jpeg` with `payload` added in COM segments starting with `tag`, right after SOI; `None` if
+/// it is not a JPEG.
+pub fn embed_tagged(jpeg: &[u8], tag: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
     if !jpeg.starts_with(&SOI) {
         return None;
     }
+    // A segment's length field counts itself (2 bytes) and holds at most 65535.
+    let max_chunk = 65535 - 2 - tag.len();
     let mut out = Vec::with_capacity(jpeg.len() + payload.len() + 64);
     out.extend_from_slice(&SOI);
-    for chunk in payload.chunks(MAX_CHUNK) {
-        let len = (2 + TAG.len() + chunk.len()) as u16;
+    for chunk in payload.chunks(max_chunk) {
+        let len = (2 + tag.len() + chunk.len()) as u16;
         out.extend_from_slice(&[0xFF, COM]);
         out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(TAG);
+        out.extend_from_slice(tag);
         out.extend_from_slice(chunk);
     }
     out.extend_from_slice(&jpeg[2..]);
     Some(out)
 }
 
-/// The payload `embed` added, if any: fogd's COM segments before the image data, joined.
-pub fn read(jpeg: &[u8]) -> Option<Vec<u8>> {
+/// The payload of the COM segments starting with `tag` before the image data, joined.
+pub fn read_tagged(jpeg: &[u8], tag: &[u8]) -> Option<Vec<u8>> {
+    let mut payload = Vec::new();
+    let mut found = false;
+    walk(jpeg, |marker, body, _| {
+        if let Some(chunk) = body.strip_prefix(tag).filter(|_| marker == COM) {
+            payload.extend_from_slice(chunk);
+            found = true;
+        }
+    })?;
+    found.then_some(payload)
+}
+
+/// `jpeg` without its COM segments starting with `tag`: what a receipt's hash covers.
+pub fn strip_tagged(jpeg: &[u8], tag: &[u8]) -> Option<Vec<u8>> {
+    let mut cut = Vec::new();
+    walk(jpeg, |marker, body, range| {
+        if marker == COM && body.starts_with(tag) {
+            cut.push(range);
+        }
+    })?;
+    let mut out = Vec::with_capacity(jpeg.len());
+    let mut at = 0;
+    for r in cut {
+        out.extend_from_slice(&jpeg[at..r.start]);
+        at = r.end;
+    }
+    out.extend_from_slice(&jpeg[at..]);
+    Some(out)
+}
+
+/// Calls `f(marker, body, segment's byte range)` for each segment before the image data; `None`
+/// when it is not a JPEG or a segment runs past the end.
+fn walk(jpeg: &[u8], mut f: impl FnMut(u8, &[u8], std::ops::Range<usize>)) -> Option<()> {
     if !jpeg.starts_with(&SOI) {
         return None;
     }
-    let mut payload = Vec::new();
-    let mut found = false;
     let mut i = 2;
     while i + 4 <= jpeg.len() {
         if jpeg[i] != 0xFF {
@@ -55,16 +97,10 @@ pub fn read(jpeg: &[u8]) -> Option<Vec<u8>> {
         if len < 2 || end > jpeg.len() {
             return None;
         }
-        let body = &jpeg[i + 4..end];
-        if marker == COM {
-            if let Some(chunk) = body.strip_prefix(TAG) {
-                payload.extend_from_slice(chunk);
-                found = true;
-            }
-        }
+        f(marker, &jpeg[i + 4..end], i..end);
         i = end;
     }
-    found.then_some(payload)
+    Some(())
 }
 
 #[cfg(test)]
@@ -87,5 +123,11 @@ mod tests {
         assert_eq!(embed(b"GIF89a", b"x"), None);
         // Cut short inside a segment: nothing, not a panic.
         assert_eq!(read(&with[..100]), None);
+        // A receipt beside the report: each read back alone, and stripped to the bytes before.
+        let signed = embed_tagged(&with, RECEIPT, b"token").expect("jpeg");
+        assert_eq!(read_tagged(&signed, RECEIPT).as_deref(), Some(&b"token"[..]));
+        assert_eq!(read(&signed).as_deref(), Some(&payload[..]));
+        assert_eq!(strip_tagged(&signed, RECEIPT).as_deref(), Some(&with[..]));
+        assert_eq!(strip_tagged(&with, RECEIPT).as_deref(), Some(&with[..]));
     }
 }

@@ -3,6 +3,7 @@
 //! on both sides instead of at run time. serde only.
 
 pub mod jpeg_note;
+pub mod receipt;
 pub mod worker;
 pub mod zones;
 
@@ -15,6 +16,24 @@ pub struct ReportPrivacy {
     /// Privacy zones blacked out in the frame.
     #[serde(default)]
     pub zones: usize,
+    #[serde(default)]
+    pub detector: String,
+    #[serde(default)]
+    pub faces: Vec<FaceSeen>,
+    #[serde(default)]
+    pub models: Vec<receipt::ModelRef>,
+    #[serde(default)]
+    pub thresholds: Option<receipt::Thresholds>,
+    /// The frame's time within its video.
+    #[serde(default)]
+    pub timestamp_s: Option<f64>,
+}
+
+/// A face the report lists: its box in the frame's pixels.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FaceSeen {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
 }
 
 impl ReportPrivacy {

@@ -168,8 +168,29 @@ impl Anonymizer {
         zones: usize,
     ) -> FrameReport {
         let counts = Counts::of(&faces);
+        let d = &self.opts.detector;
+        let detector = d.kind.model(d.precision);
+        // OpenCV runs the fp32 files whatever was asked.
+        let detector = if self.detector.backend() == crate::Backend::OpenCv {
+            detector.fp32()
+        } else {
+            detector
+        };
+        let mut models = vec![detector];
+        models.extend(self.classifier.as_ref().map(MaskClassifier::model));
         FrameReport {
             zones,
+            models: models
+                .into_iter()
+                .map(|m| fogd_vision_proto::receipt::ModelRef {
+                    name: m.file_name().to_string(),
+                    sha256: m.sha256().to_string(),
+                })
+                .collect(),
+            thresholds: Some(fogd_vision_proto::receipt::Thresholds {
+                redact: self.detector.threshold,
+                count: self.detector.count_min(),
+            }),
             source: source.to_string(),
             frame: None,
             timestamp_s: None,

@@ -140,6 +140,11 @@ pub struct Net {
 }
 
 impl Net {
+    /// The file that runs (the fp32 one on OpenCV, whatever was asked).
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
     pub fn load(
         model: Model,
         dir: Option<&Path>,

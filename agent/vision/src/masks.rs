@@ -82,6 +82,10 @@ pub struct MaskClassifier {
 }
 
 impl MaskClassifier {
+    pub fn model(&self) -> crate::models::Model {
+        self.net.model()
+    }
+
     pub fn load(
         models_dir: Option<&Path>,
         backend: Backend,

@@ -80,6 +80,12 @@ pub struct FrameReport {
     /// Privacy zones blacked out before detection (the camera's, from fogd).
     #[serde(skip_serializing_if = "is_zero", default)]
     pub zones: usize,
+    /// The models that ran (file and the SHA-256 it was checked against), and the thresholds:
+    /// what a receipt for the frame states.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub models: Vec<fogd_vision_proto::receipt::ModelRef>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thresholds: Option<fogd_vision_proto::receipt::Thresholds>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mask_status: Option<Status>,
     /// What this frame cost, per stage, in milliseconds.

@@ -56,6 +56,14 @@ mod tests {
             faces: Vec::new(),
             counts: Default::default(),
             zones: 2,
+            models: vec![fogd_vision_proto::receipt::ModelRef {
+                name: "centerface.onnx".into(),
+                sha256: "26b1".into(),
+            }],
+            thresholds: Some(fogd_vision_proto::receipt::Thresholds {
+                redact: 0.1,
+                count: 0.2,
+            }),
             mask_status: None,
             timings_ms: None,
         };
@@ -63,6 +71,7 @@ mod tests {
         let jpeg = crate::jpeg_note::embed(&[0xFF, 0xD8, 0xFF, 0xD9], &note).expect("embed");
         let seen = fogd_vision_proto::ReportPrivacy::of_jpeg(&jpeg).expect("read");
         assert_eq!((seen.status.as_str(), seen.zones), ("ok", 2));
+        assert_eq!((seen.models, seen.thresholds), (report.models, report.thresholds));
     }
 
     #[test]

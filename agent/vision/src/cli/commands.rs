@@ -335,6 +335,15 @@ pub fn detect_masks_with(
             let classified = sidecar
                 .as_ref()
                 .is_none_or(|r| r.mask_status.is_some_and(|m| m != Status::NotJudged));
+            // The annotated copy of an anonymised picture carries its report on (the node signs
+            // a receipt for it from that); one drawn on a picture judged afresh carries none.
+            let note = sidecar.as_ref().filter(|_| keep_report).and_then(|r| {
+                serde_json::to_vec(&FrameReport {
+                    timings_ms: None,
+                    ..r.clone()
+                })
+                .ok()
+            });
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
                 (Some(r), _) => (sidecar_faces(&r), if carried { "report" } else { "sidecar" }),
                 (None, Some(raw)) => {
@@ -375,7 +384,11 @@ pub fn detect_masks_with(
                 Some(img) => {
                     annotate(img, &faces, &counts, status)?;
                     let p = a.out.join(format!("{stem}.masks.jpg"));
-                    media::write_image(&p, img, 90)?;
+                    let bytes = media::encode_image(&p, img, 90)?;
+                    let bytes = note
+                        .and_then(|n| crate::jpeg_note::embed(&bytes, &n))
+                        .unwrap_or(bytes);
+                    media::write_atomic(&p, &bytes)?;
                     Some(p)
                 }
                 None => None,

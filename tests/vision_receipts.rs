@@ -1,0 +1,228 @@
+//! Signed receipts (issue 32): a node runs the example S3 workflow (the real anonymiser and mask
+//! detector) with a real SeaweedFS as the next tier, fed by its watched folder. Every frame it
+//! uploads carries its node's receipt, in the JPEG and in the object's metadata (read back with
+//! boto3); `fogd verify` passes on each and fails on a frame with one pixel changed, on another
+//! node's key and on a raw frame renamed; a service that re-encodes raw frames is refused by the
+//! outbox.
+
+use crate::common;
+use crate::vision_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use vision_support::{fogd_bin, fogd_env, sample_clip, text};
+
+const NODE: &str = "edge-r";
+
+/// A service beside the example's that re-encodes each raw frame (a comment segment added, so
+/// not byte for byte the raw item) and sends it to the next tier: the outbox must refuse it.
+const REENCODE: &str = "{ head -c 2 \"$INPUT_FILE_PATH\"; printf '\\377\\376\\000\\005abc'; \
+                        tail -c +3 \"$INPUT_FILE_PATH\"; } > \"$TMP_OUTPUT_DIR/copy.jpg\"\n";
+
+fn workflow(dir: &Path, endpoint: &str) -> PathBuf {
+    let example = repo().join("examples/camera-ingest");
+    for script in ["anon-and-split.sh", "mask-detector.sh"] {
+        std::fs::copy(example.join(script), dir.join(script)).unwrap();
+    }
+    std::fs::write(dir.join("reencode.sh"), REENCODE).unwrap();
+    let fdl = std::fs::read_to_string(example.join("workflow-s3.yaml")).unwrap();
+    let (functions, _) = fdl.split_once("storage_providers:").expect("providers");
+    let copier = "  - edge:\n      name: reencode\n      image: alpine\n      script: reencode.sh\n      \
+                  input:\n      - storage_provider: minio.default\n        path: cameras/incoming\n        \
+                  suffix: [.jpg]\n      output:\n      - storage_provider: minio.next\n        path: fogd-edge/leak\n";
+    let providers = format!(
+        "storage_providers:\n  minio:\n    next:\n      endpoint: {endpoint}\n      region: us-east-1\n      \
+         access_key: {S3_KEY}\n      secret_key: {S3_SECRET}\n"
+    );
+    let path = dir.join("workflow.yaml");
+    std::fs::write(&path, format!("{functions}{copier}{providers}")).unwrap();
+    path
+}
+
+async fn list(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
+    s3.list_objects_v2()
+        .bucket("fogd-edge")
+        .prefix(prefix)
+        .send()
+        .await
+        .map(|o| {
+            o.contents()
+                .iter()
+                .filter_map(|c| c.key().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sw = SeaweedFs::start(&d.join("weed"));
+    let watch = d.join("watch");
+    std::fs::create_dir_all(watch.join("door")).unwrap();
+    let wf = workflow(d, &sw.endpoint);
+    let extra = format!(
+        "ingest:\n  path: cameras/incoming\n  watch_dir: {}\n  watch_interval: 200ms\n",
+        watch.display()
+    );
+    let node = FogdNode::start(&fogd_bin(), &d.join("node"), NODE, &extra, Some(&wf));
+    let cfg = node.dir.join("fogd.yaml");
+    let log = || std::fs::read_to_string(node.dir.join("fogd.log")).unwrap_or_default();
+    // A camera's photo and a 6 s clip (frames at 0 and 5 s).
+    let raw = face_jpeg();
+    std::fs::write(d.join("raw.jpg"), &raw).unwrap();
+    let clip = d.join("clip.mp4");
+    sample_clip(&clip, 6, 640, 360, &[]);
+    std::fs::copy(&clip, watch.join("door/clip.mp4")).unwrap();
+    std::fs::write(watch.join("door/photo.jpg"), &raw).unwrap();
+
+    let s3 = s3_client(&sw.endpoint, "us-east-1", S3_KEY, S3_SECRET);
+    let t0 = Instant::now();
+    let (frames, verdicts) = loop {
+        let frames: Vec<String> = list(&s3, "anonymised/")
+            .await
+            .into_iter()
+            .filter(|k| k.ends_with(".jpg"))
+            .collect();
+        let verdicts: Vec<String> = list(&s3, "results/")
+            .await
+            .into_iter()
+            .filter(|k| k.ends_with(".masks.jpg"))
+            .collect();
+        if frames.len() >= 3 && verdicts.len() >= 3 {
+            break (frames, verdicts);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "uploaded {frames:?} {verdicts:?}: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+
+    // 1. Every uploaded picture verifies, with the node's key as `fogd key` prints it.
+    let key = fogd_env(&["--config", cfg.to_str().unwrap(), "key"], &[]);
+    assert!(key.status.success(), "{}", text(&key));
+    let public = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let http = reqwest::Client::new();
+    let info = node.api_json(&http, "/system/info").await;
+    assert_eq!(info["fogd_receipt_key"]["ed25519"], public, "{info}");
+    let got = d.join("got");
+    std::fs::create_dir_all(&got).unwrap();
+    let mut files = Vec::new();
+    let mut tokens = Vec::new();
+    for k in frames.iter().chain(&verdicts) {
+        let o = s3.get_object().bucket("fogd-edge").key(k).send().await.unwrap();
+        let bytes = o.body.collect().await.unwrap().into_bytes().to_vec();
+        let f = got.join(k.replace('/', "_"));
+        std::fs::write(&f, &bytes).unwrap();
+        tokens.push(fogd::receipts::token_of(&bytes).expect("a receipt in the JPEG"));
+        files.push(f);
+    }
+    let names: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let mut args = vec!["verify", "--key", public.as_str()];
+    args.extend(&names);
+    let o = fogd_env(&args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("ok    ").count(), files.len(), "{}", text(&o));
+    // The node's own key by default; JSON says what each receipt states.
+    let mut args = vec!["--config", cfg.to_str().unwrap(), "verify", "--json"];
+    args.extend(&names);
+    let o = fogd_env(&args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    use sha2::Digest;
+    let raw_sha = format!("{:x}", sha2::Sha256::digest(&raw));
+    for v in all.as_array().unwrap() {
+        let r = &v["receipt"];
+        assert_eq!(
+            (r["node"].as_str(), r["camera"].as_str()),
+            (Some(NODE), Some("door")),
+            "{r}"
+        );
+        assert_eq!(r["status"], "ok", "{r}");
+        assert!(r["raw_sha256"].as_str().is_some_and(|s| s.len() == 64), "{r}");
+        assert!(
+            r["models"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["name"] == "centerface.onnx")),
+            "{r}"
+        );
+        assert!(r["thresholds"]["redact"].as_f64().is_some(), "{r}");
+    }
+    // The photo's frame and its verdict picture name the photo's SHA-256 as their raw item
+    // (the verdict's passed on from the frame's receipt), and have its face.
+    let photo: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["receipt"]["raw_sha256"] == raw_sha.as_str())
+        .collect();
+    assert_eq!(photo.len(), 2, "{all}");
+    assert!(
+        photo
+            .iter()
+            .all(|v| !v["receipt"]["faces"].as_array().unwrap().is_empty()),
+        "{all}"
+    );
+
+    // 2. The objects' metadata, as boto3 reads it: the same receipts.
+    let mut args: Vec<std::ffi::OsString> = vec![
+        sw.endpoint.clone().into(),
+        S3_KEY.into(),
+        S3_SECRET.into(),
+        "fogd-edge".into(),
+    ];
+    args.extend(frames.iter().chain(&verdicts).map(Into::into));
+    let argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (ok, out) = run_python(&repo().join("tests/s3/receipt_meta.py"), &argv);
+    assert!(ok, "{out}");
+    let meta: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    for (k, token) in frames.iter().chain(&verdicts).zip(&tokens) {
+        assert_eq!(meta[k], token.as_str(), "{k}: {meta}");
+    }
+
+    // 3. What must fail: one pixel changed, another node's key, a raw frame renamed.
+    let frame = &files[0];
+    let mut bytes = std::fs::read(frame).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0x01;
+    let changed = d.join("changed.jpg");
+    std::fs::write(&changed, &bytes).unwrap();
+    let renamed = d.join("img1.jpg");
+    std::fs::write(&renamed, &raw).unwrap();
+    let other = fogd_env(&["--data-dir", d.join("other").to_str().unwrap(), "key"], &[]);
+    let other_key = String::from_utf8_lossy(&other.stdout).trim().to_string();
+    for (file, key, says) in [
+        (
+            &changed,
+            public.as_str(),
+            "the picture changed after it was signed",
+        ),
+        (frame, other_key.as_str(), "does not verify with key"),
+        (&renamed, public.as_str(), "no fogd receipt"),
+    ] {
+        let o = fogd_env(&["verify", "--key", key, file.to_str().unwrap()], &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("FAIL") && text(&o).contains(says),
+            "{says}: {}",
+            text(&o)
+        );
+    }
+
+    // 4. The re-encoded raw frames never reached the next tier: the outbox refused them.
+    assert!(
+        list(&s3, "leak/").await.is_empty(),
+        "a re-encoded raw frame was uploaded"
+    );
+    let jobs = fogd_env(&["--config", cfg.to_str().unwrap(), "jobs", "--json"], &[]);
+    let jobs_text = text(&jobs);
+    assert!(
+        jobs_text.contains("leaves this node only with a valid fogd receipt"),
+        "{jobs_text}"
+    );
+}
