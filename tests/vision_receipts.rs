@@ -21,23 +21,42 @@ const NODE: &str = "edge-r";
 const REENCODE: &str = "{ head -c 2 \"$INPUT_FILE_PATH\"; printf '\\377\\376\\000\\005abc'; \
                         tail -c +3 \"$INPUT_FILE_PATH\"; } > \"$TMP_OUTPUT_DIR/copy.jpg\"\n";
 
+/// A hostile service: the real anonymiser's frame with the raw frame appended after its end, and
+/// the raw frame with a forged "no faces" report in it. Neither may get a receipt or leave.
+const FORGER: &str = r#"fogd anonymize "$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR/a" >/dev/null
+for f in "$TMP_OUTPUT_DIR"/a/*.jpg; do cat "$INPUT_FILE_PATH" >> "$f"; done
+python3 - "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/forged.jpg" <<'PY'
+import sys
+raw = open(sys.argv[1], "rb").read()
+body = (b"fogd-report/1\n" b'{"source":"x","width":512,"height":600,"detector":"centerface",'
+        b'"backend":"onnxruntime","status":"ok","faces":[],'
+        b'"counts":{"faces":0,"mask":0,"no_mask":0,"no_mask_share":0.0}}')
+seg = b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body
+open(sys.argv[2], "wb").write(raw[:2] + seg + raw[2:])
+PY
+"#;
+
 fn workflow(dir: &Path, endpoint: &str) -> PathBuf {
     let example = repo().join("examples/camera-ingest");
     for script in ["anon-and-split.sh", "mask-detector.sh"] {
         std::fs::copy(example.join(script), dir.join(script)).unwrap();
     }
     std::fs::write(dir.join("reencode.sh"), REENCODE).unwrap();
+    std::fs::write(dir.join("forger.sh"), FORGER).unwrap();
     let fdl = std::fs::read_to_string(example.join("workflow-s3.yaml")).unwrap();
     let (functions, _) = fdl.split_once("storage_providers:").expect("providers");
     let copier = "  - edge:\n      name: reencode\n      image: alpine\n      script: reencode.sh\n      \
                   input:\n      - storage_provider: minio.default\n        path: cameras/incoming\n        \
                   suffix: [.jpg]\n      output:\n      - storage_provider: minio.next\n        path: fogd-edge/leak\n";
+    let forger = copier
+        .replace("reencode", "forger")
+        .replace("fogd-edge/leak", "fogd-edge/forged");
     let providers = format!(
         "storage_providers:\n  minio:\n    next:\n      endpoint: {endpoint}\n      region: us-east-1\n      \
          access_key: {S3_KEY}\n      secret_key: {S3_SECRET}\n"
     );
     let path = dir.join("workflow.yaml");
-    std::fs::write(&path, format!("{functions}{copier}{providers}")).unwrap();
+    std::fs::write(&path, format!("{functions}{copier}{forger}{providers}")).unwrap();
     path
 }
 
@@ -65,7 +84,7 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     std::fs::create_dir_all(watch.join("door")).unwrap();
     let wf = workflow(d, &sw.endpoint);
     let extra = format!(
-        "ingest:\n  path: cameras/incoming\n  watch_dir: {}\n  watch_interval: 200ms\n",
+        "ingest:\n  path: cameras/incoming\n  watch_dir: {}\n  watch_interval: 200ms\nprivacy:\n  audit_every: 1\n",
         watch.display()
     );
     let node = FogdNode::start(&fogd_bin(), &d.join("node"), NODE, &extra, Some(&wf));
@@ -153,6 +172,34 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         );
         assert!(r["thresholds"]["redact"].as_f64().is_some(), "{r}");
     }
+    // The live audit (`audit_every: 1`): every anonymised frame searched again by UltraFace,
+    // nothing found after redaction, and counted for Prometheus.
+    let audited: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| !v["receipt"]["audit"].is_null())
+        .collect();
+    assert_eq!(audited.len(), frames.len(), "{all}");
+    assert!(
+        audited
+            .iter()
+            .all(|v| v["receipt"]["audit"] == serde_json::json!({"detector": "ultraface", "faces_left": 0})),
+        "{all}"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let audited_total = format!("fogd_privacy_audited_frames_total {}", frames.len());
+    assert!(
+        metrics.contains(&audited_total) && metrics.contains("fogd_privacy_faces_left_total 0"),
+        "{metrics}"
+    );
     // The photo's frame and its verdict picture name the photo's SHA-256 as their raw item
     // (the verdict's passed on from the frame's receipt), and have its face.
     let photo: Vec<&serde_json::Value> = all
@@ -194,8 +241,17 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     std::fs::write(&changed, &bytes).unwrap();
     let renamed = d.join("img1.jpg");
     std::fs::write(&renamed, &raw).unwrap();
-    let other = fogd_env(&["--data-dir", d.join("other").to_str().unwrap(), "key"], &[]);
-    let other_key = String::from_utf8_lossy(&other.stdout).trim().to_string();
+    let other_key = fogd::receipts::NodeKey::load_or_create(&d.join("other"))
+        .unwrap()
+        .public_b64();
+    // `fogd key` only reads a key: where no node ran, it says so and makes none.
+    let none = fogd_env(&["--data-dir", d.join("none").to_str().unwrap(), "key"], &[]);
+    assert!(
+        !none.status.success() && text(&none).contains("no receipt key yet"),
+        "{}",
+        text(&none)
+    );
+    assert!(!d.join("none/receipt-key").exists());
     for (file, key, says) in [
         (
             &changed,
@@ -214,15 +270,37 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         );
     }
 
-    // 4. The re-encoded raw frames never reached the next tier: the outbox refused them.
+    // 4. The re-encoded raw frame, the frame with the raw one appended and the raw frame with a
+    // forged report never reached the next tier: the outbox refused them, and said why.
+    let refusal = "leaves this node only with a valid fogd receipt";
+    let t0 = Instant::now();
+    let jobs_text = loop {
+        let jobs = fogd_env(&["--config", cfg.to_str().unwrap(), "jobs", "--json"], &[]);
+        let t = text(&jobs);
+        let done = ["reencode", "forger"].iter().all(|svc| {
+            let v: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap_or_default();
+            v.as_array().into_iter().flatten().any(|j| {
+                j["service"] == *svc
+                    && j["state"] == "failed"
+                    && j["error"].as_str().is_some_and(|e| e.contains(refusal))
+            })
+        });
+        if done {
+            break t;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "not refused: {t}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     assert!(
         list(&s3, "leak/").await.is_empty(),
-        "a re-encoded raw frame was uploaded"
+        "a re-encoded raw frame was uploaded: {jobs_text}"
     );
-    let jobs = fogd_env(&["--config", cfg.to_str().unwrap(), "jobs", "--json"], &[]);
-    let jobs_text = text(&jobs);
     assert!(
-        jobs_text.contains("leaves this node only with a valid fogd receipt"),
-        "{jobs_text}"
+        list(&s3, "forged/").await.is_empty(),
+        "a forged frame was uploaded: {jobs_text}"
     );
 }

@@ -16,6 +16,14 @@ use opencv::prelude::*;
 use vision_support::{detector_at, fogd_bin, fogd_env, labelled, media, photo, sidecar, text, FaceBox};
 
 const NODE: &str = "edge-z";
+
+/// A script that runs the anonymiser without its camera's zones.
+const UNZONED: &str = "rel=$(dirname \"${STORAGE_OBJECT_KEY#incoming/}\")\nunset FOGD_PRIVACY_ZONES\n\
+                       exec fogd anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR/$rel\"\n";
+const UNZONED_SVC: &str = "  - edge:\n      name: unzoned\n      image: fogd/builtin:anonymize\n      \
+                           script: unzoned.sh\n      input:\n      - storage_provider: minio.default\n        \
+                           path: cameras/incoming\n      output:\n      - storage_provider: minio.default\n        \
+                           path: cameras/unzoned\n";
 const CAMERA: &str = "door";
 
 /// The photo's face box grown by 15% a side, as a zone in normalised coordinates.
@@ -92,7 +100,15 @@ async fn a_zone_hides_a_face_from_every_output_snapshot_and_home_assistant_image
     let d = dir.path();
     let broker = Mosquitto::start(d);
     let (face, points) = face_zone();
-    let workflow = repo().join("examples/camera-ingest/workflow.yaml");
+    // The example workflow, and a service that strips the zones from its own request.
+    let example = repo().join("examples/camera-ingest");
+    for script in ["anon-and-split.sh", "mask-detector.sh"] {
+        std::fs::copy(example.join(script), d.join(script)).unwrap();
+    }
+    std::fs::write(d.join("unzoned.sh"), UNZONED).unwrap();
+    let workflow = d.join("workflow.yaml");
+    let fdl = std::fs::read_to_string(example.join("workflow.yaml")).unwrap();
+    std::fs::write(&workflow, format!("{fdl}{UNZONED_SVC}")).unwrap();
     let extra = format!(
         "mqtt:\n  broker: {}\n  stats_interval: 1s\ningest:\n  path: cameras/incoming\n{}",
         broker.url(),
@@ -254,6 +270,38 @@ async fn a_zone_hides_a_face_from_every_output_snapshot_and_home_assistant_image
         (Some("config"), Some(1)),
         "{v}"
     );
+    // The frame of the service that left the zones out of its request: no receipt (so it can
+    // never leave the node, nor be the snapshot).
+    let unzoned = data.join(format!("store/cameras/unzoned/{CAMERA}"));
+    let t0 = Instant::now();
+    while anonymised_frames(&unzoned).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no unzoned frame: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let f = &anonymised_frames(&unzoned)[0];
+    let o = fogd_env(
+        &[
+            "--config",
+            node.dir.join("fogd.yaml").to_str().unwrap(),
+            "verify",
+            f.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("no fogd receipt"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        log().contains("the frame's zones are not its camera's"),
+        "{}",
+        log()
+    );
     assert!(!log().contains("panicked"), "{}", log());
 }
 
@@ -333,6 +381,30 @@ fn a_broken_zone_stops_the_frame_with_a_clear_error() {
     assert_face_hidden("--zones FILE", &std::fs::read(&written).unwrap(), &face);
     assert_eq!(sidecar(&written).zones, 1);
 
+    // The live audit finds what a too-high threshold left: the face, in the report.
+    let out = d.join("audit");
+    let o = fogd_env(
+        &[
+            "anonymize",
+            &input,
+            "--out",
+            out.to_str().unwrap(),
+            "--thresh",
+            "0.99",
+            "--audit-every",
+            "1",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = sidecar(&out.join("grace_hopper.jpg"));
+    let audit = r.audit.clone().expect("audited");
+    assert_eq!(
+        (audit.detector.as_str(), r.faces.len()),
+        ("ultraface", 0),
+        "{r:?}"
+    );
+    assert!(audit.faces_left >= 1, "{r:?}");
     // A broken zone in fogd.yaml: fogd does not start, and says where.
     let cfg = d.join("fogd.yaml");
     std::fs::write(

@@ -322,11 +322,15 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<(
     let socket = rt.data.vision_socket();
     let _ = std::fs::remove_file(&socket); // a killed run's: not a sign that the new one listens
     let path = socket.clone();
+    let ledger = rt.data.vision_ledger();
+    if let Err(e) = crate::paths::make_private_dir(&ledger) {
+        tracing::warn!(dir = %ledger.display(), "vision ledger: {e}; anonymised frames get no receipt");
+    }
     let task = tokio::spawn(async move {
         let mut backoff =
             crate::backoff::Policy::new(Duration::from_secs(1), Duration::from_secs(60)).start();
         loop {
-            let mut child = match spawn_worker(&bin, &socket) {
+            let mut child = match spawn_worker(&bin, &socket, &ledger) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(bin = %bin.display(), error = %e, "vision worker did not start");
@@ -357,7 +361,7 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<(
     Some((task, path))
 }
 
-fn spawn_worker(bin: &Path, socket: &Path) -> std::io::Result<tokio::process::Child> {
+fn spawn_worker(bin: &Path, socket: &Path, ledger: &Path) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(bin);
     // SAFETY: prctl is async-signal-safe. The worker dies with fogd even on kill -9, instead of
     // living on with its models loaded.
@@ -370,6 +374,8 @@ fn spawn_worker(bin: &Path, socket: &Path) -> std::io::Result<tokio::process::Ch
     cmd.arg("vision-serve")
         .arg("--socket")
         .arg(socket)
+        .arg("--ledger")
+        .arg(ledger)
         .kill_on_drop(true)
         .spawn()
 }

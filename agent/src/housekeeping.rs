@@ -17,6 +17,8 @@ use crate::runtime::Runtime;
 const WORK_GRACE: Duration = Duration::from_secs(600);
 /// A spool file of an upload this old belonged to a request that is long gone.
 const SPOOL_GRACE: Duration = Duration::from_secs(3600);
+/// Ledger entries of the vision worker older than this are of frames long stored.
+const LEDGER_GRACE: Duration = Duration::from_secs(24 * 3600);
 const BATCH: usize = 2000;
 
 /// What one sweep removed.
@@ -88,6 +90,18 @@ pub fn sweep(rt: &Runtime) -> Result<Swept, crate::journal::JournalError> {
             && std::fs::remove_file(e.path()).is_ok()
         {
             s.spool_files += 1;
+        }
+    }
+    // The vision worker's ledger entries are looked up once its frames are stored (a day is
+    // plenty); stamped copies outlive their invocation only after a crash.
+    for (dir, grace) in [
+        (rt.data.vision_ledger(), LEDGER_GRACE),
+        (rt.data.stamped(), SPOOL_GRACE),
+    ] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if older_than(&e.path(), grace) && std::fs::remove_file(e.path()).is_ok() {
+                s.spool_files += 1;
+            }
         }
     }
     let r = &rt.cfg.retention;

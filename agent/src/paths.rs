@@ -138,6 +138,16 @@ impl DataDir {
         self.0.join("vision.sock")
     }
 
+    /// What the vision worker wrote (`fogd_vision_proto::ledger`): receipts are signed from it.
+    pub fn vision_ledger(&self) -> PathBuf {
+        self.0.join("vision-ledger")
+    }
+
+    /// Outputs with their receipt stamped, stored from here (not from the script's folder).
+    pub fn stamped(&self) -> PathBuf {
+        self.0.join("stamped")
+    }
+
     /// The key that signs the kube executor's per-job tokens.
     pub fn kube_token_key(&self) -> PathBuf {
         self.0.join("kube-token-key")
@@ -172,6 +182,13 @@ impl DataDir {
 
 /// The journal's reserve: room for its WAL and shared memory and many commits.
 pub const RESERVE_BYTES: u64 = 8 << 20;
+
+/// Makes `dir` (and its parents) and keeps it to the node's user (0700).
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
 
 /// Creates (or truncates) `path` readable by this user only (0600), writes `bytes` and makes them
 /// durable. Callers write a temporary name and then rename or link it into place.

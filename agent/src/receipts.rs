@@ -65,6 +65,22 @@ impl NodeKey {
         data_dir.join("receipt-key")
     }
 
+    /// Reads the node's key; never makes one (`fogd key` run as another user must not leave a
+    /// key the daemon cannot read).
+    pub fn load(data_dir: &Path) -> Result<NodeKey> {
+        let path = Self::path(data_dir);
+        if !path.is_file() {
+            return Err(ReceiptError::KeyFile {
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no receipt key yet: `fogd run` makes it at its first start (or give --key)",
+                ),
+                path,
+            });
+        }
+        Self::load_or_create(data_dir)
+    }
+
     /// Reads the node's key, making it (0600, never replaced) at the first start.
     pub fn load_or_create(data_dir: &Path) -> Result<NodeKey> {
         use std::io::Write;
@@ -230,6 +246,7 @@ mod tests {
             faces: vec![[1.0, 2.0, 30.0, 40.0]],
             plates: Vec::new(),
             zones: 1,
+            audit: None,
             fogd_version: "0.1.0".into(),
             signed_ms: 1,
         }

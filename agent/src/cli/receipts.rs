@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::receipts::{self, NodeKey};
 
 pub fn key(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let k = NodeKey::load_or_create(&cfg.data_dir)?;
+    let k = NodeKey::load(&cfg.data_dir)?;
     if json {
         println!(
             "{}",
@@ -32,16 +32,7 @@ pub fn verify(cfg: &Config, files: &[PathBuf], key: Option<&str>, json: bool) ->
             Ok(text) if std::path::Path::new(k).is_file() => receipts::parse_public(&text)?,
             _ => receipts::parse_public(k)?,
         },
-        None => {
-            let path = NodeKey::path(&cfg.data_dir);
-            if !path.is_file() {
-                anyhow::bail!(
-                    "{}: this node has no receipt key yet; give the signing node's public key with --key",
-                    path.display()
-                );
-            }
-            NodeKey::load_or_create(&cfg.data_dir)?.public()
-        }
+        None => NodeKey::load(&cfg.data_dir)?.public(),
     };
     let mut failed = 0;
     let mut out = Vec::new();
@@ -63,7 +54,7 @@ pub fn verify(cfg: &Config, files: &[PathBuf], key: Option<&str>, json: bool) ->
                         r.status,
                         r.raw_sha256
                             .as_deref()
-                            .map_or("unknown", |s| &s[..s.len().min(16)]),
+                            .map_or("unknown".into(), |s| s.chars().take(16).collect::<String>()),
                     );
                 }
                 out.push(serde_json::json!({"file": f, "ok": true, "receipt": r}));

@@ -16,6 +16,16 @@ pub struct CameraConfig {
     pub zones: Vec<Zone>,
 }
 
+/// `privacy:` in fogd.yaml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The live check: one anonymised frame in N is searched again after redaction by a second,
+    /// independent detector; what it finds is counted (`fogd_privacy_faces_left_total`), logged
+    /// and shown on the status page. 0 (default): off.
+    pub audit_every: u64,
+}
+
 /// Checks every camera's name and zones; the message names the camera and the zone.
 pub fn check(cameras: &BTreeMap<String, CameraConfig>) -> Result<(), String> {
     for (id, c) in cameras {

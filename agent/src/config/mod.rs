@@ -13,7 +13,7 @@ mod units;
 
 pub(crate) use units::{byte_size, humantime_serde_compat};
 
-pub use cameras::CameraConfig;
+pub use cameras::{CameraConfig, PrivacyConfig};
 pub use gateway::{GatewayConfig, S3EndpointConfig, TlsConfig};
 pub use ingest::{
     camera_problem, redact_credentials, IngestConfig, MqttConfig, MqttTls, StreamSource, TopicPattern,
@@ -84,6 +84,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Per camera: its privacy zones.
     pub cameras: std::collections::BTreeMap<String, CameraConfig>,
+    pub privacy: PrivacyConfig,
     /// The outbox that carries objects to remote stores.
     pub sync: SyncConfig,
     /// When services with `replicas` / `federation` go to other tiers.
@@ -331,6 +332,7 @@ impl Default for Config {
             mqtt: None,
             ingest: IngestConfig::default(),
             cameras: Default::default(),
+            privacy: Default::default(),
             sync: SyncConfig::default(),
             delegation: DelegationConfig::default(),
             executor: ExecutorKind::Local,

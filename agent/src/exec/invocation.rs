@@ -11,8 +11,8 @@ use crate::config::ExecutorKind;
 use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
-/// The camera the invocation's chain started from, and FOGD_PRIVACY_ZONES when it has zones:
-/// fogd's anonymiser blacks them out before anything else. Err (the invocation fails, its input
+/// The camera the invocation's chain started from, FOGD_PRIVACY_ZONES when it has zones (fogd's
+/// anonymiser blacks them out before anything else) and the live audit's rate. Err (the invocation fails, its input
 /// stays) when they cannot be read: a frame never runs without the zones its camera has.
 async fn camera_and_zones(
     rt: &Arc<Runtime>,
@@ -26,8 +26,15 @@ async fn camera_and_zones(
     })
     .await
     .ok_or_else(|| RuntimeError::Journal(crate::journal::JournalError::Stopped("privacy zones".into())))??;
-    let env = zones.map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()));
-    Ok((camera, env.into_iter().collect()))
+    let mut env: Vec<(String, String)> = zones
+        .map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()))
+        .into_iter()
+        .collect();
+    if rt.cfg.privacy.audit_every > 0 {
+        let every = rt.cfg.privacy.audit_every.to_string();
+        env.push((fogd_vision_proto::receipt::ENV_AUDIT_EVERY.into(), every));
+    }
+    Ok((camera, env))
 }
 
 /// One invocation: fetch the input, run the script, store the outputs.

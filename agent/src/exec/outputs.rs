@@ -48,7 +48,8 @@ pub async fn store(
     // Collected, then each anonymised frame stamped with the node's receipt before it is stored.
     let (files, skipped) = tokio::task::spawn_blocking(move || {
         collect(&out, max).map(|(mut files, skipped)| {
-            super::provenance::stamp(&rt2, &svc2, &origin2, &mut files);
+            let audits = super::provenance::stamp(&rt2, &svc2, &origin2, &mut files);
+            super::provenance::record_audits(&rt2, origin2.camera.as_deref(), &audits);
             (files, skipped)
         })
     })
@@ -57,6 +58,14 @@ pub async fn store(
         path: out_dir.to_path_buf(),
         source: std::io::Error::other(e),
     })??;
+    // The stamped copies go once stored and observed, whatever ends this.
+    let _stamped = RemoveOnDrop(
+        files
+            .iter()
+            .filter(|f| f.stamped)
+            .map(|f| f.path.clone())
+            .collect(),
+    );
     if !skipped.is_empty() {
         let note = format!(
             "\n[fogd] not stored (not regular files): {}\n",
@@ -112,6 +121,16 @@ pub async fn store(
         .await;
     }
     Ok(stored)
+}
+
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Largest output fogd reads to learn what the operator's tools show (a verdict, a snapshot).
@@ -184,14 +203,15 @@ fn snapshot(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile)
     if imagesize::image_type(&bytes).ok() != Some(imagesize::ImageType::Jpeg) {
         return Err("not a JPEG".into());
     }
-    // A camera with privacy zones: only a frame whose report says they were all blacked out (the
-    // zones changed since it was made: the next frame will do).
+    // Only a frame with this node's receipt (signed from the vision worker's own record, with
+    // the camera's zones then): never a picture a script made or edited.
+    let r = crate::receipts::check_jpeg(&bytes, &rt.receipts.public()).map_err(|e| e.to_string())?;
     if let Some(z) = rt.zones(camera).map_err(|e| e.to_string())? {
-        let applied = fogd_vision_proto::ReportPrivacy::of_jpeg(&bytes).map(|r| r.zones);
-        if applied != Some(z.zones.len()) {
+        if r.zones != z.zones.len() {
             return Err(format!(
-                "camera `{camera}` has {} privacy zone(s); the frame's report says {applied:?}",
-                z.zones.len()
+                "camera `{camera}` has {} privacy zone(s); the frame's receipt says {}",
+                z.zones.len(),
+                r.zones
             ));
         }
     }
@@ -237,6 +257,8 @@ pub struct OutputFile {
     pub rel: String,
     pub path: PathBuf,
     pub size: u64,
+    /// `path` is the node's stamped copy (`provenance::stamp`), removed once stored.
+    pub stamped: bool,
 }
 
 /// Every regular file under `out_dir`. Symbolic links are not followed and not stored (a script
@@ -274,7 +296,12 @@ pub fn collect(out_dir: &Path, max_bytes: u64) -> Result<(Vec<OutputFile>, Vec<S
                         max: max_bytes,
                     });
                 }
-                files.push(OutputFile { rel, path, size });
+                files.push(OutputFile {
+                    rel,
+                    path,
+                    size,
+                    stamped: false,
+                });
             } else {
                 skipped.push(rel);
             }

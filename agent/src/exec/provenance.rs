@@ -8,6 +8,8 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use fogd_vision_proto::jpeg_note::{strip_tagged, RECEIPT};
+use fogd_vision_proto::ledger;
 use fogd_vision_proto::receipt::{Receipt, VERSION};
 use fogd_vision_proto::ReportPrivacy;
 use sha2::{Digest, Sha256};
@@ -84,22 +86,54 @@ impl Origin {
     }
 }
 
-/// Stamps a receipt into each output JPEG that carries the anonymiser's report (the file is
-/// replaced, its size updated). A file that cannot be read or written is left as it is: without
-/// a receipt the outbox will not send it. Blocking.
-pub fn stamp(rt: &Runtime, svc: &crate::fdl::Service, origin: &Origin, files: &mut [OutputFile]) -> usize {
-    let mut stamped = 0;
+/// Stamps a receipt into each output JPEG the vision worker wrote, from the worker's ledger
+/// entry for exactly its bytes (not from anything in the file, which the script could have
+/// made or edited), when the zones it blacked out are the camera's. The stamped copy is written
+/// to the node's own folder and stored from there (`OutputFile::stamped`): the script's folder
+/// may still change under a process it left behind. A frame with no entry, other zones, or that
+/// cannot be read gets no receipt, and the outbox will not send it. The live audits the entries
+/// carry, by file. Blocking.
+pub fn stamp(
+    rt: &Runtime,
+    svc: &crate::fdl::Service,
+    origin: &Origin,
+    files: &mut [OutputFile],
+) -> Vec<(String, fogd_vision_proto::receipt::Audit)> {
+    let mut audits = Vec::new();
+    let ledger = rt.data.vision_ledger();
+    let zones = match origin.camera.as_deref().map(|c| rt.zones(c)).transpose() {
+        Ok(z) => z.flatten().map(|z| z.zones),
+        Err(e) => {
+            tracing::warn!("privacy zones unreadable, no receipts: {e}");
+            return audits;
+        }
+    };
     for f in files.iter_mut().filter(|f| f.size <= MAX_SIGNED_BYTES) {
         let lower = f.rel.to_ascii_lowercase();
         if !(lower.ends_with(".jpg") || lower.ends_with(".jpeg")) {
             continue;
         }
-        let Ok(bytes) = crate::paths::read_no_follow(&f.path, MAX_SIGNED_BYTES) else {
+        let Some(bytes) = small_jpeg(&f.path) else {
             continue;
         };
-        let Some(report) = ReportPrivacy::of_jpeg(&bytes) else {
+        let Some(bare) = strip_tagged(&bytes, RECEIPT) else {
             continue;
         };
+        let Some(entry) = ledger::find(&ledger, &bare) else {
+            continue;
+        };
+        if zones.as_ref().is_some_and(|z| *z != entry.zones) {
+            tracing::warn!(
+                output = %f.rel,
+                camera = origin.camera.as_deref().unwrap_or("-"),
+                "no receipt: the frame's zones are not its camera's (changed since, or left out by the script)"
+            );
+            continue;
+        }
+        let Ok(report) = serde_json::from_str::<ReportPrivacy>(&entry.report) else {
+            continue;
+        };
+        audits.extend(report.audit.clone().map(|a| (f.rel.clone(), a)));
         let receipt = Receipt {
             v: VERSION,
             node: rt.node.clone(),
@@ -118,31 +152,66 @@ pub fn stamp(rt: &Runtime, svc: &crate::fdl::Service, origin: &Origin, files: &m
             faces: report.faces.iter().map(|f| f.bbox).collect(),
             plates: Vec::new(),
             zones: report.zones,
+            audit: report.audit,
             fogd_version: env!("CARGO_PKG_VERSION").to_string(),
             signed_ms: crate::journal::now_ms(),
         };
-        let Some((with, _)) = rt.receipts.stamp(&bytes, receipt) else {
+        let Some((with, _)) = rt.receipts.stamp(&bare, receipt) else {
             continue;
         };
-        let Some(dir) = f.path.parent() else { continue };
-        let tmp = dir.join(format!(".fogd-receipt-{}", uuid::Uuid::new_v4()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut t| std::io::Write::write_all(&mut t, &with))
-            .and_then(|()| std::fs::rename(&tmp, &f.path));
+        let dir = rt.data.stamped();
+        let copy = dir.join(format!("{}.jpg", uuid::Uuid::new_v4()));
+        let written = crate::paths::make_private_dir(&dir).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&copy)
+                .and_then(|mut t| std::io::Write::write_all(&mut t, &with))
+        });
         match written {
             Ok(()) => {
+                f.path = copy;
                 f.size = with.len() as u64;
-                stamped += 1;
+                f.stamped = true;
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                tracing::warn!(file = %f.path.display(), "no receipt stamped: {e}");
+                let _ = std::fs::remove_file(&copy);
+                tracing::warn!(file = %f.rel, "no receipt stamped: {e}");
             }
         }
     }
-    stamped
+    audits
+}
+
+/// Counts the live audits (they outlive restarts: `fogd_privacy_*` metrics) and says loudly when
+/// one found a face after redaction. Blocking.
+pub fn record_audits(
+    rt: &Runtime,
+    camera: Option<&str>,
+    audits: &[(String, fogd_vision_proto::receipt::Audit)],
+) {
+    for (rel, a) in audits {
+        let left = a.faces_left as u64;
+        let counted = rt
+            .journal
+            .count("privacy_audited_frames", 1)
+            .and_then(|()| rt.journal.count("privacy_faces_left", left));
+        if let Err(e) = counted {
+            tracing::warn!("privacy audit of {rel} not counted: {e}");
+        }
+        if left > 0 {
+            tracing::warn!(
+                output = %rel,
+                camera = camera.unwrap_or("-"),
+                faces = left,
+                detector = %a.detector,
+                "privacy audit: faces found in an anonymised frame after redaction"
+            );
+            rt.event(
+                "privacy_audit",
+                serde_json::json!({"output": rel, "camera": camera, "faces_left": left, "detector": a.detector}),
+            );
+        }
+    }
 }

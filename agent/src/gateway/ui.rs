@@ -92,6 +92,13 @@ fn status_doc(
     if rt.cfg.mqtt.is_some() && !crate::ingest::status::connected() {
         problems.push("not connected to the MQTT broker".to_string());
     }
+    let counters: std::collections::HashMap<String, u64> = j.counters()?.into_iter().collect();
+    if let Some(&left) = counters.get("privacy_faces_left").filter(|n| **n > 0) {
+        let audited = counters.get("privacy_audited_frames").copied().unwrap_or(0);
+        problems.push(format!(
+            "privacy audit: {left} face(s) found after redaction in {audited} audited frame(s); see the log (`privacy audit`)"
+        ));
+    }
     let links = rt.links.snapshot();
     for (p, l) in &links {
         if !l.online {

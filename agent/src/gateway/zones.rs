@@ -61,6 +61,13 @@ pub async fn put(
             p.camera.unwrap_or_default()
         )));
     }
+    if p.zones.is_empty() {
+        // An empty list would switch fogd.yaml's zones off from the API without a trace.
+        return Err(ApiError::bad_request(format!(
+            "camera `{camera}`: no zones given; DELETE goes back to fogd.yaml's, and a zone of \
+             fogd.yaml is removed there"
+        )));
+    }
     zones::check_all(&p.zones).map_err(|e| ApiError::bad_request(format!("camera `{camera}`: {e}")))?;
     let (rt, cam, max) = (s.rt.clone(), camera.clone(), s.rt.cfg.ingest.max_cameras);
     rt.journal

@@ -116,6 +116,18 @@ pub(super) fn sample(inputs: &Inputs<'_>) -> Vec<Sampled> {
         one(c("ingest_duplicates")),
     ));
     out.push(family(
+        "fogd_privacy_audited_frames",
+        "Anonymised frames searched again after redaction by the live check's second detector",
+        true,
+        one(c("privacy_audited_frames")),
+    ));
+    out.push(family(
+        "fogd_privacy_faces_left",
+        "Faces the live check still found in anonymised frames after redaction",
+        true,
+        one(c("privacy_faces_left")),
+    ));
+    out.push(family(
         "fogd_outbox_uploaded",
         "Objects uploaded to the next tier",
         true,

@@ -1,8 +1,9 @@
 //! The typed seam between `fogd` (the agent, no OpenCV) and `fogd-vision` (the binary that links
 //! it): what travels between them is defined once, here, so that a changed field fails to compile
-//! on both sides instead of at run time. serde only.
+//! on both sides instead of at run time. No OpenCV, no async: serde, sha2 and libc.
 
 pub mod jpeg_note;
+pub mod ledger;
 pub mod receipt;
 pub mod worker;
 pub mod zones;
@@ -27,6 +28,8 @@ pub struct ReportPrivacy {
     /// The frame's time within its video.
     #[serde(default)]
     pub timestamp_s: Option<f64>,
+    #[serde(default)]
+    pub audit: Option<receipt::Audit>,
 }
 
 /// A face the report lists: its box in the frame's pixels.

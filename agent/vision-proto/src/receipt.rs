@@ -22,6 +22,17 @@ pub struct Thresholds {
     pub count: f32,
 }
 
+/// The live privacy check (`privacy.audit_every`): a second, independent detector run on the
+/// frame after redaction, and the faces it still found there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    pub detector: String,
+    pub faces_left: usize,
+}
+
+/// The variable that asks the anonymiser for the audit on one frame in N.
+pub const ENV_AUDIT_EVERY: &str = "FOGD_PRIVACY_AUDIT_EVERY";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
@@ -50,6 +61,9 @@ pub struct Receipt {
     pub plates: Vec<[f32; 4]>,
     /// Privacy zones blacked out.
     pub zones: usize,
+    /// When this frame was one the live check audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
     pub fogd_version: String,
     pub signed_ms: i64,
 }

@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The variables a request carries from the script's environment: the privacy zones of the
-/// camera and the object the input is (checked against each other).
-pub const FORWARDED_ENV: &[&str] = &[crate::zones::ENV_ZONES, "STORAGE_OBJECT_KEY"];
+/// camera and the object the input is (checked against each other), and the live audit's rate.
+pub const FORWARDED_ENV: &[&str] = &[
+    crate::zones::ENV_ZONES,
+    crate::receipt::ENV_AUDIT_EVERY,
+    "STORAGE_OBJECT_KEY",
+];
 
 /// A request: the command line a script ran, where it ran it, and `FORWARDED_ENV` as it had them.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

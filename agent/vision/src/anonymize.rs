@@ -39,6 +39,10 @@ pub struct AnonymizeOptions {
     pub on_failure: OnFailure,
     pub jpeg_quality: i32,
     pub models_dir: Option<PathBuf>,
+    /// The live privacy check on one frame in this many (0: off).
+    pub audit_every: u64,
+    /// Where the worker records each frame it writes (`fogd_vision_proto::ledger`).
+    pub ledger: Option<PathBuf>,
 }
 
 impl Default for AnonymizeOptions {
@@ -53,6 +57,8 @@ impl Default for AnonymizeOptions {
             on_failure: OnFailure::Drop,
             jpeg_quality: 90,
             models_dir: None,
+            audit_every: 0,
+            ledger: None,
         }
     }
 }
@@ -61,6 +67,8 @@ pub struct Anonymizer {
     pub opts: AnonymizeOptions,
     detector: Detector,
     classifier: Option<MaskClassifier>,
+    /// The live check (`audit_every`).
+    auditor: Option<crate::audit::Auditor>,
 }
 
 impl Anonymizer {
@@ -79,10 +87,12 @@ impl Anonymizer {
         } else {
             None
         };
+        let auditor = crate::audit::Auditor::load(&opts)?;
         Ok(Anonymizer {
             opts,
             detector,
             classifier,
+            auditor,
         })
     }
 
@@ -179,6 +189,7 @@ impl Anonymizer {
         let mut models = vec![detector];
         models.extend(self.classifier.as_ref().map(MaskClassifier::model));
         FrameReport {
+            audit: None,
             zones,
             models: models
                 .into_iter()
@@ -213,7 +224,14 @@ impl Anonymizer {
         }
     }
 
-    fn write(&self, image_path: &Path, img: &Mat, report: &mut FrameReport, t: &mut Timings) -> Result<()> {
+    fn write(
+        &self,
+        image_path: &Path,
+        img: &Mat,
+        report: &mut FrameReport,
+        zones: &[Zone],
+        t: &mut Timings,
+    ) -> Result<()> {
         let s = Instant::now();
         let mut bytes = media::encode_image(image_path, img, self.opts.jpeg_quality)?;
         // The frame carries its report (without timings): the next stage gets this file alone.
@@ -226,6 +244,21 @@ impl Anonymizer {
             bytes = with;
         }
         media::write_atomic(image_path, &bytes)?;
+        if let Some(dir) = self
+            .opts
+            .ledger
+            .as_deref()
+            .filter(|_| bytes.starts_with(&[0xFF, 0xD8]))
+        {
+            // Without its entry the node signs no receipt for the frame, and it is not uploaded.
+            let entry = fogd_vision_proto::ledger::Entry {
+                report: String::from_utf8_lossy(&note).into_owned(),
+                zones: zones.to_vec(),
+            };
+            if let Err(e) = fogd_vision_proto::ledger::record(dir, &bytes, &entry) {
+                tracing::warn!(frame = %image_path.display(), "not in the ledger (no receipt): {e}");
+            }
+        }
         t.encode += s.elapsed();
         report.timings_ms = Some(StageMs::from(&*t));
         let json = serde_json::to_vec_pretty(report).map_err(|e| VisionError::Other(e.to_string()))?;
@@ -269,8 +302,9 @@ impl Anonymizer {
             match self.process(&mut img, zones, &mut t) {
                 Ok((faces, status)) => {
                     let mut report = self.report(input, &img, faces, status, zones.len());
+                    report.audit = self.auditor.as_ref().and_then(|a| a.check(&img, &mut t));
                     let dest = out.join(format!("{stem}.{ext}"));
-                    self.write(&dest, &img, &mut report, &mut t)?;
+                    self.write(&dest, &img, &mut report, zones, &mut t)?;
                     sum.add_frame(&report, dest);
                 }
                 Err(e) => {
@@ -386,10 +420,14 @@ impl Anonymizer {
         let result = match self.process(&mut f.image, zones, &mut timings) {
             Ok((faces, status)) => {
                 let mut report = self.report(input, &f.image, faces, status, zones.len());
+                report.audit = self
+                    .auditor
+                    .as_ref()
+                    .and_then(|a| a.check(&f.image, &mut timings));
                 report.frame = Some(f.index);
                 report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
                 let dest = dir.join(format!("img{}.jpg", f.index));
-                self.write(&dest, &f.image, &mut report, &mut timings)
+                self.write(&dest, &f.image, &mut report, zones, &mut timings)
                     .map(|()| Some((report, dest)))
             }
             Err(e) => {

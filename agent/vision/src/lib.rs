@@ -4,6 +4,7 @@
 //! dropped or blurred whole (`OnFailure`).
 
 pub mod anonymize;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod detect;

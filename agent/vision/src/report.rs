@@ -86,6 +86,9 @@ pub struct FrameReport {
     pub models: Vec<fogd_vision_proto::receipt::ModelRef>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub thresholds: Option<fogd_vision_proto::receipt::Thresholds>,
+    /// The live privacy check, on the frames whose turn it was.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub audit: Option<fogd_vision_proto::receipt::Audit>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mask_status: Option<Status>,
     /// What this frame cost, per stage, in milliseconds.

@@ -64,6 +64,10 @@ mod tests {
                 redact: 0.1,
                 count: 0.2,
             }),
+            audit: Some(fogd_vision_proto::receipt::Audit {
+                detector: "ultraface".into(),
+                faces_left: 1,
+            }),
             mask_status: None,
             timings_ms: None,
         };
@@ -72,6 +76,8 @@ mod tests {
         let seen = fogd_vision_proto::ReportPrivacy::of_jpeg(&jpeg).expect("read");
         assert_eq!((seen.status.as_str(), seen.zones), ("ok", 2));
         assert_eq!((seen.models, seen.thresholds), (report.models, report.thresholds));
+        assert_eq!(seen.audit, report.audit);
+        assert_eq!(seen.audit, report.audit);
     }
 
     #[test]

@@ -393,14 +393,15 @@ impl Delegator {
             .await
             .map_err(|e| member_err(m, e))?;
         // The spool copy and the journal commit fsync: off the async workers.
-        let rt2 = rt.clone();
+        let (rt2, id) = (rt.clone(), inv.id);
         let queued = crate::journal::boundary::offload(move || {
             let spooled = crate::outbox::spool(&rt2, &src.0, "push");
             if src.1 {
                 let _ = std::fs::remove_file(&src.0);
             }
             let spooled = spooled?;
-            crate::outbox::enqueue(&rt2, &target, &key, &spooled, None).inspect_err(|_| {
+            // As the invocation's: a camera's picture leaves only with its receipt.
+            crate::outbox::enqueue(&rt2, &target, &key, &spooled, Some(id)).inspect_err(|_| {
                 let _ = std::fs::remove_file(&spooled);
             })
         })

@@ -171,7 +171,12 @@ function zoneEditor(card, camera) {
   on(".zone-undo", () => { if (editing.current.length) editing.current.pop(); else editing.zones.pop(); });
   on(".zone-clear", () => { editing.zones = []; editing.current = []; });
   on(".zone-cancel", () => { editing = null; text($(".zone-error", card), ""); });
-  $(".zone-save", card).addEventListener("click", () => { finish(); send("PUT", { zones: editing.zones.map(z => ({ name: z.name, points: z.points })) }); });
+  // No zones left: back to fogd.yaml's (the API refuses an empty list).
+  $(".zone-save", card).addEventListener("click", () => {
+    finish();
+    if (editing.zones.length === 0) send("DELETE");
+    else send("PUT", { zones: editing.zones.map(z => ({ name: z.name, points: z.points })) });
+  });
   $(".zone-reset", card).addEventListener("click", () => send("DELETE"));
   loadZones(camera);
 }

@@ -11,12 +11,12 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 pub use super::detect_args::DetectArgs;
+pub use super::privacy::Env;
 use super::worker::{cached, Out, Warm};
 use crate::anonymize::{sidecar_faces, FrameReport};
 use crate::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
 use crate::media::{self, Sampling};
 use crate::redact::{Mode, RedactOptions, Shape};
-use crate::zones::{CameraZones, Zone, ENV_ZONES};
 use crate::{AnonymizeOptions, Anonymizer, Detector, FaceBox, OnFailure};
 
 #[derive(Debug, clap::Args)]
@@ -59,40 +59,16 @@ pub struct AnonymizeArgs {
     /// width and height (default: FOGD_PRIVACY_ZONES, which fogd sets for a camera with zones).
     #[arg(long)]
     pub zones: Option<String>,
+    /// The live privacy check: one frame in N is searched again after redaction by a second,
+    /// independent detector, and what it finds is in the report (default:
+    /// FOGD_PRIVACY_AUDIT_EVERY, fogd.yaml's `privacy.audit_every`; 0: off).
+    #[arg(long)]
+    pub audit_every: Option<u64>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub detect: DetectArgs,
-}
-
-/// The variables of the caller's environment a command reads (`worker::FORWARDED_ENV`): the
-/// process's own, or those a request to the worker carried.
-pub type Env = std::collections::BTreeMap<String, String>;
-
-/// The zones to black out: `--zones`, else FOGD_PRIVACY_ZONES; checked, and checked against the
-/// object being anonymised (STORAGE_OBJECT_KEY). Err stops the command before anything is written.
-fn zones_of(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<Vec<Zone>> {
-    let text = match &a.zones {
-        Some(z) if z.trim_start().starts_with('{') => z.clone(),
-        Some(file) => {
-            let mut text = String::new();
-            std::fs::File::open(file)
-                .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text))
-                .map_err(|e| anyhow::anyhow!("--zones {file}: {e}"))?;
-            text
-        }
-        None => match env.get(ENV_ZONES) {
-            Some(t) => t.clone(),
-            None => return Ok(Vec::new()),
-        },
-    };
-    let from = if a.zones.is_some() { "--zones" } else { ENV_ZONES };
-    let cz = CameraZones::parse(&text).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
-    if let Some(key) = env.get("STORAGE_OBJECT_KEY") {
-        cz.check_key(key)?;
-    }
-    Ok(cz.zones)
 }
 
 /// Runs a command once, cold, on this process's stdout and stderr and with its environment.
@@ -126,7 +102,7 @@ pub fn anonymize_with(
     if a.every.is_zero() {
         anyhow::bail!("--every: must be more than 0");
     }
-    let zones = zones_of(a, env)?;
+    let zones = super::privacy::zones_of(a, env)?;
     let opts = AnonymizeOptions {
         detector: a.detect.options(),
         redact: RedactOptions {
@@ -145,6 +121,8 @@ pub fn anonymize_with(
         on_failure: a.on_failure,
         jpeg_quality: a.quality.clamp(1, 100),
         models_dir: a.detect.models.clone(),
+        audit_every: super::privacy::audit_every(a, env)?,
+        ledger: warm.ledger.clone(),
     };
     let started = Instant::now();
     let key = format!("{opts:?}");
@@ -271,6 +249,7 @@ pub fn detect_masks_with(
 ) -> anyhow::Result<ExitCode> {
     // One image at a time: one session of each model, on every core.
     let opts = a.detect.options_for(1);
+    let ledger = warm.ledger.clone();
     let key = format!("{:?}", a.detect);
     let mut failed = 0;
     let mut results = Vec::new();
@@ -336,14 +315,11 @@ pub fn detect_masks_with(
                 .as_ref()
                 .is_none_or(|r| r.mask_status.is_some_and(|m| m != Status::NotJudged));
             // The annotated copy of an anonymised picture carries its report on (the node signs
-            // a receipt for it from that); one drawn on a picture judged afresh carries none.
-            let note = sidecar.as_ref().filter(|_| keep_report).and_then(|r| {
-                serde_json::to_vec(&FrameReport {
-                    timings_ms: None,
-                    ..r.clone()
-                })
-                .ok()
-            });
+            // a receipt for it from the worker's ledger); one drawn on a picture judged afresh
+            // carries none.
+            let given = sidecar.as_ref().filter(|_| keep_report);
+            let (note, vouched) =
+                super::privacy::carried_report(ledger.as_deref(), picture.as_deref(), given);
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
                 (Some(r), _) => (sidecar_faces(&r), if carried { "report" } else { "sidecar" }),
                 (None, Some(raw)) => {
@@ -386,9 +362,11 @@ pub fn detect_masks_with(
                     let p = a.out.join(format!("{stem}.masks.jpg"));
                     let bytes = media::encode_image(&p, img, 90)?;
                     let bytes = note
-                        .and_then(|n| crate::jpeg_note::embed(&bytes, &n))
+                        .as_ref()
+                        .and_then(|n| crate::jpeg_note::embed(&bytes, n))
                         .unwrap_or(bytes);
                     media::write_atomic(&p, &bytes)?;
+                    super::privacy::record(ledger.as_deref(), &bytes, note.as_deref(), vouched);
                     Some(p)
                 }
                 None => None,

@@ -6,6 +6,7 @@ mod bench;
 mod commands;
 mod detect_args;
 mod grab;
+mod privacy;
 mod progress;
 mod tools;
 mod worker;
@@ -54,6 +55,9 @@ pub enum Command {
     VisionServe {
         #[arg(long)]
         socket: PathBuf,
+        /// Where to record what it writes (`fogd_vision_proto::ledger`), for the node's receipts.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
     },
     /// For `fogd check`: each model present and sound, and the inference backend in use, one
     /// `LEVEL<TAB>WHAT<TAB>MESSAGE` line each.
@@ -86,7 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DetectMasks(a) => commands::detect_masks(a),
         Command::Sample(a) => tools::sample(a),
         Command::Grab(a) => grab::grab(a),
-        Command::VisionServe { socket } => worker::serve(socket),
+        Command::VisionServe { socket, ledger } => worker::serve(socket, ledger.clone()),
         Command::VisionCheck => Ok(vision_check()),
         Command::Bench {
             what: Bench::Anonymize(a),

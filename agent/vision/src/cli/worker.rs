@@ -2,7 +2,7 @@
 //! and `fogd detect-masks` with the models kept loaded, and what the commands share with it (the
 //! model cache, where output goes).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,6 +17,8 @@ use crate::{Anonymizer, Detector};
 pub struct Warm {
     pub(super) anonymizers: Vec<(String, Anonymizer)>,
     pub(super) detectors: Vec<(String, (Detector, MaskClassifier))>,
+    /// The worker's ledger of what it wrote (none when a command runs by itself).
+    pub(super) ledger: Option<PathBuf>,
 }
 
 /// Few option sets are in use at once; more would only hold memory.
@@ -53,14 +55,17 @@ pub use fogd_vision_proto::worker::{Reply, Request};
 /// `fogd-vision serve --socket PATH`: the daemon's vision worker. Runs `anonymize` and
 /// `detect-masks` requests one at a time (inference uses every core already) with the models
 /// kept loaded between them.
-pub fn serve(socket: &Path) -> anyhow::Result<ExitCode> {
+pub fn serve(socket: &Path, ledger: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(socket);
     let listener = std::os::unix::net::UnixListener::bind(socket)
         .with_context(|| format!("listening on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "vision worker ready");
-    let mut warm = Warm::default();
+    let mut warm = Warm {
+        ledger,
+        ..Warm::default()
+    };
     for conn in listener.incoming() {
         match conn {
             Ok(c) => {
@@ -76,8 +81,10 @@ pub fn serve(socket: &Path) -> anyhow::Result<ExitCode> {
 
 fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::Result<()> {
     use std::io::BufRead;
+    // One client that stalls or sends without end must not hold every script's anonymisation.
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut line = String::new();
-    std::io::BufReader::new(&conn).read_line(&mut line)?;
+    std::io::Read::take(std::io::BufReader::new(&conn), 1 << 20).read_line(&mut line)?;
     let req: Request = serde_json::from_str(&line).context("request")?;
     // Only the variables a request may carry: the worker's own environment is not the script's.
     let env = Request::env_from(|k| req.env.get(k).cloned());

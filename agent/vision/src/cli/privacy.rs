@@ -1,0 +1,101 @@
+//! What the anonymiser takes from the node for privacy: the camera's zones and the live audit's
+//! rate, from the command line or from the variables fogd sets for an invocation.
+
+use std::path::Path;
+
+use super::commands::AnonymizeArgs;
+use crate::anonymize::FrameReport;
+use crate::zones::{CameraZones, Zone, ENV_ZONES};
+use fogd_vision_proto::jpeg_note::{strip_tagged, RECEIPT};
+use fogd_vision_proto::ledger;
+use fogd_vision_proto::receipt::ENV_AUDIT_EVERY;
+
+/// The variables of the caller's environment a command reads (`worker::FORWARDED_ENV`): the
+/// process's own, or those a request to the worker carried.
+pub type Env = std::collections::BTreeMap<String, String>;
+
+/// The zones to black out: `--zones`, else FOGD_PRIVACY_ZONES; checked, and checked against the
+/// object being anonymised (STORAGE_OBJECT_KEY). Err stops the command before anything is written.
+pub(super) fn zones_of(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<Vec<Zone>> {
+    let text = match &a.zones {
+        Some(z) if z.trim_start().starts_with('{') => z.clone(),
+        Some(file) => {
+            let mut text = String::new();
+            std::fs::File::open(file)
+                .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text))
+                .map_err(|e| anyhow::anyhow!("--zones {file}: {e}"))?;
+            text
+        }
+        None => match env.get(ENV_ZONES) {
+            Some(t) => t.clone(),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let from = if a.zones.is_some() { "--zones" } else { ENV_ZONES };
+    let cz = CameraZones::parse(&text).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+    if let Some(key) = env.get("STORAGE_OBJECT_KEY") {
+        cz.check_key(key)?;
+    }
+    Ok(cz.zones)
+}
+
+/// One frame in how many is audited: `--audit-every`, else FOGD_PRIVACY_AUDIT_EVERY, else 0 (off).
+pub(super) fn audit_every(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<u64> {
+    match (a.audit_every, env.get(ENV_AUDIT_EVERY)) {
+        (Some(n), _) => Ok(n),
+        (None, Some(v)) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{ENV_AUDIT_EVERY}=`{v}`: not a number of frames")),
+        (None, None) => Ok(0),
+    }
+}
+
+/// The report `detect-masks`' annotated copy of `picture` carries, and the zones to record the
+/// copy with: from the worker's own ledger entry when the worker wrote the picture (never a
+/// report or sidecar a script could have edited), else the report given, which no receipt will
+/// vouch for. The live audit stays with the frame it was made on.
+pub(super) fn carried_report(
+    ledger_dir: Option<&Path>,
+    picture: Option<&Path>,
+    given: Option<&FrameReport>,
+) -> (Option<Vec<u8>>, Option<Vec<Zone>>) {
+    let Some(given) = given else { return (None, None) };
+    let entry = ledger_dir.zip(picture).and_then(|(dir, pic)| {
+        let f = std::fs::File::open(pic).ok()?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, 16 << 20), &mut bytes).ok()?;
+        ledger::find(dir, &strip_tagged(&bytes, RECEIPT)?)
+    });
+    let report = match &entry {
+        Some(e) => serde_json::from_str::<FrameReport>(&e.report).ok(),
+        None => Some(given.clone()),
+    };
+    let note = report.and_then(|r| {
+        serde_json::to_vec(&FrameReport {
+            timings_ms: None,
+            audit: None,
+            ..r
+        })
+        .ok()
+    });
+    (note, entry.map(|e| e.zones))
+}
+
+/// Records an annotated copy in the ledger when its picture was the worker's own.
+pub(super) fn record(
+    ledger_dir: Option<&Path>,
+    written: &[u8],
+    note: Option<&[u8]>,
+    zones: Option<Vec<Zone>>,
+) {
+    if let (Some(dir), Some(note), Some(zones)) = (ledger_dir, note, zones) {
+        let entry = ledger::Entry {
+            report: String::from_utf8_lossy(note).into_owned(),
+            zones,
+        };
+        if let Err(e) = ledger::record(dir, written, &entry) {
+            tracing::warn!("an annotated frame is not in the ledger (no receipt): {e}");
+        }
+    }
+}
