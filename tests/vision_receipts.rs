@@ -21,10 +21,14 @@ const NODE: &str = "edge-r";
 const REENCODE: &str = "{ head -c 2 \"$INPUT_FILE_PATH\"; printf '\\377\\376\\000\\005abc'; \
                         tail -c +3 \"$INPUT_FILE_PATH\"; } > \"$TMP_OUTPUT_DIR/copy.jpg\"\n";
 
-/// A hostile service: the real anonymiser's frame with the raw frame appended after its end, and
-/// the raw frame with a forged "no faces" report in it. Neither may get a receipt or leave.
+/// A hostile service: the real anonymiser's frame with the raw frame appended after its end, the
+/// raw frame with a forged "no faces" report in it, and the real anonymiser's frame of a copy it
+/// made of the raw frame (colours inverted: the detector finds nothing, the receiver inverts it
+/// back). None may get a receipt or leave.
 const FORGER: &str = r#"fogd anonymize "$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR/a" >/dev/null
 for f in "$TMP_OUTPUT_DIR"/a/*.jpg; do cat "$INPUT_FILE_PATH" >> "$f"; done
+ffmpeg -loglevel error -y -i "$INPUT_FILE_PATH" -vf negate "$TMP_INPUT_DIR/neg.jpg"
+fogd anonymize "$TMP_INPUT_DIR/neg.jpg" --out "$TMP_OUTPUT_DIR/n" >/dev/null
 python3 - "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/forged.jpg" <<'PY'
 import sys
 raw = open(sys.argv[1], "rb").read()
@@ -36,13 +40,18 @@ open(sys.argv[2], "wb").write(raw[:2] + seg + raw[2:])
 PY
 "#;
 
-fn workflow(dir: &Path, endpoint: &str) -> PathBuf {
+/// A service that asks the node's vision worker (which runs outside the scripts' sandbox) to
+/// write into the node's data folder, over the camera's snapshot.
+const SNOOPER: &str = "fogd anonymize \"$INPUT_FILE_PATH\" --out \"$DATA/snapshots\"\n";
+
+fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let example = repo().join("examples/camera-ingest");
     for script in ["anon-and-split.sh", "mask-detector.sh"] {
         std::fs::copy(example.join(script), dir.join(script)).unwrap();
     }
     std::fs::write(dir.join("reencode.sh"), REENCODE).unwrap();
     std::fs::write(dir.join("forger.sh"), FORGER).unwrap();
+    std::fs::write(dir.join("snooper.sh"), SNOOPER).unwrap();
     let fdl = std::fs::read_to_string(example.join("workflow-s3.yaml")).unwrap();
     let (functions, _) = fdl.split_once("storage_providers:").expect("providers");
     let copier = "  - edge:\n      name: reencode\n      image: alpine\n      script: reencode.sh\n      \
@@ -51,12 +60,19 @@ fn workflow(dir: &Path, endpoint: &str) -> PathBuf {
     let forger = copier
         .replace("reencode", "forger")
         .replace("fogd-edge/leak", "fogd-edge/forged");
+    let snooper = copier
+        .replace("reencode", "snooper")
+        .replace("fogd-edge/leak", "fogd-edge/snoop")
+        + &format!(
+            "      environment:\n        Variables:\n          DATA: {}\n",
+            data.display()
+        );
     let providers = format!(
         "storage_providers:\n  minio:\n    next:\n      endpoint: {endpoint}\n      region: us-east-1\n      \
          access_key: {S3_KEY}\n      secret_key: {S3_SECRET}\n"
     );
     let path = dir.join("workflow.yaml");
-    std::fs::write(&path, format!("{functions}{copier}{forger}{providers}")).unwrap();
+    std::fs::write(&path, format!("{functions}{copier}{forger}{snooper}{providers}")).unwrap();
     path
 }
 
@@ -82,7 +98,7 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     let sw = SeaweedFs::start(&d.join("weed"));
     let watch = d.join("watch");
     std::fs::create_dir_all(watch.join("door")).unwrap();
-    let wf = workflow(d, &sw.endpoint);
+    let wf = workflow(d, &sw.endpoint, &d.join("node/data"));
     let extra = format!(
         "ingest:\n  path: cameras/incoming\n  watch_dir: {}\n  watch_interval: 200ms\nprivacy:\n  audit_every: 1\n",
         watch.display()
@@ -299,8 +315,34 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         list(&s3, "leak/").await.is_empty(),
         "a re-encoded raw frame was uploaded: {jobs_text}"
     );
+    let forged: Vec<String> = list(&s3, "forged/")
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".jpg"))
+        .collect();
     assert!(
-        list(&s3, "forged/").await.is_empty(),
-        "a forged frame was uploaded: {jobs_text}"
+        forged.is_empty(),
+        "forged frames were uploaded: {forged:?} {jobs_text}"
     );
+    // The inverted copy's frame was the worker's, but not made from the invocation's input.
+    assert!(
+        log().contains("was not made from this invocation's input"),
+        "{}",
+        log()
+    );
+    // The worker refused to write into the node's data folder for a script.
+    let t0 = Instant::now();
+    loop {
+        let logs = fogd_env(&["--config", cfg.to_str().unwrap(), "logs", "snooper"], &[]);
+        if text(&logs).contains("inside the node's data folder") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the snooper was not refused: {}",
+            text(&logs)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(list(&s3, "snoop/").await.is_empty());
 }

@@ -17,8 +17,6 @@ use crate::runtime::Runtime;
 const WORK_GRACE: Duration = Duration::from_secs(600);
 /// A spool file of an upload this old belonged to a request that is long gone.
 const SPOOL_GRACE: Duration = Duration::from_secs(3600);
-/// Ledger entries of the vision worker older than this are of frames long stored.
-const LEDGER_GRACE: Duration = Duration::from_secs(24 * 3600);
 const BATCH: usize = 2000;
 
 /// What one sweep removed.
@@ -92,10 +90,11 @@ pub fn sweep(rt: &Runtime) -> Result<Swept, crate::journal::JournalError> {
             s.spool_files += 1;
         }
     }
-    // The vision worker's ledger entries are looked up once its frames are stored (a day is
-    // plenty); stamped copies outlive their invocation only after a crash.
+    // The vision worker's ledger entries are looked up as soon as their frames are stored (an
+    // hour is plenty: a script cannot fill the disk with them for a day); stamped copies outlive
+    // their invocation only after a crash.
     for (dir, grace) in [
-        (rt.data.vision_ledger(), LEDGER_GRACE),
+        (rt.data.vision_ledger(), fogd_vision_proto::ledger::GRACE),
         (rt.data.stamped(), SPOOL_GRACE),
     ] {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

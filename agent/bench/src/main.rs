@@ -5,6 +5,7 @@
 mod containers;
 mod continuum;
 mod ingest;
+mod receipts;
 mod retention;
 mod runtime;
 mod s3;
@@ -70,6 +71,8 @@ enum Bench {
     /// Upload throughput through fogd's S3 endpoint beside a SeaweedFS on the same machine
     /// (50 KB objects a second, MB/s for a large object in parts).
     S3(s3::BenchS3Args),
+    /// What a signed receipt costs per frame: the raw item's hash, the stamp, the check.
+    Receipts(receipts::BenchReceiptsArgs),
     /// A trivial function as a local process and in a podman container: the time to its
     /// script's start and the whole invocation.
     Containers(containers::BenchContainersArgs),
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
             Bench::Retention(a) => retention::bench(a).await,
             Bench::S3(a) => s3::bench(a).await,
             Bench::Containers(a) => containers::bench(a).await,
+            Bench::Receipts(a) => receipts::bench(a).await,
             Bench::Anonymize { .. } => vision(),
         }
     };

@@ -25,6 +25,9 @@ pub struct Origin {
     pub camera: Option<String>,
     pub raw_sha256: Option<String>,
     pub captured: Option<String>,
+    /// The input as the vision worker's ledger names it: a frame is signed only if the worker
+    /// made it from this.
+    pub input_sha256: Option<String>,
 }
 
 /// The file's bytes if it is a JPEG small enough to carry a receipt (a large input is never read
@@ -72,6 +75,7 @@ impl Origin {
             ..Default::default()
         };
         let Some(input) = input else { return o };
+        o.input_sha256 = ledger::input_sha256(input).ok();
         if raw {
             o.raw_sha256 = sha256_file(input).ok();
             o.captured = Some(event_time.to_string());
@@ -122,6 +126,13 @@ pub fn stamp(
         let Some(entry) = ledger::find(&ledger, &bare) else {
             continue;
         };
+        if origin.input_sha256.as_deref() != Some(entry.input_sha256.as_str()) {
+            tracing::warn!(
+                output = %f.rel,
+                "no receipt: the frame was not made from this invocation's input (a copy, or another file)"
+            );
+            continue;
+        }
         if zones.as_ref().is_some_and(|z| *z != entry.zones) {
             tracing::warn!(
                 output = %f.rel,

@@ -11,12 +11,19 @@ use sha2::{Digest, Sha256};
 
 use crate::zones::Zone;
 
+/// Entries older than this are of frames long stored (the node reads them at once).
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// An entry this large is not one the worker wrote.
 const MAX_ENTRY: u64 = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
+    /// What the worker made the frame from: `input_sha256` of the file it was given. The node
+    /// signs only a frame made from its invocation's own input (not a copy a script transformed,
+    /// nor another camera's frame).
+    pub input_sha256: String,
     /// The frame's report, as JSON (fogd-vision's `FrameReport`; fogd reads `ReportPrivacy`).
     pub report: String,
     /// The zones blacked out in the frame, as given.
@@ -26,6 +33,32 @@ pub struct Entry {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A file's SHA-256 as the ledger names inputs: a JPEG without its receipt segments (a frame
+/// the node stamped is the frame the worker wrote), anything else as it is, read in pieces.
+pub fn input_sha256(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 3];
+    let n = f.read(&mut head)?;
+    if head[..n] == [0xFF, 0xD8, 0xFF] && len <= 16 << 20 {
+        let mut bytes = head[..n].to_vec();
+        f.read_to_end(&mut bytes)?;
+        let bare = crate::jpeg_note::strip_tagged(&bytes, crate::jpeg_note::RECEIPT).unwrap_or(bytes);
+        return Ok(sha256_hex(&bare));
+    }
+    let mut h = Sha256::new();
+    h.update(&head[..n]);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            return Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect());
+        }
+        h.update(&buf[..k]);
+    }
 }
 
 fn entry_path(dir: &Path, written: &[u8]) -> PathBuf {
@@ -75,12 +108,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fogd-ledger-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let e = Entry {
+            input_sha256: "ab".into(),
             report: "{\"status\":\"ok\"}".into(),
             zones: Vec::new(),
         };
         record(&dir, b"frame", &e).expect("record");
         assert_eq!(find(&dir, b"frame"), Some(e));
         assert_eq!(find(&dir, b"frame plus"), None);
+        // A JPEG input is named without its receipt; anything else as it is.
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0xFF, 0xD9];
+        let stamped =
+            crate::jpeg_note::embed_tagged(&jpeg, crate::jpeg_note::RECEIPT, b"token").expect("jpeg");
+        std::fs::write(dir.join("a.jpg"), jpeg).expect("write");
+        std::fs::write(dir.join("b.jpg"), &stamped).expect("write");
+        std::fs::write(dir.join("c.bin"), b"frame").expect("write");
+        let h = |n: &str| input_sha256(&dir.join(n)).expect("hash");
+        assert_eq!(h("a.jpg"), h("b.jpg"));
+        assert_eq!(h("c.bin"), sha256_hex(b"frame"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -229,7 +229,7 @@ impl Anonymizer {
         image_path: &Path,
         img: &Mat,
         report: &mut FrameReport,
-        zones: &[Zone],
+        (zones, input_sha256): (&[Zone], Option<&str>),
         t: &mut Timings,
     ) -> Result<()> {
         let s = Instant::now();
@@ -244,14 +244,11 @@ impl Anonymizer {
             bytes = with;
         }
         media::write_atomic(image_path, &bytes)?;
-        if let Some(dir) = self
-            .opts
-            .ledger
-            .as_deref()
-            .filter(|_| bytes.starts_with(&[0xFF, 0xD8]))
-        {
+        let ledger = self.opts.ledger.as_deref().zip(input_sha256);
+        if let Some((dir, input)) = ledger.filter(|_| bytes.starts_with(&[0xFF, 0xD8])) {
             // Without its entry the node signs no receipt for the frame, and it is not uploaded.
             let entry = fogd_vision_proto::ledger::Entry {
+                input_sha256: input.to_string(),
                 report: String::from_utf8_lossy(&note).into_owned(),
                 zones: zones.to_vec(),
             };
@@ -276,6 +273,11 @@ impl Anonymizer {
         progress: &mut dyn FnMut(usize, Option<usize>),
     ) -> Result<InputSummary> {
         let path = Path::new(input);
+        // What the frames are made from, for the ledger (a stream has no file to name).
+        let input_sha = match &self.opts.ledger {
+            Some(_) if !media::is_stream_url(input) => fogd_vision_proto::ledger::input_sha256(path).ok(),
+            _ => None,
+        };
         let mut sum = InputSummary {
             input: input.to_string(),
             ..Default::default()
@@ -304,7 +306,7 @@ impl Anonymizer {
                     let mut report = self.report(input, &img, faces, status, zones.len());
                     report.audit = self.auditor.as_ref().and_then(|a| a.check(&img, &mut t));
                     let dest = out.join(format!("{stem}.{ext}"));
-                    self.write(&dest, &img, &mut report, zones, &mut t)?;
+                    self.write(&dest, &img, &mut report, (zones, input_sha.as_deref()), &mut t)?;
                     sum.add_frame(&report, dest);
                 }
                 Err(e) => {
@@ -333,10 +335,14 @@ impl Anonymizer {
             let (res_tx, res_rx) = std::sync::mpsc::channel::<FrameDone>();
             for _ in 0..workers {
                 let (job_rx, res_tx, dir, pool) = (&job_rx, res_tx.clone(), &dir, reader.pool.clone());
+                let input_sha = input_sha.as_deref();
                 scope.spawn(move || loop {
                     let next = job_rx.lock().ok().and_then(|rx| rx.recv().ok());
                     let Some(f) = next else { break };
-                    if res_tx.send(self.frame(input, dir, zones, f, &pool)).is_err() {
+                    if res_tx
+                        .send(self.frame(input, dir, (zones, input_sha), f, &pool))
+                        .is_err()
+                    {
                         break;
                     }
                 });
@@ -409,7 +415,7 @@ impl Anonymizer {
         &self,
         input: &str,
         dir: &Path,
-        zones: &[Zone],
+        (zones, input_sha256): (&[Zone], Option<&str>),
         mut f: media::SampledFrame,
         pool: &media::FramePool,
     ) -> FrameDone {
@@ -427,7 +433,7 @@ impl Anonymizer {
                 report.frame = Some(f.index);
                 report.timestamp_s = Some((f.timestamp_s * 1000.0).round() / 1000.0);
                 let dest = dir.join(format!("img{}.jpg", f.index));
-                self.write(&dest, &f.image, &mut report, zones, &mut timings)
+                self.write(&dest, &f.image, &mut report, (zones, input_sha256), &mut timings)
                     .map(|()| Some((report, dest)))
             }
             Err(e) => {

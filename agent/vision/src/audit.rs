@@ -31,12 +31,14 @@ impl Auditor {
             DetectorKind::Centerface => DetectorKind::Ultraface,
             DetectorKind::Ultraface => DetectorKind::Centerface,
         };
+        // Its own settings, the model's defaults: not the ones the anonymiser was given (a
+        // request that blinds the anonymiser, `--scale 32`, must not blind its check).
         let o = DetectorOptions {
             kind,
-            threshold: None,
-            precision: crate::models::Precision::Fp32,
-            tiles: 1,
-            ..opts.detector.clone()
+            backend: opts.detector.backend,
+            threads: opts.detector.threads,
+            sessions: opts.detector.sessions,
+            ..DetectorOptions::default()
         };
         Ok(Some(Auditor {
             detector: Detector::load(&o, opts.models_dir.as_deref())?,

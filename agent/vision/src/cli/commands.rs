@@ -304,7 +304,17 @@ pub fn detect_masks_with(
             } else {
                 Some(image.clone())
             };
-            let mut img = picture.as_deref().map(media::read_image).transpose()?;
+            // Read once: the picture decoded is the one its ledger entry is looked up by (a
+            // process a script left behind could swap the file between two reads).
+            let bytes = picture
+                .as_deref()
+                .map(|p| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())))
+                .transpose()?;
+            let mut img = picture
+                .as_deref()
+                .zip(bytes.as_deref())
+                .map(|(p, b)| media::decode_image(p, b))
+                .transpose()?;
             // A report made without mask classification, next to a raw picture: judge the picture
             // itself. (Faint faces, redacted but not sure enough to judge, have no verdict even
             // when masks were classified.)
@@ -318,8 +328,7 @@ pub fn detect_masks_with(
             // a receipt for it from the worker's ledger); one drawn on a picture judged afresh
             // carries none.
             let given = sidecar.as_ref().filter(|_| keep_report);
-            let (note, vouched) =
-                super::privacy::carried_report(ledger.as_deref(), picture.as_deref(), given);
+            let (note, vouched) = super::privacy::carried_report(ledger.as_deref(), bytes.as_deref(), given);
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
                 (Some(r), _) => (sidecar_faces(&r), if carried { "report" } else { "sidecar" }),
                 (None, Some(raw)) => {

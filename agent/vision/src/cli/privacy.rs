@@ -51,24 +51,25 @@ pub(super) fn audit_every(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<u64> {
     }
 }
 
+/// A picture the worker wrote, as the ledger names it, and the zones it was made with.
+pub(super) type Vouched = (String, Vec<Zone>);
+
 /// The report `detect-masks`' annotated copy of `picture` carries, and the zones to record the
 /// copy with: from the worker's own ledger entry when the worker wrote the picture (never a
 /// report or sidecar a script could have edited), else the report given, which no receipt will
 /// vouch for. The live audit stays with the frame it was made on.
 pub(super) fn carried_report(
     ledger_dir: Option<&Path>,
-    picture: Option<&Path>,
+    picture: Option<&[u8]>,
     given: Option<&FrameReport>,
-) -> (Option<Vec<u8>>, Option<Vec<Zone>>) {
+) -> (Option<Vec<u8>>, Option<Vouched>) {
     let Some(given) = given else { return (None, None) };
-    let entry = ledger_dir.zip(picture).and_then(|(dir, pic)| {
-        let f = std::fs::File::open(pic).ok()?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, 16 << 20), &mut bytes).ok()?;
-        ledger::find(dir, &strip_tagged(&bytes, RECEIPT)?)
-    });
+    let bare = picture.and_then(|b| strip_tagged(b, RECEIPT));
+    let entry = ledger_dir
+        .zip(bare.as_deref())
+        .and_then(|(dir, bare)| ledger::find(dir, bare).map(|e| (ledger::sha256_hex(bare), e)));
     let report = match &entry {
-        Some(e) => serde_json::from_str::<FrameReport>(&e.report).ok(),
+        Some((_, e)) => serde_json::from_str::<FrameReport>(&e.report).ok(),
         None => Some(given.clone()),
     };
     let note = report.and_then(|r| {
@@ -79,7 +80,8 @@ pub(super) fn carried_report(
         })
         .ok()
     });
-    (note, entry.map(|e| e.zones))
+    // The copy is made from the picture: that is its input.
+    (note, entry.map(|(picture, e)| (picture, e.zones)))
 }
 
 /// Records an annotated copy in the ledger when its picture was the worker's own.
@@ -87,10 +89,11 @@ pub(super) fn record(
     ledger_dir: Option<&Path>,
     written: &[u8],
     note: Option<&[u8]>,
-    zones: Option<Vec<Zone>>,
+    vouched: Option<Vouched>,
 ) {
-    if let (Some(dir), Some(note), Some(zones)) = (ledger_dir, note, zones) {
+    if let (Some(dir), Some(note), Some((input_sha256, zones))) = (ledger_dir, note, vouched) {
         let entry = ledger::Entry {
+            input_sha256,
             report: String::from_utf8_lossy(note).into_owned(),
             zones,
         };

@@ -80,11 +80,23 @@ pub fn serve(socket: &Path, ledger: Option<PathBuf>) -> anyhow::Result<ExitCode>
 }
 
 fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::Result<()> {
-    use std::io::BufRead;
-    // One client that stalls or sends without end must not hold every script's anonymisation.
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut line = String::new();
-    std::io::Read::take(std::io::BufReader::new(&conn), 1 << 20).read_line(&mut line)?;
+    // One client that stalls, trickles or sends without end must not hold every script's
+    // anonymisation: 10 s and 1 MiB for the whole request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut raw = Vec::new();
+    let mut r = std::io::Read::take(&conn, 1 << 20);
+    let mut buf = [0u8; 8192];
+    while !raw.contains(&b'\n') {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        anyhow::ensure!(!left.is_zero(), "request: not sent whole in 10 s");
+        conn.set_read_timeout(Some(left))?;
+        let n = std::io::Read::read(&mut r, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8(raw).context("request: not UTF-8")?;
     let req: Request = serde_json::from_str(&line).context("request")?;
     // Only the variables a request may carry: the worker's own environment is not the script's.
     let env = Request::env_from(|k| req.env.get(k).cloned());
@@ -100,11 +112,13 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
             .with_context(|| req.cwd.display().to_string())
             .and_then(
                 |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
-                    Ok(cli) => match cli.command {
-                        super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o, &env),
-                        super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
-                        _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
-                    },
+                    Ok(cli) => {
+                        match confine(&cli.command, &req.cwd, warm.ledger.as_deref()).map(|()| cli.command)? {
+                            super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o, &env),
+                            super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
+                            _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
+                        }
+                    }
                     Err(e) => {
                         write!(o.err, "{e}")?;
                         Ok(ExitCode::from(2))
@@ -133,4 +147,70 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
     };
     serde_json::to_writer(&conn, &reply)?;
     Ok(())
+}
+
+/// In the daemon's worker, a request touches no file of the node's data folder but those of the
+/// invocations' work folders, and reads no URL: the worker runs outside the scripts' sandbox,
+/// with the node's rights, and a script must not reach raw items, snapshots, the store or the
+/// ledger through it. (A path swapped for a link after this check is not caught here; the
+/// node's receipts check what was made from what.)
+fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>) -> anyhow::Result<()> {
+    let Some(data) = ledger.and_then(Path::parent) else {
+        return Ok(());
+    };
+    let work = data.join("work");
+    let check = |p: &Path, what: &str| -> anyhow::Result<()> {
+        if p.components().any(|c| c == std::path::Component::ParentDir) {
+            anyhow::bail!(
+                "{what} {}: `..` is not taken by the node's vision worker",
+                p.display()
+            );
+        }
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        };
+        // Where the path really goes: its nearest existing part, links resolved.
+        let real = abs
+            .ancestors()
+            .find_map(|a| std::fs::canonicalize(a).ok())
+            .unwrap_or_default();
+        if real.starts_with(data) && !real.starts_with(&work) {
+            anyhow::bail!(
+                "{what} {}: inside the node's data folder; the vision worker takes only the invocation's own files",
+                p.display()
+            );
+        }
+        Ok(())
+    };
+    match cmd {
+        super::Command::Anonymize(a) => {
+            for i in &a.inputs {
+                if crate::media::is_stream_url(i) {
+                    anyhow::bail!("{i}: the node's vision worker reads files only (a camera's stream is ingested by fogd)");
+                }
+                check(Path::new(i), "input")?;
+            }
+            check(&a.out, "--out")?;
+            if let Some(z) = a.zones.as_deref().filter(|z| !z.trim_start().starts_with('{')) {
+                check(Path::new(z), "--zones")?;
+            }
+            a.detect
+                .models
+                .as_deref()
+                .map_or(Ok(()), |m| check(m, "--models"))
+        }
+        super::Command::DetectMasks(a) => {
+            for i in &a.images {
+                check(i, "image")?;
+            }
+            check(&a.out, "--out")?;
+            a.detect
+                .models
+                .as_deref()
+                .map_or(Ok(()), |m| check(m, "--models"))
+        }
+        _ => Ok(()),
+    }
 }
