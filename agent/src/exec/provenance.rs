@@ -1,8 +1,7 @@
 //! Receipts for the frames an invocation writes (`receipts.rs`): where its input came from (the
 //! raw camera item and when it arrived, or the receipt of the anonymised frame it was given), and
-//! the stamping of each output JPEG that carries the anonymiser's report. What a receipt states
-//! comes from that report; the node vouches for the output's bytes, the raw item they came from,
-//! and the service and image that wrote them.
+//! the stamping of each output JPEG the vision worker wrote from that input, from the worker's
+//! ledger entry (never from what the file says of itself); the live audits those entries carry.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,9 +14,8 @@ use fogd_vision_proto::ReportPrivacy;
 use sha2::{Digest, Sha256};
 
 use super::outputs::OutputFile;
-use crate::runtime::Runtime;
-
 use crate::receipts::MAX_SIGNED_BYTES;
+use crate::runtime::Runtime;
 
 /// What an invocation's receipts say of its origin.
 #[derive(Debug, Clone, Default)]
