@@ -24,8 +24,10 @@ const REENCODE: &str = "{ head -c 2 \"$INPUT_FILE_PATH\"; printf '\\377\\376\\00
 /// A hostile service: the real anonymiser's frame with the raw frame appended after its end, the
 /// raw frame with a forged "no faces" report in it, and the real anonymiser's frame of a copy it
 /// made of the raw frame (colours inverted: the detector finds nothing, the receiver inverts it
-/// back). None may get a receipt or leave.
+/// back), and the real anonymiser's frame made blind (a threshold no face reaches). None may get
+/// a receipt or leave.
 const FORGER: &str = r#"fogd anonymize "$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR/a" >/dev/null
+fogd anonymize "$INPUT_FILE_PATH" --thresh 0.95 --out "$TMP_OUTPUT_DIR/t" >/dev/null
 for f in "$TMP_OUTPUT_DIR"/a/*.jpg; do cat "$INPUT_FILE_PATH" >> "$f"; done
 ffmpeg -loglevel error -y -i "$INPUT_FILE_PATH" -vf negate "$TMP_INPUT_DIR/neg.jpg"
 fogd anonymize "$TMP_INPUT_DIR/neg.jpg" --out "$TMP_OUTPUT_DIR/n" >/dev/null
@@ -100,7 +102,8 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     std::fs::create_dir_all(watch.join("door")).unwrap();
     let wf = workflow(d, &sw.endpoint, &d.join("node/data"));
     let extra = format!(
-        "ingest:\n  path: cameras/incoming\n  watch_dir: {}\n  watch_interval: 200ms\nprivacy:\n  audit_every: 1\n",
+        "ingest:\n  path: cameras/incoming\n  watch_dir: {}\n  watch_interval: 200ms\nprivacy:\n  audit_every: 1\n\
+         cameras:\n  door:\n    plates: true\n",
         watch.display()
     );
     let node = FogdNode::start(&fogd_bin(), &d.join("node"), NODE, &extra, Some(&wf));
@@ -187,6 +190,14 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
             "{r}"
         );
         assert!(r["thresholds"]["redact"].as_f64().is_some(), "{r}");
+        // The camera sees vehicles (`plates: true`): its plates were searched.
+        assert!(
+            r["models"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["name"] == "clp_det.onnx")),
+            "{r}"
+        );
+        assert!(r["thresholds"]["plates"].as_f64().is_some(), "{r}");
     }
     // The live audit (`audit_every: 1`): every anonymised frame searched again by UltraFace,
     // nothing found after redaction, and counted for Prometheus.
@@ -324,9 +335,15 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         forged.is_empty(),
         "forged frames were uploaded: {forged:?} {jobs_text}"
     );
-    // The inverted copy's frame was the worker's, but not made from the invocation's input.
+    // The inverted copy's frame was the worker's, but not made from the invocation's input; the
+    // blind one was made with a threshold over the node's policy.
     assert!(
         log().contains("was not made from this invocation's input"),
+        "{}",
+        log()
+    );
+    assert!(
+        log().contains("below the node's policy: face threshold 0.95 is over 0.1"),
         "{}",
         log()
     );

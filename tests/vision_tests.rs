@@ -11,5 +11,6 @@ mod vision;
 mod vision_arm64;
 mod vision_cli;
 mod vision_decode;
+mod vision_plates;
 mod vision_receipts;
 mod vision_zones;

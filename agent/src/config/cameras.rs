@@ -1,5 +1,5 @@
-//! `cameras:` in fogd.yaml: what the node knows of each camera before its first frame, today its
-//! privacy zones.
+//! `cameras:` in fogd.yaml: what the node knows of each camera before its first frame: its
+//! privacy zones, and whether it sees vehicles (plates).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,9 @@ pub struct CameraConfig {
     /// (anonymised frames, snapshots, Home Assistant images): `[{name, points: [[x, y], ...]}]`,
     /// x and y from 0 to 1 of the picture's width and height.
     pub zones: Vec<Zone>,
+    /// The camera sees vehicles: its frames' licence plates are blurred too, and a frame whose
+    /// plates were not searched gets no receipt (so never leaves the node).
+    pub plates: bool,
 }
 
 /// `privacy:` in fogd.yaml.

@@ -12,7 +12,8 @@ use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
 /// The camera the invocation's chain started from, FOGD_PRIVACY_ZONES when it has zones (fogd's
-/// anonymiser blacks them out before anything else) and the live audit's rate. Err (the invocation fails, its input
+/// anonymiser blacks them out before anything else), FOGD_PRIVACY_PLATES when it sees vehicles,
+/// and the live audit's rate. Err (the invocation fails, its input
 /// stays) when they cannot be read: a frame never runs without the zones its camera has.
 async fn camera_and_zones(
     rt: &Arc<Runtime>,
@@ -30,6 +31,13 @@ async fn camera_and_zones(
         .map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()))
         .into_iter()
         .collect();
+    if camera
+        .as_ref()
+        .and_then(|c| rt.cfg.cameras.get(c))
+        .is_some_and(|c| c.plates)
+    {
+        env.push((fogd_vision_proto::receipt::ENV_PLATES.into(), "1".into()));
+    }
     if rt.cfg.privacy.audit_every > 0 {
         let every = rt.cfg.privacy.audit_every.to_string();
         env.push((fogd_vision_proto::receipt::ENV_AUDIT_EVERY.into(), every));

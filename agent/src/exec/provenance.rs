@@ -142,6 +142,21 @@ pub fn stamp(
         let Ok(report) = serde_json::from_str::<ReportPrivacy>(&entry.report) else {
             continue;
         };
+        let plates = origin
+            .camera
+            .as_ref()
+            .and_then(|c| rt.cfg.cameras.get(c))
+            .is_some_and(|c| c.plates);
+        let loose = fogd_vision_proto::receipt::policy::problem(
+            &report.detector,
+            report.thresholds.as_ref(),
+            &report.models,
+            plates,
+        );
+        if let Some(why) = loose {
+            tracing::warn!(output = %f.rel, "no receipt: the frame was anonymised below the node's policy: {why}");
+            continue;
+        }
         audits.extend(report.audit.clone().map(|a| (f.rel.clone(), a)));
         let receipt = Receipt {
             v: VERSION,
@@ -159,7 +174,7 @@ pub fn stamp(
             models: report.models,
             thresholds: report.thresholds,
             faces: report.faces.iter().map(|f| f.bbox).collect(),
-            plates: Vec::new(),
+            plates: report.plates.iter().map(|p| p.bbox).collect(),
             zones: report.zones,
             audit: report.audit,
             fogd_version: env!("CARGO_PKG_VERSION").to_string(),

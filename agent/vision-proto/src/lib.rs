@@ -21,6 +21,9 @@ pub struct ReportPrivacy {
     pub detector: String,
     #[serde(default)]
     pub faces: Vec<FaceSeen>,
+    /// Licence plates redacted, the same shape as faces.
+    #[serde(default)]
+    pub plates: Vec<FaceSeen>,
     #[serde(default)]
     pub models: Vec<receipt::ModelRef>,
     #[serde(default)]
@@ -32,7 +35,7 @@ pub struct ReportPrivacy {
     pub audit: Option<receipt::Audit>,
 }
 
-/// A face the report lists: its box in the frame's pixels.
+/// A face (or plate) the report lists: its box in the frame's pixels.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct FaceSeen {
     #[serde(rename = "box")]

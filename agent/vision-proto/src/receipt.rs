@@ -20,6 +20,70 @@ pub struct ModelRef {
 pub struct Thresholds {
     pub redact: f32,
     pub count: f32,
+    /// The plate detector's, where plates were searched.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plates: Option<f32>,
+    /// CenterFace's input sizes: the first pass's longer side and the fine pass's (0: none).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scale: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fine_scale: Option<u32>,
+}
+
+/// The loosest settings a node signs a receipt for: the anonymiser's defaults. A script may run
+/// the anonymiser with other flags, but a frame made with a raised threshold (`--thresh 0.9`) or
+/// a shrunk input (`--scale 32`), which blind the detector, gets no receipt and never leaves.
+pub mod policy {
+    use super::{ModelRef, Thresholds};
+
+    /// Redaction thresholds by detector (`fogd-vision`'s defaults use these).
+    pub const CENTERFACE_REDACT: f32 = 0.1;
+    pub const ULTRAFACE_REDACT: f32 = 0.7;
+    pub const PLATE_REDACT: f32 = 0.3;
+    /// CenterFace's smallest input sizes (its defaults).
+    pub const CENTERFACE_SCALE: u32 = 960;
+    pub const CENTERFACE_FINE_SCALE: u32 = 1920;
+    pub const PLATE_MODEL: &str = "clp_det.onnx";
+
+    /// Why a frame made with these settings is not signed, None when it is within the policy.
+    /// `plates`: the camera sees vehicles, so its plates must have been searched.
+    pub fn problem(
+        detector: &str,
+        t: Option<&Thresholds>,
+        models: &[ModelRef],
+        plates: bool,
+    ) -> Option<String> {
+        let Some(t) = t else {
+            return Some("the report states no thresholds".into());
+        };
+        let loosest = match detector {
+            "centerface" => CENTERFACE_REDACT,
+            "ultraface" => ULTRAFACE_REDACT,
+            other => return Some(format!("unknown detector `{other}`")),
+        };
+        if !(t.redact <= loosest) {
+            return Some(format!("face threshold {} is over {loosest}", t.redact));
+        }
+        if detector == "centerface" {
+            let scale = t.scale.unwrap_or(0);
+            let fine = t.fine_scale.unwrap_or(0);
+            if scale < CENTERFACE_SCALE || fine < CENTERFACE_FINE_SCALE {
+                return Some(format!(
+                    "detector input {scale}/{fine} is under {CENTERFACE_SCALE}/{CENTERFACE_FINE_SCALE}"
+                ));
+            }
+        }
+        if plates {
+            if !models.iter().any(|m| m.name == PLATE_MODEL) {
+                return Some("the camera sees vehicles and its plates were not searched".into());
+            }
+            match t.plates {
+                Some(p) if p <= PLATE_REDACT => {}
+                p => return Some(format!("plate threshold {p:?} is over {PLATE_REDACT}")),
+            }
+        }
+        None
+    }
 }
 
 /// The live privacy check (`privacy.audit_every`): a second, independent detector run on the
@@ -32,6 +96,10 @@ pub struct Audit {
 
 /// The variable that asks the anonymiser for the audit on one frame in N.
 pub const ENV_AUDIT_EVERY: &str = "FOGD_PRIVACY_AUDIT_EVERY";
+
+/// Set to `1` by fogd for an invocation from a camera that sees vehicles (`cameras.<id>.plates`):
+/// the anonymiser then redacts licence plates too.
+pub const ENV_PLATES: &str = "FOGD_PRIVACY_PLATES";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,4 +134,104 @@ pub struct Receipt {
     pub audit: Option<Audit>,
     pub fogd_version: String,
     pub signed_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy::problem;
+    use super::*;
+
+    fn t(redact: f32, scale: u32, fine: u32, plates: Option<f32>) -> Thresholds {
+        Thresholds {
+            redact,
+            count: 0.2,
+            plates,
+            scale: Some(scale),
+            fine_scale: Some(fine),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_signed_and_anything_that_blinds_the_detector_is_not() {
+        let plate = [ModelRef {
+            name: policy::PLATE_MODEL.into(),
+            sha256: "1bb0".into(),
+        }];
+        assert_eq!(
+            problem("centerface", Some(&t(0.1, 960, 1920, None)), &[], false),
+            None
+        );
+        assert_eq!(
+            problem("centerface", Some(&t(0.05, 1280, 2560, Some(0.3))), &plate, true),
+            None
+        );
+        let ultra = Thresholds {
+            scale: None,
+            fine_scale: None,
+            ..t(0.7, 0, 0, None)
+        };
+        assert_eq!(problem("ultraface", Some(&ultra), &[], false), None);
+        for (d, th, models, plates, why) in [
+            (
+                "centerface",
+                Some(t(0.9, 960, 1920, None)),
+                &[][..],
+                false,
+                "face threshold",
+            ),
+            (
+                "centerface",
+                Some(t(f32::NAN, 960, 1920, None)),
+                &[],
+                false,
+                "face threshold",
+            ),
+            (
+                "centerface",
+                Some(t(0.1, 32, 1920, None)),
+                &[],
+                false,
+                "input 32/1920",
+            ),
+            (
+                "centerface",
+                Some(t(0.1, 960, 0, None)),
+                &[],
+                false,
+                "input 960/0",
+            ),
+            (
+                "centerface",
+                Some(t(0.1, 960, 1920, None)),
+                &[],
+                true,
+                "not searched",
+            ),
+            (
+                "centerface",
+                Some(t(0.1, 960, 1920, Some(0.99))),
+                &plate,
+                true,
+                "plate threshold",
+            ),
+            (
+                "centerface",
+                Some(t(0.1, 960, 1920, None)),
+                &plate,
+                true,
+                "plate threshold",
+            ),
+            (
+                "yolo",
+                Some(t(0.1, 960, 1920, None)),
+                &[],
+                false,
+                "unknown detector",
+            ),
+            ("centerface", None, &[], false, "no thresholds"),
+        ] {
+            let p = problem(d, th.as_ref(), models, plates).unwrap_or_default();
+            assert!(p.contains(why), "{d} {th:?} {plates}: {p:?}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub const FORWARDED_ENV: &[&str] = &[
     crate::zones::ENV_ZONES,
     crate::receipt::ENV_AUDIT_EVERY,
+    crate::receipt::ENV_PLATES,
     "STORAGE_OBJECT_KEY",
 ];
 

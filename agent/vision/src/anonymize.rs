@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use opencv::core::Mat;
-use opencv::prelude::*;
 
 use super::detect::{Detector, DetectorOptions, FaceBox};
-use super::masks::{MaskClassifier, Status};
+use super::masks::MaskClassifier;
 use super::media::{self, Sampling, Truncated, VideoReader};
+use super::plates::PlateDetector;
 use super::redact::{self, RedactOptions};
 use super::zones::Zone;
 use super::{Result, VisionError};
-pub use crate::report::{sidecar_faces, Counts, FaceReport, FrameReport, InputSummary, StageMs, Timings};
+
+mod written;
+pub use crate::report::{
+    sidecar_faces, Counts, FaceReport, Found, FrameReport, InputSummary, PlateReport, StageMs, Timings,
+};
 
 /// What happens to a frame whose detection failed: it is never written as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
@@ -36,6 +40,8 @@ pub struct AnonymizeOptions {
     /// Decoders at once for the exact frames of a video file (default: one per core, at most 8).
     pub decoders: usize,
     pub classify_masks: bool,
+    /// Also find and redact licence plates, at this threshold (None: the model's default).
+    pub plates: Option<Option<f32>>,
     pub on_failure: OnFailure,
     pub jpeg_quality: i32,
     pub models_dir: Option<PathBuf>,
@@ -54,6 +60,7 @@ impl Default for AnonymizeOptions {
             sampling: Sampling::Exact,
             decoders: super::default_decoders(),
             classify_masks: false,
+            plates: None,
             on_failure: OnFailure::Drop,
             jpeg_quality: 90,
             models_dir: None,
@@ -67,6 +74,7 @@ pub struct Anonymizer {
     pub opts: AnonymizeOptions,
     detector: Detector,
     classifier: Option<MaskClassifier>,
+    plates: Option<PlateDetector>,
     /// The live check (`audit_every`).
     auditor: Option<crate::audit::Auditor>,
 }
@@ -88,10 +96,16 @@ impl Anonymizer {
             None
         };
         let auditor = crate::audit::Auditor::load(&opts)?;
+        let d = &opts.detector;
+        let plates = opts
+            .plates
+            .map(|t| PlateDetector::load(t, opts.models_dir.as_deref(), d.backend, d.threads, d.sessions))
+            .transpose()?;
         Ok(Anonymizer {
             opts,
             detector,
             classifier,
+            plates,
             auditor,
         })
     }
@@ -103,27 +117,26 @@ impl Anonymizer {
     /// Blacks out `zones`, then detects, classifies and redacts one frame in place. Err only when
     /// the frame must not be written (a zone could not be drawn, or detection failed and the
     /// policy is to drop it).
-    pub fn process(
-        &self,
-        img: &mut Mat,
-        zones: &[Zone],
-        t: &mut Timings,
-    ) -> Result<(Vec<FaceReport>, &'static str)> {
+    pub fn process(&self, img: &mut Mat, zones: &[Zone], t: &mut Timings) -> Result<Found> {
         let started = Instant::now();
         // Before the detector: a face inside a zone is neither counted nor judged.
         crate::zones::black_out(img, zones)?;
-        let faces = match self.detector.detect(img) {
+        let found = self.detector.detect(img).and_then(|faces| {
+            let plates = self.plates.as_ref().map(|p| p.detect(img)).transpose()?;
+            Ok((faces, plates.unwrap_or_default()))
+        });
+        let (faces, plates) = match found {
             Ok(f) => f,
             Err(e) => {
                 t.detect += started.elapsed();
                 return match self.opts.on_failure {
                     OnFailure::Drop => Err(e),
                     OnFailure::RedactAll => {
-                        tracing::warn!(error = %e, "face detection failed: the frame is redacted whole");
+                        tracing::warn!(error = %e, "detection failed: the frame is redacted whole");
                         let r = Instant::now();
                         redact::redact_all(img, self.opts.redact.mode)?;
                         t.redact += r.elapsed();
-                        Ok((Vec::new(), "redacted-whole"))
+                        Ok(Found::whole())
                     }
                 };
             }
@@ -150,11 +163,14 @@ impl Anonymizer {
             t.classify += s.elapsed();
         }
         let s = Instant::now();
-        if let Err(e) = redact::redact(img, &faces, &self.opts.redact) {
+        let plate_boxes: Vec<FaceBox> = plates.iter().map(|p| p.as_box()).collect();
+        let redacted = redact::redact(img, &faces, &self.opts.redact)
+            .and_then(|()| redact::redact(img, &plate_boxes, &redact::plate_options(self.opts.redact.mode)));
+        if let Err(e) = redacted {
             // Never write a frame whose faces may be left: redact it whole, or drop it.
             redact::redact_all(img, self.opts.redact.mode).map_err(|_| e)?;
             t.redact += s.elapsed();
-            return Ok((Vec::new(), "redacted-whole"));
+            return Ok(Found::whole());
         }
         t.redact += s.elapsed();
         let reports = faces
@@ -166,101 +182,12 @@ impl Anonymizer {
                 mask,
             })
             .collect();
-        Ok((reports, "ok"))
-    }
-
-    fn report(
-        &self,
-        source: &str,
-        img: &Mat,
-        faces: Vec<FaceReport>,
-        status: &str,
-        zones: usize,
-    ) -> FrameReport {
-        let counts = Counts::of(&faces);
-        let d = &self.opts.detector;
-        let detector = d.kind.model(d.precision);
-        // OpenCV runs the fp32 files whatever was asked.
-        let detector = if self.detector.backend() == crate::Backend::OpenCv {
-            detector.fp32()
-        } else {
-            detector
-        };
-        let mut models = vec![detector];
-        models.extend(self.classifier.as_ref().map(MaskClassifier::model));
-        FrameReport {
-            audit: None,
-            zones,
-            models: models
-                .into_iter()
-                .map(|m| fogd_vision_proto::receipt::ModelRef {
-                    name: m.file_name().to_string(),
-                    sha256: m.sha256().to_string(),
-                })
-                .collect(),
-            thresholds: Some(fogd_vision_proto::receipt::Thresholds {
-                redact: self.detector.threshold,
-                count: self.detector.count_min(),
-            }),
-            source: source.to_string(),
-            frame: None,
-            timestamp_s: None,
-            width: img.cols(),
-            height: img.rows(),
-            detector: format!("{:?}", self.detector.kind).to_lowercase(),
-            backend: self.detector.backend().name().to_string(),
-            status: status.to_string(),
-            // A frame blurred whole (detection failed) had nothing judged.
-            mask_status: self.classifier.as_ref().map(|_| {
-                if status == "ok" {
-                    Status::of(counts.mask, counts.no_mask)
-                } else {
-                    Status::NotJudged
-                }
-            }),
-            counts,
-            faces,
-            timings_ms: None,
-        }
-    }
-
-    fn write(
-        &self,
-        image_path: &Path,
-        img: &Mat,
-        report: &mut FrameReport,
-        (zones, input_sha256): (&[Zone], Option<&str>),
-        t: &mut Timings,
-    ) -> Result<()> {
-        let s = Instant::now();
-        let mut bytes = media::encode_image(image_path, img, self.opts.jpeg_quality)?;
-        // The frame carries its report (without timings): the next stage gets this file alone.
-        let note = serde_json::to_vec(&FrameReport {
-            timings_ms: None,
-            ..report.clone()
+        let plates = plates.iter().map(PlateReport::of).collect();
+        Ok(Found {
+            faces: reports,
+            plates,
+            status: "ok",
         })
-        .map_err(|e| VisionError::Other(e.to_string()))?;
-        if let Some(with) = crate::jpeg_note::embed(&bytes, &note) {
-            bytes = with;
-        }
-        media::write_atomic(image_path, &bytes)?;
-        let ledger = self.opts.ledger.as_deref().zip(input_sha256);
-        if let Some((dir, input)) = ledger.filter(|_| bytes.starts_with(&[0xFF, 0xD8])) {
-            // Without its entry the node signs no receipt for the frame, and it is not uploaded.
-            let entry = fogd_vision_proto::ledger::Entry {
-                input_sha256: input.to_string(),
-                report: String::from_utf8_lossy(&note).into_owned(),
-                zones: zones.to_vec(),
-            };
-            if let Err(e) = fogd_vision_proto::ledger::record(dir, &bytes, &entry) {
-                tracing::warn!(frame = %image_path.display(), "not in the ledger (no receipt): {e}");
-            }
-        }
-        t.encode += s.elapsed();
-        report.timings_ms = Some(StageMs::from(&*t));
-        let json = serde_json::to_vec_pretty(report).map_err(|e| VisionError::Other(e.to_string()))?;
-        media::write_atomic(&image_path.with_extension("json"), &json)?;
-        Ok(())
     }
 
     /// Anonymises one input (an image, a video file or a stream URL) into `out`. `progress` is
@@ -302,8 +229,8 @@ impl Anonymizer {
             };
             let mut t = Timings::default();
             match self.process(&mut img, zones, &mut t) {
-                Ok((faces, status)) => {
-                    let mut report = self.report(input, &img, faces, status, zones.len());
+                Ok(found) => {
+                    let mut report = self.report(input, &img, found, zones.len());
                     report.audit = self.auditor.as_ref().and_then(|a| a.check(&img, &mut t));
                     let dest = out.join(format!("{stem}.{ext}"));
                     self.write(&dest, &img, &mut report, (zones, input_sha.as_deref()), &mut t)?;
@@ -424,8 +351,8 @@ impl Anonymizer {
             ..Default::default()
         };
         let result = match self.process(&mut f.image, zones, &mut timings) {
-            Ok((faces, status)) => {
-                let mut report = self.report(input, &f.image, faces, status, zones.len());
+            Ok(found) => {
+                let mut report = self.report(input, &f.image, found, zones.len());
                 report.audit = self
                     .auditor
                     .as_ref()
@@ -486,9 +413,9 @@ mod tests {
         let a = anonymizer(OnFailure::RedactAll);
         let mut img = failing_frame();
         let before = img.data_bytes().unwrap().to_vec();
-        let (faces, status) = a.process(&mut img, &[], &mut Timings::default()).unwrap();
-        assert!(faces.is_empty());
-        assert_eq!(status, "redacted-whole");
+        let found = a.process(&mut img, &[], &mut Timings::default()).unwrap();
+        assert!(found.faces.is_empty());
+        assert_eq!(found.status, "redacted-whole");
         let after = img.data_bytes().unwrap();
         let same = before.iter().zip(after).filter(|(a, b)| a == b).count();
         assert!(

@@ -108,8 +108,8 @@ impl DetectorKind {
         match self {
             // Low: at the reduced input size small faces score lower, and a missed face leaves
             // the device identifiable while a false one only blurs a patch.
-            DetectorKind::Centerface => 0.1,
-            DetectorKind::Ultraface => 0.7,
+            DetectorKind::Centerface => fogd_vision_proto::receipt::policy::CENTERFACE_REDACT,
+            DetectorKind::Ultraface => fogd_vision_proto::receipt::policy::ULTRAFACE_REDACT,
         }
     }
     /// Faces at least this sure are counted and judged for masks; fainter ones are redacted
@@ -159,7 +159,7 @@ pub struct DetectorOptions {
 /// was studied on (`masks::CROP_GROW`): with 1920 alone, a masked face's box ended above the
 /// mask's lower edge and 2 of 25 masked faces were judged unmasked (0 of 32 at 960). The cost is
 /// CenterFace's time on 5x the pixels of a 1080p frame (docs/bench/anonymize.md).
-pub const DEFAULT_FINE_SIZE: u32 = 1920;
+pub const DEFAULT_FINE_SIZE: u32 = fogd_vision_proto::receipt::policy::CENTERFACE_FINE_SCALE;
 
 /// A face of the fine pass is new when it overlaps no face of the first pass this much.
 const FINE_NEW_IOU: f32 = 0.3;
@@ -169,7 +169,7 @@ impl Default for DetectorOptions {
         DetectorOptions {
             kind: DetectorKind::Centerface,
             threshold: None,
-            input_size: 960,
+            input_size: fogd_vision_proto::receipt::policy::CENTERFACE_SCALE,
             fine_size: DEFAULT_FINE_SIZE,
             backend: Backend::Auto,
             precision: Precision::default(),

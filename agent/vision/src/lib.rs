@@ -15,6 +15,7 @@ pub mod libav;
 pub mod masks;
 pub mod media;
 pub mod models;
+pub mod plates;
 pub mod redact;
 pub mod report;
 pub mod sample;

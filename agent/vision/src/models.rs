@@ -16,6 +16,8 @@ pub enum Model {
     CenterFaceInt8,
     /// Made from `mask-classifier-mobilenetv2.onnx` by `scripts/quantize-models`.
     MaskClassifierInt8,
+    /// Licence plates (`plates.rs`), fp32 only.
+    PlateDetector,
 }
 
 /// Which numbers CenterFace and the mask classifier compute with (UltraFace has only fp32).
@@ -36,12 +38,13 @@ pub enum Precision {
 }
 
 impl Model {
-    pub const ALL: [Model; 5] = [
+    pub const ALL: [Model; 6] = [
         Model::CenterFace,
         Model::UltraFace,
         Model::MaskClassifier,
         Model::CenterFaceInt8,
         Model::MaskClassifierInt8,
+        Model::PlateDetector,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Model {
             Model::MaskClassifier => "mask-classifier-mobilenetv2.onnx",
             Model::CenterFaceInt8 => "centerface-int8.onnx",
             Model::MaskClassifierInt8 => "mask-classifier-int8.onnx",
+            Model::PlateDetector => "clp_det.onnx",
         }
     }
 
@@ -61,6 +65,7 @@ impl Model {
             Model::MaskClassifier => "a47c3d8ee4d9debd333e892dc11cda15637bb547afdad9f7f198cb0ef0d00f7f",
             Model::CenterFaceInt8 => "0deaf61bb8c4c71e76b4e2fefe95c789fd6d582cae67a2441ac97ad30254d043",
             Model::MaskClassifierInt8 => "6bf0142d9c25eb971b5ecaea95ecbad543ff1e361911e1bd7b3bb8965a5252db",
+            Model::PlateDetector => "1bb07d364ba3b1cca8c27176d3ea6b5997b6264dea8c9304e092c618b112d5f0",
         }
     }
 

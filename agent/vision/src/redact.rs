@@ -44,6 +44,16 @@ impl Default for RedactOptions {
     }
 }
 
+/// How a licence plate is redacted: its whole box (a plate is a rectangle, an ellipse would leave
+/// its corner characters), grown by a fifth.
+pub fn plate_options(mode: Mode) -> RedactOptions {
+    RedactOptions {
+        mode,
+        shape: Shape::Box,
+        grow: 1.2,
+    }
+}
+
 /// At least this many pixels are added on each side of a face's box, whatever `grow` gives: a
 /// detector's box is off by a few pixels whatever the face's size, a large share of a small one.
 /// With 1.3 alone a 30x36 px face in the demo's sample kept its forehead and the ellipse's
@@ -56,12 +66,18 @@ fn redacted_size(f: &FaceBox, grow: f32) -> (f32, f32) {
     (by(f.width()), by(f.height()))
 }
 
+/// The rectangle redacted for `f` in a `w` x `h` image (the ellipse's box for `Shape::Ellipse`).
+pub fn area(f: &FaceBox, opts: &RedactOptions, w: i32, h: i32) -> Option<Rect> {
+    let (rw, rh) = redacted_size(f, opts.grow);
+    f.rect_around(rw, rh, w, h)
+}
+
 /// Redacts every face in place.
 pub fn redact(img: &mut Mat, faces: &[FaceBox], opts: &RedactOptions) -> Result<()> {
     let (w, h) = (img.cols(), img.rows());
     for f in faces {
         let (rw, rh) = redacted_size(f, opts.grow);
-        let Some(r) = f.rect_around(rw, rh, w, h) else {
+        let Some(r) = area(f, opts, w, h) else {
             continue;
         };
         let filled = fill(img, r, opts.mode)?;

@@ -23,10 +23,48 @@ impl FaceReport {
     }
 }
 
+/// A licence plate redacted (`plates.rs`): the box blurred (before its margin) and its score.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct PlateReport {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub score: f32,
+}
+
+impl PlateReport {
+    pub fn of(p: &crate::plates::Plate) -> PlateReport {
+        PlateReport {
+            bbox: p.bbox.map(|v| (v * 10.0).round() / 10.0),
+            score: (p.score * 1000.0).round() / 1000.0,
+        }
+    }
+}
+
+/// What one frame's detection found (and redacted): faces, plates, and "ok" or "redacted-whole".
+pub struct Found {
+    pub faces: Vec<FaceReport>,
+    pub plates: Vec<PlateReport>,
+    pub status: &'static str,
+}
+
+impl Found {
+    /// A frame blurred whole because detection failed: nothing was found or judged.
+    pub fn whole() -> Found {
+        Found {
+            faces: Vec::new(),
+            plates: Vec::new(),
+            status: "redacted-whole",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// Faces redacted.
     pub faces: usize,
+    /// Licence plates redacted (0 where plates were not searched: see the report's models).
+    #[serde(default)]
+    pub plates: usize,
     /// Faces judged (the surer detections), by class.
     pub mask: usize,
     pub no_mask: usize,
@@ -46,6 +84,7 @@ impl Counts {
             .count();
         Counts {
             faces: faces.len(),
+            plates: 0,
             mask,
             no_mask,
             no_mask_share: if mask + no_mask == 0 {
@@ -76,6 +115,8 @@ pub struct FrameReport {
     /// "ok", or "redacted-whole" when detection failed and the frame was redacted entirely.
     pub status: String,
     pub faces: Vec<FaceReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub plates: Vec<PlateReport>,
     pub counts: Counts,
     /// Privacy zones blacked out before detection (the camera's, from fogd).
     #[serde(skip_serializing_if = "is_zero", default)]

@@ -54,6 +54,10 @@ mod tests {
             backend: "ort".into(),
             status: "ok".into(),
             faces: Vec::new(),
+            plates: vec![crate::report::PlateReport {
+                bbox: [0.0, 1.0, 2.0, 2.0],
+                score: 0.9,
+            }],
             counts: Default::default(),
             zones: 2,
             models: vec![fogd_vision_proto::receipt::ModelRef {
@@ -63,6 +67,9 @@ mod tests {
             thresholds: Some(fogd_vision_proto::receipt::Thresholds {
                 redact: 0.1,
                 count: 0.2,
+                plates: Some(0.3),
+                scale: Some(960),
+                fine_scale: Some(1920),
             }),
             audit: Some(fogd_vision_proto::receipt::Audit {
                 detector: "ultraface".into(),
@@ -77,7 +84,7 @@ mod tests {
         assert_eq!((seen.status.as_str(), seen.zones), ("ok", 2));
         assert_eq!((seen.models, seen.thresholds), (report.models, report.thresholds));
         assert_eq!(seen.audit, report.audit);
-        assert_eq!(seen.audit, report.audit);
+        assert_eq!(seen.plates.len(), 1);
     }
 
     #[test]

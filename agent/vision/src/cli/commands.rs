@@ -64,6 +64,13 @@ pub struct AnonymizeArgs {
     /// FOGD_PRIVACY_AUDIT_EVERY, fogd.yaml's `privacy.audit_every`; 0: off).
     #[arg(long)]
     pub audit_every: Option<u64>,
+    /// Also find and blur licence plates (default: FOGD_PRIVACY_PLATES=1, which fogd sets for a
+    /// camera with `plates: true`).
+    #[arg(long)]
+    pub plates: bool,
+    /// The plate detector's score threshold (default 0.3).
+    #[arg(long)]
+    pub plate_thresh: Option<f32>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,
@@ -118,6 +125,7 @@ pub fn anonymize_with(
         },
         decoders: a.decoders.unwrap_or_else(crate::default_decoders).max(1),
         classify_masks: a.classify_masks,
+        plates: super::privacy::plates(a, env)?,
         on_failure: a.on_failure,
         jpeg_quality: a.quality.clamp(1, 100),
         models_dir: a.detect.models.clone(),

@@ -17,7 +17,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub thresh: Option<f32>,
     /// CenterFace: the longer side of the image the detector sees (larger: smaller faces, slower).
-    #[arg(long, default_value_t = 960)]
+    #[arg(long, default_value_t = fogd_vision_proto::receipt::policy::CENTERFACE_SCALE)]
     pub scale: u32,
     /// CenterFace: on frames over --scale, a second pass at up to this size for small faces (0: off).
     #[arg(long, default_value_t = crate::detect::DEFAULT_FINE_SIZE)]

@@ -8,7 +8,7 @@ use crate::anonymize::FrameReport;
 use crate::zones::{CameraZones, Zone, ENV_ZONES};
 use fogd_vision_proto::jpeg_note::{strip_tagged, RECEIPT};
 use fogd_vision_proto::ledger;
-use fogd_vision_proto::receipt::ENV_AUDIT_EVERY;
+use fogd_vision_proto::receipt::{ENV_AUDIT_EVERY, ENV_PLATES};
 
 /// The variables of the caller's environment a command reads (`worker::FORWARDED_ENV`): the
 /// process's own, or those a request to the worker carried.
@@ -49,6 +49,20 @@ pub(super) fn audit_every(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<u64> {
             .map_err(|_| anyhow::anyhow!("{ENV_AUDIT_EVERY}=`{v}`: not a number of frames")),
         (None, None) => Ok(0),
     }
+}
+
+/// Whether plates are redacted, and at which threshold: `--plates`, or FOGD_PRIVACY_PLATES=1.
+pub(super) fn plates(a: &AnonymizeArgs, env: &Env) -> anyhow::Result<Option<Option<f32>>> {
+    let on = a.plates
+        || match env.get(ENV_PLATES).map(|v| v.trim()) {
+            None | Some("" | "0") => false,
+            Some("1") => true,
+            Some(v) => anyhow::bail!("{ENV_PLATES}=`{v}`: must be 1 or 0"),
+        };
+    if a.plate_thresh.is_some() && !on {
+        anyhow::bail!("--plate-thresh: give --plates too");
+    }
+    Ok(on.then_some(a.plate_thresh))
 }
 
 /// A picture the worker wrote, as the ledger names it, and the zones it was made with.
