@@ -116,6 +116,9 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     sample_clip(&clip, 6, 640, 360, &[]);
     std::fs::copy(&clip, watch.join("door/clip.mp4")).unwrap();
     std::fs::write(watch.join("door/photo.jpg"), &raw).unwrap();
+    // Two cars: the camera sees vehicles, so their two plates are blurred and counted.
+    let cars = repo().join("examples/camera-ingest/media/plates/alpr-test.jpg");
+    std::fs::copy(cars, watch.join("door/cars.jpg")).unwrap();
 
     let s3 = s3_client(&sw.endpoint, "us-east-1", S3_KEY, S3_SECRET);
     let t0 = Instant::now();
@@ -130,7 +133,7 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
             .into_iter()
             .filter(|k| k.ends_with(".masks.jpg"))
             .collect();
-        if frames.len() >= 3 && verdicts.len() >= 3 {
+        if frames.len() >= 4 && verdicts.len() >= 4 {
             break (frames, verdicts);
         }
         assert!(
@@ -225,6 +228,18 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     let audited_total = format!("fogd_privacy_audited_frames_total {}", frames.len());
     assert!(
         metrics.contains(&audited_total) && metrics.contains("fogd_privacy_faces_left_total 0"),
+        "{metrics}"
+    );
+    // The cars' frame and its verdict picture state their two plates, which the camera counts.
+    let with_plates = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["receipt"]["plates"].as_array().is_some_and(|p| p.len() == 2))
+        .count();
+    assert_eq!(with_plates, 2, "{all}");
+    assert!(
+        metrics.contains("fogd_camera_plates_total{camera=\"door\"} 2"),
         "{metrics}"
     );
     // The photo's frame and its verdict picture name the photo's SHA-256 as their raw item

@@ -180,6 +180,8 @@ pub fn mask_result(bytes: &[u8], key: &str) -> Option<crate::journal::MaskResult
         faces,
         masked,
         unmasked,
+        // Plates blurred in the frame (0 when its camera's plates are not searched).
+        plates: n("plates").unwrap_or(0),
         no_mask_share: crate::journal::share(masked, unmasked),
         verdict,
         detection_status: v

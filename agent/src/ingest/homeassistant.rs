@@ -34,6 +34,7 @@ pub fn state(c: &Camera) -> Value {
         "faces": last.map_or(0, |l| l.faces),
         "masked": last.map_or(0, |l| l.masked),
         "unmasked": last.map_or(0, |l| l.unmasked),
+        "plates": last.map_or(0, |l| l.plates),
         "no_mask_share_pct": last.map_or(0.0, |l| (l.no_mask_share * 1000.0).round() / 10.0),
         "last_seen": rfc3339(c.last_seen_ms),
         "last_verdict": rfc3339(last.map(|l| l.time_ms)),
@@ -41,6 +42,7 @@ pub fn state(c: &Camera) -> Value {
         "judged_total": c.judged,
         "faces_total": c.faces,
         "unmasked_total": c.unmasked,
+        "plates_total": c.plates,
     })
 }
 
@@ -162,19 +164,20 @@ pub fn camera_discovery(
             with(with(doc, &availability(base)), &extra),
         )
     };
-    let count = |key: &str, name: &str| {
+    let count = |key: &str, name: &str, unit: &str| {
         entity(
             "sensor",
             key,
             name,
             json!({"state_topic": state, "value_template": format!("{{{{ value_json.{key} }}}}"),
-                   "state_class": "measurement", "unit_of_measurement": "faces"}),
+                   "state_class": "measurement", "unit_of_measurement": unit}),
         )
     };
     let mut docs = vec![
-        count("faces", "Faces"),
-        count("masked", "Faces with a mask"),
-        count("unmasked", "Faces without a mask"),
+        count("faces", "Faces", "faces"),
+        count("masked", "Faces with a mask", "faces"),
+        count("unmasked", "Faces without a mask", "faces"),
+        count("plates", "Licence plates blurred", "plates"),
         entity(
             "sensor",
             "no_mask_share",

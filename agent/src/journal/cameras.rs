@@ -17,6 +17,9 @@ pub struct MaskResult {
     pub faces: u64,
     pub masked: u64,
     pub unmasked: u64,
+    /// Licence plates blurred in the frame.
+    #[serde(default)]
+    pub plates: u64,
     /// Unmasked over judged faces (0 when none was judged).
     pub no_mask_share: f64,
     /// `safe`, `warning`, `danger`, or `not_judged` when masks were not classified.
@@ -38,6 +41,7 @@ pub struct Camera {
     pub faces: u64,
     pub masked: u64,
     pub unmasked: u64,
+    pub plates: u64,
     pub last: Option<MaskResult>,
     /// The latest anonymised frame's key in the local store.
     pub snapshot_key: Option<String>,
@@ -83,11 +87,12 @@ impl Journal {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "INSERT INTO cameras(camera, judged, faces, masked, unmasked, last_result, last_result_ms)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO cameras(camera, judged, faces, masked, unmasked, last_result, last_result_ms, plates)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(camera) DO UPDATE SET judged = judged + 1, faces = faces + ?2,
-               masked = masked + ?3, unmasked = unmasked + ?4, last_result = ?5, last_result_ms = ?6",
-            params![camera, r.faces as i64, r.masked as i64, r.unmasked as i64, json, r.time_ms],
+               masked = masked + ?3, unmasked = unmasked + ?4, last_result = ?5, last_result_ms = ?6,
+               plates = plates + ?7",
+            params![camera, r.faces as i64, r.masked as i64, r.unmasked as i64, json, r.time_ms, r.plates as i64],
         )
         .and_then(|_| {
             tx.execute(
@@ -130,7 +135,7 @@ impl Journal {
     pub fn cameras(&self) -> Result<Vec<Camera>> {
         self.rows(
             "SELECT camera, frames, last_seen_ms, judged, faces, masked, unmasked, last_result,
-                    snapshot_key, snapshot_ms FROM cameras ORDER BY camera",
+                    snapshot_key, snapshot_ms, plates FROM cameras ORDER BY camera",
             [],
             |r| {
                 let last: Option<String> = r.get(7)?;
@@ -142,6 +147,7 @@ impl Journal {
                     faces: r.get::<_, i64>(4)? as u64,
                     masked: r.get::<_, i64>(5)? as u64,
                     unmasked: r.get::<_, i64>(6)? as u64,
+                    plates: r.get::<_, i64>(10)? as u64,
                     last: last.and_then(|s| serde_json::from_str(&s).ok()),
                     snapshot_key: r.get(8)?,
                     snapshot_ms: r.get(9)?,
@@ -202,6 +208,7 @@ mod tests {
             faces,
             masked: faces - unmasked,
             unmasked,
+            plates: 1,
             no_mask_share: share(faces - unmasked, unmasked),
             verdict: "warning".into(),
             detection_status: "ok".into(),
@@ -242,8 +249,8 @@ mod tests {
         assert_eq!(cams.len(), 1);
         let c = &cams[0];
         assert_eq!(
-            (c.frames, c.judged, c.faces, c.masked, c.unmasked),
-            (1, 2, 6, 3, 3)
+            (c.frames, c.judged, c.faces, c.masked, c.unmasked, c.plates),
+            (1, 2, 6, 3, 3, 2)
         );
         assert_eq!(c.last.as_ref().map(|l| l.unmasked), Some(2));
         assert_eq!(j.camera_history("door", 0, 10).expect("h").len(), 2);

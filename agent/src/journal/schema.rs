@@ -230,6 +230,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE buckets(name TEXT PRIMARY KEY, json TEXT NOT NULL, created_ms INTEGER NOT NULL);",
     // 10: privacy zones set through the API (they replace the camera's zones of fogd.yaml).
     "CREATE TABLE camera_zones(camera TEXT PRIMARY KEY, json TEXT NOT NULL, updated_ms INTEGER NOT NULL);",
+    // 11: licence plates blurred in each camera's judged frames, ever.
+    "ALTER TABLE cameras ADD COLUMN plates INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

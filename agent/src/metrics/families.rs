@@ -213,6 +213,12 @@ pub(super) fn sample(inputs: &Inputs<'_>) -> Vec<Sampled> {
         per(&|c| Some(c.unmasked as f64)),
     ));
     out.push(family(
+        "fogd_camera_plates",
+        "Licence plates blurred in the camera's judged frames",
+        true,
+        per(&|c| Some(c.plates as f64)),
+    ));
+    out.push(family(
         "fogd_camera_last_seen_timestamp_seconds",
         "When the camera's latest item arrived (Unix time)",
         false,

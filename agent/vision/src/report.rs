@@ -62,7 +62,8 @@ impl Found {
 pub struct Counts {
     /// Faces redacted.
     pub faces: usize,
-    /// Licence plates redacted (0 where plates were not searched: see the report's models).
+    /// Licence plates redacted and sure (`plates::COUNT_THRESHOLD`); 0 where plates were not
+    /// searched (see the report's models).
     #[serde(default)]
     pub plates: usize,
     /// Faces judged (the surer detections), by class.

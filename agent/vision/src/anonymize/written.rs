@@ -19,7 +19,10 @@ impl Anonymizer {
             status,
         } = found;
         let counts = Counts {
-            plates: plates.len(),
+            plates: plates
+                .iter()
+                .filter(|p| p.score >= crate::plates::COUNT_THRESHOLD)
+                .count(),
             ..Counts::of(&faces)
         };
         let d = &self.opts.detector;

@@ -337,6 +337,7 @@ pub fn detect_masks_with(
             // carries none.
             let given = sidecar.as_ref().filter(|_| keep_report);
             let (note, vouched) = super::privacy::carried_report(ledger.as_deref(), bytes.as_deref(), given);
+            let plates = sidecar.as_ref().map_or(0, |r| r.counts.plates);
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
                 (Some(r), _) => (sidecar_faces(&r), if carried { "report" } else { "sidecar" }),
                 (None, Some(raw)) => {
@@ -366,7 +367,10 @@ pub fn detect_masks_with(
                     mask: *m,
                 })
                 .collect();
-            let counts = crate::anonymize::Counts::of(&reports);
+            let counts = crate::anonymize::Counts {
+                plates,
+                ..crate::anonymize::Counts::of(&reports)
+            };
             let status = if classified {
                 Status::of(counts.mask, counts.no_mask)
             } else {
