@@ -292,3 +292,47 @@ fn a_bad_plate_setting_is_refused_before_anything_is_written() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(sidecar(&dir.path().join("alpr-test.jpg")).counts.plates, 2);
 }
+
+/// `fogd demo --plates` on a video of the cars: the table has a plates column, two a frame.
+#[test]
+fn the_demo_counts_plates_when_the_camera_sees_vehicles() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("cars.mp4");
+    let cars = media_dir().join("plates/alpr-test.jpg");
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-i",
+        cars.to_str().unwrap(),
+        "-t",
+        "3",
+        "-r",
+        "5",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        video.to_str().unwrap(),
+    ]);
+    let demo = dir.path().join("demo");
+    let args = [
+        "demo",
+        "--video",
+        video.to_str().unwrap(),
+        "--every",
+        "2s",
+        "--plates",
+        "--dir",
+    ];
+    let o = fogd(&[&args[..], &[demo.to_str().unwrap()]].concat());
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let header = t.lines().find(|l| l.starts_with("frame")).unwrap_or_default();
+    assert!(header.contains(" plates "), "{t}");
+    let total = t.lines().find(|l| l.starts_with("total")).unwrap_or_default();
+    let cells: Vec<&str> = total.split_whitespace().collect();
+    // total, faces, masked, unmasked, no-mask share, plates: two frames (0 and 2 s), two plates each.
+    assert_eq!(cells.last(), Some(&"4"), "{t}");
+}

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Where the demo keeps its video, workflow and data (cleared of a previous demo's data).
     #[arg(long, default_value = "fogd-demo")]
     pub dir: PathBuf,
+    /// The camera sees vehicles: blur licence plates too, and count them in the table.
+    #[arg(long)]
+    pub plates: bool,
 }
 
 const WORKFLOW: &str = "functions:
@@ -79,8 +82,9 @@ pub async fn demo(a: &DemoArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     write(
         &dir.join("anon-and-split.sh"),
         &format!(
-            "exec '{fogd}' anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR\" --every '{}' --classify-masks\n",
-            a.every
+            "exec '{fogd}' anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR\" --every '{}' --classify-masks{}\n",
+            a.every,
+            if a.plates { " --plates" } else { "" }
         ),
     )?;
     write(
@@ -146,7 +150,7 @@ pub async fn demo(a: &DemoArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     };
     let wall = started.elapsed();
     daemon.shutdown(drain).await?;
-    summary(&data, &name, &invocations, wall)
+    summary(&data, &name, &invocations, wall, a.plates)
 }
 
 fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
@@ -158,6 +162,7 @@ fn summary(
     name: &str,
     invocations: &[crate::journal::Invocation],
     wall: Duration,
+    plates: bool,
 ) -> anyhow::Result<ExitCode> {
     let stem = Path::new(name)
         .file_stem()
@@ -179,11 +184,19 @@ fn summary(
     }
     frames.sort_by_key(|f| f.0);
     println!();
+    // The plates column only where plates were searched.
+    let col = |v: f64| if plates { format!(" {v:>6}") } else { String::new() };
     println!(
-        "{:<7} {:>8} {:>6} {:>7} {:>9} {:>8}  status",
-        "frame", "time", "faces", "masked", "unmasked", "no mask"
+        "{:<7} {:>8} {:>6} {:>7} {:>9} {:>8}{}  status",
+        "frame",
+        "time",
+        "faces",
+        "masked",
+        "unmasked",
+        "no mask",
+        if plates { " plates" } else { "" }
     );
-    let (mut faces, mut masked, mut unmasked) = (0.0, 0.0, 0.0);
+    let (mut faces, mut masked, mut unmasked, mut plate_total) = (0.0, 0.0, 0.0, 0.0);
     let mut stages = [0.0f64; 5];
     for (n, side, verdict) in &frames {
         let (f, m, u) = (
@@ -191,9 +204,11 @@ fn summary(
             num(side, &["counts", "mask"]),
             num(side, &["counts", "no_mask"]),
         );
+        let p = num(side, &["counts", "plates"]);
         faces += f;
         masked += m;
         unmasked += u;
+        plate_total += p;
         for (i, k) in ["decode", "detect", "classify", "redact", "encode"]
             .iter()
             .enumerate()
@@ -205,16 +220,18 @@ fn summary(
             .and_then(|v| v["status"].as_str().map(str::to_string))
             .unwrap_or_else(|| "-".into());
         println!(
-            "img{n:<4} {:>6.1} s {f:>6} {m:>7} {u:>9} {:>7.0}%  {status}",
+            "img{n:<4} {:>6.1} s {f:>6} {m:>7} {u:>9} {:>7.0}%{}  {status}",
             num(side, &["timestamp_s"]),
-            100.0 * u / (m + u).max(1.0)
+            100.0 * u / (m + u).max(1.0),
+            col(p)
         );
     }
     println!(
-        "{:<7} {:>8} {faces:>6} {masked:>7} {unmasked:>9} {:>7.0}%",
+        "{:<7} {:>8} {faces:>6} {masked:>7} {unmasked:>9} {:>7.0}%{}",
         "total",
         "",
-        100.0 * unmasked / (masked + unmasked).max(1.0)
+        100.0 * unmasked / (masked + unmasked).max(1.0),
+        col(plate_total)
     );
     let n = frames.len().max(1) as f64;
     println!(
