@@ -336,3 +336,33 @@ fn the_demo_counts_plates_when_the_camera_sees_vehicles() {
     // total, faces, masked, unmasked, no-mask share, plates: two frames (0 and 2 s), two plates each.
     assert_eq!(cells.last(), Some(&"4"), "{t}");
 }
+
+/// A privacy zone over a plate: it is black before the plate detector runs, so that plate is
+/// neither found nor counted, and no OCR reads it; the other plate is still blurred.
+#[test]
+fn a_zone_over_a_plate_is_black_and_the_other_plate_blurred() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = media_dir().join("plates/alpr-test.jpg");
+    // NO 23456 is at x 85-178, y 486-518 of 1200x784.
+    let zones = r#"{"camera":"gate","zones":[{"name":"the red car's plate","points":[[0.06,0.6],[0.16,0.6],[0.16,0.68],[0.06,0.68]]}]}"#;
+    let (i, out) = (input.to_str().unwrap(), dir.path().to_str().unwrap());
+    let o = fogd(&["anonymize", "--plates", "--zones", zones, "--out", out, i]);
+    assert!(o.status.success(), "{}", text(&o));
+    let written = dir.path().join("alpr-test.jpg");
+    let r = sidecar(&written);
+    assert_eq!((r.zones, r.counts.plates), (1, 1), "{:?}", r.plates);
+    let mse = [578.0, 493.0, 704.0, 531.0];
+    assert!(
+        r.plates.iter().any(|p| covered(&mse, &p.bbox) > 0.75),
+        "{:?}",
+        r.plates
+    );
+    let img = media::read_image(&written).unwrap();
+    use opencv::prelude::*;
+    for (x, y) in [(90, 490), (130, 500), (175, 515)] {
+        let px = img.at_2d::<opencv::core::Vec3b>(y, x).unwrap();
+        assert!(px.iter().all(|c| *c < 16), "({x},{y}) is {px:?}, not black");
+    }
+    let read = ocr(&[(written.clone(), [85.0, 486.0, 178.0, 518.0]), (written, mse)]);
+    assert!(read.iter().all(|t| t.chars().count() <= 1), "{read:?}");
+}

@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// peer does not do).
     #[arg(long)]
     pub classify_masks: bool,
+    /// Also find and blur licence plates (a camera with `plates: true`), to measure their cost.
+    #[arg(long)]
+    pub plates: bool,
     /// Run on the first N CPUs only (as on a smaller box).
     #[arg(long)]
     pub cores: Option<usize>,
@@ -139,6 +142,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         every: a.every,
         decoders: a.decoders.unwrap_or_else(crate::default_decoders).max(1),
         classify_masks: a.classify_masks,
+        plates: a.plates.then_some(None),
         ..Default::default()
     };
     let spec = SampleSpec {
@@ -159,6 +163,16 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         &mut |line: &str| progress.note(&format!("bench: {line}")),
     )?;
     progress.finish();
+    if !a.json {
+        println!(
+            "licence plates: {}",
+            if a.plates {
+                "searched and blurred (clp_det.onnx)"
+            } else {
+                "off"
+            }
+        );
+    }
     report(a.json, &b, print_bench)
 }
 
