@@ -43,8 +43,12 @@ PY
 "#;
 
 /// A service that asks the node's vision worker (which runs outside the scripts' sandbox) to
-/// write into the node's data folder, over the camera's snapshot.
-const SNOOPER: &str = "fogd anonymize \"$INPUT_FILE_PATH\" --out \"$DATA/snapshots\"\n";
+/// write into the node's data folder, over the camera's snapshot; to draw on a picture in another
+/// invocation's folder (detect-masks copies a raw picture whole); and to work with a token it
+/// made up. The worker refuses all three.
+const SNOOPER: &str = "fogd anonymize \"$INPUT_FILE_PATH\" --out \"$DATA/snapshots\"\n\
+                       fogd detect-masks \"$DATA/work/elsewhere/secret.jpg\" --out \"$TMP_OUTPUT_DIR/peek\"\n\
+                       FOGD_VISION_TOKEN=$(printf '%064d' 7) fogd anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR/t\"\n";
 
 fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let example = repo().join("examples/camera-ingest");
@@ -107,6 +111,10 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         watch.display()
     );
     let node = FogdNode::start(&fogd_bin(), &d.join("node"), NODE, &extra, Some(&wf));
+    // A picture in another invocation's folder, which no other script may reach.
+    let secret = d.join("node/data/work/elsewhere/secret.jpg");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, face_jpeg()).unwrap();
     let cfg = node.dir.join("fogd.yaml");
     let log = || std::fs::read_to_string(node.dir.join("fogd.log")).unwrap_or_default();
     // A camera's photo and a 6 s clip (frames at 0 and 5 s).
@@ -362,17 +370,26 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         "{}",
         log()
     );
-    // The worker refused to write into the node's data folder for a script.
+    // The worker refused to write into the node's data folder for a script, to read another
+    // invocation's picture, and a token fogd did not give.
     let t0 = Instant::now();
     loop {
-        let logs = fogd_env(&["--config", cfg.to_str().unwrap(), "logs", "snooper"], &[]);
-        if text(&logs).contains("inside the node's data folder") {
+        let logs = text(&fogd_env(
+            &["--config", cfg.to_str().unwrap(), "logs", "snooper"],
+            &[],
+        ));
+        let outside = "outside the invocation's own folders";
+        if logs.contains(&format!(
+            "--out {}: {outside}",
+            d.join("node/data/snapshots").display()
+        )) && logs.contains(&format!("image {}: {outside}", secret.display()))
+            && logs.contains("FOGD_VISION_TOKEN: no such grant")
+        {
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "the snooper was not refused: {}",
-            text(&logs)
+            "the snooper was not refused: {logs}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -321,6 +321,7 @@ fn vision_worker(rt: &Arc<Runtime>, mut stop: watch::Receiver<bool>) -> Option<(
     }
     let socket = rt.data.vision_socket();
     let _ = std::fs::remove_file(&socket); // a killed run's: not a sign that the new one listens
+    crate::exec::grant::clear(rt.data.root());
     let path = socket.clone();
     let ledger = rt.data.vision_ledger();
     if let Err(e) = crate::paths::make_private_dir(&ledger) {

@@ -229,9 +229,21 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             if let Some((dir, _)) = &mount {
                 env.push(("MOUNT_PATH".into(), dir.display().to_string()));
             }
-            if let Some(sock) = &exec.vision_socket {
-                env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
-            }
+            // The worker takes this script's requests for its own folders only (`grant`).
+            let roots: Vec<&Path> = std::iter::once(dir.as_path())
+                .chain(mount.iter().map(|(d, _)| d.as_path()))
+                .collect();
+            let _grant = match &exec.vision_socket {
+                Some(sock) => {
+                    let grants = rt.data.root().join(fogd_vision_proto::grant::DIR);
+                    let g = super::grant::VisionGrant::create(rt.data.root(), &roots)
+                        .map_err(|source| local::ExecError::Io { path: grants, source })?;
+                    env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
+                    env.push((fogd_vision_proto::grant::ENV_TOKEN.into(), g.token.clone()));
+                    Some(g)
+                }
+                None => None,
+            };
             local::run_script(ScriptSpec {
                 script: svc.script.as_ref(),
                 dir: &dir,

@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod delegate;
+pub mod grant;
 mod invocation;
 pub mod kube;
 pub mod local;

@@ -11,6 +11,7 @@ pub const FORWARDED_ENV: &[&str] = &[
     crate::zones::ENV_ZONES,
     crate::receipt::ENV_AUDIT_EVERY,
     crate::receipt::ENV_PLATES,
+    crate::grant::ENV_TOKEN,
     "STORAGE_OBJECT_KEY",
 ];
 

@@ -31,6 +31,9 @@ const MIN_SHORT_SIDE: f32 = 720.0;
 const MAX_UPSCALE: f32 = 3.0;
 /// Frames whose longer side is over this are searched at it (a 4K frame's plates are large).
 const MAX_LONG_SIDE: f32 = 1920.0;
+/// The enlarged pass's longer side at most (a thin panorama would otherwise be enlarged to a
+/// tensor of hundreds of MB).
+const MAX_ENLARGED_LONG_SIDE: f32 = 2880.0;
 
 const STEPS: [usize; 3] = [8, 16, 32];
 const MIN_SIZES: [[f32; 2]; 3] = [[24.0, 48.0], [96.0, 192.0], [384.0, 768.0]];
@@ -93,9 +96,12 @@ impl PlateDetector {
             )));
         }
         let (short, long) = (w.min(h) as f32, w.max(h) as f32);
-        let mut found = self.detect_at(bgr, (MAX_LONG_SIDE / long).min(1.0))?;
-        if short < MIN_SHORT_SIDE {
-            let up = (MIN_SHORT_SIDE / short).min(MAX_UPSCALE);
+        let first = (MAX_LONG_SIDE / long).min(1.0);
+        let mut found = self.detect_at(bgr, first)?;
+        let up = (MIN_SHORT_SIDE / short)
+            .min(MAX_UPSCALE)
+            .min(MAX_ENLARGED_LONG_SIDE / long);
+        if short < MIN_SHORT_SIDE && up > first {
             found.extend(self.detect_at(bgr, up)?);
         }
         Ok(merge(found))
@@ -272,6 +278,20 @@ mod tests {
         assert_eq!(m[0].bbox, [10., 10., 90., 32.]);
         assert_eq!(m[0].score, 0.9);
         assert_eq!(m[1].bbox, [200., 200., 260., 220.]);
+    }
+
+    /// A thin panorama and a tiny picture: searched within bounds, nothing found in flat grey;
+    /// a 4-channel picture is an error (the frame's fail-safe applies), never garbage.
+    #[test]
+    fn odd_shapes_are_searched_within_bounds() {
+        use opencv::core::{Scalar, CV_8UC3, CV_8UC4};
+        let d = PlateDetector::load(None, None, Backend::Auto, 1, 1).expect("model");
+        for (rows, cols) in [(100, 6000), (6000, 100), (8, 8)] {
+            let img = Mat::new_rows_cols_with_default(rows, cols, CV_8UC3, Scalar::all(128.0)).expect("mat");
+            assert!(d.detect(&img).expect("detect").is_empty(), "{rows}x{cols}");
+        }
+        let rgba = Mat::new_rows_cols_with_default(64, 64, CV_8UC4, Scalar::all(0.0)).expect("mat");
+        assert!(d.detect(&rgba).unwrap_err().to_string().contains("8-bit BGR"));
     }
 
     #[test]

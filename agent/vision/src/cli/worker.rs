@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::commands::{anonymize_with, detect_masks_with};
+use super::privacy::Env;
 use crate::masks::MaskClassifier;
 use crate::{Anonymizer, Detector};
 
@@ -113,7 +114,9 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
             .and_then(
                 |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
                     Ok(cli) => {
-                        match confine(&cli.command, &req.cwd, warm.ledger.as_deref()).map(|()| cli.command)? {
+                        match confine(&cli.command, &req.cwd, warm.ledger.as_deref(), &env)
+                            .map(|()| cli.command)?
+                        {
                             super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o, &env),
                             super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
                             _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
@@ -149,16 +152,21 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
     Ok(())
 }
 
-/// In the daemon's worker, a request touches no file of the node's data folder but those of the
-/// invocations' work folders, and reads no URL: the worker runs outside the scripts' sandbox,
-/// with the node's rights, and a script must not reach raw items, snapshots, the store or the
-/// ledger through it. (A path swapped for a link after this check is not caught here; the
+/// In the daemon's worker, a request comes from an invocation (its `grant` token) and touches no
+/// file outside that invocation's folders (its work folder, its mount), and reads no URL: the
+/// worker runs outside the scripts' sandbox, with the node's rights, and a script must not reach
+/// raw items, snapshots, the store, the ledger, another invocation's files or anything else on
+/// the machine through it. (A path swapped for a link after this check is not caught here; the
 /// node's receipts check what was made from what.)
-fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>) -> anyhow::Result<()> {
+fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>, env: &Env) -> anyhow::Result<()> {
     let Some(data) = ledger.and_then(Path::parent) else {
         return Ok(());
     };
-    let work = data.join("work");
+    let token = env.get(fogd_vision_proto::grant::ENV_TOKEN).map(String::as_str);
+    let roots: Vec<PathBuf> = fogd_vision_proto::grant::read(data, token)?
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .collect();
     let check = |p: &Path, what: &str| -> anyhow::Result<()> {
         if p.components().any(|c| c == std::path::Component::ParentDir) {
             anyhow::bail!(
@@ -176,9 +184,9 @@ fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>) -> anyhow::R
             .ancestors()
             .find_map(|a| std::fs::canonicalize(a).ok())
             .unwrap_or_default();
-        if real.starts_with(data) && !real.starts_with(&work) {
+        if !roots.iter().any(|r| real.starts_with(r)) {
             anyhow::bail!(
-                "{what} {}: inside the node's data folder; the vision worker takes only the invocation's own files",
+                "{what} {}: outside the invocation's own folders; the node's vision worker takes only its files",
                 p.display()
             );
         }
