@@ -61,7 +61,8 @@ pub mod policy {
             "ultraface" => ULTRAFACE_REDACT,
             other => return Some(format!("unknown detector `{other}`")),
         };
-        if !(t.redact <= loosest) {
+        // NaN is over any bound.
+        if t.redact.is_nan() || t.redact > loosest {
             return Some(format!("face threshold {} is over {loosest}", t.redact));
         }
         if detector == "centerface" {

@@ -380,6 +380,7 @@ impl Anonymizer {
 #[cfg(test)]
 mod tests {
     use opencv::core::{Scalar, CV_8UC4};
+    use opencv::prelude::*;
 
     use super::*;
 
