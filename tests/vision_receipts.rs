@@ -44,11 +44,20 @@ PY
 
 /// A service that asks the node's vision worker (which runs outside the scripts' sandbox) to
 /// write into the node's data folder, over the camera's snapshot; to draw on a picture in another
-/// invocation's folder (detect-masks copies a raw picture whole); and to work with a token it
-/// made up. The worker refuses all three.
-const SNOOPER: &str = "fogd anonymize \"$INPUT_FILE_PATH\" --out \"$DATA/snapshots\"\n\
-                       fogd detect-masks \"$DATA/work/elsewhere/secret.jpg\" --out \"$TMP_OUTPUT_DIR/peek\"\n\
-                       FOGD_VISION_TOKEN=$(printf '%064d' 7) fogd anonymize \"$INPUT_FILE_PATH\" --out \"$TMP_OUTPUT_DIR/t\"\n";
+/// invocation's folder (detect-masks copies a raw picture whole), directly and through a report
+/// of its own whose picture is a link there; to read a file through a libav protocol, and a
+/// FIFO (which would hold the worker); and to work with a token it made up. The worker refuses
+/// them all.
+const SNOOPER: &str = r#"fogd anonymize "$INPUT_FILE_PATH" --out "$DATA/snapshots"
+fogd detect-masks "$DATA/work/elsewhere/secret.jpg" --out "$TMP_OUTPUT_DIR/peek"
+echo '{"source":"x","width":1,"height":1,"detector":"centerface","backend":"x","status":"ok","faces":[],"counts":{"faces":0,"mask":0,"no_mask":0,"no_mask_share":0.0}}' > "$TMP_INPUT_DIR/x.json"
+ln -s "$DATA/work/elsewhere/secret.jpg" "$TMP_INPUT_DIR/x.jpg"
+fogd detect-masks "$TMP_INPUT_DIR/x.json" --out "$TMP_OUTPUT_DIR/peek2"
+fogd anonymize "file:$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR/p"
+mkfifo "$TMP_INPUT_DIR/fifo.jpg"
+fogd anonymize "$TMP_INPUT_DIR/fifo.jpg" --out "$TMP_OUTPUT_DIR/f"
+FOGD_VISION_TOKEN=$(printf '%064d' 7) fogd anonymize "$INPUT_FILE_PATH" --out "$TMP_OUTPUT_DIR/t"
+"#;
 
 fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let example = repo().join("examples/camera-ingest");
@@ -384,6 +393,9 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
             d.join("node/data/snapshots").display()
         )) && logs.contains(&format!("image {}: {outside}", secret.display()))
             && logs.contains("FOGD_VISION_TOKEN: no such grant")
+            && logs.contains("x.jpg: outside the invocation's own folders")
+            && logs.contains("a protocol prefix is not taken")
+            && logs.contains("fifo.jpg: not a regular file")
         {
             break;
         }

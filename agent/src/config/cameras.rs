@@ -29,6 +29,13 @@ pub struct PrivacyConfig {
     pub audit_every: u64,
 }
 
+impl super::Config {
+    /// Does `camera` see vehicles (`cameras.<id>.plates`), so that its plates must be blurred?
+    pub fn sees_vehicles(&self, camera: Option<&str>) -> bool {
+        camera.and_then(|c| self.cameras.get(c)).is_some_and(|c| c.plates)
+    }
+}
+
 /// Checks every camera's name and zones; the message names the camera and the zone.
 pub fn check(cameras: &BTreeMap<String, CameraConfig>) -> Result<(), String> {
     for (id, c) in cameras {

@@ -31,11 +31,7 @@ async fn camera_and_zones(
         .map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()))
         .into_iter()
         .collect();
-    if camera
-        .as_ref()
-        .and_then(|c| rt.cfg.cameras.get(c))
-        .is_some_and(|c| c.plates)
-    {
+    if rt.cfg.sees_vehicles(camera.as_deref()) {
         env.push((fogd_vision_proto::receipt::ENV_PLATES.into(), "1".into()));
     }
     if rt.cfg.privacy.audit_every > 0 {

@@ -110,6 +110,7 @@ pub fn stamp(
             return audits;
         }
     };
+    let plates = rt.cfg.sees_vehicles(origin.camera.as_deref());
     for f in files.iter_mut().filter(|f| f.size <= MAX_SIGNED_BYTES) {
         let lower = f.rel.to_ascii_lowercase();
         if !(lower.ends_with(".jpg") || lower.ends_with(".jpeg")) {
@@ -142,11 +143,6 @@ pub fn stamp(
         let Ok(report) = serde_json::from_str::<ReportPrivacy>(&entry.report) else {
             continue;
         };
-        let plates = origin
-            .camera
-            .as_ref()
-            .and_then(|c| rt.cfg.cameras.get(c))
-            .is_some_and(|c| c.plates);
         let loose = fogd_vision_proto::receipt::policy::problem(
             &report.detector,
             report.thresholds.as_ref(),

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::ledger::{hex, sha256_hex};
 
 /// The variable that carries an invocation's token to its script (and on, in a request).
 pub const ENV_TOKEN: &str = "FOGD_VISION_TOKEN";
@@ -39,16 +39,12 @@ pub fn new_token() -> std::io::Result<String> {
     Ok(hex(&bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Where the grant of `token` lives: named by its hash, so a listing of the folder gives no token.
 pub fn path(data_dir: &Path, token: &str) -> Result<PathBuf, GrantError> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(GrantError::Malformed);
     }
-    Ok(data_dir.join(DIR).join(hex(&Sha256::digest(token.as_bytes()))))
+    Ok(data_dir.join(DIR).join(sha256_hex(token.as_bytes())))
 }
 
 /// The folders `token` may use, as fogd wrote them (absolute, one a line).

@@ -31,8 +31,23 @@ pub struct Entry {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Bytes as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `input_sha256` of bytes already read (a picture read once, then hashed and decoded: a file
+/// read twice could be swapped in between).
+pub fn input_sha256_of(bytes: &[u8]) -> String {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) && bytes.len() <= 16 << 20 {
+        if let Some(bare) = crate::jpeg_note::strip_tagged(bytes, crate::jpeg_note::RECEIPT) {
+            return sha256_hex(&bare);
+        }
+    }
+    sha256_hex(bytes)
 }
 
 /// A file's SHA-256 as the ledger names inputs: a JPEG without its receipt segments (a frame
@@ -46,8 +61,7 @@ pub fn input_sha256(path: &Path) -> std::io::Result<String> {
     if head[..n] == [0xFF, 0xD8, 0xFF] && len <= 16 << 20 {
         let mut bytes = head[..n].to_vec();
         f.read_to_end(&mut bytes)?;
-        let bare = crate::jpeg_note::strip_tagged(&bytes, crate::jpeg_note::RECEIPT).unwrap_or(bytes);
-        return Ok(sha256_hex(&bare));
+        return Ok(input_sha256_of(&bytes));
     }
     let mut h = Sha256::new();
     h.update(&head[..n]);
@@ -55,7 +69,7 @@ pub fn input_sha256(path: &Path) -> std::io::Result<String> {
     loop {
         let k = f.read(&mut buf)?;
         if k == 0 {
-            return Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect());
+            return Ok(hex(&h.finalize()));
         }
         h.update(&buf[..k]);
     }

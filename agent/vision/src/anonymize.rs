@@ -200,9 +200,23 @@ impl Anonymizer {
         progress: &mut dyn FnMut(usize, Option<usize>),
     ) -> Result<InputSummary> {
         let path = Path::new(input);
+        let image = !media::is_stream_url(input) && media::is_image(path);
+        // A picture is read once, then hashed and decoded (a file read twice can be swapped in
+        // between, and the frame recorded as made from a raw item it was not made from).
+        let bytes = if image {
+            Some(std::fs::read(path).map_err(|e| VisionError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?)
+        } else {
+            None
+        };
         // What the frames are made from, for the ledger (a stream has no file to name).
-        let input_sha = match &self.opts.ledger {
-            Some(_) if !media::is_stream_url(input) => fogd_vision_proto::ledger::input_sha256(path).ok(),
+        let input_sha = match (&self.opts.ledger, &bytes) {
+            (Some(_), Some(b)) => Some(fogd_vision_proto::ledger::input_sha256_of(b)),
+            (Some(_), None) if !media::is_stream_url(input) => {
+                fogd_vision_proto::ledger::input_sha256(path).ok()
+            }
             _ => None,
         };
         let mut sum = InputSummary {
@@ -215,9 +229,9 @@ impl Anonymizer {
             .filter(|s| !s.is_empty() && !s.starts_with('.'))
             .unwrap_or("stream")
             .to_string();
-        if !media::is_stream_url(input) && media::is_image(path) {
+        if let Some(bytes) = bytes {
             let s = Instant::now();
-            let mut img = media::read_image(path)?;
+            let mut img = media::decode_image(path, &bytes)?;
             sum.timings.decode += s.elapsed();
             let ext = match path
                 .extension()

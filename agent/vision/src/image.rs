@@ -101,13 +101,34 @@ pub fn encode_image(path: &Path, img: &Mat, jpeg_quality: i32) -> Result<Vec<u8>
     Ok(buf.to_vec())
 }
 
+/// Writes `bytes` to `path` through a new temporary file renamed into place. Nothing is written
+/// through a link: the folder must not be one (a script sharing it could have planted it), the
+/// temporary file is created new under a name no one can guess ahead, and the rename replaces a
+/// link at `path` rather than following it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(VisionError::BadInput {
+                path: dir.to_path_buf(),
+                reason: "is a link: nothing is written through it".into(),
+            });
+        }
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{name}.fogd-tmp"));
-    let written = std::fs::write(&tmp, bytes)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = path.with_file_name(format!(".{name}.{}.{nanos}.fogd-tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
         .map_err(io_err(&tmp))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
     if written.is_err() {
@@ -115,4 +136,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link planted where the output goes is replaced, never written through; a folder that
+    /// is a link is refused.
+    #[test]
+    fn nothing_is_written_through_a_link() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, b"keep").expect("write");
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).expect("mkdir");
+        std::os::unix::fs::symlink(&target, out.join("x.jpg")).expect("link");
+        write_atomic(&out.join("x.jpg"), b"frame").expect("written");
+        assert_eq!(std::fs::read(&target).expect("read"), b"keep");
+        assert!(!std::fs::symlink_metadata(out.join("x.jpg"))
+            .expect("meta")
+            .file_type()
+            .is_symlink());
+        std::os::unix::fs::symlink(dir.path(), out.join("clip")).expect("link");
+        let e = write_atomic(&out.join("clip/img1.jpg"), b"frame").expect_err("refused");
+        assert!(e.to_string().contains("is a link"), "{e}");
+        assert!(!dir.path().join("img1.jpg").exists());
+        let leftovers = std::fs::read_dir(&out).expect("list").count();
+        assert_eq!(leftovers, 2, "no temporary file is left");
+    }
 }

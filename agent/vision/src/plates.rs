@@ -35,6 +35,7 @@ const MAX_LONG_SIDE: f32 = 1920.0;
 /// tensor of hundreds of MB).
 const MAX_ENLARGED_LONG_SIDE: f32 = 2880.0;
 
+const TOP_K: usize = 1000;
 const STEPS: [usize; 3] = [8, 16, 32];
 const MIN_SIZES: [[f32; 2]; 3] = [[24.0, 48.0], [96.0, 192.0], [384.0, 768.0]];
 const VARIANCES: [f32; 2] = [0.1, 0.2];
@@ -215,6 +216,10 @@ fn decode(outs: &[Tensor], threshold: f32, w: usize, h: usize) -> Result<Vec<Pla
             }
         }
     }
+    // The best 1,000 (RetinaFace's top_k): at a threshold near 0 every anchor of a frame passes,
+    // and the suppression below is quadratic.
+    found.sort_by(|a, b| b.score.total_cmp(&a.score));
+    found.truncate(TOP_K);
     // The best of each cluster of overlapping anchors, as RetinaFace's NMS (0.4) does.
     let kept = nms(found.iter().map(Plate::as_box).collect(), 0.4);
     Ok(kept

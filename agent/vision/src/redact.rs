@@ -39,7 +39,7 @@ impl Default for RedactOptions {
         RedactOptions {
             mode: Mode::Blur,
             shape: Shape::Ellipse,
-            grow: 1.3,
+            grow: fogd_vision_proto::receipt::policy::GROW,
         }
     }
 }

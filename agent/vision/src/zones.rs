@@ -70,6 +70,7 @@ mod tests {
                 plates: Some(0.3),
                 scale: Some(960),
                 fine_scale: Some(1920),
+                grow: Some(1.3),
             }),
             audit: Some(fogd_vision_proto::receipt::Audit {
                 detector: "ultraface".into(),

@@ -52,6 +52,7 @@ impl Anonymizer {
                 plates: self.plates.as_ref().map(|p| p.threshold),
                 scale: (d.kind == crate::DetectorKind::Centerface).then_some(d.input_size),
                 fine_scale: (d.kind == crate::DetectorKind::Centerface).then_some(d.fine_size),
+                grow: Some(self.opts.redact.grow),
             }),
             source: source.to_string(),
             frame: None,

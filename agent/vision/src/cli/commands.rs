@@ -43,7 +43,7 @@ pub struct AnonymizeArgs {
     #[arg(long, value_enum, default_value_t = Shape::Ellipse)]
     pub shape: Shape,
     /// The redacted area is the face box grown by this factor (and by 8 px a side at least).
-    #[arg(long, default_value_t = 1.3)]
+    #[arg(long, default_value_t = fogd_vision_proto::receipt::policy::GROW)]
     pub grow: f32,
     /// Judge masks on the raw face crops before blurring; the result goes in the sidecar.
     #[arg(long)]

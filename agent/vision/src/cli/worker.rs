@@ -192,17 +192,44 @@ fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>, env: &Env) -
         }
         Ok(())
     };
+    // A file read must be a regular file where it leads (a FIFO would hold the worker, shared by
+    // every invocation, forever).
+    let check_read = |p: &Path, what: &str| -> anyhow::Result<()> {
+        check(p, what)?;
+        match std::fs::metadata(cwd.join(p)) {
+            Ok(m) if !m.is_file() => anyhow::bail!("{what} {}: not a regular file", p.display()),
+            _ => Ok(()),
+        }
+    };
+    // Every file detect-masks may read beside an image: its sidecar, or a report's picture.
+    let beside = |p: &Path| -> anyhow::Result<()> {
+        check_read(p, "image")?;
+        for ext in ["json", "jpg", "png", "jpeg"] {
+            let sibling = p.with_extension(ext);
+            if std::fs::symlink_metadata(cwd.join(&sibling)).is_ok() {
+                check_read(&sibling, "file beside the image")?;
+            }
+        }
+        Ok(())
+    };
     match cmd {
         super::Command::Anonymize(a) => {
             for i in &a.inputs {
                 if crate::media::is_stream_url(i) {
                     anyhow::bail!("{i}: the node's vision worker reads files only (a camera's stream is ingested by fogd)");
                 }
-                check(Path::new(i), "input")?;
+                // libav reads `file:`, `concat:`, `subfile:` ... as protocols, not as the path
+                // checked here.
+                if !i.starts_with('/') && i.split('/').next().is_some_and(|first| first.contains(':')) {
+                    anyhow::bail!(
+                        "{i}: a protocol prefix is not taken by the node's vision worker (give a path)"
+                    );
+                }
+                check_read(Path::new(i), "input")?;
             }
             check(&a.out, "--out")?;
             if let Some(z) = a.zones.as_deref().filter(|z| !z.trim_start().starts_with('{')) {
-                check(Path::new(z), "--zones")?;
+                check_read(Path::new(z), "--zones")?;
             }
             a.detect
                 .models
@@ -211,7 +238,7 @@ fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>, env: &Env) -
         }
         super::Command::DetectMasks(a) => {
             for i in &a.images {
-                check(i, "image")?;
+                beside(i)?;
             }
             check(&a.out, "--out")?;
             a.detect
