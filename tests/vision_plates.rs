@@ -214,11 +214,15 @@ fn every_labelled_plate_is_blurred_found_no_more_and_unreadable() {
         .collect();
     let after = ocr(&after_boxes);
     println!("OCR before: {before:?}, after: {after:?}");
-    let read = truths
-        .iter()
-        .zip(&before)
-        .filter(|(t, b)| common(&t.text, b) >= 3)
-        .count();
+    // How many plates a reading got three characters or more of.
+    let legible = |readings: &[String]| {
+        truths
+            .iter()
+            .zip(readings)
+            .filter(|(t, b)| common(&t.text, b) >= 3)
+            .count()
+    };
+    let read = legible(&before);
     assert!(
         read >= 2,
         "the OCR should read plates before blurring: {before:?}"
@@ -252,11 +256,7 @@ fn every_labelled_plate_is_blurred_found_no_more_and_unreadable() {
             (off.join(name), t.bbox)
         })
         .collect::<Vec<_>>());
-    let still = truths
-        .iter()
-        .zip(&unblurred)
-        .filter(|(t, b)| common(&t.text, b) >= 3)
-        .count();
+    let still = legible(&unblurred);
     assert!(
         still >= 2,
         "without --plates the plates stay readable: {unblurred:?}"
