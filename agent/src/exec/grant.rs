@@ -14,8 +14,12 @@ pub struct VisionGrant {
 }
 
 impl VisionGrant {
-    /// A new token allowed `roots` (absolute folders).
-    pub fn create(data_dir: &Path, roots: &[&Path]) -> std::io::Result<VisionGrant> {
+    /// A new token allowed `roots` (absolute folders), with the node's privacy variables of `env`.
+    pub fn create(
+        data_dir: &Path,
+        roots: &[&Path],
+        env: &[(String, String)],
+    ) -> std::io::Result<VisionGrant> {
         let token = grant::new_token()?;
         let path = grant::path(data_dir, &token).map_err(std::io::Error::other)?;
         crate::paths::make_private_dir(&data_dir.join(grant::DIR))?;
@@ -24,7 +28,8 @@ impl VisionGrant {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        let written = f.write_all(grant::text(roots).as_bytes());
+        let json = serde_json::to_vec(&grant::Grant::new(roots, env)).map_err(std::io::Error::other)?;
+        let written = f.write_all(&json);
         let g = VisionGrant { path, token };
         written.map(|()| g)
     }
@@ -49,8 +54,9 @@ mod tests {
     fn a_grant_lasts_as_long_as_its_invocation() {
         let dir = tempfile::tempdir().expect("tmp");
         let work = dir.path().join("work/x");
-        let g = VisionGrant::create(dir.path(), &[&work]).expect("grant");
-        assert_eq!(grant::read(dir.path(), Some(&g.token)).expect("read"), vec![work]);
+        let g = VisionGrant::create(dir.path(), &[&work], &[]).expect("grant");
+        let read = grant::read(dir.path(), Some(&g.token)).expect("read");
+        assert_eq!(read.roots, vec![work]);
         let token = g.token.clone();
         drop(g);
         assert!(matches!(

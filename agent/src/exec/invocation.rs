@@ -232,7 +232,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
             let _grant = match &exec.vision_socket {
                 Some(sock) => {
                     let grants = rt.data.root().join(fogd_vision_proto::grant::DIR);
-                    let g = super::grant::VisionGrant::create(rt.data.root(), &roots)
+                    let g = super::grant::VisionGrant::create(rt.data.root(), &roots, &env)
                         .map_err(|source| local::ExecError::Io { path: grants, source })?;
                     env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
                     env.push((fogd_vision_proto::grant::ENV_TOKEN.into(), g.token.clone()));

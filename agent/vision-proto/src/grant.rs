@@ -1,10 +1,11 @@
 //! What a script may have the node's vision worker touch. The worker runs outside the scripts'
 //! sandbox with the node's rights, so each request must show that it comes from an invocation
 //! and is confined to that invocation's folders. fogd gives each local invocation a random token
-//! (`FOGD_VISION_TOKEN`) and writes a grant under the data folder, named by the token's SHA-256,
-//! listing the folders it may use (its work folder, its mount); the worker reads the grant of the
-//! token a request carries. Scripts never see the data folder, so they can neither read another
-//! invocation's token nor write a grant.
+//! (`FOGD_VISION_TOKEN`) and writes a grant under the data folder, named by the token's SHA-256:
+//! the folders it may use (its work folder, its mount) and the node's privacy settings for it
+//! (`NODE_SET`: zones, plates, the live audit's rate), which replace whatever the request says.
+//! The worker reads the grant of the token a request carries. Scripts never see the data folder,
+//! so they can neither read another invocation's token nor write a grant.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,8 +48,46 @@ pub fn path(data_dir: &Path, token: &str) -> Result<PathBuf, GrantError> {
     Ok(data_dir.join(DIR).join(sha256_hex(token.as_bytes())))
 }
 
-/// The folders `token` may use, as fogd wrote them (absolute, one a line).
-pub fn read(data_dir: &Path, token: Option<&str>) -> Result<Vec<PathBuf>, GrantError> {
+/// The variables the node sets for an invocation and a request cannot change.
+pub const NODE_SET: [&str; 3] = [
+    crate::zones::ENV_ZONES,
+    crate::receipt::ENV_PLATES,
+    crate::receipt::ENV_AUDIT_EVERY,
+];
+
+/// One invocation's grant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Absolute folders the requests may read and write in.
+    pub roots: Vec<PathBuf>,
+    /// `NODE_SET` as the node set them for the invocation (absent: unset).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Grant {
+    /// A grant of `roots`, with the `NODE_SET` variables of `env`.
+    pub fn new(roots: &[&Path], env: &[(String, String)]) -> Grant {
+        Grant {
+            roots: roots.iter().map(|r| r.to_path_buf()).collect(),
+            env: env
+                .iter()
+                .filter(|(k, _)| NODE_SET.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// A request's variables with the node's in place of its own.
+    pub fn apply(&self, request: &mut std::collections::BTreeMap<String, String>) {
+        request.retain(|k, _| !NODE_SET.contains(&k.as_str()));
+        request.extend(self.env.clone());
+    }
+}
+
+/// The grant of `token`, as fogd wrote it.
+pub fn read(data_dir: &Path, token: Option<&str>) -> Result<Grant, GrantError> {
     let p = path(data_dir, token.ok_or(GrantError::Missing)?)?;
     let f = match std::fs::File::open(&p) {
         Ok(f) => f,
@@ -59,20 +98,13 @@ pub fn read(data_dir: &Path, token: Option<&str>) -> Result<Vec<PathBuf>, GrantE
     f.take(MAX_GRANT_BYTES)
         .read_to_string(&mut text)
         .map_err(|e| GrantError::Unreadable(e.to_string()))?;
-    let roots: Vec<PathBuf> = text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    if roots.is_empty() || roots.iter().any(|r| !r.is_absolute()) {
-        return Err(GrantError::Unreadable("not a list of absolute paths".into()));
+    let g: Grant = serde_json::from_str(&text).map_err(|e| GrantError::Unreadable(e.to_string()))?;
+    if g.roots.is_empty() || g.roots.iter().any(|r| !r.is_absolute()) {
+        return Err(GrantError::Unreadable(
+            "its folders are not absolute paths".into(),
+        ));
     }
-    Ok(roots)
-}
-
-/// The text of a grant for `roots`.
-pub fn text(roots: &[&Path]) -> String {
-    roots.iter().map(|r| format!("{}\n", r.display())).collect()
+    Ok(g)
 }
 
 #[cfg(test)]
@@ -86,11 +118,27 @@ mod tests {
         let token = new_token().expect("token");
         assert_eq!(token.len(), 64);
         let roots = [Path::new("/data/work/a"), Path::new("/data/store/mnt")];
-        std::fs::write(path(&dir, &token).expect("path"), text(&roots)).expect("write");
-        assert_eq!(
-            read(&dir, Some(&token)).expect("read"),
-            roots.map(Path::to_path_buf)
-        );
+        let env = [
+            ("FOGD_PRIVACY_AUDIT_EVERY".to_string(), "5".to_string()),
+            ("STORAGE_OBJECT_KEY".to_string(), "x".to_string()),
+        ];
+        let g = Grant::new(&roots, &env);
+        let json = serde_json::to_string(&g).expect("json");
+        std::fs::write(path(&dir, &token).expect("path"), json).expect("write");
+        let read_back = read(&dir, Some(&token)).expect("read");
+        assert_eq!(read_back, g);
+        assert_eq!(read_back.roots, roots.map(Path::to_path_buf));
+        // The node's variables replace the request's; the others stay.
+        let mut request = std::collections::BTreeMap::from([
+            ("FOGD_PRIVACY_AUDIT_EVERY".to_string(), "0".to_string()),
+            ("FOGD_PRIVACY_ZONES".to_string(), "{}".to_string()),
+            ("STORAGE_OBJECT_KEY".to_string(), "y".to_string()),
+        ]);
+        g.apply(&mut request);
+        let get = |k: &str| request.get(k).map(String::as_str);
+        assert_eq!(get("FOGD_PRIVACY_AUDIT_EVERY"), Some("5"));
+        assert_eq!(get("FOGD_PRIVACY_ZONES"), None);
+        assert_eq!(get("STORAGE_OBJECT_KEY"), Some("y"));
         assert!(matches!(read(&dir, None), Err(GrantError::Missing)));
         assert!(matches!(
             read(&dir, Some("../../etc/passwd")),

@@ -100,7 +100,7 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
     let line = String::from_utf8(raw).context("request: not UTF-8")?;
     let req: Request = serde_json::from_str(&line).context("request")?;
     // Only the variables a request may carry: the worker's own environment is not the script's.
-    let env = Request::env_from(|k| req.env.get(k).cloned());
+    let mut env = Request::env_from(|k| req.env.get(k).cloned());
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = {
         let mut o = Out {
@@ -114,10 +114,18 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
             .and_then(
                 |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
                     Ok(cli) => {
-                        match confine(&cli.command, &req.cwd, warm.ledger.as_deref(), &env)
-                            .map(|()| cli.command)?
-                        {
-                            super::Command::Anonymize(a) => anonymize_with(&a, warm, &mut o, &env),
+                        let grant = confine(&cli.command, &req.cwd, warm.ledger.as_deref(), &env)?;
+                        // The node's privacy settings for the invocation, not the script's.
+                        if let Some(g) = &grant {
+                            g.apply(&mut env);
+                        }
+                        match cli.command {
+                            super::Command::Anonymize(mut a) => {
+                                if grant.is_some() {
+                                    a.audit_every = None;
+                                }
+                                anonymize_with(&a, warm, &mut o, &env)
+                            }
                             super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
                             _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
                         }
@@ -158,12 +166,20 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
 /// raw items, snapshots, the store, the ledger, another invocation's files or anything else on
 /// the machine through it. (A path swapped for a link after this check is not caught here; the
 /// node's receipts check what was made from what.)
-fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>, env: &Env) -> anyhow::Result<()> {
+/// Returns the request's grant (None outside the daemon).
+fn confine(
+    cmd: &super::Command,
+    cwd: &Path,
+    ledger: Option<&Path>,
+    env: &Env,
+) -> anyhow::Result<Option<fogd_vision_proto::grant::Grant>> {
     let Some(data) = ledger.and_then(Path::parent) else {
-        return Ok(());
+        return Ok(None);
     };
     let token = env.get(fogd_vision_proto::grant::ENV_TOKEN).map(String::as_str);
-    let roots: Vec<PathBuf> = fogd_vision_proto::grant::read(data, token)?
+    let grant = fogd_vision_proto::grant::read(data, token)?;
+    let roots: Vec<PathBuf> = grant
+        .roots
         .iter()
         .filter_map(|r| std::fs::canonicalize(r).ok())
         .collect();
@@ -234,7 +250,7 @@ fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>, env: &Env) -
             a.detect
                 .models
                 .as_deref()
-                .map_or(Ok(()), |m| check(m, "--models"))
+                .map_or(Ok(()), |m| check(m, "--models"))?;
         }
         super::Command::DetectMasks(a) => {
             for i in &a.images {
@@ -244,8 +260,9 @@ fn confine(cmd: &super::Command, cwd: &Path, ledger: Option<&Path>, env: &Env) -
             a.detect
                 .models
                 .as_deref()
-                .map_or(Ok(()), |m| check(m, "--models"))
+                .map_or(Ok(()), |m| check(m, "--models"))?;
         }
-        _ => Ok(()),
+        _ => {}
     }
+    Ok(Some(grant))
 }
