@@ -114,7 +114,10 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
             .and_then(
                 |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
                     Ok(cli) => {
-                        let grant = confine(&cli.command, &req.cwd, warm.ledger.as_deref(), &env)?;
+                        // The folder the worker is now in, as it really is: the request's path to
+                        // it could lead elsewhere by the time it is read again.
+                        let cwd = std::env::current_dir()?;
+                        let grant = confine(&cli.command, &cwd, warm.ledger.as_deref(), &env)?;
                         // The node's privacy settings for the invocation, not the script's.
                         if let Some(g) = &grant {
                             g.apply(&mut env);
