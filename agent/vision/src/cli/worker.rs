@@ -124,8 +124,10 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
                         }
                         match cli.command {
                             super::Command::Anonymize(mut a) => {
+                                // Flags too: the node's zones and audit rate hold.
                                 if grant.is_some() {
                                     a.audit_every = None;
+                                    a.zones = None;
                                 }
                                 anonymize_with(&a, warm, &mut o, &env)
                             }
