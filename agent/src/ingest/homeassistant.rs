@@ -138,14 +138,15 @@ pub fn node_discovery(prefix: &str, base: &str, node: &str) -> Vec<(String, Valu
     ]
 }
 
-/// One camera's discovery documents: sensors for its latest verdict and a camera entity for its
-/// snapshot, on a device of its own attached to the node's.
+/// One camera's discovery documents: sensors for its latest verdict (and its plates, for a camera
+/// that sees vehicles) and a camera entity for its snapshot, on a device of its own attached to
+/// the node's.
 pub fn camera_discovery(
     prefix: &str,
     base: &str,
     node: &str,
     camera: &str,
-    snapshots: bool,
+    (snapshots, plates): (bool, bool),
 ) -> Vec<(String, Value)> {
     let (nid, cid) = (object_id(node), object_id(camera));
     let device = json!({
@@ -177,7 +178,6 @@ pub fn camera_discovery(
         count("faces", "Faces", "faces"),
         count("masked", "Faces with a mask", "faces"),
         count("unmasked", "Faces without a mask", "faces"),
-        count("plates", "Licence plates blurred", "plates"),
         entity(
             "sensor",
             "no_mask_share",
@@ -200,6 +200,9 @@ pub fn camera_discovery(
                    "device_class": "timestamp"}),
         ),
     ];
+    if plates {
+        docs.push(count("plates", "Licence plates blurred", "plates"));
+    }
     if snapshots {
         docs.push(entity(
             "camera",
@@ -213,7 +216,27 @@ pub fn camera_discovery(
 
 #[cfg(test)]
 mod tests {
-    use super::object_id;
+    use super::{camera_discovery, object_id};
+
+    /// A camera that sees vehicles gets a plates sensor; the others do not (one document less
+    /// each, for nodes with thousands of cameras).
+    #[test]
+    fn the_plates_sensor_is_for_cameras_that_see_vehicles() {
+        let topics = |plates: bool| -> Vec<String> {
+            camera_discovery("homeassistant", "fogd/n", "n", "gate", (true, plates))
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect()
+        };
+        let with = topics(true);
+        assert!(
+            with.contains(&"homeassistant/sensor/fogd_n_gate/plates/config".to_string()),
+            "{with:?}"
+        );
+        let without = topics(false);
+        assert_eq!(without.len() + 1, with.len());
+        assert!(without.iter().all(|t| !t.contains("/plates/")), "{without:?}");
+    }
 
     #[test]
     fn object_ids_are_one_to_one_and_plain_names_keep_theirs() {

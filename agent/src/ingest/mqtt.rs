@@ -158,10 +158,14 @@ pub async fn run(
         m.clone(),
         stop.clone(),
     ));
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let status = tokio::spawn(super::status::publish(
         rt.clone(),
         members,
-        client.clone(),
+        super::status::Outbound {
+            client: client.clone(),
+            queued: queued.clone(),
+        },
         super::status::Publishing {
             base: base.clone(),
             every: m.stats_interval,
@@ -226,7 +230,11 @@ pub async fn run(
                     break;
                 }
             }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Publish(_))) => super::status::Outbound::taken(&queued),
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                // What a lost connection left counted is forgotten (a count too low only lets
+                // more documents queue; too high would hold them for good).
+                queued.store(0, std::sync::atomic::Ordering::Relaxed);
                 backoff.reset();
                 connected = true;
                 warned = false;

@@ -4,7 +4,7 @@
 //! across restarts.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,13 +122,34 @@ pub struct Publishing {
     pub snapshots: bool,
 }
 
+/// The client, and how many retained documents were handed to it that its event loop has not
+/// taken yet. The client's queue is shared with the ingest's acknowledgements: thousands of
+/// cameras' discovery documents queued at once left no room for them, the ingest stalled behind
+/// the documents and the event loop behind the ingest, each waiting on the other's timeout.
+pub struct Outbound {
+    pub client: AsyncClient,
+    pub queued: Arc<AtomicUsize>,
+}
+
+/// Retained documents in the client's queue at most (of its 16,384 places).
+const MAX_QUEUED: usize = 256;
+
+impl Outbound {
+    /// The event loop took a publish from the queue (any: a few are stats, not documents).
+    pub fn taken(queued: &AtomicUsize) {
+        let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(1))
+        });
+    }
+}
+
 /// Publishes stats every `every`, each node event as it happens, and per camera its retained
 /// state, snapshot and Home Assistant discovery, until `stop`. Retained documents are sent again
 /// after each reconnect (a broker restarted without persistence has lost them).
 pub async fn publish(
     rt: Arc<Runtime>,
     members: Members,
-    client: AsyncClient,
+    out: Outbound,
     p: Publishing,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -149,10 +170,10 @@ pub async fn publish(
                     announced = Announced::default();
                     if !p.discovery_prefix.is_empty() {
                         for (topic, doc) in super::homeassistant::node_discovery(&p.discovery_prefix, &p.base, &rt.node) {
-                            retained(&client, topic, doc.to_string()).await;
+                            retained(&out, topic, doc.to_string()).await;
                         }
                     }
-                    cameras(&rt, &client, &p, &mut announced, None).await;
+                    cameras(&rt, &out, &p, &mut announced, None).await;
                 }
             }
             _ = tick.tick() => {
@@ -161,18 +182,18 @@ pub async fn publish(
                     tokio::task::spawn_blocking(move || crate::journal::boundary::blocking(|| stats(&rt, &members))).await
                 };
                 if let Ok(doc) = doc {
-                    let _ = client.try_publish(format!("{}/stats", p.base), QoS::AtMostOnce, false, doc.to_string());
+                    let _ = out.client.try_publish(format!("{}/stats", p.base), QoS::AtMostOnce, false, doc.to_string());
                 }
-                cameras(&rt, &client, &p, &mut announced, None).await;
+                cameras(&rt, &out, &p, &mut announced, None).await;
             }
             ev = events.recv() => match ev {
                 Ok(v) => {
                     // Events are best effort: a full queue drops one rather than stall the node.
-                    let _ = client.try_publish(format!("{}/events", p.base), QoS::AtMostOnce, false, v.to_string());
+                    let _ = out.client.try_publish(format!("{}/events", p.base), QoS::AtMostOnce, false, v.to_string());
                     let camera = v.get("camera").and_then(Value::as_str).map(str::to_string);
                     match (v.get("type").and_then(Value::as_str), camera) {
-                        (Some("mask_result"), Some(c)) => cameras(&rt, &client, &p, &mut announced, Some(&c)).await,
-                        (Some("snapshot"), Some(c)) if p.snapshots => snapshot(&rt, &client, &p.base, &c).await,
+                        (Some("mask_result"), Some(c)) => cameras(&rt, &out, &p, &mut announced, Some(&c)).await,
+                        (Some("snapshot"), Some(c)) if p.snapshots => snapshot(&rt, &out, &p.base, &c).await,
                         _ => {}
                     }
                 }
@@ -189,7 +210,7 @@ pub async fn publish(
 /// those not announced on this connection yet (with their snapshot, if any).
 async fn cameras(
     rt: &Arc<Runtime>,
-    client: &AsyncClient,
+    client: &Outbound,
     p: &Publishing,
     announced: &mut Announced,
     only: Option<&str>,
@@ -211,7 +232,7 @@ async fn cameras(
                     &p.base,
                     &rt.node,
                     &c.camera,
-                    p.snapshots,
+                    (p.snapshots, rt.cfg.sees_vehicles(Some(&c.camera))),
                 );
                 for (topic, doc) in docs {
                     sent &= retained(client, topic, doc.to_string()).await;
@@ -242,7 +263,7 @@ async fn cameras(
 }
 
 /// The camera's latest anonymised frame, retained (a new subscriber sees it at once).
-async fn snapshot(rt: &Runtime, client: &AsyncClient, base: &str, camera: &str) {
+async fn snapshot(rt: &Runtime, client: &Outbound, base: &str, camera: &str) {
     if !connected() {
         return;
     }
@@ -265,11 +286,21 @@ struct Announced {
 /// Queues a retained document with back-pressure: it waits while the client's queue is full
 /// (thousands of cameras' discovery documents at a reconnect), at most 10 s, and one that does
 /// not go is logged, never dropped in silence. Whether it was queued.
-async fn retained(client: &AsyncClient, topic: String, payload: impl Into<Vec<u8>>) -> bool {
-    let sent = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.publish(topic.clone(), QoS::AtLeastOnce, true, payload),
-    )
+async fn retained(out: &Outbound, topic: String, payload: impl Into<Vec<u8>>) -> bool {
+    let sent = tokio::time::timeout(Duration::from_secs(10), async {
+        while out.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        out.queued.fetch_add(1, Ordering::Relaxed);
+        let r = out
+            .client
+            .publish(topic.clone(), QoS::AtLeastOnce, true, payload)
+            .await;
+        if r.is_err() {
+            Outbound::taken(&out.queued);
+        }
+        r
+    })
     .await;
     match sent {
         Ok(Ok(())) => true,
