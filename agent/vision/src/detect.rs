@@ -34,10 +34,14 @@ impl FaceBox {
     pub fn area(&self) -> f32 {
         self.width() * self.height()
     }
-    pub fn iou(&self, o: &FaceBox) -> f32 {
+    /// The area shared with `o`.
+    pub fn intersection(&self, o: &FaceBox) -> f32 {
         let w = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
         let h = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
-        let inter = w * h;
+        w * h
+    }
+    pub fn iou(&self, o: &FaceBox) -> f32 {
+        let inter = self.intersection(o);
         let union = self.area() + o.area() - inter;
         if union <= 0.0 {
             0.0

@@ -13,9 +13,10 @@ use super::engine::{Backend, Input, Net, Tensor};
 use super::models::Model;
 use super::{Result, VisionError};
 
-/// A plate this sure is redacted and counted. Low, as for faces: a missed plate leaves the
-/// frame identifiable, a false one blurs a patch. On the test photos (tests/media/plates) every
-/// plate scored 0.67 or more in its best pass, and the one false alarm 0.30.
+/// A plate this sure is redacted (`COUNT_THRESHOLD` for counting). Low, as for faces: a missed
+/// plate leaves the frame identifiable, a false one blurs a patch. On the test photos
+/// (examples/camera-ingest/media/plates) every plate scored 0.62 or more in its best pass, and
+/// the false alarms seen 0.30-0.35.
 pub const DEFAULT_THRESHOLD: f32 = fogd_vision_proto::receipt::policy::PLATE_REDACT;
 
 /// Plates at least this sure are counted (sidecar, Home Assistant, metrics); fainter ones are
@@ -241,9 +242,7 @@ fn merge(mut plates: Vec<Plate>) -> Vec<Plate> {
     for p in plates {
         let overlaps = |q: &Plate| {
             let (a, b) = (p.as_box(), q.as_box());
-            let iw = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
-            let ih = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-            iw * ih > 0.1 * a.area().min(b.area())
+            a.intersection(&b) > 0.1 * a.area().min(b.area())
         };
         match out.iter_mut().find(|q| overlaps(q)) {
             Some(q) => {

@@ -77,7 +77,7 @@ pub fn redact(img: &mut Mat, faces: &[FaceBox], opts: &RedactOptions) -> Result<
     let (w, h) = (img.cols(), img.rows());
     for f in faces {
         let (rw, rh) = redacted_size(f, opts.grow);
-        let Some(r) = area(f, opts, w, h) else {
+        let Some(r) = f.rect_around(rw, rh, w, h) else {
             continue;
         };
         let filled = fill(img, r, opts.mode)?;

@@ -170,8 +170,8 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
 /// worker runs outside the scripts' sandbox, with the node's rights, and a script must not reach
 /// raw items, snapshots, the store, the ledger, another invocation's files or anything else on
 /// the machine through it. (A path swapped for a link after this check is not caught here; the
-/// node's receipts check what was made from what.)
-/// Returns the request's grant (None outside the daemon).
+/// node's receipts check what was made from what.) Returns the request's grant (None outside the
+/// daemon).
 fn confine(
     cmd: &super::Command,
     cwd: &Path,
