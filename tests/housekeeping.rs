@@ -157,7 +157,10 @@ async fn frames_that_keep_failing_are_retried_then_quarantined() {
     assert_eq!((all[0].state, all[0].attempts), (State::Failed, 2));
     let s = sweep(d.rt.clone()).await;
     assert_eq!((s.retried, s.quarantined), (0, 1), "{s:?}");
-    assert!(files_under(&d.rt.raw_area()).is_empty(), "out of the store");
+    assert!(
+        files_under(&fogd::ingest::raw::area(&d.rt)).is_empty(),
+        "out of the store"
+    );
     let q = files_under(&d.rt.data.quarantine());
     assert_eq!(q.len(), 1, "{q:?}");
     assert!(q[0].starts_with("door/"), "{q:?}");

@@ -84,7 +84,7 @@ async fn bad_input_is_counted_and_skipped_and_raw_never_leaves() {
     assert_ne!(std::fs::read(&back).expect("read"), good);
     // Only the leaky service's failure keeps the raw item: it is not deleted while an
     // invocation on it failed.
-    let raw_left = files_under(&node.d.rt.raw_area());
+    let raw_left = files_under(&fogd::ingest::raw::area(&node.d.rt));
     assert_eq!(raw_left.len(), 1, "{raw_left:?}");
     // The stats say it, on MQTT.
     m.pump(Duration::from_millis(800)).await;
@@ -146,6 +146,9 @@ async fn store_down_then_up_everything_syncs_in_order_and_stats_show_it() {
             "stats never showed the backlog and the store offline: {s:?}"
         );
     }
+    // The node already counts the store offline; keep it down long enough that the total
+    // reported after the drain must show it (a restart right away lasted 0.85 s in CI).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     sw.restart();
     let deadline = Instant::now() + Duration::from_secs(90);
     while node.d.rt.journal.outbox_totals().expect("totals").0 > 0 {

@@ -252,7 +252,7 @@ async fn a_watched_folder_and_a_stream_are_sources_too() {
         let name = r.key.rsplit('/').next().expect("name");
         assert!(out.contains(&format!("{}/{name}", r.camera)), "{name} in {out:?}");
     }
-    assert!(files_under(&d.rt.raw_area()).is_empty());
+    assert!(files_under(&fogd::ingest::raw::area(&d.rt)).is_empty());
     d.stop().await;
 }
 

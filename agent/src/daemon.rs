@@ -144,7 +144,7 @@ impl Daemon {
             tasks.push(task);
             gateway_addr = Some(addr);
         }
-        match crate::ingest::sweep_orphans(&rt, started).await {
+        match crate::ingest::raw::sweep_orphans(&rt, started).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 removed = n,

@@ -105,7 +105,8 @@ pub fn sweep(rt: &Runtime) -> Result<Swept, crate::journal::JournalError> {
     }
     let r = &rt.cfg.retention;
     let cutoff = now - r.max_age.as_millis() as i64;
-    quarantine(rt, &mut s, cutoff)?;
+    let (retried, quarantined) = crate::ingest::raw::retry_or_quarantine(rt, cutoff)?;
+    (s.retried, s.quarantined) = (retried, quarantined);
     loop {
         let p = rt.journal.prune(cutoff, r.max_invocations, BATCH)?;
         if p.total() == 0 {
@@ -153,43 +154,6 @@ fn trim_logs(root: &Path, max: u64) -> usize {
         }
     }
     removed
-}
-
-/// Raw frames whose anonymisation failed: run again while attempts are left, then moved out of
-/// the store (never uploaded, counted as `ingest_quarantined`) and deleted after `max_age`.
-fn quarantine(rt: &Runtime, s: &mut Swept, cutoff: i64) -> Result<(), crate::journal::JournalError> {
-    s.retried = rt.journal.ingest_retry_failed(rt.cfg.max_attempts)?;
-    if s.retried > 0 {
-        rt.wake.notify_one();
-    }
-    for row in rt.journal.ingest_given_up(rt.cfg.max_attempts)? {
-        let from = Path::new(&row.path);
-        let name = from.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        let to = rt.data.quarantine().join(&row.camera).join(name);
-        if let Some(dir) = to.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match std::fs::rename(from, &to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %from.display(), "cannot quarantine the raw item: {e}");
-                continue;
-            }
-        }
-        rt.journal.ingest_quarantined(row.id, &to.display().to_string())?;
-        tracing::warn!(camera = %row.camera, key = %row.key, "raw item quarantined: its processing failed {} times", rt.cfg.max_attempts);
-        rt.event(
-            "frame_quarantined",
-            serde_json::json!({"camera": row.camera, "key": row.key}),
-        );
-        s.quarantined += 1;
-    }
-    for row in rt.journal.ingest_quarantine_expired(cutoff)? {
-        let _ = std::fs::remove_file(&row.path);
-        rt.journal.ingest_deleted(row.id)?;
-    }
-    Ok(())
 }
 
 /// The node's recent log lines (`GET /system/logs`) kept in `data_dir/node.log`, written every

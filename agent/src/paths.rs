@@ -248,17 +248,11 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 /// The `fogd-vision` binary: FOGD_VISION_BIN, else next to this one (installed side by side,
 /// or a build's `target/<profile>/`, which is also the folder above a test binary's `deps/`).
 pub fn vision_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FOGD_VISION_BIN") {
+    use fogd_vision_proto::builtin;
+    if let Some(p) = std::env::var_os(builtin::ENV_BIN) {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
-    let me = std::env::current_exe().ok()?;
-    let dir = me.parent()?;
-    let found = [Some(dir), dir.parent().filter(|_| dir.ends_with("deps"))]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("fogd-vision"))
-        .find(|p| p.is_file());
-    found
+    builtin::binary_beside(&std::env::current_exe().ok()?)
 }
 
 /// Reads a file without following a link in its last component (a script's leftover process

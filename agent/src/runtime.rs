@@ -473,25 +473,6 @@ impl Runtime {
         }))
     }
 
-    pub fn raw_area(&self) -> PathBuf {
-        self.data.raw_area(&self.cfg.ingest.path)
-    }
-
-    /// Deletes a processed raw item (its row stays, to know a redelivery by its content).
-    pub fn delete_raw(&self, row: &crate::journal::IngestRow) {
-        match std::fs::remove_file(&row.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %row.path, "cannot delete the raw item: {e}");
-                return;
-            }
-        }
-        if let Err(e) = self.journal.ingest_deleted(row.id) {
-            tracing::warn!("{e}");
-        }
-    }
-
     pub fn work_dir(&self, uuid: &str) -> PathBuf {
         self.data.work_of(uuid)
     }

@@ -166,10 +166,9 @@ async fn dispatch(
                         "state": outcome.state.as_str(), "outputs": outcome.outputs,
                         "seconds": started.elapsed().as_secs_f64()}),
                 );
-                let raw = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
-                if inv.key.starts_with(&raw) {
+                if crate::ingest::raw::is_raw(&rt, &inv.key) {
                     let (rt, event) = (rt.clone(), inv.event_id);
-                    crate::journal::boundary::offload(move || crate::ingest::settle_raw(&rt, event)).await;
+                    crate::journal::boundary::offload(move || crate::ingest::raw::settle(&rt, event)).await;
                 }
             });
         }
@@ -193,7 +192,7 @@ async fn delegate(rt: &Arc<Runtime>, exec: &Arc<Executors>, svc: &str, tasks: &m
         .rescheduler_threshold_s
         .map_or(rt.cfg.delegation.after, Duration::from_secs);
     let cutoff = crate::journal::now_ms() - after.as_millis() as i64;
-    let raw = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
+    let raw = crate::ingest::raw::prefix(rt);
     // The members' room and the claim read and write the journal: off the async workers.
     let (rt2, exec2, d, name) = (rt.clone(), exec.clone(), d.clone(), svc.to_string());
     let claimed = crate::journal::boundary::offload(move || {

@@ -359,8 +359,12 @@ async fn check_delegation(r: &mut Report, wf: &fdl::Workflow) {
 /// Models present and sound, and which backend runs them (ONNX Runtime, or OpenCV DNN and why):
 /// asked of `fogd-vision`, the binary that loads them.
 fn inference(r: &mut Report) {
-    let vision = crate::paths::vision_binary().unwrap_or_else(|| PathBuf::from("fogd-vision"));
-    let out = match std::process::Command::new(&vision).arg("vision-check").output() {
+    use fogd_vision_proto::builtin::{self, CheckLevel, CheckLine};
+    let vision = crate::paths::vision_binary().unwrap_or_else(|| PathBuf::from(builtin::BINARY));
+    let out = match std::process::Command::new(&vision)
+        .arg(builtin::CHECK_COMMAND)
+        .output()
+    {
         Ok(o) => o,
         Err(e) => {
             return r.line(
@@ -373,25 +377,23 @@ fn inference(r: &mut Report) {
             )
         }
     };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut f = line.splitn(3, '\t');
-        let (Some(level), Some(what), Some(msg)) = (f.next(), f.next(), f.next()) else {
-            continue;
+    let lines = CheckLine::parse_all(&String::from_utf8_lossy(&out.stdout));
+    for l in &lines {
+        let level = match l.level {
+            CheckLevel::Ok => Level::Ok,
+            CheckLevel::Warn => Level::Warn,
+            CheckLevel::Fail => Level::Fail,
         };
-        let level = match level {
-            "ok" => Level::Ok,
-            "warn" => Level::Warn,
-            _ => Level::Fail,
-        };
-        r.line(level, what, msg);
+        r.line(level, &l.what, &l.detail);
     }
-    if out.stdout.is_empty() {
+    if lines.is_empty() {
         r.line(
             Level::Fail,
             "inference",
             format!(
-                "{} vision-check: {}",
+                "{} {}: {}",
                 vision.display(),
+                builtin::CHECK_COMMAND,
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         );

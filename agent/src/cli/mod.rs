@@ -404,17 +404,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Anonymize(_) | Command::DetectMasks(_) => {
             // Inside a script of `fogd run`: the daemon's warm worker does it.
-            if let Some(sock) = std::env::var_os("FOGD_VISION_SOCKET") {
+            if let Some(sock) = std::env::var_os(fogd_vision_proto::builtin::ENV_SOCKET) {
                 match forward_to_worker(std::path::Path::new(&sock)) {
                     Ok(code) => return Ok(code),
                     Err(e) => tracing::debug!(error = %e, "vision worker unavailable; running fogd-vision"),
                 }
             }
-            exec_sibling("fogd-vision")
+            exec_sibling(fogd_vision_proto::builtin::BINARY)
         }
-        Command::Sample(_) => exec_sibling("fogd-vision"),
+        Command::Sample(_) => exec_sibling(fogd_vision_proto::builtin::BINARY),
         Command::Bench(h) => match h.args.first().and_then(|a| a.to_str()) {
-            Some("anonymize" | "streams" | "plot") => exec_sibling("fogd-vision"),
+            Some("anonymize" | "streams" | "plot") => exec_sibling(fogd_vision_proto::builtin::BINARY),
             _ => exec_sibling("fogd-bench"),
         },
         Command::Supervise => supervise::supervise(),

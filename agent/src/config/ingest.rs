@@ -148,6 +148,13 @@ fn five_seconds() -> Duration {
     Duration::from_secs(5)
 }
 
+impl IngestConfig {
+    /// `<path>/`: what every raw key starts with.
+    pub fn raw_prefix(&self) -> String {
+        format!("{}/", self.path.trim_end_matches('/'))
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {

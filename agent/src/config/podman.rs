@@ -68,7 +68,7 @@ impl PodmanConfig {
         if let Some(i) = self.images.get(image) {
             return i.clone();
         }
-        if image.starts_with("fogd/builtin:") {
+        if fogd_vision_proto::builtin::is_builtin_image(image) {
             return self.builtin_image.clone();
         }
         image.to_string()

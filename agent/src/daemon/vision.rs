@@ -13,16 +13,13 @@ use crate::runtime::{stopped, Runtime};
 /// Does a service call the vision built-ins (a script running `fogd anonymize` or
 /// `fogd detect-masks`, or a `fogd/builtin:` image)?
 fn uses_vision(svc: &crate::fdl::Service) -> bool {
+    use fogd_vision_proto::builtin::{is_builtin_image, Builtin};
     let script = match &svc.script {
         Some(crate::fdl::Script::File(p)) => std::fs::read_to_string(p).unwrap_or_default(),
         Some(crate::fdl::Script::Inline(s)) => s.clone(),
         _ => String::new(),
     };
-    svc.image
-        .as_deref()
-        .is_some_and(|i| i.starts_with("fogd/builtin:"))
-        || script.contains("fogd anonymize")
-        || script.contains("fogd detect-masks")
+    svc.image.as_deref().is_some_and(is_builtin_image) || Builtin::called_by(&script)
 }
 
 /// Starts `fogd-vision vision-serve` when a workflow uses the vision built-ins and the binary is
@@ -32,7 +29,9 @@ pub(super) fn vision_worker(
     rt: &Arc<Runtime>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<(JoinHandle<()>, PathBuf)> {
-    let bin = std::env::current_exe().ok()?.with_file_name("fogd-vision");
+    let bin = std::env::current_exe()
+        .ok()?
+        .with_file_name(fogd_vision_proto::builtin::BINARY);
     if !bin.is_file() || !rt.workflow().services.iter().any(uses_vision) {
         return None;
     }

@@ -1,13 +1,12 @@
-//! One invocation from start to end: its work folder, the input fetched, the script run where
-//! the config says (a local process or a Kubernetes Job), the outputs stored.
+//! One invocation from start to end: its work folder, the input fetched, the script run by the
+//! service's `Executor` (a local process, a container or a Kubernetes Job), the outputs stored.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::local::{self, ScriptSpec, ScriptStatus};
-use super::{contract, kube, podman, Error, Executors};
-use crate::config::ExecutorKind;
+use super::executor::{Overrun, Run, ScriptStatus};
+use super::{contract, local, Error, Executors};
 use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -57,14 +56,9 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         }
     }
     // A Job or container adopted after a restart may have written outputs already: its folder
-    // stays. (A container is found by its name; a Job by creating it again.)
-    let executor = rt.cfg.executor_of(&inv.service);
-    let adopting = inv.attempts > 1
-        && match executor {
-            ExecutorKind::Kube => true,
-            ExecutorKind::Podman => podman::exists(&rt.cfg.podman, &inv.uuid).await,
-            ExecutorKind::Local => false,
-        };
+    // stays.
+    let executor = exec.of(rt.cfg.executor_of(&inv.service));
+    let adopting = inv.attempts > 1 && executor.adoptable(rt, &inv.uuid).await;
     if !adopting {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
@@ -95,9 +89,8 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
     let (camera, privacy) = camera_and_zones(rt, inv.id).await?;
     // What the receipts of its frames will say of their origin (hashing the raw item).
     let origin = {
-        let raw_prefix = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
         let raw = provider == crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default")
-            && ev.key.starts_with(&raw_prefix);
+            && crate::ingest::raw::is_raw(rt, &ev.key);
         let (rt2, time, input) = (rt.clone(), ev.event_time.clone(), input_file.clone());
         crate::journal::boundary::offload(move || {
             super::provenance::Origin::of(&rt2, camera, raw, &time, input.as_deref())
@@ -123,185 +116,26 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         env.extend(privacy.clone());
         env
     };
-    // `mount`: OSCAR's rclone sidecar shows the bucket folder at /mnt/<path> in the pod; the
-    // podman executor binds the store's folder there, and a script on the host gets the
-    // store's folder itself. Either way MOUNT_PATH names it.
-    let local = crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default");
-    let mut mount = None;
-    if let Some(m) = svc.mount.as_ref().filter(|m| m.provider == local) {
-        // Made beneath the store without following links: another service's script could have
-        // put a link where the folder should be, and it would be bound into this one's sandbox
-        // or container.
-        let dir = rt.data.store_object(&m.path);
-        let store = crate::store::LocalStore::new("minio.default", rt.data.store());
-        let key = format!("{}/", m.path.trim_matches('/'));
-        let made = tokio::task::spawn_blocking(move || {
-            store.open_root().and_then(|r| {
-                r.make_folders(&key)
-                    .map_err(|e| crate::store::StoreError::io(&r.shown(&key), e))
-            })
-        })
-        .await;
-        match made {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.into()),
-            Err(e) => {
-                return Err(RuntimeError::Io {
-                    path: dir,
-                    source: std::io::Error::other(e.to_string()),
-                }
-                .into())
-            }
-        }
-        mount = Some((dir, format!("/mnt/{}", m.path.trim_matches('/'))));
-    }
+    let mount = mount_folder(rt, &svc).await?;
     let timeout = svc.timeout_s.map_or(rt.cfg.timeout, Duration::from_secs);
-    // The input's name as the pod or container sees it.
-    let inside_input = input_file
-        .as_ref()
-        .and_then(|f| f.file_name())
-        .map(|n| Path::new(kube::POD_INPUT_DIR).join(n));
-    let (status, spawned_us) = match executor {
-        ExecutorKind::Kube => {
-            // The pod sees the contract's folders inside it; its supervisor fetches the input
-            // from `in_dir` and sends the outputs into `out_dir` through the gateway.
-            let env = kube::pod_environment(
-                rt,
-                &inv.uuid,
-                contract_env(
-                    Path::new(kube::POD_INPUT_DIR),
-                    Path::new(kube::POD_OUTPUT_DIR),
-                    inside_input.as_deref(),
-                ),
-            )?;
-            let run = kube::KubeRun {
-                cfg: &rt.cfg.kube,
-                svc: &svc,
-                job: &inv.uuid,
-                node: &rt.node,
-                env,
-                timeout,
-                log_path: &log_path,
-            };
-            exec.kube.run(run, exec.stopping.subscribe()).await?
-        }
-        ExecutorKind::Podman => {
-            // The folders are bind-mounted where the pods have them; the supervisor runs the
-            // script and fogd stores what it left in the output folder.
-            let mut env = contract_env(
-                Path::new(podman::INPUT_DIR),
-                Path::new(podman::OUTPUT_DIR),
-                inside_input.as_deref(),
-            );
-            env.extend([
-                ("FOGD_JOB".to_string(), inv.uuid.clone()),
-                ("FOGD_SCRIPT".to_string(), podman::SCRIPT.to_string()),
-            ]);
-            if let Some((_, inside)) = &mount {
-                env.push(("MOUNT_PATH".into(), inside.clone()));
-            }
-            let script = local::script_file(svc.script.as_ref(), &dir).await?;
-            podman::run(podman::PodmanRun {
-                cfg: &rt.cfg.podman,
-                svc: &svc,
-                job: &inv.uuid,
-                node: &rt.node,
-                dir: &dir,
-                script: &script,
-                env,
-                mount,
-                timeout,
-                log_path: &log_path,
-                log_cap: rt.cfg.log_cap_bytes,
-                adopt: adopting,
-            })
-            .await?
-        }
-        ExecutorKind::Local => {
-            if let Some(why) = &exec.sandbox_refused {
-                return Err(local::ExecError::Sandbox(why.clone()).into());
-            }
-            let mut env = contract_env(&in_dir, &out_dir, input_file.as_deref());
-            if let Some((dir, _)) = &mount {
-                env.push(("MOUNT_PATH".into(), dir.display().to_string()));
-            }
-            // The worker takes this script's requests for its own folders only (`grant`).
-            let roots: Vec<&Path> = std::iter::once(dir.as_path())
-                .chain(mount.iter().map(|(d, _)| d.as_path()))
-                .collect();
-            let _grant = match &exec.vision_socket {
-                Some(sock) => {
-                    let grants = rt.data.root().join(fogd_vision_proto::grant::DIR);
-                    let g = super::grant::VisionGrant::create(rt.data.root(), &roots, &env)
-                        .map_err(|source| local::ExecError::Io { path: grants, source })?;
-                    env.push(("FOGD_VISION_SOCKET".into(), sock.display().to_string()));
-                    env.push((fogd_vision_proto::grant::ENV_TOKEN.into(), g.token.clone()));
-                    Some(g)
-                }
-                None => None,
-            };
-            local::run_script(ScriptSpec {
-                script: svc.script.as_ref(),
-                dir: &dir,
-                env,
-                timeout,
-                log_path: &log_path,
-                log_cap: rt.cfg.log_cap_bytes,
-                budget: local::DiskBudget {
-                    max_work_bytes: rt.cfg.max_work_bytes,
-                    data_dir: rt.cfg.data_dir.clone(),
-                    // Under the line where new work stops: what runs may finish, not fill the disk.
-                    min_free_bytes: rt.cfg.min_free_bytes / 2,
-                },
-                sandbox: exec.sandbox.as_ref(),
-                shared: mount
-                    .iter()
-                    .map(|(d, _)| d.clone())
-                    .chain(exec.vision_socket.clone())
-                    .collect(),
-            })
-            .await?
-        }
-    };
+    let (status, spawned_us) = executor
+        .run(Run {
+            rt,
+            svc: &svc,
+            job: &inv.uuid,
+            dir: &dir,
+            in_dir: &in_dir,
+            out_dir: &out_dir,
+            input_file: input_file.as_deref(),
+            env: &contract_env,
+            mount,
+            timeout,
+            log_path: &log_path,
+            adopt: adopting,
+        })
+        .await?;
     let overrun = matches!(status, ScriptStatus::OverBudget(_));
-    let (state, exit_code, error) = match status {
-        ScriptStatus::Exited(0) => (State::Succeeded, Some(0), None),
-        ScriptStatus::Exited(c) => (
-            State::Failed,
-            Some(c),
-            Some(format!("script exited with status {c}")),
-        ),
-        ScriptStatus::Signalled(s) => (State::Failed, None, Some(format!("script killed by signal {s}"))),
-        ScriptStatus::OutOfMemory => (
-            State::Failed,
-            None,
-            Some(format!(
-                "script killed by the kernel: over its memory limit of {} bytes (OOM)",
-                svc.memory_bytes.unwrap_or(0)
-            )),
-        ),
-        ScriptStatus::TimedOut => (
-            State::TimedOut,
-            None,
-            Some(format!("script still running after {timeout:?}; killed")),
-        ),
-        ScriptStatus::OverBudget(local::Overrun::WorkFolder) => (
-            State::Failed,
-            None,
-            Some(format!(
-                "script killed: its work folder went over max_work_bytes ({}); its outputs were discarded",
-                rt.cfg.max_work_bytes
-            )),
-        ),
-        ScriptStatus::OverBudget(local::Overrun::Disk) => (
-            State::Failed,
-            None,
-            Some(format!(
-                "script killed: the data folder fell under {} bytes free while it ran; its outputs were discarded",
-                rt.cfg.min_free_bytes / 2
-            )),
-        ),
-    };
+    let (state, exit_code, error) = ended(status, svc.memory_bytes, &rt.cfg, timeout);
     let store_outputs =
         state == State::Succeeded || (state == State::Failed && rt.cfg.store_failed_outputs && !overrun);
     let outputs = if store_outputs {
@@ -338,4 +172,116 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         outputs,
         spawned_us: Some(spawned_us),
     })
+}
+
+/// `mount:` on the local store: its folder, made if missing, and where a pod sees it.
+async fn mount_folder(
+    rt: &Runtime,
+    svc: &crate::fdl::Service,
+) -> Result<Option<(std::path::PathBuf, String)>, Error> {
+    // `mount`: OSCAR's rclone sidecar shows the bucket folder at /mnt/<path> in the pod; the
+    // podman executor binds the store's folder there, and a script on the host gets the
+    // store's folder itself. Either way MOUNT_PATH names it.
+    let local = crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default");
+    let Some(m) = svc.mount.as_ref().filter(|m| m.provider == local) else {
+        return Ok(None);
+    };
+    // Made beneath the store without following links: another service's script could have
+    // put a link where the folder should be, and it would be bound into this one's sandbox
+    // or container.
+    let dir = rt.data.store_object(&m.path);
+    let store = crate::store::LocalStore::new("minio.default", rt.data.store());
+    let key = format!("{}/", m.path.trim_matches('/'));
+    let made = tokio::task::spawn_blocking(move || {
+        store.open_root().and_then(|r| {
+            r.make_folders(&key)
+                .map_err(|e| crate::store::StoreError::io(&r.shown(&key), e))
+        })
+    })
+    .await;
+    match made {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => {
+            return Err(RuntimeError::Io {
+                path: dir,
+                source: std::io::Error::other(e.to_string()),
+            }
+            .into())
+        }
+    }
+    Ok(Some((dir, format!("/mnt/{}", m.path.trim_matches('/')))))
+}
+
+/// What a run's end makes of the invocation: its state, exit code and error.
+fn ended(
+    status: ScriptStatus,
+    memory_bytes: Option<u64>,
+    cfg: &crate::config::Config,
+    timeout: Duration,
+) -> (State, Option<i32>, Option<String>) {
+    match status {
+        ScriptStatus::Exited(0) => (State::Succeeded, Some(0), None),
+        ScriptStatus::Exited(c) => (
+            State::Failed,
+            Some(c),
+            Some(format!("script exited with status {c}")),
+        ),
+        ScriptStatus::Signalled(s) => (State::Failed, None, Some(format!("script killed by signal {s}"))),
+        ScriptStatus::OutOfMemory => (
+            State::Failed,
+            None,
+            Some(format!(
+                "script killed by the kernel: over its memory limit of {} bytes (OOM)",
+                memory_bytes.unwrap_or(0)
+            )),
+        ),
+        ScriptStatus::TimedOut => (
+            State::TimedOut,
+            None,
+            Some(format!("script still running after {timeout:?}; killed")),
+        ),
+        ScriptStatus::OverBudget(Overrun::WorkFolder) => (
+            State::Failed,
+            None,
+            Some(format!(
+                "script killed: its work folder went over max_work_bytes ({}); its outputs were discarded",
+                cfg.max_work_bytes
+            )),
+        ),
+        ScriptStatus::OverBudget(Overrun::Disk) => (
+            State::Failed,
+            None,
+            Some(format!(
+                "script killed: the data folder fell under {} bytes free while it ran; its outputs were discarded",
+                cfg.min_free_bytes / 2
+            )),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_a_run_ended_becomes_the_invocation_s_state() {
+        let svc = Some(1 << 20);
+        let cfg = crate::config::Config::default();
+        let t = Duration::from_secs(5);
+        assert_eq!(
+            ended(ScriptStatus::Exited(0), svc, &cfg, t),
+            (State::Succeeded, Some(0), None)
+        );
+        let (state, code, error) = ended(ScriptStatus::Exited(3), svc, &cfg, t);
+        assert_eq!((state, code), (State::Failed, Some(3)));
+        assert_eq!(error.as_deref(), Some("script exited with status 3"));
+        let (state, _, error) = ended(ScriptStatus::TimedOut, svc, &cfg, t);
+        assert_eq!(state, State::TimedOut);
+        assert!(error.is_some_and(|e| e.contains("5s")));
+        let (_, _, error) = ended(ScriptStatus::OutOfMemory, svc, &cfg, t);
+        assert!(error.is_some_and(|e| e.contains("1048576 bytes (OOM)")));
+        let (_, _, error) = ended(ScriptStatus::OverBudget(Overrun::Disk), svc, &cfg, t);
+        assert!(error.is_some_and(|e| e.contains("outputs were discarded")));
+    }
 }

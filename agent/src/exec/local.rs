@@ -58,25 +58,7 @@ pub struct DiskBudget {
     pub min_free_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScriptStatus {
-    Exited(i32),
-    /// Killed by a signal (its number).
-    Signalled(i32),
-    TimedOut,
-    /// Killed by the kernel: over its memory limit (a container's).
-    OutOfMemory,
-    /// Killed while running: it went over its disk budget.
-    OverBudget(Overrun),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overrun {
-    /// Its work folder grew over `max_work_bytes`.
-    WorkFolder,
-    /// The data folder's free space fell under `min_free_bytes` while it ran.
-    Disk,
-}
+use super::executor::{Overrun, ScriptStatus};
 
 impl DiskBudget {
     /// Returns once the running script went over the budget.

@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod delegate;
+pub mod executor;
 pub mod grant;
 mod invocation;
 pub mod kube;
@@ -14,9 +15,10 @@ pub mod podman;
 pub mod provenance;
 pub mod sandbox;
 
+pub use executor::{Executor, Overrun, ScriptStatus};
 pub use invocation::execute;
 
-use crate::config::Config;
+use crate::config::{Config, ExecutorKind};
 use crate::journal::JournalError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -48,21 +50,15 @@ impl From<JournalError> for Error {
     }
 }
 
-/// The executors' long-lived handles: the delegation client (sends and follows jobs on other
-/// tiers) and the Kubernetes client (made on first use). The scheduler owns them; the status
-/// topic reads the members' health.
+/// The executors, and the delegation client (sends and follows jobs on other tiers). The
+/// scheduler owns them; the status topic reads the members' health.
 pub struct Executors {
     pub delegator: delegate::Delegator,
-    pub kube: kube::Kube,
-    /// The vision worker's socket, when the daemon started one: scripts get it as
-    /// FOGD_VISION_SOCKET, so their `fogd anonymize` runs with the models kept loaded.
-    pub vision_socket: Option<std::path::PathBuf>,
+    pub local: executor::Local,
+    pub podman: executor::Podman,
+    pub kube: executor::KubeJobs,
     /// True once the scheduler stops: work that would wait for a cluster leaves off instead.
     pub stopping: tokio::sync::watch::Sender<bool>,
-    /// The sandbox local scripts run in (`isolation:`); None: unconfined.
-    pub sandbox: Option<sandbox::Sandbox>,
-    /// Why scripts cannot run, when `isolation: namespaces` found no sandbox.
-    pub sandbox_refused: Option<String>,
 }
 
 impl Executors {
@@ -83,13 +79,46 @@ impl Executors {
             }
             _ => {}
         }
+        let stopping = tokio::sync::watch::channel(false).0;
         Executors {
             delegator: delegate::Delegator::new(cfg.delegation.call_timeout),
-            kube: kube::Kube::default(),
-            vision_socket,
-            stopping: tokio::sync::watch::channel(false).0,
-            sandbox,
-            sandbox_refused,
+            local: executor::Local {
+                sandbox,
+                refused: sandbox_refused,
+                vision_socket,
+            },
+            podman: executor::Podman,
+            kube: executor::KubeJobs {
+                client: kube::Kube::default(),
+                stopping: stopping.subscribe(),
+            },
+            stopping,
+        }
+    }
+
+    /// The executor that runs a service's scripts (`executor:` in fogd.yaml).
+    pub fn of(&self, kind: ExecutorKind) -> &dyn Executor {
+        match kind {
+            ExecutorKind::Local => &self.local,
+            ExecutorKind::Podman => &self.podman,
+            ExecutorKind::Kube => &self.kube,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_goes_to_its_executor() {
+        let exec = Executors::new(&Config::default(), None);
+        for (kind, name) in [
+            (ExecutorKind::Local, "local"),
+            (ExecutorKind::Podman, "podman"),
+            (ExecutorKind::Kube, "kube"),
+        ] {
+            assert_eq!(exec.of(kind).name(), name);
         }
     }
 }

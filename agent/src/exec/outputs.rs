@@ -107,9 +107,11 @@ pub async fn store(
     }
     if !observed.is_empty() {
         // Only fogd's own anonymiser and mask detector write frames that may be a snapshot.
-        let fogd_made = svc.image.as_deref().is_some_and(|i| {
-            i.starts_with("fogd/builtin:anonymize") || i.starts_with("fogd/builtin:detect-masks")
-        });
+        let fogd_made = svc
+            .image
+            .as_deref()
+            .and_then(fogd_vision_proto::builtin::Builtin::of_image)
+            .is_some();
         let rt2 = rt.clone();
         crate::journal::boundary::offload(move || {
             // One lookup of the camera for all the invocation's outputs.
@@ -164,31 +166,20 @@ fn observe(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile) 
 /// A frame's verdict from `fogd detect-masks`' result file; `None` for any other JSON (the
 /// anonymiser's sidecars too: the verdict of that frame comes from the detector, once).
 pub fn mask_result(bytes: &[u8], key: &str) -> Option<crate::journal::MaskResult> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    v.get("from")?.as_str()?;
-    let counts = v.get("counts")?;
-    let n = |k: &str| counts.get(k).and_then(serde_json::Value::as_u64);
-    let (faces, masked, unmasked) = (n("faces")?, n("mask")?, n("no_mask")?);
-    let verdict = match v.get("verdict").and_then(|s| s.as_str()) {
-        Some(s) => s.to_string(),
-        // Results written before verdicts were named: the status, lower case.
-        None => v.get("status")?.as_str()?.to_ascii_lowercase(),
-    };
+    let r = fogd_vision_proto::masks::MaskSummary::parse(bytes)?;
+    let c = &r.counts;
+    let (masked, unmasked) = (c.mask as u64, c.no_mask as u64);
     Some(crate::journal::MaskResult {
         camera: None,
         key: key.to_string(),
-        faces,
+        faces: c.faces as u64,
         masked,
         unmasked,
         // Plates blurred in the frame (0 when its camera's plates are not searched).
-        plates: n("plates").unwrap_or(0),
+        plates: c.plates as u64,
         no_mask_share: crate::journal::share(masked, unmasked),
-        verdict,
-        detection_status: v
-            .get("detection_status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("ok")
-            .to_string(),
+        verdict: r.verdict().to_string(),
+        detection_status: r.detection_status.clone(),
         time_ms: crate::journal::now_ms(),
     })
 }

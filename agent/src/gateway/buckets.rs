@@ -451,7 +451,7 @@ pub async fn presign(
     bucket_dir(&s, &bucket)?;
     let full = format!("{bucket}/{key}");
     crate::store::check_key(&full).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if op == "download" && full.starts_with(&format!("{}/", s.rt.cfg.ingest.path.trim_matches('/'))) {
+    if op == "download" && full.starts_with(&s.rt.cfg.ingest.raw_prefix()) {
         return Err(ApiError::forbidden(
             "raw camera footage (ingest.path) is never read out",
         ));

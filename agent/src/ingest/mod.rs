@@ -7,12 +7,12 @@ mod checks;
 pub mod dir;
 pub mod homeassistant;
 pub mod mqtt;
+pub mod raw;
 pub mod s3watch;
 pub mod status;
 pub mod stream;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::config::TopicPattern;
@@ -50,52 +50,6 @@ pub struct BatchReport {
     pub invocations: usize,
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-/// The last time (ms) a name was made from: names never go back while fogd runs, even when the
-/// clock does (a box without an RTC setting its time from NTP).
-static LAST_MS: AtomicU64 = AtomicU64::new(0);
-
-/// `20261126T205418.123Z-000042`: sorts by arrival. Unique by construction within a run; across
-/// runs (the clock set back, the counter restarted) the file is created only if new, so a name
-/// taken already is never overwritten: the caller asks again.
-fn item_name() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let ms = LAST_MS.fetch_max(now, Ordering::Relaxed).max(now);
-    let t = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string();
-    let t: String = t.chars().filter(|c| *c != '-' && *c != ':').collect();
-    format!("{t}-{:06}", SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000)
-}
-
-/// Writes `payload` under a new item name in `dir`; returns the key and path.
-fn write_new_item(
-    root: &std::path::Path,
-    dir_key: &str,
-    ext: &str,
-    payload: &[u8],
-    mut name: impl FnMut() -> String,
-) -> std::io::Result<(String, std::path::PathBuf)> {
-    use std::io::Write;
-    loop {
-        let key = format!("{dir_key}/{}.{ext}", name());
-        let path = root.join(&key);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(payload)?;
-                return Ok((key, path));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Writes a batch to the raw area, makes it durable with one filesystem sync, and journals it
 /// (items, events, invocations) in one transaction. Only then may the sources be acknowledged.
 /// A payload already ingested from the same camera (a redelivery) is a duplicate, not stored again.
@@ -104,7 +58,7 @@ pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
     let t0 = std::time::Instant::now();
     let mut report = BatchReport::default();
     let root = rt.data.store();
-    let base = rt.cfg.ingest.path.trim_end_matches('/');
+    let base = raw::prefix(rt);
     let mut seen = BTreeSet::new();
     let mut dirs = BTreeSet::new();
     let mut spooled = Vec::with_capacity(items.len());
@@ -129,14 +83,12 @@ pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
             report.duplicates += 1;
             continue;
         }
-        let dir_key = format!("{base}/{}", it.camera);
+        let dir_key = format!("{base}{}", it.camera);
         let dir = root.join(&dir_key);
         if dirs.insert(dir.clone()) {
             std::fs::create_dir_all(&dir).map_err(|e| crate::store::StoreError::io(&dir, e))?;
         }
-        // Straight to its name, no temporary and rename: nothing reads it before the batch is
-        // journalled, and a file a crash cut short has no row and is swept at start.
-        let (key, path) = write_new_item(&root, &dir_key, it.ext, &it.payload, item_name)
+        let (key, path) = raw::write_new(&root, &dir_key, it.ext, &it.payload, raw::item_name)
             .map_err(|e| crate::store::StoreError::io(&dir, e))?;
         spooled.push(Spooled {
             source: it.source.to_string(),
@@ -232,69 +184,9 @@ pub fn start_sources(
     tasks
 }
 
-/// Removes raw files with no journal row: written by a batch that a crash cut short before its
-/// commit. Their sources were not acknowledged and deliver them again. (Temporary files of cut
-/// writes are swept with the rest of the store's at start.)
-/// Only files older than `before` (the node's start) are looked at: one written since is not
-/// an ingest cut short but a `fogd put` or S3 PUT racing the start, journalled in a moment.
-pub async fn sweep_orphans(rt: &Runtime, before: std::time::SystemTime) -> Result<usize> {
-    let store = rt.local_store();
-    let prefix = format!("{}/", rt.cfg.ingest.path.trim_end_matches('/'));
-    let mut removed = 0;
-    for meta in store.list(&prefix).await? {
-        let old = std::fs::metadata(rt.data.store_object(&meta.key))
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < before);
-        if old && !rt.journal.ingest_has_key(&meta.key)? && store.delete(&meta.key).await.is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// Once every invocation on a raw camera item succeeded, the item is processed: deleted now
-/// (or after `ingest.raw_retention`).
-pub fn settle_raw(rt: &Runtime, event_id: i64) {
-    match rt.journal.ingest_settle(event_id) {
-        Ok(Some(row)) => {
-            rt.event(
-                "frame_anonymised",
-                serde_json::json!({"camera": row.camera, "key": row.key}),
-            );
-            if rt.cfg.ingest.raw_retention.is_zero() {
-                rt.delete_raw(&row);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!("{e}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_name_taken_already_is_never_overwritten() {
-        let dir = tempfile::tempdir().expect("tmp");
-        std::fs::create_dir_all(dir.path().join("cam")).expect("mk");
-        // A raw frame waits under the name a restarted fogd whose clock went back makes again.
-        std::fs::write(dir.path().join("cam/t-000001.jpg"), b"waiting raw frame").expect("w");
-        let mut names = ["t-000001", "t-000002"].into_iter().map(str::to_string);
-        let (key, path) = write_new_item(dir.path(), "cam", "jpg", b"new", || {
-            names.next().unwrap_or_default()
-        })
-        .expect("write");
-        assert_eq!(key, "cam/t-000002.jpg");
-        assert_eq!(std::fs::read(path).expect("r"), b"new");
-        assert_eq!(
-            std::fs::read(dir.path().join("cam/t-000001.jpg")).expect("r"),
-            b"waiting raw frame"
-        );
-        // Names made in a run never go back, whatever the clock does.
-        let (a, b) = (item_name(), item_name());
-        assert!(a < b, "{a} {b}");
-    }
 
     #[test]
     fn jpeg_headers_are_read_before_anything_decodes_them() {

@@ -293,14 +293,5 @@ fn housekeeping(rt: &Runtime) {
         }
     }
     let _ = rt.journal.outbox_forget_done(now - 24 * 3600 * 1000);
-    // Raw items whose last invocation finished just before a crash were never settled.
-    for event_id in rt.journal.ingest_unsettled().unwrap_or_default() {
-        crate::ingest::settle_raw(rt, event_id);
-    }
-    let keep = rt.cfg.ingest.raw_retention.as_millis() as i64;
-    if let Ok(rows) = rt.journal.ingest_expired(now - keep) {
-        for r in rows {
-            rt.delete_raw(&r);
-        }
-    }
+    crate::ingest::raw::upkeep(rt);
 }

@@ -68,7 +68,7 @@ pub fn enqueue(
     file: &Path,
     invocation: Option<crate::journal::InvocationId>,
 ) -> Result<Enqueued> {
-    let raw_area = rt.raw_area();
+    let raw_area = crate::ingest::raw::area(rt);
     if file.starts_with(&raw_area) {
         return Err(RuntimeError::Journal(JournalError::RawContent {
             provider: provider.to_string(),

@@ -2,9 +2,11 @@
 //! it): what travels between them is defined once, here, so that a changed field fails to compile
 //! on both sides instead of at run time. No OpenCV, no async: serde, sha2 and libc.
 
+pub mod builtin;
 pub mod grant;
 pub mod jpeg_note;
 pub mod ledger;
+pub mod masks;
 pub mod receipt;
 pub mod worker;
 pub mod zones;

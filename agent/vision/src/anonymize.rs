@@ -15,9 +15,11 @@ use super::redact::{self, RedactOptions};
 use super::zones::Zone;
 use super::{Result, VisionError};
 
+mod audit;
 mod written;
 pub use crate::report::{
-    sidecar_faces, Counts, FaceReport, Found, FrameReport, InputSummary, PlateReport, StageMs, Timings,
+    counts_of, sidecar_faces, Counts, FaceReport, Found, FrameReport, InputSummary, PlateReport, StageMs,
+    Timings,
 };
 
 /// What happens to a frame whose detection failed: it is never written as it was.
@@ -76,7 +78,7 @@ pub struct Anonymizer {
     classifier: Option<MaskClassifier>,
     plates: Option<PlateDetector>,
     /// The live check (`audit_every`).
-    auditor: Option<crate::audit::Auditor>,
+    auditor: Option<audit::Auditor>,
 }
 
 impl Anonymizer {
@@ -95,7 +97,7 @@ impl Anonymizer {
         } else {
             None
         };
-        let auditor = crate::audit::Auditor::load(&opts)?;
+        let auditor = audit::Auditor::load(&opts)?;
         let d = &opts.detector;
         let plates = opts
             .plates

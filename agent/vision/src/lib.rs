@@ -4,14 +4,13 @@
 //! dropped or blurred whole (`OnFailure`).
 
 pub mod anonymize;
-pub mod audit;
 pub mod bench;
+pub mod boxes;
 pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod image;
 pub use fogd_vision_proto::jpeg_note;
-pub mod libav;
 pub mod masks;
 pub mod media;
 pub mod models;

@@ -26,38 +26,7 @@ pub struct MaskVerdict {
     pub score: f32,
 }
 
-/// Safe: everyone masked; Warning: some without; Danger: half or more without (of the faces
-/// judged). NotJudged: masks were not classified at all (never called Safe: nothing was judged).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Status {
-    Safe,
-    Warning,
-    Danger,
-    NotJudged,
-}
-
-impl Status {
-    /// `safe`, `warning`, `danger`, `not_judged`: the name in results and events.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Safe => "safe",
-            Status::Warning => "warning",
-            Status::Danger => "danger",
-            Status::NotJudged => "not_judged",
-        }
-    }
-
-    pub fn of(mask: usize, no_mask: usize) -> Status {
-        let total = mask + no_mask;
-        if no_mask == 0 {
-            Status::Safe
-        } else if (no_mask as f32) < 0.5 * total as f32 {
-            Status::Warning
-        } else {
-            Status::Danger
-        }
-    }
-}
+pub use fogd_vision_proto::masks::Status;
 
 const SIDE: i32 = 224;
 
@@ -158,18 +127,5 @@ impl MaskClassifier {
             verdicts.push(verdict);
         }
         Ok(verdicts)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_follows_the_share_without_a_mask() {
-        assert_eq!(Status::of(3, 0), Status::Safe);
-        assert_eq!(Status::of(0, 0), Status::Safe);
-        assert_eq!(Status::of(3, 1), Status::Warning);
-        assert_eq!(Status::of(1, 1), Status::Danger);
     }
 }

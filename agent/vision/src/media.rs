@@ -14,7 +14,9 @@ pub use crate::image::{
     decode_image, encode_image, is_image, read_image, write_atomic, write_image, MAX_PIXELS,
 };
 
-pub use crate::libav::is_stream_url;
+pub mod libav;
+
+pub use libav::is_stream_url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sampling {
@@ -52,7 +54,7 @@ pub struct Truncated {
 
 pub struct VideoReader {
     source: String,
-    src: Option<crate::libav::Source>,
+    src: Option<libav::Source>,
     pub info: VideoInfo,
     /// Where the consumer of each frame gives its pixels back.
     pub pool: FramePool,
@@ -91,7 +93,7 @@ impl VideoReader {
                 return Err(bad(&path, "zero bytes: not a video"));
             }
         }
-        let src = crate::libav::Source::open(source)?;
+        let src = libav::Source::open(source)?;
         Ok(VideoReader {
             source: source.to_string(),
             info: src.info.clone(),
@@ -121,11 +123,11 @@ impl VideoReader {
             let (tx, rx) = std::sync::mpsc::sync_channel::<SampledFrame>(1);
             let decoder = scope.spawn(move || {
                 if live {
-                    crate::libav::sample_live_into(src, every_s, pool, &tx)
+                    libav::sample_live_into(src, every_s, pool, &tx)
                 } else if sampling == Sampling::Keyframes {
-                    crate::libav::sample_keyframes(src, every_s, pool, &tx)
+                    libav::sample_keyframes(src, every_s, pool, &tx)
                 } else {
-                    crate::libav::sample_file(src, every_s, decoders, pool, &tx)
+                    libav::sample_file(src, every_s, decoders, pool, &tx)
                 }
             });
             let mut result = Ok(());

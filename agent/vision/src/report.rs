@@ -58,43 +58,17 @@ impl Found {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Counts {
-    /// Faces redacted.
-    pub faces: usize,
-    /// Licence plates redacted and sure (`plates::COUNT_THRESHOLD`); 0 where plates were not
-    /// searched (see the report's models).
-    #[serde(default)]
-    pub plates: usize,
-    /// Faces judged (the surer detections), by class.
-    pub mask: usize,
-    pub no_mask: usize,
-    /// no_mask / (mask + no_mask); 0 without classified faces.
-    pub no_mask_share: f32,
-}
+pub use fogd_vision_proto::masks::Counts;
 
-impl Counts {
-    pub fn of(faces: &[FaceReport]) -> Counts {
-        let mask = faces
+/// The counts of these faces (no plates: the caller adds them).
+pub fn counts_of(faces: &[FaceReport]) -> Counts {
+    let judged = |class| {
+        faces
             .iter()
-            .filter(|f| f.mask.is_some_and(|m| m.class == MaskClass::Mask))
-            .count();
-        let no_mask = faces
-            .iter()
-            .filter(|f| f.mask.is_some_and(|m| m.class == MaskClass::NoMask))
-            .count();
-        Counts {
-            faces: faces.len(),
-            plates: 0,
-            mask,
-            no_mask,
-            no_mask_share: if mask + no_mask == 0 {
-                0.0
-            } else {
-                no_mask as f32 / (mask + no_mask) as f32
-            },
-        }
-    }
+            .filter(|f| f.mask.is_some_and(|m| m.class == class))
+            .count()
+    };
+    Counts::judged(faces.len(), judged(MaskClass::Mask), judged(MaskClass::NoMask))
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{job_spec, script_map_name, KubeError, KubeRun};
 use crate::config::KubeConfig;
-use crate::exec::local::ScriptStatus;
+use crate::exec::ScriptStatus;
 use crate::fdl::Service;
 
 /// The cluster client, made on first use (a node without kube services never reads a kubeconfig).

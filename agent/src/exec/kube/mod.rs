@@ -68,7 +68,7 @@ impl Kube {
         &self,
         _r: KubeRun<'_>,
         _stopping: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(crate::exec::local::ScriptStatus, i64), KubeError> {
+    ) -> Result<(crate::exec::ScriptStatus, i64), KubeError> {
         Err(KubeError::NotBuilt)
     }
 }

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use super::{container_name, env_file, run_args, ContainerSpec, PodmanError};
 use crate::config::{PodmanConfig, PullPolicy};
-use crate::exec::local::ScriptStatus;
+use crate::exec::ScriptStatus;
 use crate::fdl::Service;
 
 /// One invocation in a container.

@@ -38,7 +38,7 @@ impl FogS3 {
     pub fn new(rt: Arc<Runtime>, admin: &str) -> FogS3 {
         let store = crate::store::LocalStore::new("minio.default", rt.data.store());
         let uploads = Uploads::new(rt.data.s3_uploads(), admin);
-        let raw = format!("{}/", rt.cfg.ingest.path.trim_matches('/'));
+        let raw = rt.cfg.ingest.raw_prefix();
         FogS3 {
             rt,
             store,

@@ -23,7 +23,7 @@ impl Anonymizer {
                 .iter()
                 .filter(|p| p.score >= crate::plates::COUNT_THRESHOLD)
                 .count(),
-            ..Counts::of(&faces)
+            ..super::counts_of(&faces)
         };
         let d = &self.opts.detector;
         let detector = d.kind.model(d.precision);

@@ -18,6 +18,7 @@ use crate::masks::{MaskClass, MaskClassifier, MaskVerdict, Status};
 use crate::media::{self, Sampling};
 use crate::redact::{Mode, RedactOptions, Shape};
 use crate::{AnonymizeOptions, Anonymizer, Detector, FaceBox, OnFailure};
+use fogd_vision_proto::masks::{FacesFrom, MaskSummary};
 
 #[derive(Debug, clap::Args)]
 pub struct AnonymizeArgs {
@@ -233,16 +234,11 @@ struct MaskResult {
     image: String,
     /// None when only a sidecar was given (no picture to draw on).
     annotated: Option<PathBuf>,
-    /// Where the faces came from: "report" (carried in the anonymised frame) or "sidecar" (the
-    /// anonymiser's, judged before blurring), or "detection" on the picture given.
-    from: &'static str,
     faces: Vec<crate::anonymize::FaceReport>,
-    counts: crate::anonymize::Counts,
-    status: Status,
-    /// `safe`, `warning`, `danger`, or `not_judged` (masks were not classified).
-    verdict: &'static str,
-    /// How the faces were found: `ok`, or the anonymiser's `redacted-whole`.
-    detection_status: String,
+    /// Where the faces came from, the counts and the verdict: what fogd reads back (typed in
+    /// `fogd-vision-proto`, so the two sides cannot drift apart).
+    #[serde(flatten)]
+    summary: MaskSummary,
 }
 
 pub fn detect_masks(a: &DetectMasksArgs) -> anyhow::Result<ExitCode> {
@@ -339,7 +335,14 @@ pub fn detect_masks_with(
             let (note, vouched) = super::privacy::carried_report(ledger.as_deref(), bytes.as_deref(), given);
             let plates = sidecar.as_ref().map_or(0, |r| r.counts.plates);
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
-                (Some(r), _) => (sidecar_faces(&r), if carried { "report" } else { "sidecar" }),
+                (Some(r), _) => (
+                    sidecar_faces(&r),
+                    if carried {
+                        FacesFrom::Report
+                    } else {
+                        FacesFrom::Sidecar
+                    },
+                ),
                 (None, Some(raw)) => {
                     let (d, c) = cached(&mut warm.detectors, key.clone(), || {
                         let d = Detector::load(&opts, a.detect.models.as_deref())?;
@@ -355,7 +358,7 @@ pub fn detect_masks_with(
                     let min = d.count_min();
                     let boxes: Vec<FaceBox> = d.detect(raw)?.into_iter().filter(|b| b.score >= min).collect();
                     let verdicts = c.classify(raw, &boxes)?;
-                    (boxes.into_iter().zip(verdicts).collect(), "detection")
+                    (boxes.into_iter().zip(verdicts).collect(), FacesFrom::Detection)
                 }
                 (None, None) => anyhow::bail!("{}: nothing to read", image.display()),
             };
@@ -369,7 +372,7 @@ pub fn detect_masks_with(
                 .collect();
             let counts = crate::anonymize::Counts {
                 plates,
-                ..crate::anonymize::Counts::of(&reports)
+                ..crate::anonymize::counts_of(&reports)
             };
             let status = if classified {
                 Status::of(counts.mask, counts.no_mask)
@@ -395,12 +398,8 @@ pub fn detect_masks_with(
             let result = MaskResult {
                 image: image.display().to_string(),
                 annotated,
-                from,
                 faces: reports,
-                counts,
-                status,
-                verdict: status.name(),
-                detection_status,
+                summary: MaskSummary::new(from, counts, status, detection_status),
             };
             media::write_atomic(
                 &a.out.join(format!("{stem}.masks.json")),
@@ -424,11 +423,11 @@ pub fn detect_masks_with(
                 o.out,
                 "{}: {} face(s), {} masked, {} without a mask ({:.0}%): {:?}{}",
                 r.image,
-                r.counts.faces,
-                r.counts.mask,
-                r.counts.no_mask,
-                r.counts.no_mask_share * 100.0,
-                r.status,
+                r.summary.counts.faces,
+                r.summary.counts.mask,
+                r.summary.counts.no_mask,
+                r.summary.counts.no_mask_share * 100.0,
+                r.summary.status,
                 r.annotated
                     .as_ref()
                     .map(|p| format!(" -> {}", p.display()))

@@ -1,6 +1,6 @@
 //! `fogd-vision grab`: frames of a live stream (or a file, read through) as JPEGs on stdout, for
 //! `fogd run`'s `ingest.streams`. Decoded in this process through libav, keyframes only while the
-//! stream's keyframe interval allows (see `libav::sample_live`): a 1080p25 camera sampled every
+//! stream's keyframe interval allows (see `media::libav::sample_live`): a 1080p25 camera sampled every
 //! 5 s costs a keyframe decode every 5 s, not 125 frames as an `ffmpeg -vf fps` pipe would.
 
 use std::io::Write;
@@ -39,7 +39,7 @@ pub fn grab(a: &GrabArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--every: must be more than 0");
     }
     let url_shown = redact_credentials(&a.url);
-    let src = crate::libav::Source::open(&a.url)
+    let src = crate::media::libav::Source::open(&a.url)
         .map_err(|e| anyhow::anyhow!(redact_credentials(&e.to_string())))?;
     tracing::info!(
         url = %url_shown,
@@ -51,7 +51,7 @@ pub fn grab(a: &GrabArgs) -> anyhow::Result<ExitCode> {
     let pool = crate::media::FramePool::default();
     let mut out = std::io::stdout().lock();
     let mut failure: Option<anyhow::Error> = None;
-    let stats = crate::libav::sample_live(src, a.every.as_secs_f64(), &pool, &mut |f| {
+    let stats = crate::media::libav::sample_live(src, a.every.as_secs_f64(), &pool, &mut |f| {
         let r = (|| -> anyhow::Result<()> {
             let jpeg = crate::media::encode_image(std::path::Path::new("frame.jpg"), &f.image, a.quality)?;
             let note = serde_json::to_vec(&Note {

@@ -105,19 +105,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Exit 0 when every model loads and matches its checksum.
 fn vision_check() -> ExitCode {
     use crate::{engine, models};
+    use fogd_vision_proto::builtin::{CheckLevel, CheckLine};
     let mut ok = true;
+    let say = |level, what, detail| println!("{}", CheckLine::new(level, what, detail).to_line());
     for m in models::Model::ALL {
         match models::locate(m, None).and_then(|p| models::load_verified(m, &p).map(|_| p)) {
-            Ok(p) => println!("ok\tmodel\t{} (SHA-256 ok)", p.display()),
+            Ok(p) => say(CheckLevel::Ok, "model", format!("{} (SHA-256 ok)", p.display())),
             Err(e) => {
                 ok = false;
-                println!("fail\tmodel\t{e}");
+                say(CheckLevel::Fail, "model", e.to_string());
             }
         }
     }
     match engine::resolve(engine::Backend::Auto) {
-        (engine::Backend::OnnxRuntime, why) => println!("ok\tinference\tONNX Runtime: {why}"),
-        (_, why) => println!("warn\tinference\tOpenCV DNN ({why})"),
+        (engine::Backend::OnnxRuntime, why) => {
+            say(CheckLevel::Ok, "inference", format!("ONNX Runtime: {why}"))
+        }
+        (_, why) => say(CheckLevel::Warn, "inference", format!("OpenCV DNN ({why})")),
     }
     if ok {
         ExitCode::SUCCESS
