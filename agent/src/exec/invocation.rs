@@ -10,19 +10,26 @@ use super::{contract, local, Error, Executors};
 use crate::journal::{Invocation, Outcome, State};
 use crate::runtime::{Runtime, RuntimeError};
 
-/// The camera the invocation's chain started from, FOGD_PRIVACY_ZONES when it has zones (fogd's
-/// anonymiser blacks them out before anything else), FOGD_PRIVACY_PLATES when it sees vehicles,
-/// and the live audit's rate. Err (the invocation fails, its input
-/// stays) when they cannot be read: a frame never runs without the zones its camera has.
-async fn camera_and_zones(
+/// The privacy settings of the camera the invocation's chain started from: FOGD_PRIVACY_ZONES
+/// when it has zones (fogd's anonymiser blacks them out before anything else),
+/// FOGD_PRIVACY_PLATES when it sees vehicles, and the live audit's rate; and what the receipts
+/// of its frames will say of their origin (hashing a raw item), in one trip to the blocking pool.
+/// Err (the invocation fails, its input stays) when they cannot be read: a frame never runs
+/// without the zones its camera has.
+async fn privacy_and_origin(
     rt: &Arc<Runtime>,
     id: crate::journal::InvocationId,
-) -> Result<(Option<String>, Vec<(String, String)>), Error> {
-    let rt2 = rt.clone();
-    let (camera, zones) = crate::journal::boundary::offload(move || -> Result<_, RuntimeError> {
+    raw: bool,
+    event_time: &str,
+    input: Option<std::path::PathBuf>,
+) -> Result<(Vec<(String, String)>, super::provenance::Origin), Error> {
+    let (rt2, time) = (rt.clone(), event_time.to_string());
+    let (zones, plates, origin) = crate::journal::boundary::offload(move || -> Result<_, RuntimeError> {
         let camera = rt2.journal.camera_of(id)?;
         let zones = camera.as_deref().map_or(Ok(None), |c| rt2.zones(c))?;
-        Ok((camera, zones))
+        let plates = rt2.cfg.sees_vehicles(camera.as_deref());
+        let origin = super::provenance::Origin::of(&rt2, camera, raw, &time, input.as_deref());
+        Ok((zones, plates, origin))
     })
     .await
     .ok_or_else(|| RuntimeError::Journal(crate::journal::JournalError::Stopped("privacy zones".into())))??;
@@ -30,14 +37,14 @@ async fn camera_and_zones(
         .map(|z| (fogd_vision_proto::zones::ENV_ZONES.to_string(), z.to_json()))
         .into_iter()
         .collect();
-    if rt.cfg.sees_vehicles(camera.as_deref()) {
+    if plates {
         env.push((fogd_vision_proto::receipt::ENV_PLATES.into(), "1".into()));
     }
     if rt.cfg.privacy.audit_every > 0 {
         let every = rt.cfg.privacy.audit_every.to_string();
         env.push((fogd_vision_proto::receipt::ENV_AUDIT_EVERY.into(), every));
     }
-    Ok((camera, env))
+    Ok((env, origin))
 }
 
 /// One invocation: fetch the input, run the script, store the outputs.
@@ -59,26 +66,29 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
     // stays.
     let executor = exec.of(rt.cfg.executor_of(&inv.service));
     let adopting = inv.attempts > 1 && executor.adoptable(rt, &inv.uuid).await;
-    if !adopting {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-    }
-    for d in [&in_dir, &out_dir] {
-        tokio::fs::create_dir_all(d)
-            .await
-            .map_err(|source| RuntimeError::Io {
-                path: d.clone(),
-                source,
-            })?;
-    }
+    // The folders in one trip to the blocking pool (a trivial invocation made five): the work
+    // folder new (an earlier attempt's removed, unless adopted) and the service's log folder.
     let log_path = rt.log_path(&svc.name, &inv.uuid);
-    if let Some(parent) = log_path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|source| RuntimeError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-    }
+    let folders = [
+        Some(in_dir.clone()),
+        Some(out_dir.clone()),
+        log_path.parent().map(Path::to_path_buf),
+    ];
+    let old = (!adopting).then(|| dir.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Some(old) = old {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        for d in folders.into_iter().flatten() {
+            std::fs::create_dir_all(&d).map_err(|source| RuntimeError::Io { path: d, source })?;
+        }
+        Ok::<_, RuntimeError>(())
+    })
+    .await
+    .map_err(|e| RuntimeError::Io {
+        path: dir.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
     let input_file = if svc.file_stage_in {
         None
     } else {
@@ -86,18 +96,9 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         rt.store(&provider)?.get_file(&ev.key, &f).await?;
         Some(f)
     };
-    let (camera, privacy) = camera_and_zones(rt, inv.id).await?;
-    // What the receipts of its frames will say of their origin (hashing the raw item).
-    let origin = {
-        let raw = provider == crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default")
-            && crate::ingest::raw::is_raw(rt, &ev.key);
-        let (rt2, time, input) = (rt.clone(), ev.event_time.clone(), input_file.clone());
-        crate::journal::boundary::offload(move || {
-            super::provenance::Origin::of(&rt2, camera, raw, &time, input.as_deref())
-        })
-        .await
-        .unwrap_or_default()
-    };
+    let raw = provider == crate::fdl::ProviderRef::new(crate::fdl::ProviderKind::Minio, "default")
+        && crate::ingest::raw::is_raw(rt, &ev.key);
+    let (privacy, origin) = privacy_and_origin(rt, inv.id, raw, &ev.event_time, input_file.clone()).await?;
     // The contract's variables, for the folders the script will see, and the camera's zones.
     let contract_env = |tmp_input_dir: &Path, tmp_output_dir: &Path, input_file: Option<&Path>| {
         let mut env = contract::environment(&contract::Invocation {
@@ -158,13 +159,17 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
     };
     // A synchronous run (`/run`) answers with the output files: the gateway removes them (or
     // the housekeeping sweep, when its caller went away).
-    if ev.source != "run" {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-    }
-    // An empty log is not kept: one file per invocation is an inode per frame.
-    if tokio::fs::metadata(&log_path).await.is_ok_and(|m| m.len() == 0) {
-        let _ = tokio::fs::remove_file(&log_path).await;
-    }
+    // An empty log is not kept (one file per invocation is an inode per frame). One trip.
+    let done = (ev.source != "run").then(|| dir.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = done {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if std::fs::metadata(&log_path).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&log_path);
+        }
+    })
+    .await;
     Ok(Outcome {
         state,
         exit_code,

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::fdl::Script;
@@ -152,7 +151,7 @@ pub async fn script_file(script: Option<&Script>, dir: &Path) -> Result<PathBuf,
 pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), ExecError> {
     let script_path = script_file(spec.script, spec.dir).await?;
     // No file the script writes may grow past max_work_bytes (RLIMIT_FSIZE, set by the shell
-    // that then becomes the script: no pre_exec hook, so the spawn stays a posix_spawn); the
+    // that then reads the script: no pre_exec hook, so the spawn stays a posix_spawn); the
     // watcher below bounds the folder as a whole. (`ulimit -f` counts 512-byte blocks in
     // dash, Debian's and Raspberry Pi OS's /bin/sh.)
     // Past a tebibyte (or u64::MAX, "no limit") the shell is told `unlimited`: dash parses the
@@ -162,11 +161,13 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         b => (b / 512).max(1).to_string(),
     };
     let limited: Vec<std::ffi::OsString> = vec![
+        // One shell, as `/bin/sh script` runs it ($0 the script, no arguments): it sets the
+        // limit, then reads the script itself. A second exec of /bin/sh was a tenth of a
+        // trivial invocation's cost (the loader's start; its cpuid calls trap under a VM).
         "-c".into(),
-        "ulimit -f \"$1\" && exec /bin/sh \"$2\"".into(),
-        "fogd-script".into(),
-        blocks.into(),
+        "ulimit -f \"$1\" || exit 126; set --; . \"$0\"".into(),
         script_path.clone().into_os_string(),
+        blocks.into(),
     ];
     let mut cmd = match spec.sandbox {
         Some(sb) => {
@@ -206,17 +207,13 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         }
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
-    // Made before the script starts: one that fills the disk at once must still have a log.
-    let log = tokio::fs::File::create(spec.log_path)
-        .await
-        .map_err(io(spec.log_path))?;
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let spawned_us = crate::journal::now_us();
     let pgid = child.id().map(|p| p as i32);
     // Dropped before the script ends (the daemon's drain deadline passed): its whole group dies.
     let mut group = GroupKill(pgid);
     let (out, err) = (child.stdout.take(), child.stderr.take());
-    let capture = capture(out, err, log, spec.log_cap);
+    let capture = super::scriptlog::capture(out, err, spec.log_path, spec.log_cap);
     let budget = spec.budget.clone();
     let waited = tokio::time::timeout(spec.timeout, async {
         let ended = async {
@@ -250,7 +247,11 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
                 ),
             };
             // Best effort: the disk may be too full for the log's last line.
-            let _ = append_note(spec.log_path, &format!("\n[fogd] killed while running: {why}\n")).await;
+            let _ = super::scriptlog::append_note(
+                spec.log_path,
+                &format!("\n[fogd] killed while running: {why}\n"),
+            )
+            .await;
             ScriptStatus::OverBudget(over)
         }
         // It ended (a writer stopped by ENOSPC, say) leaving the disk under the line before
@@ -262,7 +263,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
                 "\n[fogd] ended with the data folder under {} bytes free: its files were removed\n",
                 spec.budget.min_free_bytes
             );
-            let _ = append_note(spec.log_path, &note).await;
+            let _ = super::scriptlog::append_note(spec.log_path, &note).await;
             ScriptStatus::OverBudget(Overrun::Disk)
         }
         Ok(Ok((status, captured))) => {
@@ -280,7 +281,7 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
             kill_group(pgid);
             let _ = child.wait().await;
             let note = format!("\n[fogd] killed after the timeout of {:?}\n", spec.timeout);
-            append_note(spec.log_path, &note).await?;
+            super::scriptlog::append_note(spec.log_path, &note).await?;
             ScriptStatus::TimedOut
         }
     };
@@ -306,17 +307,6 @@ async fn clear_folder(dir: &Path, log: &Path) {
     }
 }
 
-pub(crate) async fn append_note(log: &Path, note: &str) -> Result<(), ExecError> {
-    let mut f = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(log)
-        .await
-        .map_err(io(log))?;
-    f.write_all(note.as_bytes()).await.map_err(io(log))?;
-    // tokio's File hands writes to a thread: without a flush the note may land after a reader.
-    f.flush().await.map_err(io(log))
-}
-
 /// Kills a process group when dropped, unless disarmed (`.0 = None`).
 struct GroupKill(Option<i32>);
 
@@ -337,45 +327,6 @@ fn kill_group(pgid: Option<i32>) {
 }
 
 /// Copies stdout and stderr into the log until `cap` bytes, then drains and counts the rest.
-pub(crate) async fn capture(
-    out: Option<impl AsyncRead + Unpin>,
-    err: Option<impl AsyncRead + Unpin>,
-    mut log: tokio::fs::File,
-    cap: u64,
-) -> std::io::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-    async fn pump(r: Option<impl AsyncRead + Unpin>, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
-        let Some(mut r) = r else { return };
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = r.read(&mut buf).await {
-            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
-                break;
-            }
-        }
-    }
-    let writer = async {
-        let (mut written, mut dropped) = (0u64, 0u64);
-        while let Some(chunk) = rx.recv().await {
-            let room = cap.saturating_sub(written) as usize;
-            let keep = chunk.len().min(room);
-            log.write_all(&chunk[..keep]).await?;
-            written += keep as u64;
-            dropped += (chunk.len() - keep) as u64;
-        }
-        if dropped > 0 {
-            log.write_all(
-                format!("\n[fogd] log cut at {cap} bytes; {dropped} more bytes dropped\n").as_bytes(),
-            )
-            .await?;
-        }
-        log.flush().await
-    };
-    let tx2 = tx.clone();
-    drop(tx);
-    let (_, _, w) = tokio::join!(pump(out, tx2.clone()), pump(err, tx2), writer);
-    w
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +368,29 @@ mod tests {
         assert!(!d.join("output").exists(), "what filled the folder is gone");
         let log = std::fs::read_to_string(d.join("log")).expect("log");
         assert!(log.contains("max_work_bytes"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_script_runs_as_sh_runs_it_its_path_in_0_no_arguments_its_status_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let script = Script::Inline("echo \"$0 $#\"\nexit 3\n".into());
+        let (status, _) = run_script(ScriptSpec {
+            script: Some(&script),
+            dir: d,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            timeout: Duration::from_secs(20),
+            log_path: &d.join("log"),
+            log_cap: 1 << 20,
+            budget: roomy(d),
+            sandbox: None,
+            shared: Vec::new(),
+        })
+        .await
+        .expect("run");
+        assert_eq!(status, ScriptStatus::Exited(3));
+        let log = std::fs::read_to_string(d.join("log")).expect("log");
+        assert_eq!(log, format!("{} 0\n", d.join("script.sh").display()));
     }
 
     fn alive(pid: &str) -> bool {

@@ -14,6 +14,7 @@ pub mod outputs;
 pub mod podman;
 pub mod provenance;
 pub mod sandbox;
+pub mod scriptlog;
 
 pub use executor::{Executor, Overrun, ScriptStatus};
 pub use invocation::execute;

@@ -71,7 +71,7 @@ pub async fn store(
             "\n[fogd] not stored (not regular files): {}\n",
             skipped.join(", ")
         );
-        append(log_path, &note).await;
+        let _ = super::scriptlog::append_note(log_path, &note).await;
     }
     let mut stored = 0u32;
     let mut observed = Vec::new();
@@ -235,13 +235,6 @@ fn snapshot(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile)
         serde_json::json!({"camera": camera, "bytes": bytes.len()}),
     );
     Ok(())
-}
-
-async fn append(path: &Path, text: &str) {
-    use tokio::io::AsyncWriteExt;
-    if let Ok(mut f) = tokio::fs::OpenOptions::new().append(true).open(path).await {
-        let _ = f.write_all(text.as_bytes()).await;
-    }
 }
 
 /// An output file: its path relative to TMP_OUTPUT_DIR (`/`-separated) and on disk.

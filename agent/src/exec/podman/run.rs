@@ -289,7 +289,7 @@ pub async fn run(r: PodmanRun<'_>) -> Result<(ScriptStatus, i64), PodmanError> {
         _ => None,
     };
     if let Some(n) = note {
-        crate::exec::local::append_note(r.log_path, &format!("\n[fogd] container {name} {n}\n"))
+        crate::exec::scriptlog::append_note(r.log_path, &format!("\n[fogd] container {name} {n}\n"))
             .await
             .map_err(|e| PodmanError::Invalid(e.to_string()))?;
     }
@@ -341,9 +341,8 @@ async fn copy_log(cfg: &PodmanConfig, name: &str, log_path: &Path, cap: u64) -> 
             binary: cfg.binary.clone(),
             source,
         })?;
-    let log = tokio::fs::File::create(log_path).await.map_err(io)?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
-    crate::exec::local::capture(out, err, log, cap)
+    crate::exec::scriptlog::capture(out, err, log_path, cap)
         .await
         .map_err(io)?;
     let _ = child.wait().await;
