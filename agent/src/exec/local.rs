@@ -23,7 +23,7 @@ pub enum ExecError {
     OutputTooLarge { rel: String, size: u64, max: u64 },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
     move |source| ExecError::Io {
         path: path.to_path_buf(),
         source,
@@ -339,6 +339,21 @@ mod tests {
         }
     }
 
+    /// A run of `script` in `d`, logging to `log`, with room and 20 s.
+    fn spec<'a>(script: &'a Script, d: &'a Path, log: &'a Path) -> ScriptSpec<'a> {
+        ScriptSpec {
+            script: Some(script),
+            dir: d,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            timeout: Duration::from_secs(20),
+            log_path: log,
+            log_cap: 1 << 20,
+            budget: roomy(d),
+            sandbox: None,
+            shared: Vec::new(),
+        }
+    }
+
     #[tokio::test]
     async fn a_script_that_writes_past_its_budget_is_killed_while_it_runs() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -348,19 +363,14 @@ mod tests {
         let script = Script::Inline(
             "i=0\nwhile :; do head -c 1048576 /dev/zero > output/f$i; i=$((i+1)); sleep 0.05; done\n".into(),
         );
+        let log = d.join("log");
         let (status, _) = run_script(ScriptSpec {
-            script: Some(&script),
-            dir: d,
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             timeout: Duration::from_secs(60),
-            log_path: &d.join("log"),
-            log_cap: 1 << 20,
             budget: DiskBudget {
                 max_work_bytes: 8 << 20,
                 ..roomy(d)
             },
-            sandbox: None,
-            shared: Vec::new(),
+            ..spec(&script, d, &log)
         })
         .await
         .expect("run");
@@ -375,19 +385,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let d = dir.path();
         let script = Script::Inline("echo \"$0 $#\"\nexit 3\n".into());
-        let (status, _) = run_script(ScriptSpec {
-            script: Some(&script),
-            dir: d,
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            timeout: Duration::from_secs(20),
-            log_path: &d.join("log"),
-            log_cap: 1 << 20,
-            budget: roomy(d),
-            sandbox: None,
-            shared: Vec::new(),
-        })
-        .await
-        .expect("run");
+        let log = d.join("log");
+        let (status, _) = run_script(spec(&script, d, &log)).await.expect("run");
         assert_eq!(status, ScriptStatus::Exited(3));
         let log = std::fs::read_to_string(d.join("log")).expect("log");
         assert_eq!(log, format!("{} 0\n", d.join("script.sh").display()));
@@ -413,16 +412,10 @@ mod tests {
         let started = std::time::Instant::now();
         // In the namespace sandbox where this host has one: what is left ends there too.
         let sandbox = crate::exec::sandbox::probe().ok();
+        let log = d.join("log");
         let (status, _) = run_script(ScriptSpec {
-            script: Some(&script),
-            dir: d,
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            timeout: Duration::from_secs(20),
-            log_path: &d.join("log"),
-            log_cap: 1 << 20,
-            budget: roomy(d),
             sandbox: sandbox.as_ref(),
-            shared: Vec::new(),
+            ..spec(&script, d, &log)
         })
         .await
         .expect("run");

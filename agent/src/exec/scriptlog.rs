@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::local::ExecError;
+use super::local::{io, ExecError};
 
 /// The script's stdout and stderr into its log, up to `cap` bytes. The log is made when the
 /// first bytes come: most runs print nothing, and an empty file is an inode made and removed
@@ -78,19 +78,10 @@ pub(crate) async fn append_note(log: &Path, note: &str) -> Result<(), ExecError>
         .append(true)
         .open(log)
         .await
-        .map_err(|source| io(log, source))?;
-    f.write_all(note.as_bytes())
-        .await
-        .map_err(|source| io(log, source))?;
+        .map_err(io(log))?;
+    f.write_all(note.as_bytes()).await.map_err(io(log))?;
     // tokio's File hands writes to a thread: without a flush the note may land after a reader.
-    f.flush().await.map_err(|source| io(log, source))
-}
-
-fn io(path: &Path, source: std::io::Error) -> ExecError {
-    ExecError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    f.flush().await.map_err(io(log))
 }
 
 #[cfg(test)]
