@@ -387,15 +387,16 @@ fn inference(r: &mut Report) {
         r.line(level, &l.what, &l.detail);
     }
     if lines.is_empty() {
+        let said = if out.stdout.is_empty() {
+            String::from_utf8_lossy(&out.stderr).trim().to_string()
+        } else {
+            // TAB lines: a fogd-vision from before the check lines were JSON.
+            "no check lines in its output (is fogd-vision older than fogd?)".to_string()
+        };
         r.line(
             Level::Fail,
             "inference",
-            format!(
-                "{} {}: {}",
-                vision.display(),
-                builtin::CHECK_COMMAND,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            format!("{} {}: {said}", vision.display(), builtin::CHECK_COMMAND),
         );
     }
 }

@@ -74,10 +74,13 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         Some(out_dir.clone()),
         log_path.parent().map(Path::to_path_buf),
     ];
-    let old = (!adopting).then(|| dir.clone());
+    // A rerun's log starts empty (it is made on the script's first bytes, so an earlier
+    // attempt's would stay): an adopted run's is written again whole.
+    let old = (!adopting).then(|| (dir.clone(), log_path.clone()));
     tokio::task::spawn_blocking(move || {
-        if let Some(old) = old {
+        if let Some((old, log)) = old {
             let _ = std::fs::remove_dir_all(old);
+            let _ = std::fs::remove_file(log);
         }
         for d in folders.into_iter().flatten() {
             std::fs::create_dir_all(&d).map_err(|source| RuntimeError::Io { path: d, source })?;

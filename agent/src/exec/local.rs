@@ -166,7 +166,10 @@ pub async fn run_script(spec: ScriptSpec<'_>) -> Result<(ScriptStatus, i64), Exe
         // trivial invocation's cost (the loader's start; its cpuid calls trap under a VM).
         "-c".into(),
         "ulimit -f \"$1\" || exit 126; set --; . \"$0\"".into(),
-        script_path.clone().into_os_string(),
+        // Absolute: `.` searches PATH for a name without a slash.
+        std::path::absolute(&script_path)
+            .map_err(io(&script_path))?
+            .into_os_string(),
         blocks.into(),
     ];
     let mut cmd = match spec.sandbox {

@@ -29,24 +29,26 @@ pub(crate) async fn capture(
     let writer = async {
         let (mut written, mut dropped) = (0u64, 0u64);
         let mut log: Option<tokio::fs::File> = None;
+        // A log that cannot be made or written (a full disk) is given up, but the pipes are
+        // still read to their end: the script must not die of SIGPIPE half-way through.
+        let mut failed: Option<std::io::Error> = None;
         while let Some(chunk) = rx.recv().await {
             let room = cap.saturating_sub(written) as usize;
             let keep = chunk.len().min(room);
-            if keep > 0 {
-                opened(&mut log, log_path)
-                    .await?
-                    .write_all(&chunk[..keep])
-                    .await?;
+            if keep > 0 && failed.is_none() {
+                if let Err(e) = write(&mut log, log_path, &chunk[..keep]).await {
+                    failed = Some(e);
+                }
             }
             written += keep as u64;
             dropped += (chunk.len() - keep) as u64;
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if dropped > 0 {
             let note = format!("\n[fogd] log cut at {cap} bytes; {dropped} more bytes dropped\n");
-            opened(&mut log, log_path)
-                .await?
-                .write_all(note.as_bytes())
-                .await?;
+            write(&mut log, log_path, note.as_bytes()).await?;
         }
         match log.as_mut() {
             Some(f) => f.flush().await,
@@ -59,15 +61,13 @@ pub(crate) async fn capture(
     w
 }
 
-/// The log, made on first use.
-async fn opened<'a>(
-    log: &'a mut Option<tokio::fs::File>,
-    path: &Path,
-) -> std::io::Result<&'a mut tokio::fs::File> {
-    match log {
-        Some(f) => Ok(f),
-        None => Ok(log.insert(tokio::fs::File::create(path).await?)),
-    }
+/// Writes to the log, made on first use.
+async fn write(log: &mut Option<tokio::fs::File>, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let f = match log {
+        Some(f) => f,
+        None => log.insert(tokio::fs::File::create(path).await?),
+    };
+    f.write_all(bytes).await
 }
 
 /// Appends fogd's own line to a log (why a run was killed, outputs not stored).
@@ -109,5 +109,19 @@ mod tests {
         // A note after a silent run makes the log.
         append_note(&silent, "[fogd] killed\n").await.expect("note");
         assert_eq!(std::fs::read_to_string(&silent).expect("log"), "[fogd] killed\n");
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_made_still_drains_the_script_s_output() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let nowhere = dir.path().join("no-such-folder/x.log");
+        let mut out = std::io::Cursor::new(vec![b'y'; 1 << 20]);
+        let r = capture(Some(&mut out), None::<&[u8]>, &nowhere, 1 << 30).await;
+        assert!(r.is_err(), "the failure is reported");
+        assert_eq!(
+            out.position(),
+            1 << 20,
+            "read to its end: no SIGPIPE for the script"
+        );
     }
 }
