@@ -105,8 +105,7 @@ pub fn sweep(rt: &Runtime) -> Result<Swept, crate::journal::JournalError> {
     }
     let r = &rt.cfg.retention;
     let cutoff = now - r.max_age.as_millis() as i64;
-    let (retried, quarantined) = crate::ingest::raw::retry_or_quarantine(rt, cutoff)?;
-    (s.retried, s.quarantined) = (retried, quarantined);
+    (s.retried, s.quarantined) = crate::ingest::raw::retry_or_quarantine(rt, cutoff)?;
     loop {
         let p = rt.journal.prune(cutoff, r.max_invocations, BATCH)?;
         if p.total() == 0 {

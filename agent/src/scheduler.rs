@@ -192,7 +192,7 @@ async fn delegate(rt: &Arc<Runtime>, exec: &Arc<Executors>, svc: &str, tasks: &m
         .rescheduler_threshold_s
         .map_or(rt.cfg.delegation.after, Duration::from_secs);
     let cutoff = crate::journal::now_ms() - after.as_millis() as i64;
-    let raw = crate::ingest::raw::prefix(rt);
+    let raw = rt.cfg.ingest.raw_prefix();
     // The members' room and the claim read and write the journal: off the async workers.
     let (rt2, exec2, d, name) = (rt.clone(), exec.clone(), d.clone(), svc.to_string());
     let claimed = crate::journal::boundary::offload(move || {

@@ -77,7 +77,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
     // A rerun's log starts empty (it is made on the script's first bytes, so an earlier
     // attempt's would stay): an adopted run's is written again whole.
     let old = (!adopting).then(|| (dir.clone(), log_path.clone()));
-    tokio::task::spawn_blocking(move || {
+    on_blocking(&dir, move || {
         if let Some((old, log)) = old {
             let _ = std::fs::remove_dir_all(old);
             let _ = std::fs::remove_file(log);
@@ -87,11 +87,7 @@ pub async fn execute(rt: &Arc<Runtime>, exec: &Executors, inv: &Invocation) -> R
         }
         Ok::<_, RuntimeError>(())
     })
-    .await
-    .map_err(|e| RuntimeError::Io {
-        path: dir.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })??;
+    .await?;
     let input_file = if svc.file_stage_in {
         None
     } else {
@@ -200,25 +196,32 @@ async fn mount_folder(
     let dir = rt.data.store_object(&m.path);
     let store = crate::store::LocalStore::new("minio.default", rt.data.store());
     let key = format!("{}/", m.path.trim_matches('/'));
-    let made = tokio::task::spawn_blocking(move || {
+    on_blocking(&dir, move || {
         store.open_root().and_then(|r| {
             r.make_folders(&key)
                 .map_err(|e| crate::store::StoreError::io(&r.shown(&key), e))
         })
     })
-    .await;
-    match made {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => {
-            return Err(RuntimeError::Io {
-                path: dir,
-                source: std::io::Error::other(e.to_string()),
-            }
-            .into())
-        }
-    }
+    .await?;
     Ok(Some((dir, format!("/mnt/{}", m.path.trim_matches('/')))))
+}
+
+/// `f` on the blocking pool (file work off the async workers); should it panic, that is an I/O
+/// error on `path`.
+async fn on_blocking<T, E>(path: &Path, f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Error>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    Error: From<E>,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(RuntimeError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        }
+        .into()),
+    }
 }
 
 /// What a run's end makes of the invocation: its state, exit code and error.

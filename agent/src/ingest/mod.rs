@@ -58,7 +58,7 @@ pub fn spool_batch(rt: &Runtime, items: &[Item]) -> Result<BatchReport> {
     let t0 = std::time::Instant::now();
     let mut report = BatchReport::default();
     let root = rt.data.store();
-    let base = raw::prefix(rt);
+    let base = rt.cfg.ingest.raw_prefix();
     let mut seen = BTreeSet::new();
     let mut dirs = BTreeSet::new();
     let mut spooled = Vec::with_capacity(items.len());

@@ -3,7 +3,7 @@
 //!
 //! The rules, and the tests that hold them:
 //! - **Where:** `<ingest.path>/<camera>/<time>-<n>.<ext>` in the local store (`area`,
-//!   `prefix`), written under a new name, never over one (`write_new`).
+//!   `IngestConfig::raw_prefix`), written under a new name, never over one (`write_new`).
 //! - **Never uploaded:** the outbox refuses a file under the raw area or with a raw item's bytes
 //!   (`outbox::spool::enqueue`; `tests/ingest.rs` `bad_input_is_counted_and_skipped_and_raw_never_leaves`,
 //!   `tests/ingest_outbox.rs`).
@@ -25,14 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::journal::{now_ms, IngestRow, JournalError};
 use crate::runtime::{Result, Runtime};
 
-/// `<ingest.path>/`: every raw key starts so.
-pub fn prefix(rt: &Runtime) -> String {
-    rt.cfg.ingest.raw_prefix()
-}
-
 /// Is this key of the local store a raw item's?
 pub fn is_raw(rt: &Runtime, key: &str) -> bool {
-    key.starts_with(&prefix(rt))
+    key.starts_with(&rt.cfg.ingest.raw_prefix())
 }
 
 /// The raw area's folder.
@@ -182,7 +177,7 @@ pub fn retry_or_quarantine(rt: &Runtime, cutoff: i64) -> std::result::Result<(us
 pub async fn sweep_orphans(rt: &Runtime, before: std::time::SystemTime) -> Result<usize> {
     let store = rt.local_store();
     let mut removed = 0;
-    for meta in store.list(&prefix(rt)).await? {
+    for meta in store.list(&rt.cfg.ingest.raw_prefix()).await? {
         let old = std::fs::metadata(rt.data.store_object(&meta.key))
             .and_then(|m| m.modified())
             .is_ok_and(|t| t < before);
