@@ -97,7 +97,14 @@ fn round(seed: u64) -> (usize, usize) {
             % 70;
     let deadline = Instant::now() + Duration::from_secs(120);
     while results(dir) < at {
-        assert!(Instant::now() < deadline, "no progress before the kill");
+        // Said with what fogd said, and whether it still runs (a CI run once stalled here).
+        assert!(
+            Instant::now() < deadline,
+            "no progress before the kill: {} of {at} results; fogd {:?}; its log:\n{}",
+            results(dir),
+            fogd.try_wait(),
+            std::fs::read_to_string(dir.join("fogd.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     fogd.kill().expect("kill -9");
