@@ -260,10 +260,14 @@ pub fn vision_binary() -> Option<PathBuf> {
 pub fn read_no_follow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking open: a FIFO put where a file was would otherwise hold the thread for good.
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut out = Vec::new();
     f.take(max + 1).read_to_end(&mut out)?;
     if out.len() as u64 > max {
@@ -275,6 +279,26 @@ pub fn read_no_follow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_no_follow_takes_a_small_regular_file_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        std::fs::write(d.join("f"), b"12345").expect("w");
+        assert_eq!(read_no_follow(&d.join("f"), 5).expect("read"), b"12345");
+        assert!(read_no_follow(&d.join("f"), 4).is_err(), "over its bound");
+        std::os::unix::fs::symlink(d.join("f"), d.join("link")).expect("link");
+        assert!(
+            read_no_follow(&d.join("link"), 5).is_err(),
+            "a link is not followed"
+        );
+        let fifo = std::ffi::CString::new(d.join("fifo").display().to_string()).expect("c");
+        // SAFETY: mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        // Returns at once (no writer would ever come): refused, not waited on.
+        assert!(read_no_follow(&d.join("fifo"), 5).is_err());
+        assert!(read_no_follow(&d.join("..").join("nowhere-at-all"), 5).is_err());
+    }
 
     #[test]
     fn every_path_is_under_the_root() {

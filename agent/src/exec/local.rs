@@ -395,6 +395,23 @@ mod tests {
         assert_eq!(log, format!("{} 0\n", d.join("script.sh").display()));
     }
 
+    #[tokio::test]
+    async fn a_script_file_whose_path_has_spaces_quotes_and_dollars_runs_as_itself() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let odd = d.join("a b $HOME 'q\"").join("run me.sh");
+        std::fs::create_dir_all(odd.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&odd, "echo \"$0\"\n").expect("w");
+        let script = Script::File(odd.clone());
+        let log = d.join("log");
+        let (status, _) = run_script(spec(&script, d, &log)).await.expect("run");
+        assert_eq!(status, ScriptStatus::Exited(0));
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            format!("{}\n", odd.display())
+        );
+    }
+
     fn alive(pid: &str) -> bool {
         // A killed child of the script may linger as a zombie until its new parent reaps it.
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {

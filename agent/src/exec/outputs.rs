@@ -147,7 +147,10 @@ fn observe(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile) 
     }
     let lower = f.rel.to_ascii_lowercase();
     if lower.ends_with(".json") {
-        let Ok(bytes) = std::fs::read(&f.path) else { return };
+        // Not followed if a process the script left swapped it for a link since it was listed.
+        let Ok(bytes) = crate::paths::read_no_follow(&f.path, OBSERVE_MAX_BYTES) else {
+            return;
+        };
         let Some(mut result) = mask_result(&bytes, &f.rel) else {
             return;
         };
@@ -192,7 +195,7 @@ fn snapshot(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile)
         return Err("not made by a fogd/builtin image".into());
     }
     let camera = camera.ok_or("not from a camera")?;
-    let bytes = std::fs::read(&f.path).map_err(|e| e.to_string())?;
+    let bytes = crate::paths::read_no_follow(&f.path, OBSERVE_MAX_BYTES).map_err(|e| e.to_string())?;
     if imagesize::image_type(&bytes).ok() != Some(imagesize::ImageType::Jpeg) {
         return Err("not a JPEG".into());
     }
