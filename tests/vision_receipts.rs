@@ -64,6 +64,14 @@ FOGD_VISION_TOKEN=$(printf '%064d' 7) fogd anonymize "$INPUT_FILE_PATH" --out "$
 const QUIET: &str = "FOGD_PRIVACY_AUDIT_EVERY=0 fogd anonymize \"$INPUT_FILE_PATH\" --audit-every 0 \
                      --out \"$TMP_OUTPUT_DIR\"\n";
 
+/// A service that writes mask verdicts for the camera's frames: one made up, and one the real
+/// detector judged from another picture (the frame's colours inverted). Its camera counts neither.
+const LIAR: &str = r#"printf '%s' '{"from":"detection","counts":{"faces":9,"mask":0,"no_mask":9,"no_mask_share":1.0},"status":"Danger"}' > "$TMP_OUTPUT_DIR/made-up.masks.json"
+ffmpeg -loglevel error -y -i "$INPUT_FILE_PATH" -vf negate "$TMP_INPUT_DIR/neg.jpg"
+fogd detect-masks "$TMP_INPUT_DIR/neg.jpg" --out "$TMP_INPUT_DIR/m" >/dev/null
+cp "$TMP_INPUT_DIR/m/neg.masks.json" "$TMP_OUTPUT_DIR/"
+"#;
+
 fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let example = repo().join("examples/camera-ingest");
     for script in ["anon-and-split.sh", "mask-detector.sh"] {
@@ -73,6 +81,7 @@ fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     std::fs::write(dir.join("forger.sh"), FORGER).unwrap();
     std::fs::write(dir.join("snooper.sh"), SNOOPER).unwrap();
     std::fs::write(dir.join("quiet.sh"), QUIET).unwrap();
+    std::fs::write(dir.join("liar.sh"), LIAR).unwrap();
     let fdl = std::fs::read_to_string(example.join("workflow-s3.yaml")).unwrap();
     let (functions, _) = fdl.split_once("storage_providers:").expect("providers");
     let copier = "  - edge:\n      name: reencode\n      image: alpine\n      script: reencode.sh\n      \
@@ -84,6 +93,9 @@ fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let quiet = copier
         .replace("reencode", "quiet")
         .replace("fogd-edge/leak", "fogd-edge/quiet");
+    let liar = copier
+        .replace("reencode", "liar")
+        .replace("fogd-edge/leak", "fogd-edge/lies");
     let snooper = copier
         .replace("reencode", "snooper")
         .replace("fogd-edge/leak", "fogd-edge/snoop")
@@ -98,7 +110,7 @@ fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let path = dir.join("workflow.yaml");
     std::fs::write(
         &path,
-        format!("{functions}{copier}{forger}{snooper}{quiet}{providers}"),
+        format!("{functions}{copier}{forger}{snooper}{quiet}{liar}{providers}"),
     )
     .unwrap();
     path
@@ -466,4 +478,18 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
             "{k}: {token} {v}"
         );
     }
+
+    // 6. The camera counts the detector's four verdicts only, none of the liar's (two frames, two
+    // verdicts each, refused by name in the log).
+    let t0 = Instant::now();
+    while log().matches("not counted for its camera").count() < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "lies: {}", log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let metrics = http.get(format!("{}/metrics", node.url)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("fogd_camera_judged_frames_total{camera=\"door\"} 4"),
+        "{metrics}"
+    );
 }

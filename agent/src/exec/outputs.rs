@@ -112,12 +112,12 @@ pub async fn store(
             .as_deref()
             .and_then(fogd_vision_proto::builtin::Builtin::of_image)
             .is_some();
-        let rt2 = rt.clone();
+        let (rt2, input) = (rt.clone(), origin.input_sha256.clone());
         crate::journal::boundary::offload(move || {
             // One lookup of the camera for all the invocation's outputs.
             let camera = rt2.journal.camera_of(invocation).ok().flatten();
             for f in &observed {
-                observe(&rt2, camera.as_deref(), fogd_made, f);
+                observe(&rt2, camera.as_deref(), input.as_deref(), fogd_made, f);
             }
         })
         .await;
@@ -141,7 +141,8 @@ const OBSERVE_MAX_BYTES: u64 = 8 << 20;
 /// What the operator's tools learn from one output file, once (not once per store it went to):
 /// a mask detector's verdict becomes the frame's one `mask_result` and counts for `camera`, the
 /// one its chain started from; an anonymised frame (`fogd_made`) becomes the camera's snapshot.
-fn observe(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile) {
+/// `input_sha256`: the invocation's input as the vision worker's ledger names it.
+fn observe(rt: &Runtime, camera: Option<&str>, input_sha256: Option<&str>, fogd_made: bool, f: &OutputFile) {
     if f.size > OBSERVE_MAX_BYTES {
         return;
     }
@@ -154,6 +155,17 @@ fn observe(rt: &Runtime, camera: Option<&str>, fogd_made: bool, f: &OutputFile) 
         let Some(mut result) = mask_result(&bytes, &f.rel) else {
             return;
         };
+        // Counted only if the vision worker judged it from this invocation's input (its ledger
+        // entry for exactly these bytes): never a verdict a script wrote, edited or carried over
+        // from another picture.
+        let entry = fogd_vision_proto::ledger::find(&rt.data.vision_ledger(), &bytes);
+        if entry.is_none_or(|e| Some(e.input_sha256.as_str()) != input_sha256) {
+            tracing::warn!(
+                output = %f.rel,
+                "a mask verdict not judged by the node's vision worker from this invocation's input: not counted for its camera"
+            );
+            return;
+        }
         result.camera = camera.map(str::to_string);
         if let Err(e) = rt.journal.record_mask_result(&result) {
             tracing::warn!("{e}");

@@ -2,7 +2,8 @@
 //! blacked out, in a folder of the node's data that scripts never see, named by the SHA-256 of
 //! the bytes written. The node signs a receipt for an output only from its entry here: a report a
 //! script wrote or edited, bytes added to a frame after the worker wrote it, or zones a script
-//! left out of its request never get one.
+//! left out of its request never get one. A mask verdict the worker judged itself is recorded the
+//! same way (its `report` the verdict), and is all the node counts for a camera.
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,7 @@ mod bench;
 mod commands;
 mod detect_args;
 mod grab;
+mod masks;
 mod privacy;
 mod progress;
 mod tools;
@@ -42,7 +43,7 @@ pub enum Command {
     Anonymize(commands::AnonymizeArgs),
     /// Find faces and judge masks in images; write an annotated image and a JSON result each.
     /// Uses the anonymiser's sidecar when there is one (masks judged before blurring).
-    DetectMasks(commands::DetectMasksArgs),
+    DetectMasks(masks::DetectMasksArgs),
     /// Frames of a stream (RTSP, HTTP, a file read through) as JPEGs on stdout, one every
     /// --every: what `fogd run` reads its `ingest.streams` with.
     Grab(grab::GrabArgs),
@@ -87,7 +88,7 @@ pub enum Bench {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Anonymize(a) => commands::anonymize(a),
-        Command::DetectMasks(a) => commands::detect_masks(a),
+        Command::DetectMasks(a) => masks::detect_masks(a),
         Command::Sample(a) => tools::sample(a),
         Command::Grab(a) => grab::grab(a),
         Command::VisionServe { socket, ledger } => worker::serve(socket, ledger.clone()),

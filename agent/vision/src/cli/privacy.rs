@@ -116,3 +116,18 @@ pub(super) fn record(
         }
     }
 }
+
+/// Records a verdict the worker judged itself in the ledger, under the input it was judged from:
+/// the node counts a camera's verdicts only from these (a script can write any `*.masks.json`).
+pub(super) fn record_verdict(ledger_dir: Option<&Path>, written: &[u8], input_sha256: Option<String>) {
+    if let (Some(dir), Some(input_sha256)) = (ledger_dir, input_sha256) {
+        let entry = ledger::Entry {
+            input_sha256,
+            report: String::from_utf8_lossy(written).into_owned(),
+            zones: Vec::new(),
+        };
+        if let Err(e) = ledger::record(dir, written, &entry) {
+            tracing::warn!("a verdict is not in the ledger (its camera will not count it): {e}");
+        }
+    }
+}

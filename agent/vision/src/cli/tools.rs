@@ -127,13 +127,13 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!("{y:.0}")
         };
-        super::commands::text(&mut img, &label, Point::new(20, py(y) + 5), 0.5, black, 1)?;
+        super::masks::text(&mut img, &label, Point::new(20, py(y) + 5), 0.5, black, 1)?;
     }
     let mut xs: Vec<f64> = series.values().flatten().map(|p| p.0).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     for x in &xs {
-        super::commands::text(
+        super::masks::text(
             &mut img,
             &format!("{x:.0}"),
             Point::new(px(*x) - 8, h - bottom + 22),
@@ -160,9 +160,9 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
         imgproc::LINE_AA,
         0,
     )?;
-    super::commands::text(&mut img, "videos", Point::new(w / 2 - 30, h - 20), 0.6, black, 1)?;
-    super::commands::text(&mut img, "makespan (s)", Point::new(10, top - 15), 0.6, black, 1)?;
-    super::commands::text(
+    super::masks::text(&mut img, "videos", Point::new(w / 2 - 30, h - 20), 0.6, black, 1)?;
+    super::masks::text(&mut img, "makespan (s)", Point::new(10, top - 15), 0.6, black, 1)?;
+    super::masks::text(
         &mut img,
         "fogd: makespan by number of videos (cf. Fig. 9)",
         Point::new(w / 2 - 200, 30),
@@ -212,7 +212,7 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
             imgproc::LINE_AA,
             0,
         )?;
-        super::commands::text(&mut img, mode, Point::new(left + 70, ly + 5), 0.6, black, 1)?;
+        super::masks::text(&mut img, mode, Point::new(left + 70, ly + 5), 0.6, black, 1)?;
     }
     let path = a.png.to_string_lossy().into_owned();
     let ok = opencv::imgcodecs::imwrite(&path, &img, &opencv::core::Vector::new())?;

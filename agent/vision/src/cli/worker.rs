@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::commands::{anonymize_with, detect_masks_with};
+use super::commands::anonymize_with;
+use super::masks::detect_masks_with;
 use super::privacy::Env;
 use crate::masks::MaskClassifier;
 use crate::{Anonymizer, Detector};
