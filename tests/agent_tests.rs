@@ -16,6 +16,7 @@ mod fdl_conformance;
 mod fdl_malformed;
 mod gateway;
 mod gateway_abuse;
+mod gateway_tls;
 mod housekeeping;
 mod ingest;
 mod ingest_flood;

@@ -91,8 +91,8 @@ fn generated_video_recall_residual_and_mask_accuracy() {
             assert_eq!(r.frame, Some(i + 1), "{mode}: {}", f.display());
             let t = r.timestamp_s.unwrap();
             let faces = truth.at(t);
-            sample::recall(faces, &boxes(&r), 40.0, &mut rec);
-            sample::recall(
+            score::recall(faces, &boxes(&r), 40.0, &mut rec);
+            score::recall(
                 faces,
                 &det.detect(&media::read_image(f).unwrap()).unwrap(),
                 40.0,
@@ -386,7 +386,7 @@ fn tiles_find_the_small_faces_a_small_input_misses() {
         let det = Detector::load(&opts, None).unwrap();
         let mut r = Recall::default();
         for (t, img) in &frames {
-            sample::recall(truth.at(*t), &det.detect(img).unwrap(), 40.0, &mut r);
+            score::recall(truth.at(*t), &det.detect(img).unwrap(), 40.0, &mut r);
         }
         r
     };

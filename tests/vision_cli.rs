@@ -305,9 +305,9 @@ fn demo_runs_the_use_case_and_prints_the_summary() {
         let r = sidecar(f);
         let faces = truth.at(r.timestamp_s.unwrap());
         let (mut covered, mut left) = (Recall::default(), Recall::default());
-        sample::recall_at(faces, &boxes(&r), 0.0, 0.3, &mut covered);
+        score::recall_at(faces, &boxes(&r), 0.0, 0.3, &mut covered);
         let seen = det.detect(&media::read_image(f).unwrap()).unwrap();
-        sample::recall_at(faces, &seen, 0.0, 0.3, &mut left);
+        score::recall_at(faces, &seen, 0.0, 0.3, &mut left);
         assert_eq!(
             (covered.found, left.found),
             (covered.faces, 0),

