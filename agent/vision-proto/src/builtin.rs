@@ -84,7 +84,7 @@ pub enum CheckLevel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckLine {
     pub level: CheckLevel,
-    /// What was checked: `model`, `inference`.
+    /// What was checked: `model`, `inference`, `fence` (Landlock).
     pub what: String,
     pub detail: String,
 }

@@ -5,6 +5,7 @@
 mod bench;
 mod commands;
 mod detect_args;
+mod fence;
 mod grab;
 mod masks;
 mod privacy;
@@ -123,6 +124,19 @@ fn vision_check() -> ExitCode {
             say(CheckLevel::Ok, "inference", format!("ONNX Runtime: {why}"))
         }
         (_, why) => say(CheckLevel::Warn, "inference", format!("OpenCV DNN ({why})")),
+    }
+    if fence::available() {
+        say(
+            CheckLevel::Ok,
+            "fence",
+            "Landlock: each vision request is fenced by the kernel to its invocation's folders".into(),
+        )
+    } else {
+        say(
+            CheckLevel::Warn,
+            "fence",
+            "no Landlock (kernel or container): vision requests get path checks only".into(),
+        )
     }
     if ok {
         ExitCode::SUCCESS

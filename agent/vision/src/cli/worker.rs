@@ -2,6 +2,7 @@
 //! and `fogd detect-masks` with the models kept loaded, and what the commands share with it (the
 //! model cache, where output goes).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ pub struct Warm {
     pub(super) detectors: Vec<(String, (Detector, MaskClassifier))>,
     /// The worker's ledger of what it wrote (none when a command runs by itself).
     pub(super) ledger: Option<PathBuf>,
+    /// What a request's thread may reach besides its invocation's folders.
+    fence: super::fence::Fence,
 }
 
 /// Few option sets are in use at once; more would only hold memory.
@@ -63,8 +66,17 @@ pub fn serve(socket: &Path, ledger: Option<PathBuf>) -> anyhow::Result<ExitCode>
     let listener = std::os::unix::net::UnixListener::bind(socket)
         .with_context(|| format!("listening on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    tracing::info!(socket = %socket.display(), "vision worker ready");
+    // Loaded before any request is fenced (the library's folder stays readable all the same).
+    let _ = crate::engine::onnxruntime();
+    let fence = super::fence::Fence::for_worker(ledger.as_deref());
+    if !fence.kernel {
+        tracing::warn!(
+            "no Landlock here (kernel or container): the vision worker checks each path a request names, but a link a script swaps in after the check is not refused by the kernel"
+        );
+    }
+    tracing::info!(socket = %socket.display(), landlock = fence.kernel, "vision worker ready");
     let mut warm = Warm {
+        fence,
         ledger,
         ..Warm::default()
     };
@@ -103,53 +115,69 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
     // Only the variables a request may carry: the worker's own environment is not the script's.
     let mut env = Request::env_from(|k| req.env.get(k).cloned());
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = {
-        let mut o = Out {
-            out: &mut out,
-            err: &mut err,
-            terminal: false,
-        };
+    let ran = (|| -> anyhow::Result<ExitCode> {
         // Requests run one at a time, so the process's folder can follow each one.
-        let ran = std::env::set_current_dir(&req.cwd)
-            .with_context(|| req.cwd.display().to_string())
-            .and_then(
-                |()| match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
-                    Ok(cli) => {
-                        // The folder the worker is now in, as it really is: the request's path to
-                        // it could lead elsewhere by the time it is read again.
-                        let cwd = std::env::current_dir()?;
-                        let grant = confine(&cli.command, &cwd, warm.ledger.as_deref(), &env)?;
-                        // The node's privacy settings for the invocation, not the script's.
-                        if let Some(g) = &grant {
-                            g.apply(&mut env);
-                        }
-                        match cli.command {
-                            super::Command::Anonymize(mut a) => {
-                                // Flags too: the node's zones and audit rate hold.
-                                if grant.is_some() {
-                                    a.audit_every = None;
-                                    a.zones = None;
-                                }
-                                anonymize_with(&a, warm, &mut o, &env)
-                            }
-                            super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
-                            _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
-                        }
-                    }
-                    Err(e) => {
-                        write!(o.err, "{e}")?;
-                        Ok(ExitCode::from(2))
-                    }
-                },
-            );
-        match ran {
-            Ok(c) if c == ExitCode::SUCCESS => 0,
-            Ok(c) if c == ExitCode::from(2) => 2,
-            Ok(_) => 1,
+        std::env::set_current_dir(&req.cwd).with_context(|| req.cwd.display().to_string())?;
+        let cli = match <super::Cli as clap::Parser>::try_parse_from(&req.argv) {
+            Ok(cli) => cli,
             Err(e) => {
-                writeln!(o.err, "fogd: {e:#}")?;
-                2
+                write!(err, "{e}")?;
+                return Ok(ExitCode::from(2));
             }
+        };
+        // The folder the worker is now in, as it really is: the request's path to it could lead
+        // elsewhere by the time it is read again.
+        let cwd = std::env::current_dir()?;
+        let grant = confine(&cli.command, &cwd, warm.ledger.as_deref(), &env)?;
+        // The node's privacy settings for the invocation, not the script's.
+        if let Some(g) = &grant {
+            g.apply(&mut env);
+        }
+        let roots: Option<Vec<PathBuf>> = grant.as_ref().map(|g| {
+            g.roots
+                .iter()
+                .filter_map(|r| std::fs::canonicalize(r).ok())
+                .collect()
+        });
+        let fence = warm.fence.clone();
+        // A thread of its own, fenced by the kernel to the invocation's folders (irreversibly:
+        // the next request gets a new one); a panic there fails the request, not the worker.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(roots) = &roots {
+                    fence
+                        .enter(roots)
+                        .context("fencing the request to its invocation's folders")?;
+                }
+                let mut o = Out {
+                    out: &mut out,
+                    err: &mut err,
+                    terminal: false,
+                };
+                match cli.command {
+                    super::Command::Anonymize(mut a) => {
+                        // Flags too: the node's zones and audit rate hold.
+                        if grant.is_some() {
+                            a.audit_every = None;
+                            a.zones = None;
+                        }
+                        anonymize_with(&a, warm, &mut o, &env)
+                    }
+                    super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
+                    _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
+                }
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the request failed (a panic in the worker)")))
+        })
+    })();
+    let code = match ran {
+        Ok(c) if c == ExitCode::SUCCESS => 0,
+        Ok(c) if c == ExitCode::from(2) => 2,
+        Ok(_) => 1,
+        Err(e) => {
+            writeln!(err, "fogd: {e:#}")?;
+            2
         }
     };
     tracing::info!(

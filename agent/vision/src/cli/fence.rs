@@ -1,0 +1,158 @@
+//! The kernel's fence around one request of the daemon's vision worker (Landlock). `confine`
+//! checks each path a request names, but a script can swap a checked path for a link before the
+//! worker opens it; the fence makes the kernel refuse, on the thread that serves the request and
+//! any thread it starts, every file read or write outside the invocation's folders, the worker's
+//! ledger, the models and the system's own trees. The node's data (raw items, the receipt key,
+//! other invocations) is in none of them.
+//!
+//! Directory listings and execution are not fenced (a name is not a picture; the worker runs no
+//! program). On a kernel without Landlock the request runs with `confine`'s checks only, and the
+//! worker says so once at its start.
+
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    make_bitflags, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, ABI,
+};
+
+/// The newest rights fogd asks for; older kernels get what they have (best effort).
+const ABI_USED: ABI = ABI::V3;
+
+/// System trees a request may read (libraries, configuration, /proc and /sys for the CPU's
+/// layout), unless the node's data lies beneath one: then that tree is left out whole.
+const SYSTEM_TREES: &[&str] = &["/usr", "/lib", "/lib64", "/etc", "/proc", "/sys", "/dev"];
+
+fn fenced() -> BitFlags<AccessFs> {
+    AccessFs::from_all(ABI_USED) & !make_bitflags!(AccessFs::{ReadDir | Execute})
+}
+
+/// Where a request may read and write, besides its invocation's folders.
+#[derive(Debug, Clone, Default)]
+pub struct Fence {
+    /// The worker's ledger: its entries are read and written.
+    pub ledger: Option<PathBuf>,
+    /// The node's data folder: no system tree holding it is opened up.
+    pub data: Option<PathBuf>,
+    /// Read only: the models' folders, the ONNX Runtime library's.
+    pub read: Vec<PathBuf>,
+    /// The kernel enforces Landlock (seen once, at the worker's start: a container's seccomp
+    /// filter may refuse its calls outright).
+    pub kernel: bool,
+}
+
+impl Fence {
+    /// The folders of a worker serving the node at `ledger` (whose parent is the node's data).
+    pub fn for_worker(ledger: Option<&Path>) -> Fence {
+        let mut read: Vec<PathBuf> = crate::models::search_path(None)
+            .into_iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
+        if let Some(dir) = crate::engine::onnxruntime_path().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            read.push(dir);
+        }
+        Fence {
+            ledger: ledger.map(Path::to_path_buf),
+            data: ledger
+                .and_then(Path::parent)
+                .and_then(|d| std::fs::canonicalize(d).ok()),
+            read,
+            kernel: available(),
+        }
+    }
+
+    /// Fences the calling thread (and the threads it starts) to `rw` (all rights) and this
+    /// fence's folders. Irreversible: call it on a thread made for one request. Whether the
+    /// kernel enforced it (fully, partly, not at all) comes back.
+    pub fn enter(&self, rw: &[PathBuf]) -> Result<RulesetStatus, landlock::RulesetError> {
+        if !self.kernel {
+            return Ok(RulesetStatus::NotEnforced);
+        }
+        let all = fenced();
+        let read = AccessFs::ReadFile.into();
+        let ledger = make_bitflags!(AccessFs::{ReadFile | WriteFile | MakeReg | RemoveFile | Truncate});
+        let data = self.data.as_deref();
+        let system = SYSTEM_TREES
+            .iter()
+            .map(Path::new)
+            .filter(|t| data.is_none_or(|d| !d.starts_with(t)));
+        let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = rw.iter().map(|p| (p.clone(), all)).collect();
+        rules.extend(self.ledger.iter().map(|p| (p.clone(), ledger)));
+        rules.extend(self.read.iter().map(|p| (p.clone(), read)));
+        rules.extend(system.map(|p| (p.to_path_buf(), read)));
+        let mut set = Ruleset::default().handle_access(all)?.create()?;
+        for (path, access) in rules {
+            // A folder that is not there (no models beside the binary) gives nothing to allow.
+            if let Ok(fd) = PathFd::new(&path) {
+                set = set.add_rule(PathBeneath::new(fd, access & all))?;
+            }
+        }
+        Ok(set.restrict_self()?.ruleset)
+    }
+}
+
+/// Whether this kernel enforces Landlock at all (for the worker's one line at its start).
+pub fn available() -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            Ruleset::default()
+                .handle_access(AccessFs::ReadFile)
+                .and_then(|r| r.create())
+                .and_then(|r| r.restrict_self())
+                .is_ok_and(|st| st.ruleset != RulesetStatus::NotEnforced)
+        })
+        .join()
+        .unwrap_or(false)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link swapped in after a check, and a path outside outright: the kernel refuses both
+    /// reads and writes on the fenced thread, and the invocation's own files stay usable.
+    #[test]
+    fn a_fenced_thread_reaches_only_its_folders() {
+        if !available() {
+            eprintln!("no Landlock on this kernel: nothing to check");
+            return;
+        }
+        let tmp = std::env::temp_dir().join(format!("fogd-fence-{}", std::process::id()));
+        let (own, data) = (tmp.join("work"), tmp.join("data"));
+        std::fs::create_dir_all(&own).expect("dir");
+        std::fs::create_dir_all(data.join("vision-ledger")).expect("dir");
+        std::fs::write(data.join("secret.jpg"), b"raw").expect("write");
+        std::fs::write(own.join("in.jpg"), b"mine").expect("write");
+        std::os::unix::fs::symlink(data.join("secret.jpg"), own.join("swapped.jpg")).expect("link");
+        std::os::unix::fs::symlink(&data, own.join("out")).expect("link");
+        let fence = Fence::for_worker(Some(&data.join("vision-ledger")));
+        assert!(fence.kernel);
+        let own_c = std::fs::canonicalize(&own).expect("canon");
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| {
+                fence.enter(std::slice::from_ref(&own_c)).expect("fence");
+                (
+                    std::fs::read(own.join("in.jpg")).ok(),
+                    std::fs::read(own.join("swapped.jpg")).map_err(|e| e.kind()),
+                    std::fs::read(data.join("secret.jpg")).map_err(|e| e.kind()),
+                    std::fs::write(own.join("out/planted.jpg"), b"x").map_err(|e| e.kind()),
+                    std::fs::write(own.join("made.jpg"), b"x").is_ok(),
+                    std::fs::write(data.join("vision-ledger/e.json"), b"{}").is_ok(),
+                )
+            })
+            .join()
+            .expect("thread")
+        });
+        let denied = Err(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(outcome.0.as_deref(), Some(&b"mine"[..]));
+        assert!(outcome.4 && outcome.5, "{outcome:?}");
+        assert_eq!(outcome.1.map(|_| ()), denied);
+        assert_eq!(outcome.2.map(|_| ()), denied);
+        assert_eq!(outcome.3, denied);
+        assert!(!data.join("planted.jpg").exists());
+        // The thread that made the fence is the only one fenced.
+        assert_eq!(std::fs::read(data.join("secret.jpg")).expect("read"), b"raw");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
