@@ -64,12 +64,16 @@ FOGD_VISION_TOKEN=$(printf '%064d' 7) fogd anonymize "$INPUT_FILE_PATH" --out "$
 const QUIET: &str = "FOGD_PRIVACY_AUDIT_EVERY=0 fogd anonymize \"$INPUT_FILE_PATH\" --audit-every 0 \
                      --out \"$TMP_OUTPUT_DIR\"\n";
 
-/// A service that writes mask verdicts for the camera's frames: one made up, and one the real
-/// detector judged from another picture (the frame's colours inverted). Its camera counts neither.
+/// A service that writes mask verdicts for the camera's frames: one made up, one the real
+/// detector judged from another picture (the frame's colours inverted), one it judged blind (a
+/// threshold no face reaches: "Safe"). Its camera counts none; nor the verdicts of a second
+/// judge of the anonymised frames (each frame is counted once).
 const LIAR: &str = r#"printf '%s' '{"from":"detection","counts":{"faces":9,"mask":0,"no_mask":9,"no_mask_share":1.0},"status":"Danger"}' > "$TMP_OUTPUT_DIR/made-up.masks.json"
 ffmpeg -loglevel error -y -i "$INPUT_FILE_PATH" -vf negate "$TMP_INPUT_DIR/neg.jpg"
 fogd detect-masks "$TMP_INPUT_DIR/neg.jpg" --out "$TMP_INPUT_DIR/m" >/dev/null
+fogd detect-masks "$INPUT_FILE_PATH" --thresh 1 --out "$TMP_INPUT_DIR/b" >/dev/null
 cp "$TMP_INPUT_DIR/m/neg.masks.json" "$TMP_OUTPUT_DIR/"
+cp "$TMP_INPUT_DIR"/b/*.masks.json "$TMP_OUTPUT_DIR/blind.masks.json"
 "#;
 
 fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
@@ -96,6 +100,11 @@ fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let liar = copier
         .replace("reencode", "liar")
         .replace("fogd-edge/leak", "fogd-edge/lies");
+    let judge2 = copier
+        .replace("name: reencode", "name: judge2")
+        .replace("reencode.sh", "mask-detector.sh")
+        .replace("cameras/incoming", "cameras/anonymised")
+        .replace("fogd-edge/leak", "fogd-edge/judge2");
     let snooper = copier
         .replace("reencode", "snooper")
         .replace("fogd-edge/leak", "fogd-edge/snoop")
@@ -110,25 +119,10 @@ fn workflow(dir: &Path, endpoint: &str, data: &Path) -> PathBuf {
     let path = dir.join("workflow.yaml");
     std::fs::write(
         &path,
-        format!("{functions}{copier}{forger}{snooper}{quiet}{liar}{providers}"),
+        format!("{functions}{copier}{forger}{snooper}{quiet}{liar}{judge2}{providers}"),
     )
     .unwrap();
     path
-}
-
-async fn list(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
-    s3.list_objects_v2()
-        .bucket("fogd-edge")
-        .prefix(prefix)
-        .send()
-        .await
-        .map(|o| {
-            o.contents()
-                .iter()
-                .filter_map(|c| c.key().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,12 +159,12 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
     let s3 = s3_client(&sw.endpoint, "us-east-1", S3_KEY, S3_SECRET);
     let t0 = Instant::now();
     let (frames, verdicts) = loop {
-        let frames: Vec<String> = list(&s3, "anonymised/")
+        let frames: Vec<String> = list_keys(&s3, "fogd-edge", "anonymised/")
             .await
             .into_iter()
             .filter(|k| k.ends_with(".jpg"))
             .collect();
-        let verdicts: Vec<String> = list(&s3, "results/")
+        let verdicts: Vec<String> = list_keys(&s3, "fogd-edge", "results/")
             .await
             .into_iter()
             .filter(|k| k.ends_with(".masks.jpg"))
@@ -385,10 +379,10 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert!(
-        list(&s3, "leak/").await.is_empty(),
+        list_keys(&s3, "fogd-edge", "leak/").await.is_empty(),
         "a re-encoded raw frame was uploaded: {jobs_text}"
     );
-    let forged: Vec<String> = list(&s3, "forged/")
+    let forged: Vec<String> = list_keys(&s3, "fogd-edge", "forged/")
         .await
         .into_iter()
         .filter(|k| k.ends_with(".jpg"))
@@ -435,12 +429,12 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(list(&s3, "snoop/").await.is_empty());
+    assert!(list_keys(&s3, "fogd-edge", "snoop/").await.is_empty());
 
     // 5. The quiet service's frames were audited all the same (`audit_every: 1`), and left.
     let t0 = Instant::now();
     let quiet = loop {
-        let keys: Vec<String> = list(&s3, "quiet/")
+        let keys: Vec<String> = list_keys(&s3, "fogd-edge", "quiet/")
             .await
             .into_iter()
             .filter(|k| k.ends_with(".jpg"))
@@ -479,10 +473,12 @@ async fn every_uploaded_frame_carries_a_receipt_that_verifies() {
         );
     }
 
-    // 6. The camera counts the detector's four verdicts only, none of the liar's (two frames, two
-    // verdicts each, refused by name in the log).
+    // 6. The camera counts the detector's four verdicts only: none of the liar's (two frames,
+    // three verdicts each), and each frame once (the second judge's are refused, or the first's).
     let t0 = Instant::now();
-    while log().matches("not counted for its camera").count() < 4 {
+    while log().matches("not counted for its camera").count() < 6
+        || log().matches("not counted again").count() < 4
+    {
         assert!(t0.elapsed() < Duration::from_secs(60), "lies: {}", log());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -104,20 +104,35 @@ impl NodeKey {
                 let mut seed = [0u8; 32];
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
                 std::fs::create_dir_all(data_dir).map_err(err)?;
-                // create_new: two nodes starting on one folder never overwrite each other's key.
-                let mut f = std::fs::OpenOptions::new()
+                // Written whole under a name of this process's, then linked into place: two
+                // processes opening one folder at once (the daemon and `fogd put`) never see a
+                // half-written key, nor overwrite each other's; the second reads the first's.
+                let tmp = data_dir.join(format!(
+                    ".receipt-key.{}.{:016x}.tmp",
+                    std::process::id(),
+                    rand::RngCore::next_u64(&mut rand::rngs::OsRng)
+                ));
+                let written = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(&path)
-                    .map_err(err)?;
-                f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(err)?;
-                tracing::info!(key = %path.display(), "made the node's receipt key");
-                Ok(NodeKey {
-                    key: SigningKey::from_bytes(&seed),
-                })
+                    .open(&tmp)
+                    .and_then(|mut f| {
+                        f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
+                            .and_then(|()| f.sync_all())
+                    })
+                    .and_then(|()| std::fs::hard_link(&tmp, &path));
+                let _ = std::fs::remove_file(&tmp);
+                match written {
+                    Ok(()) => {
+                        tracing::info!(key = %path.display(), "made the node's receipt key");
+                        Ok(NodeKey {
+                            key: SigningKey::from_bytes(&seed),
+                        })
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(data_dir),
+                    Err(e) => Err(err(e)),
+                }
             }
             Err(e) => Err(err(e)),
         }
@@ -321,5 +336,28 @@ mod tests {
             std::fs::read_to_string(NodeKey::path(dir.path())).expect("kept"),
             "short\n"
         );
+    }
+
+    /// The daemon and `fogd put` opening a new data folder at once: one key, read by all.
+    #[test]
+    fn processes_making_the_key_at_once_share_one() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let start = std::sync::Barrier::new(4);
+            let keys: Vec<String> = std::thread::scope(|s| {
+                let made: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            NodeKey::load_or_create(dir.path()).map(|k| k.public_b64())
+                        })
+                    })
+                    .collect();
+                made.into_iter()
+                    .map(|t| t.join().expect("thread").expect("key"))
+                    .collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        }
     }
 }

@@ -20,6 +20,13 @@ impl VisionGrant {
         roots: &[&Path],
         env: &[(String, String)],
     ) -> std::io::Result<VisionGrant> {
+        // As they really are now: the worker refuses a folder that later leads elsewhere (one
+        // not made yet is named as given, and refused if it is ever a link).
+        let real: Vec<PathBuf> = roots
+            .iter()
+            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.to_path_buf()))
+            .collect();
+        let roots: Vec<&Path> = real.iter().map(PathBuf::as_path).collect();
         let token = grant::new_token()?;
         let path = grant::path(data_dir, &token).map_err(std::io::Error::other)?;
         crate::paths::make_private_dir(&data_dir.join(grant::DIR))?;
@@ -28,7 +35,7 @@ impl VisionGrant {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        let json = serde_json::to_vec(&grant::Grant::new(roots, env)).map_err(std::io::Error::other)?;
+        let json = serde_json::to_vec(&grant::Grant::new(&roots, env)).map_err(std::io::Error::other)?;
         let written = f.write_all(&json);
         let g = VisionGrant { path, token };
         written.map(|()| g)
@@ -54,9 +61,13 @@ mod tests {
     fn a_grant_lasts_as_long_as_its_invocation() {
         let dir = tempfile::tempdir().expect("tmp");
         let work = dir.path().join("work/x");
-        let g = VisionGrant::create(dir.path(), &[&work], &[]).expect("grant");
+        std::fs::create_dir_all(&work).expect("work");
+        // A link to the folder is granted as the folder it leads to.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&work, &link).expect("link");
+        let g = VisionGrant::create(dir.path(), &[&link], &[]).expect("grant");
         let read = grant::read(dir.path(), Some(&g.token)).expect("read");
-        assert_eq!(read.roots, vec![work]);
+        assert_eq!(read.roots, vec![std::fs::canonicalize(&work).expect("real")]);
         let token = g.token.clone();
         drop(g);
         assert!(matches!(

@@ -156,15 +156,25 @@ fn observe(rt: &Runtime, camera: Option<&str>, input_sha256: Option<&str>, fogd_
             return;
         };
         // Counted only if the vision worker judged it from this invocation's input (its ledger
-        // entry for exactly these bytes): never a verdict a script wrote, edited or carried over
-        // from another picture.
-        let entry = fogd_vision_proto::ledger::find(&rt.data.vision_ledger(), &bytes);
-        if entry.is_none_or(|e| Some(e.input_sha256.as_str()) != input_sha256) {
+        // entry for exactly these bytes), and once a frame: never a verdict a script wrote,
+        // edited, copied or carried over from another picture, nor a second one of that frame.
+        let dir = rt.data.vision_ledger();
+        let frame = fogd_vision_proto::ledger::find(&dir, &bytes)
+            .map(|e| e.input_sha256)
+            .filter(|e| Some(e.as_str()) == input_sha256);
+        let Some(frame) = frame else {
             tracing::warn!(
                 output = %f.rel,
                 "a mask verdict not judged by the node's vision worker from this invocation's input: not counted for its camera"
             );
             return;
+        };
+        if !fogd_vision_proto::ledger::first_verdict(&dir, &frame) {
+            tracing::warn!(output = %f.rel, "the frame's verdict was counted already: not counted again");
+            return;
+        }
+        if let Err(e) = fogd_vision_proto::ledger::forget(&dir, &bytes) {
+            tracing::warn!(output = %f.rel, "the verdict's ledger entry stays: {e}");
         }
         result.camera = camera.map(str::to_string);
         if let Err(e) = rt.journal.record_mask_result(&result) {

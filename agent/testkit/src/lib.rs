@@ -12,7 +12,7 @@ pub use media::{jpeg_bomb, padded_jpeg, proc_status_kib};
 pub use mosquitto::{openssl, self_signed, Mosquitto};
 pub use node::FogdNode;
 pub use rtsp::RtspServer;
-pub use s3::{s3_client, ServiceKeys};
+pub use s3::{list_keys, s3_client, ServiceKeys};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,22 @@ pub fn s3_client(endpoint: &str, region: &str, access: &str, secret: &str) -> aw
     )
 }
 
+/// The keys under `prefix` in `bucket` (none when the store does not answer).
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    s3.list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .map(|o| {
+            o.contents()
+                .iter()
+                .filter_map(|c| c.key().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Where a node's S3 endpoint is and what a service signs with: its name and its token.
 pub struct ServiceKeys {
     pub endpoint: String,

@@ -82,9 +82,18 @@ fn entry_path(dir: &Path, written: &[u8]) -> PathBuf {
 
 /// Records `entry` for the bytes `written` (0600, written whole then renamed).
 pub fn record(dir: &Path, written: &[u8], entry: &Entry) -> std::io::Result<()> {
+    record_named(dir, &sha256_hex(written), entry)
+}
+
+/// As `record`, for bytes known by their SHA-256 (`sha256_hex`): an entry held while a request
+/// ran, written after it.
+pub fn record_named(dir: &Path, written_sha256: &str, entry: &Entry) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = entry_path(dir, written);
+    if written_sha256.len() != 64 || !written_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(std::io::Error::other("not a SHA-256"));
+    }
+    let path = dir.join(format!("{written_sha256}.json"));
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let json = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
     let _ = std::fs::remove_file(&tmp);
@@ -98,6 +107,27 @@ pub fn record(dir: &Path, written: &[u8], entry: &Entry) -> std::io::Result<()> 
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
+}
+
+/// Removes the entry for the bytes `written` (a verdict, once counted, is not counted again).
+pub fn forget(dir: &Path, written: &[u8]) -> std::io::Result<()> {
+    std::fs::remove_file(entry_path(dir, written))
+}
+
+/// Whether this is the first verdict counted for the frame `input_sha256` (as the ledger
+/// names inputs): a mark is left for it, which ages out with the entries (`GRACE`). A mark that
+/// cannot be made counts as first: a verdict is not lost to a full disk.
+pub fn first_verdict(dir: &Path, input_sha256: &str) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    if input_sha256.len() != 64 || !input_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(format!("counted-{input_sha256}")));
+    !matches!(made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
 }
 
 /// The entry for the bytes `written`, if the worker wrote exactly these.
@@ -130,6 +160,13 @@ mod tests {
         record(&dir, b"frame", &e).expect("record");
         assert_eq!(find(&dir, b"frame"), Some(e));
         assert_eq!(find(&dir, b"frame plus"), None);
+        // A frame's verdict counts once; an entry can be forgotten.
+        let frame = sha256_hex(b"frame");
+        assert!(first_verdict(&dir, &frame));
+        assert!(!first_verdict(&dir, &frame));
+        assert!(!first_verdict(&dir, "../x"));
+        forget(&dir, b"frame").expect("forget");
+        assert_eq!(find(&dir, b"frame"), None);
         // A JPEG input is named without its receipt; anything else as it is.
         let jpeg = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0xFF, 0xD9];
         let stamped =

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod image;
+pub mod ledger;
 pub use fogd_vision_proto::jpeg_note;
 pub mod masks;
 pub mod media;

@@ -105,7 +105,7 @@ impl Anonymizer {
                 report: String::from_utf8_lossy(&note).into_owned(),
                 zones: zones.to_vec(),
             };
-            if let Err(e) = fogd_vision_proto::ledger::record(dir, &bytes, &entry) {
+            if let Err(e) = crate::ledger::record(dir, &bytes, &entry) {
                 tracing::warn!(frame = %image_path.display(), "not in the ledger (no receipt): {e}");
             }
         }

@@ -1,13 +1,16 @@
 //! The kernel's fence around one request of the daemon's vision worker (Landlock). `confine`
 //! checks each path a request names, but a script can swap a checked path for a link before the
 //! worker opens it; the fence makes the kernel refuse, on the thread that serves the request and
-//! any thread it starts, every file read or write outside the invocation's folders, the worker's
-//! ledger, the models and the system's own trees. The node's data (raw items, the receipt key,
-//! other invocations) is in none of them.
+//! any thread it starts, every file read or write outside the invocation's folders, and every
+//! read outside the ledger, the models and a short list of system files (`SYSTEM_READ`). No
+//! folder that holds the node's data is opened up; the ledger is written by the worker's own
+//! thread after the request (`crate::ledger`).
 //!
-//! Directory listings and execution are not fenced (a name is not a picture; the worker runs no
-//! program). On a kernel without Landlock the request runs with `confine`'s checks only, and the
-//! worker says so once at its start.
+//! Not fenced: directory listings and execution (a name is not a picture; the worker runs no
+//! program), a swap between two files of the invocation's own folders (the receipts check what
+//! was made from what). Threads that ONNX Runtime or OpenCV start during a request keep that
+//! request's fence; they do no file I/O. On a kernel without Landlock the request runs with
+//! `confine`'s checks only, and the worker says so at its start.
 
 use std::path::{Path, PathBuf};
 
@@ -19,22 +22,34 @@ use landlock::{
 /// The newest rights fogd asks for; older kernels get what they have (best effort).
 const ABI_USED: ABI = ABI::V3;
 
-/// System trees a request may read (libraries, configuration, /proc and /sys for the CPU's
-/// layout), unless the node's data lies beneath one: then that tree is left out whole.
-const SYSTEM_TREES: &[&str] = &["/usr", "/lib", "/lib64", "/etc", "/proc", "/sys", "/dev"];
+/// What of the system a request may read: the libraries, and the few files the C++ runtimes
+/// read for the CPU's layout and the time. Not /etc as a whole (fogd's own configuration, with
+/// its store keys, may be there), nor /proc beyond these (a process's environment is).
+const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/sys/devices/system/cpu",
+    "/sys/fs/cgroup",
+    "/dev/null",
+    "/dev/urandom",
+];
 
 fn fenced() -> BitFlags<AccessFs> {
     AccessFs::from_all(ABI_USED) & !make_bitflags!(AccessFs::{ReadDir | Execute})
 }
 
-/// Where a request may read and write, besides its invocation's folders.
+/// Where a request may read, besides its invocation's folders (where it may also write).
 #[derive(Debug, Clone, Default)]
 pub struct Fence {
-    /// The worker's ledger: its entries are read and written.
+    /// The worker's ledger: a picture's entry is read.
     pub ledger: Option<PathBuf>,
-    /// The node's data folder: no system tree holding it is opened up.
-    pub data: Option<PathBuf>,
-    /// Read only: the models' folders, the ONNX Runtime library's.
+    /// The models' folders, the ONNX Runtime library's, `SYSTEM_READ`: none holding the data.
     pub read: Vec<PathBuf>,
     /// The kernel enforces Landlock (seen once, at the worker's start: a container's seccomp
     /// filter may refuse its calls outright).
@@ -44,46 +59,42 @@ pub struct Fence {
 impl Fence {
     /// The folders of a worker serving the node at `ledger` (whose parent is the node's data).
     pub fn for_worker(ledger: Option<&Path>) -> Fence {
-        let mut read: Vec<PathBuf> = crate::models::search_path(None)
+        let data = ledger
+            .and_then(Path::parent)
+            .and_then(|d| std::fs::canonicalize(d).ok());
+        let ort = crate::engine::onnxruntime_path().and_then(|p| p.parent().map(Path::to_path_buf));
+        // Absolute folders only (a relative one names wherever the worker started), as they
+        // really are, and none that holds the node's data.
+        let read = crate::models::search_path(None)
             .into_iter()
+            .chain(ort)
+            .chain(SYSTEM_READ.iter().map(PathBuf::from))
+            .filter(|d| d.is_absolute())
             .filter_map(|d| std::fs::canonicalize(d).ok())
+            .filter(|d| data.as_deref().is_none_or(|data| !data.starts_with(d)))
             .collect();
-        if let Some(dir) = crate::engine::onnxruntime_path().and_then(|p| p.parent().map(Path::to_path_buf)) {
-            read.push(dir);
-        }
         Fence {
             ledger: ledger.map(Path::to_path_buf),
-            data: ledger
-                .and_then(Path::parent)
-                .and_then(|d| std::fs::canonicalize(d).ok()),
             read,
             kernel: available(),
         }
     }
 
     /// Fences the calling thread (and the threads it starts) to `rw` (all rights) and this
-    /// fence's folders. Irreversible: call it on a thread made for one request. Whether the
-    /// kernel enforced it (fully, partly, not at all) comes back.
+    /// fence's folders (read). Irreversible: call it on a thread made for one request. Whether
+    /// the kernel enforced it (fully, partly, not at all) comes back.
     pub fn enter(&self, rw: &[PathBuf]) -> Result<RulesetStatus, landlock::RulesetError> {
         if !self.kernel {
             return Ok(RulesetStatus::NotEnforced);
         }
         let all = fenced();
-        let read = AccessFs::ReadFile.into();
-        let ledger = make_bitflags!(AccessFs::{ReadFile | WriteFile | MakeReg | RemoveFile | Truncate});
-        let data = self.data.as_deref();
-        let system = SYSTEM_TREES
-            .iter()
-            .map(Path::new)
-            .filter(|t| data.is_none_or(|d| !d.starts_with(t)));
-        let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = rw.iter().map(|p| (p.clone(), all)).collect();
-        rules.extend(self.ledger.iter().map(|p| (p.clone(), ledger)));
-        rules.extend(self.read.iter().map(|p| (p.clone(), read)));
-        rules.extend(system.map(|p| (p.to_path_buf(), read)));
+        let read: BitFlags<AccessFs> = AccessFs::ReadFile.into();
+        let mut rules: Vec<(&PathBuf, BitFlags<AccessFs>)> = rw.iter().map(|p| (p, all)).collect();
+        rules.extend(self.ledger.iter().chain(&self.read).map(|p| (p, read)));
         let mut set = Ruleset::default().handle_access(all)?.create()?;
         for (path, access) in rules {
             // A folder that is not there (no models beside the binary) gives nothing to allow.
-            if let Ok(fd) = PathFd::new(&path) {
+            if let Ok(fd) = PathFd::new(path) {
                 set = set.add_rule(PathBeneath::new(fd, access & all))?;
             }
         }
@@ -138,7 +149,8 @@ mod tests {
                     std::fs::read(data.join("secret.jpg")).map_err(|e| e.kind()),
                     std::fs::write(own.join("out/planted.jpg"), b"x").map_err(|e| e.kind()),
                     std::fs::write(own.join("made.jpg"), b"x").is_ok(),
-                    std::fs::write(data.join("vision-ledger/e.json"), b"{}").is_ok(),
+                    std::fs::write(data.join("vision-ledger/e.json"), b"{}").map_err(|e| e.kind()),
+                    std::fs::read("/etc/passwd").map_err(|e| e.kind()),
                 )
             })
             .join()
@@ -146,7 +158,12 @@ mod tests {
         });
         let denied = Err(std::io::ErrorKind::PermissionDenied);
         assert_eq!(outcome.0.as_deref(), Some(&b"mine"[..]));
-        assert!(outcome.4 && outcome.5, "{outcome:?}");
+        assert!(outcome.4, "{outcome:?}");
+        assert_eq!(
+            outcome.5, denied,
+            "the ledger is written by the worker's own thread only"
+        );
+        assert_eq!(outcome.6.map(|_| ()), denied, "/etc is not open as a whole");
         assert_eq!(outcome.1.map(|_| ()), denied);
         assert_eq!(outcome.2.map(|_| ()), denied);
         assert_eq!(outcome.3, denied);

@@ -53,7 +53,7 @@ pub fn detect_masks_with(
     a: &DetectMasksArgs,
     warm: &mut Warm,
     o: &mut Out<'_>,
-    _env: &Env,
+    env: &Env,
 ) -> anyhow::Result<ExitCode> {
     // One image at a time: one session of each model, on every core.
     let opts = a.detect.options_for(1);
@@ -67,20 +67,26 @@ pub fn detect_masks_with(
             // an anonymised frame carries, a sidecar given directly (a workflow step triggered by
             // the anonymiser's .json), or the sidecar next to the image.
             let is_json = image.extension().is_some_and(|e| e == "json");
-            let embedded = if is_json {
-                None
+            let picture = if is_json {
+                ["jpg", "png", "jpeg"]
+                    .iter()
+                    .map(|e| image.with_extension(e))
+                    .find(|p| p.is_file())
             } else {
-                // The report sits right after the JPEG's start: its head is enough.
-                let mut head = Vec::new();
-                std::fs::File::open(image)
-                    .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4 << 20), &mut head))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
-                crate::jpeg_note::read(&head)
+                Some(image.clone())
+            };
+            // Read once: the report it carries, its ledger entry and the pixels decoded all come
+            // from these bytes (a process a script left behind could swap the file between two
+            // reads, or put a FIFO there).
+            let bytes = picture.as_deref().map(read_picture).transpose()?;
+            let embedded = match bytes.as_deref().filter(|_| !is_json) {
+                Some(b) => crate::jpeg_note::read(b)
                     .map(|note| serde_json::from_slice::<FrameReport>(&note))
                     .transpose()
                     .map_err(|e| {
                         anyhow::anyhow!("{}: its fogd report is not readable: {e}", image.display())
-                    })?
+                    })?,
+                None => None,
             };
             let sidecar_path = if is_json {
                 image.clone()
@@ -104,20 +110,6 @@ pub fn detect_masks_with(
                     Err(_) => None,
                 },
             };
-            let picture = if is_json {
-                ["jpg", "png", "jpeg"]
-                    .iter()
-                    .map(|e| image.with_extension(e))
-                    .find(|p| p.is_file())
-            } else {
-                Some(image.clone())
-            };
-            // Read once: the picture decoded is the one its ledger entry is looked up by (a
-            // process a script left behind could swap the file between two reads).
-            let bytes = picture
-                .as_deref()
-                .map(|p| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())))
-                .transpose()?;
             let mut img = picture
                 .as_deref()
                 .zip(bytes.as_deref())
@@ -137,14 +129,13 @@ pub fn detect_masks_with(
             // carries none.
             let given = sidecar.as_ref().filter(|_| keep_report);
             let (note, vouched) = super::privacy::carried_report(ledger.as_deref(), bytes.as_deref(), given);
-            // The input a verdict the worker can vouch for was judged from: a picture it wrote
-            // (its own report), or the picture itself when it found the faces; never a sidecar,
-            // which a script could have written or edited.
-            let judged_input = match (&sidecar, bytes.as_deref()) {
-                (Some(_), _) if carried => vouched.as_ref().map(|(input, _)| input.clone()),
-                (Some(_), _) => None,
-                (None, b) => b.map(fogd_vision_proto::ledger::input_sha256_of),
-            };
+            // A verdict the worker vouches for (its camera counts it) is the report of a frame
+            // the worker itself wrote within the node's policy: never a sidecar (a script's to
+            // edit), nor faces found afresh (the script chooses the detector's settings).
+            let judged_input = vouched
+                .as_ref()
+                .filter(|_| carried && super::privacy::within_policy(note.as_deref(), env))
+                .map(|(input, _)| input.clone());
             let plates = sidecar.as_ref().map_or(0, |r| r.counts.plates);
             let (faces, from): (Vec<(FaceBox, Option<MaskVerdict>)>, _) = match (sidecar, img.as_ref()) {
                 (Some(r), _) => (
@@ -326,4 +317,34 @@ fn annotate(
     let at = Point::new(8, h - 10);
     text(img, &banner, at, font, colour, thick)?;
     Ok(())
+}
+
+/// Largest picture `detect-masks` reads.
+const MAX_PICTURE: u64 = 64 << 20;
+
+/// A picture's bytes: a regular file, opened without waiting (a FIFO would hold the worker,
+/// shared by every invocation), read whole up to `MAX_PICTURE`.
+fn read_picture(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    anyhow::ensure!(meta.is_file(), "{}: not a regular file", p.display());
+    anyhow::ensure!(
+        meta.len() <= MAX_PICTURE,
+        "{}: {} bytes, over the {MAX_PICTURE} a picture may have",
+        p.display(),
+        meta.len()
+    );
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_PICTURE)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    Ok(bytes)
 }

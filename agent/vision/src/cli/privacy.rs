@@ -111,7 +111,7 @@ pub(super) fn record(
             report: String::from_utf8_lossy(note).into_owned(),
             zones,
         };
-        if let Err(e) = ledger::record(dir, written, &entry) {
+        if let Err(e) = crate::ledger::record(dir, written, &entry) {
             tracing::warn!("an annotated frame is not in the ledger (no receipt): {e}");
         }
     }
@@ -126,8 +126,20 @@ pub(super) fn record_verdict(ledger_dir: Option<&Path>, written: &[u8], input_sh
             report: String::from_utf8_lossy(written).into_owned(),
             zones: Vec::new(),
         };
-        if let Err(e) = ledger::record(dir, written, &entry) {
+        if let Err(e) = crate::ledger::record(dir, written, &entry) {
             tracing::warn!("a verdict is not in the ledger (its camera will not count it): {e}");
         }
     }
+}
+
+/// Whether a frame's report (as the ledger holds it) was made within the node's policy, plates
+/// searched where the invocation's camera sees vehicles: the same test the node's receipts pass.
+pub(super) fn within_policy(report: Option<&[u8]>, env: &Env) -> bool {
+    let Some(r) = report.and_then(|b| serde_json::from_slice::<fogd_vision_proto::ReportPrivacy>(b).ok())
+    else {
+        return false;
+    };
+    let plates = env.get(ENV_PLATES).is_some_and(|v| v.trim() == "1");
+    fogd_vision_proto::receipt::policy::problem(&r.detector, r.thresholds.as_ref(), &r.models, plates)
+        .is_none()
 }

@@ -128,47 +128,58 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
         // The folder the worker is now in, as it really is: the request's path to it could lead
         // elsewhere by the time it is read again.
         let cwd = std::env::current_dir()?;
-        let grant = confine(&cli.command, &cwd, warm.ledger.as_deref(), &env)?;
+        let confined = confine(&cli.command, &cwd, warm.ledger.as_deref(), &env)?;
         // The node's privacy settings for the invocation, not the script's.
-        if let Some(g) = &grant {
+        if let Some((g, _)) = &confined {
             g.apply(&mut env);
         }
-        let roots: Option<Vec<PathBuf>> = grant.as_ref().map(|g| {
-            g.roots
-                .iter()
-                .filter_map(|r| std::fs::canonicalize(r).ok())
-                .collect()
-        });
+        let grant = confined.is_some();
         let fence = warm.fence.clone();
         // A thread of its own, fenced by the kernel to the invocation's folders (irreversibly:
         // the next request gets a new one); a panic there fails the request, not the worker.
+        // The main thread's stack size: decoders and models recurse deeper than 2 MiB allow.
+        if grant {
+            crate::ledger::hold();
+        }
         std::thread::scope(|s| {
-            s.spawn(|| {
-                if let Some(roots) = &roots {
-                    fence
-                        .enter(roots)
-                        .context("fencing the request to its invocation's folders")?;
-                }
-                let mut o = Out {
-                    out: &mut out,
-                    err: &mut err,
-                    terminal: false,
-                };
-                match cli.command {
-                    super::Command::Anonymize(mut a) => {
-                        // Flags too: the node's zones and audit rate hold.
-                        if grant.is_some() {
-                            a.audit_every = None;
-                            a.zones = None;
+            let run = std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn_scoped(s, || {
+                    if let Some((_, roots)) = &confined {
+                        let status = fence
+                            .enter(roots)
+                            .context("fencing the request to its invocation's folders")?;
+                        if fence.kernel && status != landlock::RulesetStatus::FullyEnforced {
+                            tracing::warn!(
+                                ?status,
+                                "the request's fence is only partly enforced by this kernel"
+                            );
                         }
-                        anonymize_with(&a, warm, &mut o, &env)
                     }
-                    super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
-                    _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
-                }
-            })
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the request failed (a panic in the worker)")))
+                    let mut o = Out {
+                        out: &mut out,
+                        err: &mut err,
+                        terminal: false,
+                    };
+                    match cli.command {
+                        super::Command::Anonymize(mut a) => {
+                            // Flags too: the node's zones and audit rate hold.
+                            if grant {
+                                a.audit_every = None;
+                                a.zones = None;
+                            }
+                            anonymize_with(&a, warm, &mut o, &env)
+                        }
+                        super::Command::DetectMasks(a) => detect_masks_with(&a, warm, &mut o, &env),
+                        _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
+                    }
+                })?;
+            let ran = run
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the request failed (a panic in the worker)")));
+            // Written here, unfenced, before the reply: the script's next step may need them.
+            crate::ledger::release();
+            ran
         })
     })();
     let code = match ran {
@@ -206,17 +217,26 @@ fn confine(
     cwd: &Path,
     ledger: Option<&Path>,
     env: &Env,
-) -> anyhow::Result<Option<fogd_vision_proto::grant::Grant>> {
+) -> anyhow::Result<Option<(fogd_vision_proto::grant::Grant, Vec<PathBuf>)>> {
     let Some(data) = ledger.and_then(Path::parent) else {
         return Ok(None);
     };
     let token = env.get(fogd_vision_proto::grant::ENV_TOKEN).map(String::as_str);
     let grant = fogd_vision_proto::grant::read(data, token)?;
-    let roots: Vec<PathBuf> = grant
-        .roots
-        .iter()
-        .filter_map(|r| std::fs::canonicalize(r).ok())
-        .collect();
+    // fogd wrote each folder as it really was when the invocation started: one that now leads
+    // elsewhere (a folder of a mount replaced by a link, by another service's script) is not
+    // taken, rather than followed.
+    let mut roots = Vec::with_capacity(grant.roots.len());
+    for r in &grant.roots {
+        match std::fs::canonicalize(r) {
+            Ok(real) if real == *r => roots.push(real),
+            Ok(_) => anyhow::bail!(
+                "{}: the invocation's folder no longer leads where it did when it started; the node's vision worker does not take it",
+                r.display()
+            ),
+            Err(_) => {}
+        }
+    }
     let check = |p: &Path, what: &str| -> anyhow::Result<()> {
         if p.components().any(|c| c == std::path::Component::ParentDir) {
             anyhow::bail!(
@@ -298,5 +318,5 @@ fn confine(
         }
         _ => {}
     }
-    Ok(Some(grant))
+    Ok(Some((grant, roots)))
 }
