@@ -135,13 +135,13 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
         }
         let grant = confined.is_some();
         let fence = warm.fence.clone();
-        // A thread of its own, fenced by the kernel to the invocation's folders (irreversibly:
-        // the next request gets a new one); a panic there fails the request, not the worker.
-        // The main thread's stack size: decoders and models recurse deeper than 2 MiB allow.
         if grant {
             crate::ledger::hold();
         }
-        std::thread::scope(|s| {
+        // A thread of its own, fenced by the kernel to the invocation's folders (irreversibly:
+        // the next request gets a new one); a panic there fails the request, not the worker.
+        // The main thread's stack size: decoders and models recurse deeper than 2 MiB allow.
+        let ran = std::thread::scope(|s| {
             let run = std::thread::Builder::new()
                 .stack_size(8 << 20)
                 .spawn_scoped(s, || {
@@ -174,13 +174,12 @@ fn serve_one(conn: std::os::unix::net::UnixStream, warm: &mut Warm) -> anyhow::R
                         _ => anyhow::bail!("the vision worker runs anonymize and detect-masks"),
                     }
                 })?;
-            let ran = run
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the request failed (a panic in the worker)")));
-            // Written here, unfenced, before the reply: the script's next step may need them.
-            crate::ledger::release();
-            ran
-        })
+            run.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the request failed (a panic in the worker)")))
+        });
+        // Written here, unfenced, before the reply: the script's next step may need them.
+        crate::ledger::release();
+        ran
     })();
     let code = match ran {
         Ok(c) if c == ExitCode::SUCCESS => 0,
