@@ -138,6 +138,9 @@ pub struct Mqtt {
     pub client: rumqttc::AsyncClient,
     el: rumqttc::EventLoop,
     pub received: Vec<(String, Vec<u8>)>,
+    /// Subscribed to: asked again after a reconnection (a clean session forgets them; a test
+    /// that waits long without pumping misses its keepalive and is dropped by the broker).
+    filters: Vec<String>,
 }
 
 impl Mqtt {
@@ -150,6 +153,7 @@ impl Mqtt {
             client,
             el,
             received: Vec::new(),
+            filters: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -194,6 +198,7 @@ impl Mqtt {
             .subscribe(filter, rumqttc::QoS::AtMostOnce)
             .await
             .expect("subscribe");
+        self.filters.push(filter.to_string());
         self.pump(Duration::from_millis(200)).await;
     }
 
@@ -204,6 +209,11 @@ impl Mqtt {
             match tokio::time::timeout(left, self.el.poll()).await {
                 Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
                     self.received.push((p.topic.clone(), p.payload.to_vec()))
+                }
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                    for f in &self.filters {
+                        let _ = self.client.try_subscribe(f, rumqttc::QoS::AtMostOnce);
+                    }
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
