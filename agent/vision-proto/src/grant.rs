@@ -10,7 +10,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::ledger::{hex, sha256_hex};
+use crate::ledger::{hex, is_hex64, sha256_hex};
 
 /// The variable that carries an invocation's token to its script (and on, in a request).
 pub const ENV_TOKEN: &str = "FOGD_VISION_TOKEN";
@@ -42,7 +42,7 @@ pub fn new_token() -> std::io::Result<String> {
 
 /// Where the grant of `token` lives: named by its hash, so a listing of the folder gives no token.
 pub fn path(data_dir: &Path, token: &str) -> Result<PathBuf, GrantError> {
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_hex64(token) {
         return Err(GrantError::Malformed);
     }
     Ok(data_dir.join(DIR).join(sha256_hex(token.as_bytes())))

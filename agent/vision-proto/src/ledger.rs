@@ -35,6 +35,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Whether `s` is 64 hex digits (a SHA-256, a token): safe to put in a file name.
+pub fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Bytes as lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -90,7 +95,7 @@ pub fn record(dir: &Path, written: &[u8], entry: &Entry) -> std::io::Result<()> 
 pub fn record_named(dir: &Path, written_sha256: &str, entry: &Entry) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if written_sha256.len() != 64 || !written_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_hex64(written_sha256) {
         return Err(std::io::Error::other("not a SHA-256"));
     }
     let path = dir.join(format!("{written_sha256}.json"));
@@ -119,7 +124,7 @@ pub fn forget(dir: &Path, written: &[u8]) -> std::io::Result<()> {
 /// cannot be made counts as first: a verdict is not lost to a full disk.
 pub fn first_verdict(dir: &Path, input_sha256: &str) -> bool {
     use std::os::unix::fs::OpenOptionsExt;
-    if input_sha256.len() != 64 || !input_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_hex64(input_sha256) {
         return false;
     }
     let made = std::fs::OpenOptions::new()
